@@ -1,0 +1,168 @@
+//! The injected clock: every rule that depends on "now" asks a [`Clock`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use chrono::{DateTime, Duration, Utc};
+
+/// Supplies the current instant; services receive one and never call `Utc::now()` for rules.
+pub trait Clock: Send + Sync + 'static {
+    /// Returns the current instant in UTC.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// A clock shared between tasks and services.
+pub type SharedClock = Arc<dyn Clock>;
+
+/// Reads the operating system's wall clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl SystemClock {
+    /// Returns the system clock as a [`SharedClock`].
+    pub fn shared() -> SharedClock {
+        Arc::new(SystemClock)
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that tests and the dev environment can move.
+///
+/// While running, it reads the system time plus an offset; once frozen, it stands still at
+/// one instant until moved with [`AdjustableClock::advance`] or [`AdjustableClock::set`].
+/// One instance is shared by all services in one process so that they agree on "now".
+#[derive(Debug, Default)]
+pub struct AdjustableClock {
+    /// Offset added to the system time while running, in microseconds.
+    offset_micros: AtomicI64,
+    /// The instant the clock stands at while frozen, in microseconds since the epoch.
+    frozen_micros: AtomicI64,
+    frozen: AtomicBool,
+}
+
+impl AdjustableClock {
+    /// Creates a running clock that starts at the system time.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Creates a clock that stands still at `at` until it is moved.
+    pub fn frozen(at: DateTime<Utc>) -> Arc<Self> {
+        let clock = Self::default();
+        clock.frozen_micros.store(at.timestamp_micros(), Ordering::SeqCst);
+        clock.frozen.store(true, Ordering::SeqCst);
+        Arc::new(clock)
+    }
+
+    /// Moves the clock forward (or backward, for a negative duration) by `by`.
+    pub fn advance(&self, by: Duration) {
+        let micros = by.num_microseconds().unwrap_or(if by < Duration::zero() {
+            i64::MIN
+        } else {
+            i64::MAX
+        });
+        if self.frozen.load(Ordering::SeqCst) {
+            self.frozen_micros.fetch_add(micros, Ordering::SeqCst);
+        } else {
+            self.offset_micros.fetch_add(micros, Ordering::SeqCst);
+        }
+    }
+
+    /// Moves the clock to `at`; a running clock keeps running from there.
+    pub fn set(&self, at: DateTime<Utc>) {
+        if self.frozen.load(Ordering::SeqCst) {
+            self.frozen_micros.store(at.timestamp_micros(), Ordering::SeqCst);
+        } else {
+            let offset = at.timestamp_micros() - Utc::now().timestamp_micros();
+            self.offset_micros.store(offset, Ordering::SeqCst);
+        }
+    }
+
+    /// Lets a frozen clock run again from the instant it stands at.
+    pub fn resume(&self) {
+        if self.frozen.swap(false, Ordering::SeqCst) {
+            let at = self.frozen_micros.load(Ordering::SeqCst);
+            self.offset_micros.store(at - Utc::now().timestamp_micros(), Ordering::SeqCst);
+        }
+    }
+
+    /// Returns the clock as a [`SharedClock`].
+    pub fn shared(self: &Arc<Self>) -> SharedClock {
+        self.clone()
+    }
+}
+
+fn from_micros(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or(if micros < 0 {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    })
+}
+
+impl Clock for AdjustableClock {
+    fn now(&self) -> DateTime<Utc> {
+        if self.frozen.load(Ordering::SeqCst) {
+            return from_micros(self.frozen_micros.load(Ordering::SeqCst));
+        }
+        let offset = self.offset_micros.load(Ordering::SeqCst);
+        from_micros(Utc::now().timestamp_micros().saturating_add(offset))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn frozen_clock_stands_still_until_moved() {
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        let clock = AdjustableClock::frozen(start);
+
+        assert_eq!(clock.now(), start);
+        clock.advance(Duration::days(3));
+        assert_eq!(clock.now(), start + Duration::days(3));
+        clock.set(start);
+        assert_eq!(clock.now(), start);
+    }
+
+    #[test]
+    fn running_clock_applies_its_offset() {
+        let clock = AdjustableClock::new();
+
+        clock.advance(Duration::days(10));
+
+        let diff = clock.now() - Utc::now();
+        assert!(diff > Duration::days(10) - Duration::seconds(5));
+        assert!(diff < Duration::days(10) + Duration::seconds(5));
+    }
+
+    #[test]
+    fn set_moves_a_running_clock() {
+        let clock = AdjustableClock::new();
+        let target = Utc.with_ymd_and_hms(2030, 6, 1, 0, 0, 0).unwrap();
+
+        clock.set(target);
+
+        let diff = clock.now() - target;
+        assert!(diff >= Duration::zero() && diff < Duration::seconds(5));
+    }
+
+    #[test]
+    fn resumed_clock_runs_from_where_it_stood() {
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let clock = AdjustableClock::frozen(start);
+
+        clock.resume();
+
+        let diff = clock.now() - start;
+        assert!(diff >= Duration::zero() && diff < Duration::seconds(5));
+    }
+}
