@@ -1,1 +1,292 @@
-//! End-to-end tests through the gateway.
+//! End-to-end harness: the whole suite in one process (dev mode, dev SMS
+//! provider, adjustable clock, a fresh data directory, random ports), driven
+//! through the gateway's HTTP API as a client would.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use tavana::suite::{Suite, SuiteSettings, UpOptions};
+
+/// A running suite and an HTTP client for it.
+pub struct TestApp {
+    /// The gateway's base URL, e.g. `http://127.0.0.1:40123`.
+    pub base_url: String,
+    /// A plain HTTP client.
+    pub client: reqwest::Client,
+    /// The running suite (its admin handle and dev clock).
+    pub suite: Suite,
+    admin: tavana::admin::Admin,
+    _data_dir: tempfile::TempDir,
+}
+
+/// An HTTP answer: status, headers and the body parsed as JSON (or `Null`).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    /// Returns the problem code of an error answer.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+}
+
+/// Starts the whole suite on fresh SQLite files and random ports.
+pub async fn spawn_app() -> TestApp {
+    try_spawn_app().await.expect("the suite starts")
+}
+
+async fn try_spawn_app() -> anyhow::Result<TestApp> {
+    let data_dir = tempfile::tempdir()?;
+    let mut settings = SuiteSettings::default();
+    // A test suite makes many requests from one address.
+    settings.gateway.rate_limit_per_ip_per_minute = 1_000_000;
+    let options = UpOptions {
+        data_dir: PathBuf::from(data_dir.path()),
+        listen: "127.0.0.1:0".into(),
+        dev: true,
+        settings: settings.clone(),
+    };
+    let suite = tavana::suite::start(options).await?;
+    let admin = tavana::admin::Admin::open(&settings, data_dir.path()).await?;
+    let app = TestApp {
+        base_url: suite.gateway_url(),
+        client: reqwest::Client::new(),
+        suite,
+        admin,
+        _data_dir: data_dir,
+    };
+    Ok(app)
+}
+
+impl TestApp {
+    /// Returns the absolute URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    /// The admin operations of `tavana admin`, on this suite's databases.
+    pub fn admin(&self) -> &tavana::admin::Admin {
+        &self.admin
+    }
+
+    /// Creates an organization.
+    pub async fn add_organization(&self, id: &str, name: &str, in_force: bool) {
+        self.admin
+            .add_organization(id, name, in_force)
+            .await
+            .expect("organization is added");
+    }
+
+    /// Imports employees from CSV text (header included) and returns the report.
+    pub async fn import_employees(&self, csv: &str) -> Value {
+        let report = self
+            .admin
+            .import_employees(csv.as_bytes())
+            .await
+            .expect("import runs");
+        serde_json::to_value(report).expect("report serializes")
+    }
+
+    /// Creates or updates one employee.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn upsert_employee(
+        &self,
+        national_id: &str,
+        full_name: &str,
+        mobile: &str,
+        organization_id: &str,
+        region_code: &str,
+        net_salary: i64,
+        service_start_date: &str,
+    ) {
+        let csv = format!(
+            "national_id,full_name,mobile,organization_id,region_code,net_salary,service_start_date\n\
+             {national_id},{full_name},{mobile},{organization_id},{region_code},{net_salary},{service_start_date}\n"
+        );
+        let report = self.import_employees(&csv).await;
+        assert_eq!(
+            report["rejected"].as_array().map(Vec::len),
+            Some(0),
+            "employee {national_id} imports: {report}"
+        );
+    }
+
+    /// Grants a staff role.
+    pub async fn grant_role(&self, national_id: &str, role: &str, region: Option<&str>) {
+        self.admin
+            .grant_role(national_id, role, region)
+            .await
+            .expect("role is granted");
+    }
+
+    /// Logs in by SMS code through the gateway and the dev SMS endpoint;
+    /// returns the access token.
+    pub async fn login(&self, national_id: &str, mobile: &str) -> String {
+        self.login_tokens(national_id, mobile)
+            .await
+            .expect("login succeeds")["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned()
+    }
+
+    /// Logs in and returns the whole token answer.
+    pub async fn login_tokens(&self, national_id: &str, mobile: &str) -> anyhow::Result<Value> {
+        let started = self
+            .post(
+                "/v1/auth/login-code",
+                None,
+                json!({ "national_id": national_id, "mobile": mobile }),
+            )
+            .await;
+        anyhow::ensure!(started.status == 202, "login-code: {started:?}");
+        let challenge_id = started.body["challenge_id"]
+            .as_str()
+            .context("challenge_id")?
+            .to_owned();
+        let code = self.last_sms_code(mobile).await.context("an SMS code")?;
+        let token = self
+            .post(
+                "/v1/auth/token",
+                None,
+                json!({ "challenge_id": challenge_id, "code": code }),
+            )
+            .await;
+        anyhow::ensure!(token.status == 200, "token: {token:?}");
+        Ok(token.body)
+    }
+
+    /// Returns the code of the newest SMS sent to a mobile, if any.
+    pub async fn last_sms_code(&self, mobile: &str) -> Option<String> {
+        let messages = self.get(&format!("/v1/dev/sms/{mobile}"), None).await;
+        messages.body["items"]
+            .as_array()?
+            .iter()
+            .find_map(|message| message["code"].as_str().map(str::to_owned))
+    }
+
+    /// Moves the dev clock forward.
+    pub async fn advance_clock(&self, seconds: i64) {
+        let answer = self
+            .post(
+                "/v1/dev/clock",
+                None,
+                json!({ "advance_seconds": seconds }),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "clock moves: {answer:?}");
+    }
+
+    /// Sets the dev clock to an RFC 3339 instant.
+    pub async fn set_clock(&self, instant: &str) {
+        let answer = self
+            .post("/v1/dev/clock", None, json!({ "set": instant }))
+            .await;
+        assert_eq!(answer.status, 200, "clock is set: {answer:?}");
+    }
+
+    /// Sends a request and reads the answer.
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.expect("the gateway answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("a body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    fn with_token(request: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// `GET path`, with a bearer token if given.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        let request = Self::with_token(self.client.get(self.url(path)), token);
+        self.send(request).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        let request = Self::with_token(self.client.post(self.url(path)), token).json(&body);
+        self.send(request).await
+    }
+
+    /// `POST path` with a JSON body and an `Idempotency-Key`.
+    pub async fn post_idempotent(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        key: &str,
+        body: Value,
+    ) -> Answer {
+        let request = Self::with_token(self.client.post(self.url(path)), token)
+            .header("idempotency-key", key)
+            .json(&body);
+        self.send(request).await
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        let request = Self::with_token(self.client.put(self.url(path)), token).json(&body);
+        self.send(request).await
+    }
+
+    /// `DELETE path` with a JSON body.
+    pub async fn delete(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        let request = Self::with_token(self.client.delete(self.url(path)), token).json(&body);
+        self.send(request).await
+    }
+
+    /// Polls `probe` until it returns `Some`, for effects that travel
+    /// through an outbox; gives up after 20 seconds.
+    pub async fn eventually<T, F, Fut>(&self, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut interval = tokio::time::interval(std::time::Duration::from_millis(50));
+        loop {
+            interval.tick().await;
+            if let Some(value) = probe().await {
+                return value;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the effect did not happen within 20 s"
+            );
+        }
+    }
+}
+
+/// Valid national IDs (R2 check digit) for tests: `national_id(1)`, …
+pub fn national_id(n: u32) -> String {
+    let base = format!("{:09}", 100_000_000 + n);
+    let sum: u32 = base
+        .chars()
+        .zip((2..=10).rev())
+        .map(|(digit, weight)| digit.to_digit(10).unwrap_or(0) * weight)
+        .sum();
+    let remainder = sum % 11;
+    let check = if remainder < 2 { remainder } else { 11 - remainder };
+    format!("{base}{check}")
+}
+
+/// A distinct valid mobile for tests: `mobile(1)` is `09120000001`.
+pub fn mobile(n: u32) -> String {
+    format!("0912{n:07}")
+}

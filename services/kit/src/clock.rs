@@ -54,7 +54,9 @@ impl AdjustableClock {
     /// Creates a clock that stands still at `at` until it is moved.
     pub fn frozen(at: DateTime<Utc>) -> Arc<Self> {
         let clock = Self::default();
-        clock.frozen_micros.store(at.timestamp_micros(), Ordering::SeqCst);
+        clock
+            .frozen_micros
+            .store(at.timestamp_micros(), Ordering::SeqCst);
         clock.frozen.store(true, Ordering::SeqCst);
         Arc::new(clock)
     }
@@ -76,7 +78,8 @@ impl AdjustableClock {
     /// Moves the clock to `at`; a running clock keeps running from there.
     pub fn set(&self, at: DateTime<Utc>) {
         if self.frozen.load(Ordering::SeqCst) {
-            self.frozen_micros.store(at.timestamp_micros(), Ordering::SeqCst);
+            self.frozen_micros
+                .store(at.timestamp_micros(), Ordering::SeqCst);
         } else {
             let offset = at.timestamp_micros() - Utc::now().timestamp_micros();
             self.offset_micros.store(offset, Ordering::SeqCst);
@@ -87,7 +90,8 @@ impl AdjustableClock {
     pub fn resume(&self) {
         if self.frozen.swap(false, Ordering::SeqCst) {
             let at = self.frozen_micros.load(Ordering::SeqCst);
-            self.offset_micros.store(at - Utc::now().timestamp_micros(), Ordering::SeqCst);
+            self.offset_micros
+                .store(at - Utc::now().timestamp_micros(), Ordering::SeqCst);
         }
     }
 

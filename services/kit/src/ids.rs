@@ -223,42 +223,79 @@ mod tests {
 
     #[test]
     fn r2_accepts_valid_national_ids() {
-        for valid in ["0012345679", "1234567891", "2718281820", "3141592659", "9876543210"] {
+        for valid in [
+            "0012345679",
+            "1234567891",
+            "2718281820",
+            "3141592659",
+            "9876543210",
+        ] {
             assert_eq!(NationalId::parse(valid).unwrap().as_str(), valid);
         }
     }
 
     #[test]
     fn r2_refuses_a_wrong_check_digit() {
-        assert_eq!(NationalId::parse("0012345678"), Err(IdError::InvalidNationalId));
-        assert_eq!(NationalId::parse("1234567890"), Err(IdError::InvalidNationalId));
+        assert_eq!(
+            NationalId::parse("0012345678"),
+            Err(IdError::InvalidNationalId)
+        );
+        assert_eq!(
+            NationalId::parse("1234567890"),
+            Err(IdError::InvalidNationalId)
+        );
     }
 
     #[test]
     fn r2_refuses_identical_digits_even_with_a_valid_check_digit() {
         // 1111111111: sum 54, 54 mod 11 = 10, check 1, so only the same-digit rule refuses it.
-        assert_eq!(NationalId::parse("1111111111"), Err(IdError::InvalidNationalId));
-        assert_eq!(NationalId::parse("0000000000"), Err(IdError::InvalidNationalId));
+        assert_eq!(
+            NationalId::parse("1111111111"),
+            Err(IdError::InvalidNationalId)
+        );
+        assert_eq!(
+            NationalId::parse("0000000000"),
+            Err(IdError::InvalidNationalId)
+        );
     }
 
     #[test]
     fn r2_pads_short_ids_with_zeros() {
-        assert_eq!(NationalId::parse("12345679").unwrap().as_str(), "0012345679");
-        assert_eq!(NationalId::parse("42567734").unwrap().as_str(), "0042567734");
-        assert_eq!(NationalId::parse("042567734").unwrap().as_str(), "0042567734");
+        assert_eq!(
+            NationalId::parse("12345679").unwrap().as_str(),
+            "0012345679"
+        );
+        assert_eq!(
+            NationalId::parse("42567734").unwrap().as_str(),
+            "0042567734"
+        );
+        assert_eq!(
+            NationalId::parse("042567734").unwrap().as_str(),
+            "0042567734"
+        );
     }
 
     #[test]
     fn r2_refuses_wrong_lengths_and_letters() {
         for invalid in ["", "1234567", "12345678912", "00123a5679", "abc"] {
-            assert_eq!(NationalId::parse(invalid), Err(IdError::InvalidNationalId), "{invalid}");
+            assert_eq!(
+                NationalId::parse(invalid),
+                Err(IdError::InvalidNationalId),
+                "{invalid}"
+            );
         }
     }
 
     #[test]
     fn r2_accepts_persian_digits_and_surrounding_spaces() {
-        assert_eq!(NationalId::parse(" ۰۰۱۲۳۴۵۶۷۹ ").unwrap().as_str(), "0012345679");
-        assert_eq!(NationalId::parse("٠٠١٢٣٤٥٦٧٩").unwrap().as_str(), "0012345679");
+        assert_eq!(
+            NationalId::parse(" ۰۰۱۲۳۴۵۶۷۹ ").unwrap().as_str(),
+            "0012345679"
+        );
+        assert_eq!(
+            NationalId::parse("٠٠١٢٣٤٥٦٧٩").unwrap().as_str(),
+            "0012345679"
+        );
     }
 
     #[test]
@@ -286,13 +323,24 @@ mod tests {
             "۰۹۱۲۱۲۳۴۵۶۷",
             "+٩٨٩١٢١٢٣٤٥٦٧",
         ] {
-            assert_eq!(Mobile::parse(input).unwrap().as_str(), "09121234567", "{input}");
+            assert_eq!(
+                Mobile::parse(input).unwrap().as_str(),
+                "09121234567",
+                "{input}"
+            );
         }
     }
 
     #[test]
     fn mobile_refuses_landlines_and_wrong_lengths() {
-        for input in ["02112345678", "0912123456", "091212345678", "+98212345678", "", "0912abc4567"] {
+        for input in [
+            "02112345678",
+            "0912123456",
+            "091212345678",
+            "+98212345678",
+            "",
+            "0912abc4567",
+        ] {
             assert_eq!(Mobile::parse(input), Err(IdError::InvalidMobile), "{input}");
         }
         assert_eq!(IdError::InvalidMobile.code(), "mobile_invalid");

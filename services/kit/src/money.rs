@@ -108,7 +108,10 @@ mod tests {
         assert_eq!(Rial(0).div_ceil(3), Rial(0));
         assert_eq!(Rial(-10).div_ceil(3), Rial(-3));
         assert_eq!(Rial(10).checked_div_ceil(0), None);
-        assert_eq!(Rial(1_000_001).div_ceil(12).checked_mul(12).unwrap(), Rial(1_000_008));
+        assert_eq!(
+            Rial(1_000_001).div_ceil(12).checked_mul(12).unwrap(),
+            Rial(1_000_008)
+        );
     }
 
     #[test]

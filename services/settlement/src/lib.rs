@@ -1,1 +1,4 @@
-//! The settlement service.
+//! The settlement service: instalment schedules, deduction lists, remittances and their
+//! reconciliation (R22-R24).
+
+pub mod domain;

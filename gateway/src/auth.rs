@@ -1,0 +1,289 @@
+//! Who is calling: employees and staff by access token (JWT signed by
+//! identity), merchant backends by API key, anyone on the public routes.
+//! Each extractor yields a context whose `request()` builds the gRPC request
+//! with the caller, the trace context and the request id in its metadata.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use tavana_kit::caller::{Caller, RoleGrant};
+use tavana_proto::identity::v1::GetSigningKeysRequest;
+use tavana_proto::merchant_directory::v1::{AuthenticateMerchantRequest, MerchantStatus};
+use tokio::sync::{Mutex, RwLock};
+use tonic::metadata::{MetadataMap, MetadataValue};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Issuer and audience of access tokens, as identity signs them.
+const TOKEN_ISSUER: &str = "tavana";
+const TOKEN_AUDIENCE: &str = "tavana";
+/// Headers carried from the HTTP request into every gRPC call it makes.
+const FORWARDED_HEADERS: [&str; 3] = ["traceparent", "tracestate", "x-request-id"];
+/// How often an unknown `kid` may trigger a fetch of identity's keys.
+const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Claims of an access token.
+#[derive(Debug, Deserialize)]
+pub struct Claims {
+    /// The employee id.
+    pub sub: String,
+    /// The employee's national ID.
+    pub nid: String,
+    /// Role grants, `role` or `role@REGION`.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// The session id.
+    pub sid: String,
+}
+
+/// Public keys that verify access tokens, by `kid`, fetched from identity
+/// and fetched again when a token names a key not seen yet (rotation).
+#[derive(Default)]
+pub struct TokenKeys {
+    keys: RwLock<HashMap<String, DecodingKey>>,
+    last_refresh: Mutex<Option<Instant>>,
+}
+
+impl TokenKeys {
+    async fn key(&self, state: &AppState, kid: &str) -> Option<DecodingKey> {
+        if let Some(key) = self.keys.read().await.get(kid) {
+            return Some(key.clone());
+        }
+        self.refresh(state).await;
+        self.keys.read().await.get(kid).cloned()
+    }
+
+    async fn refresh(&self, state: &AppState) {
+        let mut last_refresh = self.last_refresh.lock().await;
+        if last_refresh.is_some_and(|at| at.elapsed() < KEY_REFRESH_INTERVAL) {
+            return;
+        }
+        *last_refresh = Some(Instant::now());
+        let request = tavana_kit::caller::attach(
+            GetSigningKeysRequest {},
+            &Caller::service("gateway"),
+        );
+        let response = match state.identity.clone().get_signing_keys(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), "cannot fetch token signing keys");
+                return;
+            }
+        };
+        let mut keys = HashMap::new();
+        for key in response.keys {
+            match DecodingKey::from_ed_pem(key.public_key_pem.as_bytes()) {
+                Ok(decoding) => {
+                    keys.insert(key.kid, decoding);
+                }
+                Err(error) => tracing::warn!(kid = %key.kid, %error, "unusable signing key"),
+            }
+        }
+        *self.keys.write().await = keys;
+    }
+
+    /// Verifies an access token and returns its claims.
+    pub async fn verify(&self, state: &AppState, token: &str) -> Option<Claims> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.alg != Algorithm::EdDSA {
+            return None;
+        }
+        let key = self.key(state, header.kid.as_deref()?).await?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[TOKEN_ISSUER]);
+        validation.set_audience(&[TOKEN_AUDIENCE]);
+        validation.leeway = 5;
+        jsonwebtoken::decode::<Claims>(token, &key, &validation)
+            .ok()
+            .map(|data| data.claims)
+    }
+}
+
+/// The caller of one HTTP request and what to forward to the services.
+#[derive(Clone, Debug)]
+pub struct CallContext {
+    /// Who is calling.
+    pub caller: Caller,
+    forwarded: Vec<(&'static str, String)>,
+}
+
+impl CallContext {
+    fn new(caller: Caller, headers: &HeaderMap) -> CallContext {
+        let forwarded = FORWARDED_HEADERS
+            .iter()
+            .filter_map(|name| {
+                let value = headers.get(*name)?.to_str().ok()?;
+                Some((*name, value.to_owned()))
+            })
+            .collect();
+        CallContext { caller, forwarded }
+    }
+
+    /// Builds a gRPC request carrying the caller and the trace context.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        self.write_metadata(request.metadata_mut());
+        request
+    }
+
+    /// Writes the caller and the forwarded headers into gRPC metadata.
+    pub fn write_metadata(&self, metadata: &mut MetadataMap) {
+        self.caller.write_metadata(metadata);
+        for (name, value) in &self.forwarded {
+            if let Ok(value) = MetadataValue::try_from(value.as_str()) {
+                metadata.insert(*name, value);
+            }
+        }
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
+/// An employee or staff member with a valid access token.
+#[derive(Clone, Debug)]
+pub struct User {
+    /// The call context with `Caller::User`.
+    pub context: CallContext,
+    /// The session the token belongs to.
+    pub session_id: String,
+}
+
+impl User {
+    /// Builds a gRPC request as this user.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        self.context.request(message)
+    }
+
+    /// Returns the user as a caller.
+    pub fn caller(&self) -> &Caller {
+        &self.context.caller
+    }
+}
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
+        let claims = state
+            .token_keys
+            .verify(state, token)
+            .await
+            .ok_or_else(ApiError::unauthenticated)?;
+        let grants = claims
+            .roles
+            .iter()
+            .filter_map(|text| RoleGrant::parse(text))
+            .collect();
+        let caller = Caller::User {
+            employee_id: claims.sub,
+            national_id: claims.nid,
+            grants,
+        };
+        Ok(User {
+            context: CallContext::new(caller, &parts.headers),
+            session_id: claims.sid,
+        })
+    }
+}
+
+/// A merchant backend authenticated by its API key.
+#[derive(Clone, Debug)]
+pub struct Merchant {
+    /// The call context with `Caller::Merchant`.
+    pub context: CallContext,
+}
+
+impl Merchant {
+    /// Builds a gRPC request as this merchant.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        self.context.request(message)
+    }
+}
+
+impl FromRequestParts<AppState> for Merchant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let api_key = bearer(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
+        let request = tavana_kit::caller::attach(
+            AuthenticateMerchantRequest {
+                api_key: api_key.to_owned(),
+            },
+            &Caller::service("gateway"),
+        );
+        let response = match state.merchants.clone().authenticate_merchant(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unauthenticated => {
+                return Err(ApiError::unauthenticated());
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                return Err(ApiError::unauthenticated());
+            }
+            Err(status) => return Err(status.into()),
+        };
+        if response.status != MerchantStatus::Contracted as i32 {
+            return Err(ApiError(tavana_kit::error::Problem::new(
+                tavana_kit::error::ErrorKind::PermissionDenied,
+                "merchant_suspended",
+                "This merchant's contract is suspended.",
+                "قرارداد این فروشگاه تعلیق شده است.",
+            )));
+        }
+        let caller = Caller::Merchant {
+            merchant_id: response.merchant_id,
+        };
+        Ok(Merchant {
+            context: CallContext::new(caller, &parts.headers),
+        })
+    }
+}
+
+/// Anyone, on the public routes: a valid access token makes them a user,
+/// anything else (no token, a merchant key) anonymous.
+#[derive(Clone, Debug)]
+pub struct Public {
+    /// The call context, `Caller::Anonymous` without a token.
+    pub context: CallContext,
+}
+
+impl Public {
+    /// Builds a gRPC request as this caller.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        self.context.request(message)
+    }
+}
+
+impl FromRequestParts<AppState> for Public {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if bearer(&parts.headers).is_some()
+            && let Ok(user) = User::from_request_parts(parts, state).await
+        {
+            return Ok(Public {
+                context: user.context,
+            });
+        }
+        Ok(Public {
+            context: CallContext::new(Caller::Anonymous, &parts.headers),
+        })
+    }
+}
+
+/// A shared handle to the token keys.
+pub type SharedTokenKeys = Arc<TokenKeys>;

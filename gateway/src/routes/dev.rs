@@ -1,0 +1,69 @@
+//! `/v1/dev/*`: only under `tavana up --dev`, never in production.
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+
+/// Returns the dev routes of the gateway itself.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get_clock, move_clock))
+}
+
+/// The dev clock's reading.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ClockView {
+    /// What every service reads as now.
+    pub now: DateTime<Utc>,
+}
+
+/// A move of the dev clock: forward by seconds, or to an instant.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct MoveClock {
+    /// Seconds to move forward (negative moves back).
+    pub advance_seconds: Option<i64>,
+    /// An RFC 3339 instant to set the clock to.
+    pub set: Option<DateTime<Utc>>,
+}
+
+fn dev_clock(state: &AppState) -> Result<&tavana_kit::clock::AdjustableClock, ApiError> {
+    state.dev_clock.as_deref().ok_or_else(ApiError::not_found)
+}
+
+/// Reads the one clock every service reads.
+#[utoipa::path(get, path = "/v1/dev/clock", tag = "dev",
+    responses((status = 200, body = ClockView), (status = 404, description = "not in dev mode")))]
+async fn get_clock(State(state): State<AppState>) -> Result<axum::Json<ClockView>, ApiError> {
+    use tavana_kit::clock::Clock;
+    let clock = dev_clock(&state)?;
+    Ok(axum::Json(ClockView { now: clock.now() }))
+}
+
+/// Moves the one clock every service reads, like a payment provider's test clock.
+#[utoipa::path(post, path = "/v1/dev/clock", tag = "dev", request_body = MoveClock,
+    responses((status = 200, body = ClockView), (status = 400), (status = 404, description = "not in dev mode")))]
+async fn move_clock(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<MoveClock>,
+) -> Result<axum::Json<ClockView>, ApiError> {
+    use tavana_kit::clock::Clock;
+    let clock = dev_clock(&state)?;
+    match (body.advance_seconds, body.set) {
+        (Some(seconds), None) => clock.advance(chrono::Duration::seconds(seconds)),
+        (None, Some(instant)) => clock.set(instant),
+        _ => {
+            return Err(ApiError::bad_request(
+                "clock_move_invalid",
+                "Give exactly one of advance_seconds and set.",
+                "دقیقاً یکی از advance_seconds یا set را بدهید.",
+            ));
+        }
+    }
+    Ok(axum::Json(ClockView { now: clock.now() }))
+}

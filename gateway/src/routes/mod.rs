@@ -1,0 +1,9 @@
+//! Routes, one module per service, plus the gateway's own (health, dev).
+
+pub mod credit;
+pub mod dev;
+pub mod guarantee;
+pub mod identity;
+pub mod merchants;
+pub mod settlement;
+pub mod system;

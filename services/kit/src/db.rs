@@ -1,0 +1,180 @@
+//! Database connections: SQLite (embedded default) and PostgreSQL (production).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use sea_orm::sqlx::postgres::PgConnectOptions;
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::{AssertSqlSafe, Connection};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm_migration::sea_query::{Alias, Query};
+use sea_orm_migration::{MigratorTrait, SchemaManager};
+
+/// How long a SQLite connection waits for another writer before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for a new database connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Returns the URL of a service's SQLite file in `data_dir` (created when missing).
+pub fn sqlite_url(data_dir: &Path, service: &str) -> String {
+    format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.join(format!("{service}.db")).display()
+    )
+}
+
+/// Returns true for a `postgres:` or `postgresql:` URL.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres:") || url.starts_with("postgresql:")
+}
+
+/// Returns true when the connection talks to PostgreSQL.
+pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
+    db.get_database_backend() == DbBackend::Postgres
+}
+
+/// Connects to the database at `url` with a pool of at most `max_connections`.
+///
+/// SQLite files (and their parent directory) are created when missing, and every
+/// connection runs in WAL mode with foreign keys on, a 10 s busy timeout and
+/// `synchronous=NORMAL`.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConnection> {
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(max_connections.max(1))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .sqlx_logging(false);
+
+    if url.starts_with("sqlite:") {
+        let parsed: SqliteConnectOptions = url
+            .parse()
+            .with_context(|| format!("invalid SQLite URL {url}"))?;
+        let file = parsed.get_filename();
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        if in_memory {
+            // Every connection to an in-memory database sees its own database.
+            options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
+        } else if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create directory {}", parent.display()))?;
+        }
+        options.map_sqlx_sqlite_opts(|opts| {
+            opts.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .foreign_keys(true)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .synchronous(SqliteSynchronous::Normal)
+        });
+    } else if !is_postgres_url(url) {
+        anyhow::bail!("unsupported database URL scheme (expected sqlite: or postgres:)");
+    }
+
+    Database::connect(options)
+        .await
+        .with_context(|| format!("cannot connect to database {}", redact(url)))
+}
+
+/// Creates the PostgreSQL database named in `url` when it does not exist yet, by
+/// connecting to the `postgres` database of the same server.
+pub async fn ensure_postgres_database(url: &str) -> anyhow::Result<()> {
+    let options: PgConnectOptions = url.parse().context("invalid PostgreSQL URL")?;
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    let mut admin = sea_orm::sqlx::PgConnection::connect_with(&options.clone().database("postgres"))
+        .await
+        .with_context(|| format!("cannot connect to PostgreSQL server of {}", redact(url)))?;
+    let exists = sea_orm::sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_optional(&mut admin)
+        .await?
+        .is_some();
+    if !exists {
+        let created = sea_orm::sqlx::query(AssertSqlSafe(format!(
+            "CREATE DATABASE {}",
+            quote_ident(&name)
+        )))
+            .execute(&mut admin)
+            .await;
+        if let Err(error) = created {
+            // Another process may have created it in the meantime.
+            let code = error
+                .as_database_error()
+                .and_then(|e| e.code())
+                .map(|c| c.into_owned());
+            if !matches!(code.as_deref(), Some("42P04") | Some("23505")) {
+                return Err(error).with_context(|| format!("cannot create database {name}"));
+            }
+        } else {
+            tracing::info!(database = %name, "created database");
+        }
+    }
+    admin.close().await?;
+    Ok(())
+}
+
+/// Creates the database when missing (PostgreSQL), connects, and applies the pending
+/// migrations of `M`.
+pub async fn connect_and_migrate<M: MigratorTrait>(
+    url: &str,
+    max_connections: u32,
+) -> anyhow::Result<DatabaseConnection> {
+    if is_postgres_url(url) {
+        ensure_postgres_database(url).await?;
+    }
+    let db = connect(url, max_connections).await?;
+    check_schema_not_newer::<M>(&db).await?;
+    M::up(&db, None).await.context("database migration failed")?;
+    Ok(db)
+}
+
+/// Returns an error when the database has applied migrations that `M` does not know,
+/// that is when the schema is newer than this binary.
+pub async fn check_schema_not_newer<M: MigratorTrait>(db: &DatabaseConnection) -> anyhow::Result<()> {
+    let table = M::migration_table_name().to_string();
+    let manager = SchemaManager::new(db);
+    if !manager.has_table(&table).await? {
+        return Ok(());
+    }
+    let query = Query::select()
+        .column(Alias::new("version"))
+        .from(Alias::new(&table))
+        .to_owned();
+    let known: std::collections::HashSet<String> = M::migrations()
+        .iter()
+        .map(|migration| migration.name().to_owned())
+        .collect();
+    let mut unknown = Vec::new();
+    for row in db.query_all(&query).await? {
+        let version: String = row.try_get("", "version")?;
+        if !known.contains(&version) {
+            unknown.push(version);
+        }
+    }
+    if !unknown.is_empty() {
+        unknown.sort();
+        anyhow::bail!(
+            "the database schema is newer than this binary: unknown applied migrations {}",
+            unknown.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Quotes a PostgreSQL identifier.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Hides the password of a database URL, for error messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

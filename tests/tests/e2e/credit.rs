@@ -1,0 +1,1 @@
+//! End-to-end tests of the credit service through the gateway.

@@ -1,0 +1,1 @@
+//! End-to-end tests of the guarantee service through the gateway.

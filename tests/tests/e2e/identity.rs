@@ -1,0 +1,1 @@
+//! End-to-end tests of the identity service through the gateway.

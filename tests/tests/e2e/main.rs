@@ -1,0 +1,8 @@
+//! End-to-end tests: the whole suite in one process, driven through the
+//! gateway's HTTP API as a client would.
+
+mod credit;
+mod guarantee;
+mod identity;
+mod merchants;
+mod settlement;

@@ -1,0 +1,1 @@
+//! End-to-end tests of the settlement service through the gateway.
