@@ -55,7 +55,11 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         if in_memory {
             // Every connection to an in-memory database sees its own database.
-            options.max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None);
+            options
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None);
         } else if let Some(parent) = file.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("cannot create directory {}", parent.display()))?;
@@ -83,9 +87,10 @@ pub async fn ensure_postgres_database(url: &str) -> anyhow::Result<()> {
     let Some(name) = options.get_database().map(str::to_owned) else {
         return Ok(());
     };
-    let mut admin = sea_orm::sqlx::PgConnection::connect_with(&options.clone().database("postgres"))
-        .await
-        .with_context(|| format!("cannot connect to PostgreSQL server of {}", redact(url)))?;
+    let mut admin =
+        sea_orm::sqlx::PgConnection::connect_with(&options.clone().database("postgres"))
+            .await
+            .with_context(|| format!("cannot connect to PostgreSQL server of {}", redact(url)))?;
     let exists = sea_orm::sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
         .bind(&name)
         .fetch_optional(&mut admin)
@@ -96,8 +101,8 @@ pub async fn ensure_postgres_database(url: &str) -> anyhow::Result<()> {
             "CREATE DATABASE {}",
             quote_ident(&name)
         )))
-            .execute(&mut admin)
-            .await;
+        .execute(&mut admin)
+        .await;
         if let Err(error) = created {
             // Another process may have created it in the meantime.
             let code = error
@@ -126,13 +131,17 @@ pub async fn connect_and_migrate<M: MigratorTrait>(
     }
     let db = connect(url, max_connections).await?;
     check_schema_not_newer::<M>(&db).await?;
-    M::up(&db, None).await.context("database migration failed")?;
+    M::up(&db, None)
+        .await
+        .context("database migration failed")?;
     Ok(db)
 }
 
 /// Returns an error when the database has applied migrations that `M` does not know,
 /// that is when the schema is newer than this binary.
-pub async fn check_schema_not_newer<M: MigratorTrait>(db: &DatabaseConnection) -> anyhow::Result<()> {
+pub async fn check_schema_not_newer<M: MigratorTrait>(
+    db: &DatabaseConnection,
+) -> anyhow::Result<()> {
     let table = M::migration_table_name().to_string();
     let manager = SchemaManager::new(db);
     if !manager.has_table(&table).await? {
@@ -176,5 +185,49 @@ pub fn redact(url: &str) -> String {
             parsed.to_string()
         }
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::Statement;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn sqlite_file_and_directory_are_created_with_wal_and_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = sqlite_url(&dir.path().join("nested/data"), "credit");
+
+        let db = connect(&url, 2).await.unwrap();
+
+        assert!(dir.path().join("nested/data/credit.db").exists());
+        let pragma = async |name: &str| {
+            let row = db
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Sqlite,
+                    format!("PRAGMA {name}"),
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            row.try_get_by_index::<String>(0)
+                .or_else(|_| row.try_get_by_index::<i64>(0).map(|n| n.to_string()))
+                .unwrap()
+        };
+        assert_eq!(pragma("journal_mode").await, "wal");
+        assert_eq!(pragma("foreign_keys").await, "1");
+        assert_eq!(pragma("busy_timeout").await, "10000");
+        assert_eq!(pragma("synchronous").await, "1");
+        assert!(!is_postgres(&db));
+    }
+
+    #[test]
+    fn redact_hides_the_password() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/credit"),
+            "postgres://app:***@db:5432/credit"
+        );
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
     }
 }

@@ -3,14 +3,25 @@
 
 pub mod caller;
 pub mod clock;
+pub mod db;
 pub mod error;
 pub mod ids;
 pub mod jalali;
 pub mod money;
-pub mod db;
+pub mod shared;
 pub mod store;
 pub mod testing;
-pub mod shared;
 
 pub use shared::Shared;
+pub mod config;
+pub mod grpc;
 pub mod outbox;
+pub mod paging;
+pub mod telemetry;
+
+pub use caller::{Caller, Role, RoleGrant};
+pub use clock::{AdjustableClock, Clock, SharedClock, SystemClock};
+pub use error::{ErrorKind, Problem, Violation};
+pub use ids::{Mobile, NationalId};
+pub use jalali::{JalaliDate, JalaliPeriod};
+pub use money::Rial;

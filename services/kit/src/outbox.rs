@@ -14,8 +14,8 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
 use sea_orm_migration::prelude::{
-    Alias, ColumnDef, DeriveIden, Expr, ExprTrait as _, Func, Index, IndexCreateStatement, OnConflict, Query, Table,
-    TableCreateStatement,
+    Alias, ColumnDef, DeriveIden, Expr, ExprTrait as _, Func, Index, IndexCreateStatement,
+    OnConflict, Query, Table, TableCreateStatement,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -80,9 +80,21 @@ pub fn create_outbox_table() -> TableCreateStatement {
                 .timestamp_with_time_zone()
                 .not_null(),
         )
-        .col(ColumnDef::new(Outbox::LeaseUntil).timestamp_with_time_zone().null())
-        .col(ColumnDef::new(Outbox::DeliveredAt).timestamp_with_time_zone().null())
-        .col(ColumnDef::new(Outbox::FailedAt).timestamp_with_time_zone().null())
+        .col(
+            ColumnDef::new(Outbox::LeaseUntil)
+                .timestamp_with_time_zone()
+                .null(),
+        )
+        .col(
+            ColumnDef::new(Outbox::DeliveredAt)
+                .timestamp_with_time_zone()
+                .null(),
+        )
+        .col(
+            ColumnDef::new(Outbox::FailedAt)
+                .timestamp_with_time_zone()
+                .null(),
+        )
         .col(ColumnDef::new(Outbox::LastError).text().null())
         .index(
             Index::create()
@@ -155,10 +167,7 @@ pub async fn failed_count<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
     count_where(db, Expr::col(Outbox::FailedAt).is_not_null()).await
 }
 
-async fn count_where<C: ConnectionTrait>(
-    db: &C,
-    condition: Expr,
-) -> Result<u64, DbErr> {
+async fn count_where<C: ConnectionTrait>(db: &C, condition: Expr) -> Result<u64, DbErr> {
     let query = Query::select()
         .expr_as(Func::count(Expr::col(Outbox::Id)), Alias::new("n"))
         .from(Outbox::Table)

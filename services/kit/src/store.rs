@@ -33,7 +33,9 @@ pub trait KvStore: Send + Sync + 'static {
 }
 
 fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 /// A [`KvStore`] on Redis, through a reconnecting connection manager.
@@ -184,7 +186,11 @@ impl MemoryStore {
             .entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if self.operations.fetch_add(1, Ordering::Relaxed) % 256 == 0 {
+        if self
+            .operations
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(256)
+        {
             let now = Instant::now();
             entries.retain(|_, entry| entry.expires_at > now);
         }
@@ -425,7 +431,10 @@ mod tests {
             for _ in 0..3 {
                 assert_eq!(check_rate(&*store, "login:ip", rule).await.unwrap(), Ok(()));
             }
-            let retry_after = check_rate(&*store, "login:ip", rule).await.unwrap().unwrap_err();
+            let retry_after = check_rate(&*store, "login:ip", rule)
+                .await
+                .unwrap()
+                .unwrap_err();
             assert!(retry_after <= SHORT);
             tokio::time::sleep(SHORT * 2).await;
             assert_eq!(check_rate(&*store, "login:ip", rule).await.unwrap(), Ok(()));

@@ -40,7 +40,9 @@ impl TestDb {
 /// Returns true when the tests should run on PostgreSQL (`TAVANA_TEST_DB=postgres`).
 pub fn test_uses_postgres() -> bool {
     std::env::var("TAVANA_TEST_DB")
-        .map(|value| value.eq_ignore_ascii_case("postgres") || value.eq_ignore_ascii_case("postgresql"))
+        .map(|value| {
+            value.eq_ignore_ascii_case("postgres") || value.eq_ignore_ascii_case("postgresql")
+        })
         .unwrap_or(false)
 }
 
@@ -62,7 +64,9 @@ pub async fn test_db<M: MigratorTrait>() -> TestDb {
         db::ensure_postgres_database(&url)
             .await
             .expect("cannot create the test database");
-        let db = db::connect(&url, 5).await.expect("cannot connect to the test database");
+        let db = db::connect(&url, 5)
+            .await
+            .expect("cannot connect to the test database");
         TestDb {
             db,
             url,
@@ -71,14 +75,18 @@ pub async fn test_db<M: MigratorTrait>() -> TestDb {
     } else {
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");
         let url = db::sqlite_url(dir.path(), "test");
-        let db = db::connect(&url, 5).await.expect("cannot open the test database");
+        let db = db::connect(&url, 5)
+            .await
+            .expect("cannot open the test database");
         TestDb {
             db,
             url,
             cleanup: Cleanup::Sqlite(dir),
         }
     };
-    M::up(&test_db.db, None).await.expect("test migration failed");
+    M::up(&test_db.db, None)
+        .await
+        .expect("test migration failed");
     test_db
 }
 

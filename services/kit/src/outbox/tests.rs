@@ -107,21 +107,20 @@ impl Running {
 
 fn start(test_db: &TestDb, deliver: Arc<dyn Deliver>) -> Running {
     let (stop, stopped) = oneshot::channel::<()>();
-    let (handle, task) = OutboxRelay::spawn_with_config(
-        test_db.db.clone(),
-        deliver,
-        fast_config(),
-        async move {
+    let (handle, task) =
+        OutboxRelay::spawn_with_config(test_db.db.clone(), deliver, fast_config(), async move {
             let _ = stopped.await;
-        },
-    );
+        });
     Running { handle, stop, task }
 }
 
 async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !condition().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -133,7 +132,9 @@ async fn rolled_back_message_is_never_delivered() {
     let relay = start(&test_db, recorder.clone());
 
     let txn = test_db.db.begin().await.unwrap();
-    enqueue(&txn, "credit.open", "req-1", b"payload".to_vec()).await.unwrap();
+    enqueue(&txn, "credit.open", "req-1", b"payload".to_vec())
+        .await
+        .unwrap();
     txn.rollback().await.unwrap();
     relay.handle.notify();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -150,7 +151,9 @@ async fn committed_message_is_delivered_once() {
     let relay = start(&test_db, recorder.clone());
 
     let txn = test_db.db.begin().await.unwrap();
-    enqueue(&txn, "credit.open", "req-1", b"payload".to_vec()).await.unwrap();
+    enqueue(&txn, "credit.open", "req-1", b"payload".to_vec())
+        .await
+        .unwrap();
     txn.commit().await.unwrap();
     relay.handle.notify();
 
@@ -170,7 +173,9 @@ async fn retryable_failure_is_retried_until_it_succeeds() {
     let recorder = Recorder::failing(2);
     let relay = start(&test_db, recorder.clone());
 
-    enqueue(&test_db.db, "settlement.schedule", "p-1", b"p1".to_vec()).await.unwrap();
+    enqueue(&test_db.db, "settlement.schedule", "p-1", b"p1".to_vec())
+        .await
+        .unwrap();
     relay.handle.notify();
 
     eventually("delivery", async || !recorder.delivered().is_empty()).await;
@@ -184,9 +189,15 @@ async fn retryable_failure_is_retried_until_it_succeeds() {
 async fn same_dedup_key_is_enqueued_once() {
     let test_db = test_db::<TestMigrator>().await;
 
-    enqueue(&test_db.db, "credit.open", "req-1", b"first".to_vec()).await.unwrap();
-    enqueue(&test_db.db, "credit.open", "req-1", b"second".to_vec()).await.unwrap();
-    enqueue(&test_db.db, "credit.other", "req-1", b"third".to_vec()).await.unwrap();
+    enqueue(&test_db.db, "credit.open", "req-1", b"first".to_vec())
+        .await
+        .unwrap();
+    enqueue(&test_db.db, "credit.open", "req-1", b"second".to_vec())
+        .await
+        .unwrap();
+    enqueue(&test_db.db, "credit.other", "req-1", b"third".to_vec())
+        .await
+        .unwrap();
     assert_eq!(pending_count(&test_db.db).await.unwrap(), 2);
 
     let recorder = Arc::new(Recorder::default());
@@ -211,9 +222,14 @@ async fn permanent_failure_keeps_the_row_and_stops_retrying() {
     });
     let relay = start(&test_db, recorder.clone());
 
-    enqueue(&test_db.db, "identity.notify", "sms-1", b"x".to_vec()).await.unwrap();
+    enqueue(&test_db.db, "identity.notify", "sms-1", b"x".to_vec())
+        .await
+        .unwrap();
     relay.handle.notify();
-    eventually("a try", async || recorder.total_tries.load(Ordering::SeqCst) > 0).await;
+    eventually("a try", async || {
+        recorder.total_tries.load(Ordering::SeqCst) > 0
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     assert_eq!(recorder.total_tries.load(Ordering::SeqCst), 1);
@@ -238,7 +254,9 @@ async fn permanent_failure_keeps_the_row_and_stops_retrying() {
 #[tokio::test]
 async fn leased_row_waits_until_the_lease_expires() {
     let test_db = test_db::<TestMigrator>().await;
-    enqueue(&test_db.db, "credit.open", "req-1", b"x".to_vec()).await.unwrap();
+    enqueue(&test_db.db, "credit.open", "req-1", b"x".to_vec())
+        .await
+        .unwrap();
     // A replica claimed the row and died mid-delivery.
     let lease_until = Utc::now() + chrono::Duration::milliseconds(700);
     test_db
@@ -299,4 +317,37 @@ fn backoff_grows_and_is_capped() {
     assert_eq!(config.backoff(3), Duration::from_secs(4));
     assert_eq!(config.backoff(20), Duration::from_secs(300));
     assert_eq!(config.backoff(u32::MAX), Duration::from_secs(300));
+}
+
+struct EmptyMigrator;
+
+impl MigratorTrait for EmptyMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        Vec::new()
+    }
+}
+
+#[tokio::test]
+async fn schema_newer_than_the_binary_is_refused() {
+    let test_db = test_db::<TestMigrator>().await;
+
+    crate::db::check_schema_not_newer::<TestMigrator>(&test_db.db)
+        .await
+        .unwrap();
+    let error = crate::db::check_schema_not_newer::<EmptyMigrator>(&test_db.db)
+        .await
+        .unwrap_err();
+
+    assert!(error.to_string().contains("m20250101_000000_create_outbox"));
+}
+
+#[tokio::test]
+async fn connect_and_migrate_is_repeatable() {
+    let test_db = test_db::<TestMigrator>().await;
+
+    let db = crate::db::connect_and_migrate::<TestMigrator>(&test_db.url, 2)
+        .await
+        .unwrap();
+
+    assert_eq!(pending_count(&db).await.unwrap(), 0);
 }
