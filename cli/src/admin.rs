@@ -22,7 +22,7 @@ impl Admin {
     /// and data directory (migrating it if new).
     pub async fn open(settings: &SuiteSettings, data_dir: &Path) -> anyhow::Result<Admin> {
         let mut identity = settings.identity.clone();
-        let default_url = tavana_kit::config::DatabaseSettings::default().url;
+        let default_url = tavana_identity::Settings::default().database.url;
         if identity.database.url.is_empty() || identity.database.url == default_url {
             identity.database.url = tavana_kit::db::sqlite_url(data_dir, "identity");
         }

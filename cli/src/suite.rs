@@ -102,8 +102,15 @@ async fn bind(address: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {address}"))
 }
 
-fn default_sqlite(database: &mut DatabaseSettings, options: &UpOptions, service: &str) {
-    if database.url.is_empty() || database.url == DatabaseSettings::default().url {
+/// Points a service left on its default database at a SQLite file in the
+/// data directory.
+fn default_sqlite(
+    database: &mut DatabaseSettings,
+    service_default: &DatabaseSettings,
+    options: &UpOptions,
+    service: &str,
+) {
+    if database.url.is_empty() || database.url == service_default.url {
         database.url = tavana_kit::db::sqlite_url(&options.data_dir, service);
     }
 }
@@ -148,12 +155,33 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Suite> {
     let settlement_url = url(&settlement_listener)?;
     let merchants_url = url(&merchants_listener)?;
 
-    default_sqlite(&mut settings.identity.database, &options, "identity");
-    default_sqlite(&mut settings.guarantee.database, &options, "guarantee");
-    default_sqlite(&mut settings.credit.database, &options, "credit");
-    default_sqlite(&mut settings.settlement.database, &options, "settlement");
+    default_sqlite(
+        &mut settings.identity.database,
+        &tavana_identity::Settings::default().database,
+        &options,
+        "identity",
+    );
+    default_sqlite(
+        &mut settings.guarantee.database,
+        &tavana_guarantee::Settings::default().database,
+        &options,
+        "guarantee",
+    );
+    default_sqlite(
+        &mut settings.credit.database,
+        &tavana_credit::Settings::default().database,
+        &options,
+        "credit",
+    );
+    default_sqlite(
+        &mut settings.settlement.database,
+        &tavana_settlement::Settings::default().database,
+        &options,
+        "settlement",
+    );
     default_sqlite(
         &mut settings.merchant_directory.database,
+        &tavana_merchant_directory::Settings::default().database,
         &options,
         "merchant-directory",
     );
@@ -247,9 +275,10 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Suite> {
     }
     {
         let state = AppState::new(settings.gateway, shared.store.clone(), dev_clock.clone())?;
+        let app = tavana_gateway::app(state);
         let stop = stop_receiver.clone();
         tasks.spawn(async move {
-            let result = tavana_gateway::serve(state, gateway_listener, stopped(stop)).await;
+            let result = tavana_gateway::serve(app, gateway_listener, stopped(stop)).await;
             ("gateway", result)
         });
     }

@@ -178,13 +178,13 @@ async fn rate_limit_per_ip(State(state): State<AppState>, request: Request, next
     }
 }
 
-/// Serves the gateway on `listener` until `shutdown` resolves.
+/// Serves an application built by [`app`] (possibly with more routes merged,
+/// such as the portal) on `listener` until `shutdown` resolves.
 pub async fn serve(
-    state: AppState,
+    app: Router,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let app = app(state);
     // axum's serve leaves Nagle on; small JSON answers then wait ~40 ms.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);

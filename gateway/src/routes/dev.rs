@@ -65,5 +65,14 @@ async fn move_clock(
             ));
         }
     }
+    // Services in other processes (split mode) follow the published offset;
+    // answer once they have had time to read it, so a client's next call
+    // already sees the new time.
+    tavana_kit::clock::publish_dev_clock(clock, state.store.as_ref())
+        .await
+        .map_err(ApiError::internal)?;
+    if std::env::var("TAVANA_DEV_CLOCK").as_deref() == Ok("shared") {
+        tokio::time::sleep(tavana_kit::clock::DEV_CLOCK_POLL * 5).await;
+    }
     Ok(axum::Json(ClockView { now: clock.now() }))
 }

@@ -1,1 +1,135 @@
-//! The guarantee service.
+//! The guarantee service: credit requests, guarantees and their approvals (R7-R13).
+//!
+//! `serve` connects to its database, starts the outbox relay (which opens facilities at
+//! credit and sends SMS through identity) and serves `GuaranteeService` over gRPC.
+
+pub mod delivery;
+pub mod domain;
+pub mod error;
+pub mod peers;
+pub mod rpc;
+pub mod service;
+pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tavana_guarantee_migration::Migrator;
+use tavana_kit::Shared;
+use tavana_kit::config::{DatabaseSettings, GrpcSettings};
+use tavana_kit::outbox::OutboxRelay;
+use tavana_proto::guarantee::v1::guarantee_service_server::GuaranteeServiceServer;
+use tokio::sync::watch;
+
+use crate::delivery::PeerDelivery;
+use crate::peers::Identity;
+use crate::rpc::GuaranteeRpc;
+use crate::service::GuaranteeFlows;
+use crate::store::Store;
+
+/// The gRPC service name, for health checks.
+pub const GRPC_SERVICE_NAME: &str = "tavana.guarantee.v1.GuaranteeService";
+
+/// The policy maximum of the instalment ceiling `N` when none is configured (R7).
+pub const DEFAULT_MAX_INSTALMENTS: u32 = 36;
+
+/// Settings of the guarantee service (section `guarantee`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Its own database.
+    pub database: DatabaseSettings,
+    /// Its gRPC server.
+    pub grpc: GrpcSettings,
+    /// Identity's gRPC URL, for HR data and SMS.
+    pub identity_url: String,
+    /// Credit's gRPC URL, for opening facilities.
+    pub credit_url: String,
+    /// The policy maximum of the instalment ceiling `N` (R7).
+    pub max_instalments: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            database: DatabaseSettings::default(),
+            grpc: GrpcSettings::default(),
+            identity_url: "http://127.0.0.1:50051".to_owned(),
+            credit_url: "http://127.0.0.1:50053".to_owned(),
+            max_instalments: DEFAULT_MAX_INSTALMENTS,
+        }
+    }
+}
+
+impl Settings {
+    /// Returns the database URL: the configured one, or `./data/guarantee.db`.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            tavana_kit::db::sqlite_url(std::path::Path::new("data"), "guarantee")
+        } else {
+            self.database.url.clone()
+        }
+    }
+}
+
+/// Applies the pending migrations.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let db = tavana_kit::db::connect_and_migrate::<Migrator>(
+        &settings.database_url(),
+        settings.database.max_connections,
+    )
+    .await?;
+    db.close().await.ok();
+    Ok(())
+}
+
+/// Serves the guarantee service on `listener` until `shutdown` completes.
+pub async fn serve(
+    settings: Settings,
+    shared: Shared,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let url = settings.database_url();
+    let db = tavana_kit::db::connect(&url, settings.database.max_connections).await?;
+    tavana_kit::db::check_schema_not_newer::<Migrator>(&db).await?;
+
+    let timeout = settings.grpc.request_timeout();
+    let identity_channel = tavana_kit::grpc::channel(&settings.identity_url, timeout)
+        .context("invalid identity_url")?;
+    let credit_channel = tavana_kit::grpc::channel(&settings.credit_url, timeout)
+        .context("invalid credit_url")?;
+
+    let (stop_relay, relay_stopped) = watch::channel(false);
+    let (outbox, relay) = OutboxRelay::spawn(
+        db.clone(),
+        Arc::new(PeerDelivery::new(identity_channel.clone(), credit_channel)),
+        async move {
+            let mut relay_stopped = relay_stopped;
+            let _ = relay_stopped.wait_for(|stop| *stop).await;
+        },
+    );
+
+    let flows = GuaranteeFlows::new(
+        Store::new(db),
+        shared.clock.clone(),
+        Identity::new(identity_channel),
+        settings.max_instalments,
+        outbox,
+    );
+    let routes = tonic::service::Routes::new(GuaranteeServiceServer::new(GuaranteeRpc::new(flows)));
+    let served = tavana_kit::grpc::serve_grpc(
+        listener,
+        routes,
+        tavana_proto::FILE_DESCRIPTOR_SET,
+        &[GRPC_SERVICE_NAME],
+        timeout,
+        shutdown,
+    )
+    .await;
+    let _ = stop_relay.send(true);
+    relay.await.ok();
+    served
+}

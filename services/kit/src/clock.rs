@@ -170,3 +170,65 @@ mod tests {
         assert!(diff >= Duration::zero() && diff < Duration::seconds(5));
     }
 }
+
+/// Store key under which the dev clock's offset from system time is shared
+/// between processes (split mode in dev only).
+pub const DEV_CLOCK_KEY: &str = "dev:clock:offset_micros";
+
+/// How often a follower reads the shared dev clock.
+pub const DEV_CLOCK_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+impl AdjustableClock {
+    /// Returns how far this clock is ahead of the system time, in microseconds.
+    pub fn offset_micros(&self) -> i64 {
+        self.now().timestamp_micros() - Utc::now().timestamp_micros()
+    }
+}
+
+/// Publishes a dev clock's offset so that the services of a split topology
+/// follow it (see [`process_clock`]).
+pub async fn publish_dev_clock(
+    clock: &AdjustableClock,
+    store: &dyn crate::store::KvStore,
+) -> anyhow::Result<()> {
+    let offset = clock.offset_micros().to_string();
+    store
+        .set(
+            DEV_CLOCK_KEY,
+            &offset,
+            std::time::Duration::from_secs(30 * 24 * 3600),
+        )
+        .await
+}
+
+/// Returns the clock a service process runs on: the system clock, or, when
+/// `TAVANA_DEV_CLOCK=shared` (split mode in dev, never in production), a
+/// dev clock that follows the offset the gateway publishes in the store.
+pub fn process_clock(store: Arc<dyn crate::store::KvStore>) -> SharedClock {
+    if std::env::var("TAVANA_DEV_CLOCK").as_deref() != Ok("shared") {
+        return Arc::new(SystemClock);
+    }
+    tracing::warn!("dev clock: following the shared offset (never in production)");
+    let clock = AdjustableClock::new();
+    let follower = clock.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(DEV_CLOCK_POLL);
+        let mut last = None;
+        loop {
+            interval.tick().await;
+            let Ok(Some(offset)) = store.get(DEV_CLOCK_KEY).await else {
+                continue;
+            };
+            if last.as_ref() == Some(&offset) {
+                continue;
+            }
+            if let Ok(micros) = offset.parse::<i64>() {
+                follower.set(from_micros(
+                    Utc::now().timestamp_micros().saturating_add(micros),
+                ));
+                last = Some(offset);
+            }
+        }
+    });
+    clock
+}

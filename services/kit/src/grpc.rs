@@ -118,18 +118,33 @@ pub async fn serve_grpc(
 
 /// Returns a lazily connecting channel to `url` (`http://host:port`; a bare `host:port`
 /// gets `http://`), with a connect timeout, a per-request `timeout` and TCP_NODELAY.
+/// A comma-separated list of URLs balances over those replicas.
 pub fn channel(url: &str, timeout: Duration) -> anyhow::Result<Channel> {
+    let endpoints = url
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(|url| endpoint(url, timeout))
+        .collect::<anyhow::Result<Vec<Endpoint>>>()?;
+    match endpoints.len() {
+        0 => anyhow::bail!("no gRPC endpoint given"),
+        1 => Ok(endpoints[0].connect_lazy()),
+        // Several replicas: spread calls over them (power of two choices).
+        _ => Ok(Channel::balance_list(endpoints.into_iter())),
+    }
+}
+
+fn endpoint(url: &str, timeout: Duration) -> anyhow::Result<Endpoint> {
     let url = if url.contains("://") {
         url.to_owned()
     } else {
         format!("http://{url}")
     };
-    let endpoint = Endpoint::from_shared(url.clone())
+    Ok(Endpoint::from_shared(url.clone())
         .with_context(|| format!("invalid gRPC endpoint {url}"))?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(timeout)
-        .tcp_nodelay(true);
-    Ok(endpoint.connect_lazy())
+        .tcp_nodelay(true))
 }
 
 #[cfg(test)]

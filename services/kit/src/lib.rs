@@ -25,3 +25,4 @@ pub use error::{ErrorKind, Problem, Violation};
 pub use ids::{Mobile, NationalId};
 pub use jalali::{JalaliDate, JalaliPeriod};
 pub use money::Rial;
+pub mod signal;

@@ -2,3 +2,134 @@
 //! reconciliation (R22-R24).
 
 pub mod domain;
+pub mod error;
+pub mod messages;
+pub mod rpc;
+pub mod store;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tavana_kit::Shared;
+use tavana_kit::config::{DatabaseSettings, GrpcSettings};
+use tavana_kit::outbox::{Deliver, OutboxRelay};
+use tavana_proto::settlement::v1::settlement_service_server::SettlementServiceServer;
+use tavana_settlement_migration::Migrator;
+use tonic::service::Routes;
+
+use crate::domain::remittance::PartialSettlement;
+use crate::messages::PeerDelivery;
+use crate::rpc::SettlementRpc;
+use crate::store::Store;
+
+pub use crate::error::SettlementError;
+
+/// The largest request or response the settlement server accepts: remittances of a whole
+/// organization arrive in one message.
+pub const MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
+
+/// The name of the settlement service for health checks.
+pub const SERVICE_NAME: &str = "tavana.settlement.v1.SettlementService";
+
+/// Settings of the settlement service (section `settlement`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Its database; empty means `data/settlement.db` (SQLite).
+    pub database: DatabaseSettings,
+    /// Its gRPC server.
+    pub grpc: GrpcSettings,
+    /// Base URL of the credit service, told when a purchase is fully settled.
+    pub credit_url: String,
+    /// Base URL of the identity service, which sends the settlement SMS.
+    pub identity_url: String,
+    /// When true, a remittance line that does not match exactly settles whole instalments
+    /// oldest first while its amount covers them (R23); by default it settles nothing.
+    pub allow_partial_settlement: bool,
+}
+
+impl Settings {
+    fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            tavana_kit::db::sqlite_url(Path::new("data"), "settlement")
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    fn partial_settlement(&self) -> PartialSettlement {
+        if self.allow_partial_settlement {
+            PartialSettlement::Allowed
+        } else {
+            PartialSettlement::Refused
+        }
+    }
+}
+
+/// Applies the migrations to the configured database.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    tavana_kit::db::connect_and_migrate::<Migrator>(
+        &settings.database_url(),
+        settings.database.max_connections,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Serves the settlement service on `listener` until `shutdown` completes, with its outbox
+/// relay to credit and identity.
+pub async fn serve(
+    settings: Settings,
+    shared: Shared,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let delivery = PeerDelivery::new(
+        &settings.credit_url,
+        &settings.identity_url,
+        settings.grpc.request_timeout(),
+    )?;
+    serve_with_delivery(settings, shared, listener, Arc::new(delivery), shutdown).await
+}
+
+/// Serves like [`serve`], delivering the outbox through `delivery` (tests record it).
+pub async fn serve_with_delivery(
+    settings: Settings,
+    shared: Shared,
+    listener: tokio::net::TcpListener,
+    delivery: Arc<dyn Deliver>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = tavana_kit::db::connect(&settings.database_url(), settings.database.max_connections)
+        .await?;
+    tavana_kit::db::check_schema_not_newer::<Migrator>(&db).await?;
+
+    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (outbox, relay) = OutboxRelay::spawn(db.clone(), delivery, async move {
+        let _ = relay_stopped.await;
+    });
+
+    let service = SettlementRpc::new(
+        Store::new(db),
+        shared.clock.clone(),
+        outbox,
+        settings.partial_settlement(),
+    );
+    let server = SettlementServiceServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    let served = tavana_kit::grpc::serve_grpc(
+        listener,
+        Routes::new(server),
+        tavana_proto::FILE_DESCRIPTOR_SET,
+        &[SERVICE_NAME],
+        settings.grpc.request_timeout(),
+        shutdown,
+    )
+    .await;
+    let _ = stop_relay.send(());
+    let _ = relay.await;
+    served
+}

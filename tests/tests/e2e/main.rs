@@ -2,6 +2,7 @@
 //! gateway's HTTP API as a client would.
 
 mod credit;
+mod gateway;
 mod guarantee;
 mod identity;
 mod merchants;

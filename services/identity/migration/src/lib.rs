@@ -1,1 +1,15 @@
 //! Database migrations of the identity service.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20250101_000001_create_identity_tables;
+
+/// The migrations of the identity service, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20250101_000001_create_identity_tables::Migration)]
+    }
+}

@@ -1,1 +1,15 @@
 //! Database migrations of the merchant-directory service.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20250101_000001_create_merchants;
+
+/// The migrations of the merchant-directory service, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20250101_000001_create_merchants::Migration)]
+    }
+}

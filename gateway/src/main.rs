@@ -1,0 +1,33 @@
+//! `tavana-gateway`: the gateway as its own process (Kubernetes).
+
+use serde::{Deserialize, Serialize};
+use tavana_gateway::{AppState, GatewaySettings};
+use tavana_kit::config::{RedisSettings, TelemetrySettings};
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct Settings {
+    gateway: GatewaySettings,
+    redis: RedisSettings,
+    telemetry: TelemetrySettings,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = std::env::var_os("TAVANA_CONFIG").map(std::path::PathBuf::from);
+    let settings: Settings = tavana_kit::config::load(config.as_deref())?;
+    tavana_kit::telemetry::init("gateway", &settings.telemetry);
+    let store = tavana_kit::store::connect_store(settings.redis.url.as_deref(), "tavana:").await?;
+    let listener = tokio::net::TcpListener::bind(&settings.gateway.listen).await?;
+    tracing::info!(address = %listener.local_addr()?, "gateway listening");
+    // The dev clock exists only with `dev` on (never in the Kubernetes overlays).
+    let dev_clock = settings
+        .gateway
+        .dev
+        .then(tavana_kit::clock::AdjustableClock::new);
+    let state = AppState::new(settings.gateway, store, dev_clock)?;
+    let shutdown = tavana_kit::signal::shutdown_signal();
+    tavana_gateway::serve(tavana_gateway::app(state), listener, shutdown).await?;
+    tavana_kit::telemetry::shutdown();
+    Ok(())
+}

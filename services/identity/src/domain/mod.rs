@@ -1,0 +1,8 @@
+//! The rules of identity as pure functions and types: HR data (R1, R2), login codes (R3),
+//! access and refresh tokens, who may do what (R5, R6) and the SMS texts (R28).
+
+pub mod access;
+pub mod employee;
+pub mod login;
+pub mod sms;
+pub mod tokens;

@@ -1,0 +1,38 @@
+//! The `merchant` table.
+
+use sea_orm::entity::prelude::*;
+
+/// A contracted or suspended merchant.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "merchant")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub name: String,
+    pub name_normalized: String,
+    pub kind: String,
+    pub website: Option<String>,
+    pub website_host: Option<String>,
+    pub city: Option<String>,
+    pub city_normalized: String,
+    pub province: Option<String>,
+    pub province_normalized: String,
+    pub address: Option<String>,
+    pub categories: String,
+    pub supports_credit: bool,
+    pub supports_instalment: bool,
+    pub contact_phone: String,
+    pub status: String,
+    pub region_code: String,
+    pub proposal_id: String,
+    pub api_key_hash: String,
+    pub created_at: DateTimeWithTimeZone,
+    pub created_micros: i64,
+    pub suspended_at: Option<DateTimeWithTimeZone>,
+    pub suspension_reason: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,485 @@
+//! The merchant directory's database: the only code with queries.
+
+pub mod merchant;
+pub mod proposal;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, LikeExpr};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+};
+
+use crate::domain::MerchantError;
+use crate::domain::merchant::{
+    MerchantDraft, MerchantStatus, PurchaseKind, join_categories,
+};
+use crate::domain::normalize::normalize_text;
+use crate::domain::proposal::{Decision, ProposalScope, ProposalStatus};
+use crate::domain::search::{MerchantCursor, MerchantSearch, ProposalCursor};
+
+/// What a new proposal stores beside its description.
+#[derive(Clone, Debug)]
+pub struct NewProposal {
+    /// The proposal id.
+    pub id: String,
+    /// The proposer's region (R26).
+    pub region_code: String,
+    /// The proposer's employee id.
+    pub proposed_by: String,
+    /// When it was filed.
+    pub now: DateTime<Utc>,
+}
+
+/// What an approval stores.
+#[derive(Clone, Debug)]
+pub struct Approval {
+    /// The new merchant's id.
+    pub merchant_id: String,
+    /// The hash of its first API key.
+    pub api_key_hash: String,
+}
+
+/// A page of rows and where the next one starts.
+#[derive(Clone, Debug)]
+pub struct Page<T, C> {
+    /// The rows.
+    pub items: Vec<T>,
+    /// The start of the next page, when there is one.
+    pub next: Option<C>,
+}
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+/// Escapes `%`, `_` and the escape character for a `LIKE … ESCAPE '\'` pattern.
+fn like_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+fn contains(text: &str) -> LikeExpr {
+    LikeExpr::new(format!("%{}%", like_escape(text))).escape('\\')
+}
+
+fn is_unique_violation(error: &DbErr) -> bool {
+    matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// Returns the existing merchant or pending proposal that is the same store as `draft`
+/// (R26): same normalized name and city, or same website host.
+pub async fn find_duplicate(
+    db: &impl ConnectionTrait,
+    draft: &MerchantDraft,
+) -> Result<Option<MerchantError>, DbErr> {
+    if let Some(existing) = DuplicateKeys::of_draft(draft).find_merchant(db).await? {
+        return Ok(Some(MerchantError::Duplicate {
+            existing_merchant_id: Some(existing),
+            existing_proposal_id: None,
+        }));
+    }
+    let mut same_store = Condition::any().add(
+        Condition::all()
+            .add(proposal::Column::NameNormalized.eq(&draft.name_normalized))
+            .add(proposal::Column::CityNormalized.eq(&draft.city_normalized)),
+    );
+    if let Some(host) = &draft.website_host {
+        same_store = same_store.add(proposal::Column::WebsiteHost.eq(host));
+    }
+    let pending = proposal::Entity::find()
+        .filter(proposal::Column::Status.eq(ProposalStatus::Pending.as_str()))
+        .filter(same_store)
+        .order_by_asc(proposal::Column::CreatedMicros)
+        .one(db)
+        .await?;
+    Ok(pending.map(|existing| MerchantError::Duplicate {
+        existing_merchant_id: None,
+        existing_proposal_id: Some(existing.id),
+    }))
+}
+
+/// Stores a proposal unless the store is a duplicate (R26).
+#[tracing::instrument(skip_all, fields(proposal_id = %new.id, region = %new.region_code))]
+pub async fn insert_proposal(
+    db: &DatabaseConnection,
+    draft: &MerchantDraft,
+    new: NewProposal,
+) -> Result<proposal::Model, MerchantError> {
+    if let Some(duplicate) = find_duplicate(db, draft).await? {
+        return Err(duplicate);
+    }
+    let row = proposal::ActiveModel {
+        id: Set(new.id.clone()),
+        name: Set(draft.name.clone()),
+        name_normalized: Set(draft.name_normalized.clone()),
+        kind: Set(draft.kind.as_str().to_owned()),
+        website: Set(draft.website.clone()),
+        website_host: Set(draft.website_host.clone()),
+        city: Set(draft.city.clone()),
+        city_normalized: Set(draft.city_normalized.clone()),
+        province: Set(draft.province.clone()),
+        address: Set(draft.address.clone()),
+        categories: Set(join_categories(&draft.categories)),
+        supports_credit: Set(draft.supports_credit),
+        supports_instalment: Set(draft.supports_instalment),
+        contact_phone: Set(draft.contact_phone.clone()),
+        status: Set(ProposalStatus::Pending.as_str().to_owned()),
+        region_code: Set(new.region_code),
+        proposed_by: Set(new.proposed_by),
+        reason: Set(None),
+        merchant_id: Set(None),
+        decided_by: Set(None),
+        created_at: Set(new.now.fixed_offset()),
+        created_micros: Set(micros(new.now)),
+        decided_at: Set(None),
+    };
+    match proposal::Entity::insert(row).exec(db).await {
+        Ok(_) => {}
+        // Another manager proposed the same store at the same moment: the partial unique
+        // index refused the second row.
+        Err(error) if is_unique_violation(&error) => {
+            return Err(find_duplicate(db, draft).await?.unwrap_or(MerchantError::Duplicate {
+                existing_merchant_id: None,
+                existing_proposal_id: None,
+            }));
+        }
+        Err(error) => return Err(error.into()),
+    }
+    get_proposal(db, &new.id)
+        .await?
+        .ok_or_else(|| MerchantError::Internal(anyhow::anyhow!("inserted proposal vanished")))
+}
+
+/// Returns one proposal.
+pub async fn get_proposal(
+    db: &impl ConnectionTrait,
+    id: &str,
+) -> Result<Option<proposal::Model>, DbErr> {
+    proposal::Entity::find_by_id(id.to_owned()).one(db).await
+}
+
+/// Lists proposals the scope allows, oldest first, keyset-paged by (created_micros, id).
+#[tracing::instrument(skip_all)]
+pub async fn list_proposals(
+    db: &DatabaseConnection,
+    scope: &ProposalScope,
+    status: Option<ProposalStatus>,
+    page_size: u64,
+    after: Option<ProposalCursor>,
+) -> Result<Page<proposal::Model, ProposalCursor>, DbErr> {
+    let mut query = proposal::Entity::find();
+    if let ProposalScope::Regions(regions) = scope {
+        query = query.filter(proposal::Column::RegionCode.is_in(regions.clone()));
+    }
+    if let Some(status) = status {
+        query = query.filter(proposal::Column::Status.eq(status.as_str()));
+    }
+    if let Some(after) = after {
+        query = query.filter(
+            Condition::any()
+                .add(proposal::Column::CreatedMicros.gt(after.created_micros))
+                .add(
+                    Condition::all()
+                        .add(proposal::Column::CreatedMicros.eq(after.created_micros))
+                        .add(proposal::Column::Id.gt(after.id)),
+                ),
+        );
+    }
+    let mut items = query
+        .order_by_asc(proposal::Column::CreatedMicros)
+        .order_by_asc(proposal::Column::Id)
+        .limit(page_size + 1)
+        .all(db)
+        .await?;
+    let next = if items.len() as u64 > page_size {
+        items.truncate(page_size as usize);
+        items.last().map(|last| ProposalCursor {
+            created_micros: last.created_micros,
+            id: last.id.clone(),
+        })
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+async fn decided_error(
+    db: &impl ConnectionTrait,
+    proposal_id: &str,
+) -> Result<MerchantError, DbErr> {
+    Ok(match get_proposal(db, proposal_id).await? {
+        None => MerchantError::ProposalNotFound,
+        Some(proposal) => MerchantError::ProposalAlreadyDecided {
+            status: ProposalStatus::parse(&proposal.status)
+                .map(ProposalStatus::as_str)
+                .unwrap_or("decided"),
+        },
+    })
+}
+
+/// Decides a pending proposal (R26). An approval creates the merchant in the same
+/// transaction. The conditional update on the proposal is the transaction's first
+/// statement: of two concurrent decisions exactly one finds it pending.
+#[tracing::instrument(skip_all, fields(proposal_id = %proposal_id, approve = decision.approve))]
+pub async fn decide_proposal(
+    db: &DatabaseConnection,
+    proposal_id: &str,
+    decision: &Decision,
+    decided_by: &str,
+    now: DateTime<Utc>,
+    approval: Option<Approval>,
+) -> Result<(proposal::Model, Option<merchant::Model>), MerchantError> {
+    let status = if decision.approve {
+        ProposalStatus::Approved
+    } else {
+        ProposalStatus::Rejected
+    };
+    let merchant_id = approval.as_ref().map(|approval| approval.merchant_id.clone());
+    let txn = db.begin().await?;
+    let updated = proposal::Entity::update_many()
+        .col_expr(proposal::Column::Status, Expr::value(status.as_str()))
+        .col_expr(proposal::Column::Reason, Expr::value(decision.reason.clone()))
+        .col_expr(proposal::Column::MerchantId, Expr::value(merchant_id.clone()))
+        .col_expr(proposal::Column::DecidedBy, Expr::value(decided_by.to_owned()))
+        .col_expr(proposal::Column::DecidedAt, Expr::value(now.fixed_offset()))
+        .filter(proposal::Column::Id.eq(proposal_id))
+        .filter(proposal::Column::Status.eq(ProposalStatus::Pending.as_str()))
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected == 0 {
+        txn.rollback().await?;
+        return Err(decided_error(db, proposal_id).await?);
+    }
+    let proposal = get_proposal(&txn, proposal_id)
+        .await?
+        .ok_or(MerchantError::ProposalNotFound)?;
+
+    let merchant = match approval {
+        None => None,
+        Some(approval) => {
+            let row = merchant::ActiveModel {
+                id: Set(approval.merchant_id.clone()),
+                name: Set(proposal.name.clone()),
+                name_normalized: Set(proposal.name_normalized.clone()),
+                kind: Set(proposal.kind.clone()),
+                website: Set(proposal.website.clone()),
+                website_host: Set(proposal.website_host.clone()),
+                city: Set(proposal.city.clone()),
+                city_normalized: Set(proposal.city_normalized.clone()),
+                province: Set(proposal.province.clone()),
+                province_normalized: Set(proposal
+                    .province
+                    .as_deref()
+                    .map(normalize_text)
+                    .unwrap_or_default()),
+                address: Set(proposal.address.clone()),
+                categories: Set(proposal.categories.clone()),
+                supports_credit: Set(proposal.supports_credit),
+                supports_instalment: Set(proposal.supports_instalment),
+                contact_phone: Set(proposal.contact_phone.clone()),
+                status: Set(MerchantStatus::Contracted.as_str().to_owned()),
+                region_code: Set(proposal.region_code.clone()),
+                proposal_id: Set(proposal.id.clone()),
+                api_key_hash: Set(approval.api_key_hash),
+                created_at: Set(now.fixed_offset()),
+                created_micros: Set(micros(now)),
+                suspended_at: Set(None),
+                suspension_reason: Set(None),
+            };
+            match merchant::Entity::insert(row).exec(&txn).await {
+                Ok(_) => {}
+                // The same store became a merchant since it was proposed (by another
+                // proposal approved meanwhile): R26 refuses a second one.
+                Err(error) if is_unique_violation(&error) => {
+                    txn.rollback().await?;
+                    let draft_keys = DuplicateKeys::of(&proposal);
+                    return Err(MerchantError::Duplicate {
+                        existing_merchant_id: draft_keys.find_merchant(db).await?,
+                        existing_proposal_id: None,
+                    });
+                }
+                Err(error) => return Err(error.into()),
+            }
+            get_merchant(&txn, &approval.merchant_id).await?
+        }
+    };
+    txn.commit().await?;
+    Ok((proposal, merchant))
+}
+
+/// The columns that identify a store for duplicate detection.
+struct DuplicateKeys {
+    name_normalized: String,
+    city_normalized: String,
+    website_host: Option<String>,
+}
+
+impl DuplicateKeys {
+    fn of_draft(draft: &MerchantDraft) -> DuplicateKeys {
+        DuplicateKeys {
+            name_normalized: draft.name_normalized.clone(),
+            city_normalized: draft.city_normalized.clone(),
+            website_host: draft.website_host.clone(),
+        }
+    }
+
+    fn of(proposal: &proposal::Model) -> DuplicateKeys {
+        DuplicateKeys {
+            name_normalized: proposal.name_normalized.clone(),
+            city_normalized: proposal.city_normalized.clone(),
+            website_host: proposal.website_host.clone(),
+        }
+    }
+
+    async fn find_merchant(&self, db: &impl ConnectionTrait) -> Result<Option<String>, DbErr> {
+        let mut same_store = Condition::any().add(
+            Condition::all()
+                .add(merchant::Column::NameNormalized.eq(&self.name_normalized))
+                .add(merchant::Column::CityNormalized.eq(&self.city_normalized)),
+        );
+        if let Some(host) = &self.website_host {
+            same_store = same_store.add(merchant::Column::WebsiteHost.eq(host));
+        }
+        Ok(merchant::Entity::find()
+            .filter(same_store)
+            .order_by_asc(merchant::Column::CreatedMicros)
+            .one(db)
+            .await?
+            .map(|existing| existing.id))
+    }
+}
+
+/// Returns one merchant, whatever its status.
+pub async fn get_merchant(
+    db: &impl ConnectionTrait,
+    id: &str,
+) -> Result<Option<merchant::Model>, DbErr> {
+    merchant::Entity::find_by_id(id.to_owned()).one(db).await
+}
+
+/// Returns the merchant whose API key hashes to `hash`.
+pub async fn find_merchant_by_key_hash(
+    db: &DatabaseConnection,
+    hash: &str,
+) -> Result<Option<merchant::Model>, DbErr> {
+    merchant::Entity::find()
+        .filter(merchant::Column::ApiKeyHash.eq(hash))
+        .one(db)
+        .await
+}
+
+/// Suspends a merchant (R26); suspending a suspended merchant changes nothing. Returns
+/// the merchant and whether it changed.
+#[tracing::instrument(skip_all, fields(merchant_id = %merchant_id))]
+pub async fn suspend_merchant(
+    db: &DatabaseConnection,
+    merchant_id: &str,
+    reason: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<(merchant::Model, bool), MerchantError> {
+    let updated = merchant::Entity::update_many()
+        .col_expr(
+            merchant::Column::Status,
+            Expr::value(MerchantStatus::Suspended.as_str()),
+        )
+        .col_expr(merchant::Column::SuspendedAt, Expr::value(now.fixed_offset()))
+        .col_expr(merchant::Column::SuspensionReason, Expr::value(reason))
+        .filter(merchant::Column::Id.eq(merchant_id))
+        .filter(merchant::Column::Status.eq(MerchantStatus::Contracted.as_str()))
+        .exec(db)
+        .await?;
+    let merchant = get_merchant(db, merchant_id)
+        .await?
+        .ok_or(MerchantError::MerchantNotFound)?;
+    Ok((merchant, updated.rows_affected > 0))
+}
+
+/// Replaces a merchant's key hash; the old key stops working at once.
+#[tracing::instrument(skip_all, fields(merchant_id = %merchant_id))]
+pub async fn rotate_key(
+    db: &DatabaseConnection,
+    merchant_id: &str,
+    new_hash: &str,
+) -> Result<(), MerchantError> {
+    let updated = merchant::Entity::update_many()
+        .col_expr(merchant::Column::ApiKeyHash, Expr::value(new_hash.to_owned()))
+        .filter(merchant::Column::Id.eq(merchant_id))
+        .exec(db)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Err(MerchantError::MerchantNotFound);
+    }
+    Ok(())
+}
+
+/// Searches contracted merchants (R27), ordered by (normalized name, id) and keyset-paged
+/// on the same pair, so a page boundary stays put while merchants are added.
+#[tracing::instrument(skip_all)]
+pub async fn search_merchants(
+    db: &DatabaseConnection,
+    search: &MerchantSearch,
+) -> Result<Page<merchant::Model, MerchantCursor>, DbErr> {
+    let mut query = merchant::Entity::find()
+        .filter(merchant::Column::Status.eq(MerchantStatus::Contracted.as_str()));
+    if !search.q.is_empty() {
+        query = query.filter(merchant::Column::NameNormalized.like(contains(&search.q)));
+    }
+    if let Some(kind) = search.kind {
+        query = query.filter(merchant::Column::Kind.eq(kind.as_str()));
+    }
+    if let Some(city) = &search.city {
+        query = query.filter(merchant::Column::CityNormalized.eq(city));
+    }
+    if let Some(province) = &search.province {
+        query = query.filter(merchant::Column::ProvinceNormalized.eq(province));
+    }
+    if let Some(category) = &search.category {
+        // Exact category: the stored column is `|a|b|`, so `|category|` matches one whole
+        // category and never a part of another.
+        let whole = format!("|{category}|");
+        query = query.filter(merchant::Column::Categories.like(contains(&whole)));
+    }
+    match search.purchase_kind {
+        Some(PurchaseKind::Credit) => {
+            query = query.filter(merchant::Column::SupportsCredit.eq(true));
+        }
+        Some(PurchaseKind::Instalment) => {
+            query = query.filter(merchant::Column::SupportsInstalment.eq(true));
+        }
+        None => {}
+    }
+    if let Some(after) = &search.after {
+        query = query.filter(
+            Condition::any()
+                .add(merchant::Column::NameNormalized.gt(after.name.clone()))
+                .add(
+                    Condition::all()
+                        .add(merchant::Column::NameNormalized.eq(after.name.clone()))
+                        .add(merchant::Column::Id.gt(after.id.clone())),
+                ),
+        );
+    }
+    let mut items = query
+        .order_by_asc(merchant::Column::NameNormalized)
+        .order_by_asc(merchant::Column::Id)
+        .limit(search.page_size + 1)
+        .all(db)
+        .await?;
+    let next = if items.len() as u64 > search.page_size {
+        items.truncate(search.page_size as usize);
+        items.last().map(|last| MerchantCursor {
+            name: last.name_normalized.clone(),
+            id: last.id.clone(),
+        })
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}

@@ -1,0 +1,80 @@
+//! The tables of the settlement database, as the migration creates them.
+
+use sea_orm::DeriveIden;
+
+/// One instalment of a purchase.
+#[derive(Clone, Copy, Debug, DeriveIden)]
+pub enum Instalment {
+    Table,
+    Id,
+    PurchaseId,
+    EmployeeId,
+    NationalId,
+    FullName,
+    OrganizationId,
+    MerchantId,
+    MerchantName,
+    Seq,
+    Period,
+    Amount,
+    State,
+    SettledAt,
+    RemittanceId,
+    CreatedAt,
+}
+
+/// One recorded schedule, the idempotency record of `RecordSchedule`.
+#[derive(Clone, Copy, Debug, DeriveIden)]
+pub enum PurchaseSchedule {
+    Table,
+    PurchaseId,
+    EmployeeId,
+    OrganizationId,
+    Version,
+    CompletedAt,
+    CreatedAt,
+}
+
+/// One applied refund, the idempotency record of `CancelInstalments`.
+#[derive(Clone, Copy, Debug, DeriveIden)]
+pub enum Refund {
+    Table,
+    RefundId,
+    PurchaseId,
+    CreatedAt,
+}
+
+/// One row per organization, written first to serialise its money paths.
+#[derive(Clone, Copy, Debug, DeriveIden)]
+pub enum OrganizationLedger {
+    Table,
+    OrganizationId,
+    Version,
+}
+
+/// One recorded remittance.
+#[derive(Clone, Copy, Debug, DeriveIden)]
+pub enum Remittance {
+    Table,
+    Id,
+    OrganizationId,
+    Period,
+    BankReference,
+    LineCount,
+    LinesAmount,
+    SettledInstalments,
+    SettledAmount,
+    RecordedBy,
+    RecordedAt,
+}
+
+/// A remittance line kept for review.
+#[derive(Clone, Copy, Debug, DeriveIden)]
+pub enum UnmatchedLine {
+    Table,
+    RemittanceId,
+    Line,
+    NationalId,
+    Amount,
+    Code,
+}

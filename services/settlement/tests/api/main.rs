@@ -1,0 +1,309 @@
+//! Integration tests of the settlement service over gRPC, on SQLite (default) or PostgreSQL
+//! (`TAVANA_TEST_DB=postgres`).
+
+mod big_remittance;
+mod deductions;
+mod instalments;
+mod outbox;
+mod remittances;
+mod schedules;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{TimeZone, Utc};
+use prost::Message;
+use tavana_kit::Shared;
+use tavana_kit::caller::{Caller, Role, RoleGrant, attach};
+use tavana_kit::clock::AdjustableClock;
+use tavana_kit::outbox::{Deliver, DeliveryError};
+use tavana_kit::testing::{TestDb, test_db};
+use tavana_proto::credit::v1::MarkPurchaseSettledRequest;
+use tavana_proto::settlement::v1 as pb;
+use tavana_proto::settlement::v1::settlement_service_client::SettlementServiceClient;
+use tavana_settlement::messages::MARK_PURCHASE_SETTLED;
+use tavana_settlement::store::Store;
+use tavana_settlement::{MAX_MESSAGE_SIZE, Settings};
+use tavana_settlement_migration::Migrator;
+use tonic::transport::Channel;
+
+pub const ORG: &str = "ORG-1";
+pub const PERIOD: &str = "1405-09";
+
+/// Records what the relay delivers; can be told to fail.
+#[derive(Default)]
+pub struct RecordingDelivery {
+    pub delivered: Mutex<Vec<(String, Vec<u8>)>>,
+    pub failing: AtomicBool,
+}
+
+impl RecordingDelivery {
+    pub fn settled_purchases(&self) -> Vec<String> {
+        self.delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(topic, _)| topic == MARK_PURCHASE_SETTLED)
+            .map(|(_, payload)| {
+                MarkPurchaseSettledRequest::decode(payload.as_slice())
+                    .unwrap()
+                    .purchase_id
+            })
+            .collect()
+    }
+
+    pub fn count(&self, topic: &str) -> usize {
+        self.delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| t == topic)
+            .count()
+    }
+}
+
+#[async_trait]
+impl Deliver for RecordingDelivery {
+    async fn deliver(&self, topic: &str, payload: &[u8]) -> Result<(), DeliveryError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(DeliveryError::Retry("peer down".into()));
+        }
+        self.delivered
+            .lock()
+            .unwrap()
+            .push((topic.to_owned(), payload.to_vec()));
+        Ok(())
+    }
+}
+
+pub struct TestApp {
+    pub client: SettlementServiceClient<Channel>,
+    pub store: Store,
+    pub delivery: Arc<RecordingDelivery>,
+    pub db: TestDb,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub async fn spawn_service() -> TestApp {
+    spawn_service_with(false).await
+}
+
+pub async fn spawn_service_with(allow_partial_settlement: bool) -> TestApp {
+    let db = test_db::<Migrator>().await;
+    let mut settings = Settings::default();
+    settings.database.url = db.url.clone();
+    settings.database.max_connections = 5;
+    settings.grpc.request_timeout_ms = 600_000;
+    settings.allow_partial_settlement = allow_partial_settlement;
+    let clock = AdjustableClock::frozen(Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap());
+    let shared = Shared {
+        clock: clock.shared(),
+        store: tavana_kit::testing::test_store(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let delivery = Arc::new(RecordingDelivery::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(tavana_settlement::serve_with_delivery(
+        settings,
+        shared,
+        listener,
+        delivery.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy();
+    let client = SettlementServiceClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(MAX_MESSAGE_SIZE);
+    TestApp {
+        client,
+        store: Store::new(db.db.clone()),
+        delivery,
+        db,
+        _stop: stop,
+    }
+}
+
+pub fn service() -> Caller {
+    Caller::service("credit")
+}
+
+pub fn staff(role: Role) -> Caller {
+    Caller::User {
+        employee_id: format!("staff-{}", role.as_str()),
+        national_id: "0012345679".into(),
+        grants: vec![RoleGrant::global(role)],
+    }
+}
+
+pub fn employee(employee_id: &str) -> Caller {
+    Caller::User {
+        employee_id: employee_id.into(),
+        national_id: String::new(),
+        grants: vec![RoleGrant::global(Role::Employee)],
+    }
+}
+
+/// Returns the `n`th valid national ID (R2 check digit).
+pub fn national_id(n: u32) -> String {
+    let body = format!("{:09}", 100_000 + n);
+    let sum: u32 = body
+        .bytes()
+        .zip((2..=10).rev())
+        .map(|(digit, weight)| u32::from(digit - b'0') * weight)
+        .sum();
+    let remainder = sum % 11;
+    let check = if remainder < 2 { remainder } else { 11 - remainder };
+    format!("{body}{check}")
+}
+
+/// A schedule of `amounts` for consecutive periods starting at `first_period`.
+pub fn schedule(
+    purchase_id: &str,
+    employee_n: u32,
+    first_period: &str,
+    amounts: &[i64],
+) -> pb::RecordScheduleRequest {
+    let first = tavana_kit::jalali::JalaliPeriod::parse(first_period).unwrap();
+    pb::RecordScheduleRequest {
+        purchase_id: purchase_id.into(),
+        employee_id: format!("E{employee_n}"),
+        national_id: national_id(employee_n),
+        full_name: format!("Employee {employee_n}"),
+        organization_id: ORG.into(),
+        merchant_id: "M1".into(),
+        merchant_name: "Digikala".into(),
+        instalments: amounts
+            .iter()
+            .enumerate()
+            .map(|(index, amount)| pb::ScheduledInstalment {
+                seq: index as u32 + 1,
+                period: first.add_months(index as u32).to_string(),
+                amount: *amount,
+            })
+            .collect(),
+    }
+}
+
+impl TestApp {
+    pub async fn record(&self, request: pb::RecordScheduleRequest) {
+        self.client
+            .clone()
+            .record_schedule(attach(request, &service()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn remit(
+        &self,
+        bank_reference: &str,
+        period: &str,
+        lines: &[(String, i64)],
+    ) -> Result<pb::RecordRemittanceResponse, tonic::Status> {
+        let request = pb::RecordRemittanceRequest {
+            organization_id: ORG.into(),
+            period: period.into(),
+            bank_reference: bank_reference.into(),
+            lines: lines
+                .iter()
+                .map(|(national_id, amount)| pb::RemittanceLine {
+                    national_id: national_id.clone(),
+                    amount: *amount,
+                    ..Default::default()
+                })
+                .collect(),
+        };
+        self.client
+            .clone()
+            .record_remittance(attach(request, &staff(Role::Support)))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn my_instalments(
+        &self,
+        employee_id: &str,
+        state: pb::InstalmentState,
+    ) -> Vec<pb::Instalment> {
+        let mut items = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let response = self
+                .client
+                .clone()
+                .list_my_instalments(attach(
+                    pb::ListMyInstalmentsRequest {
+                        state: state as i32,
+                        page_size: 2,
+                        page_token: page_token.clone(),
+                    },
+                    &employee(employee_id),
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            items.extend(response.items);
+            if response.next_page_token.is_empty() {
+                return items;
+            }
+            page_token = response.next_page_token;
+        }
+    }
+
+    pub async fn deductions(
+        &self,
+        caller: &Caller,
+        period: &str,
+    ) -> Result<(Vec<pb::DeductionRow>, pb::DeductionTotals), tonic::Status> {
+        let mut stream = self
+            .client
+            .clone()
+            .stream_deduction_list(attach(
+                pb::StreamDeductionListRequest {
+                    organization_id: ORG.into(),
+                    period: period.into(),
+                },
+                caller,
+            ))
+            .await?
+            .into_inner();
+        let mut rows = Vec::new();
+        while let Some(message) = stream.message().await? {
+            match message.item.unwrap() {
+                pb::stream_deduction_list_response::Item::Row(row) => rows.push(row),
+                pb::stream_deduction_list_response::Item::Totals(totals) => {
+                    return Ok((rows, totals));
+                }
+            }
+        }
+        panic!("the deduction list ended without totals")
+    }
+
+    /// Waits until the relay has delivered what `done` looks for.
+    pub async fn wait_for(&self, done: impl Fn(&RecordingDelivery) -> bool) {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while !done(&self.delivery) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the outbox was not delivered in time");
+    }
+}
+
+pub fn codes(response: &pb::RecordRemittanceResponse) -> Vec<(u32, String)> {
+    response
+        .result
+        .as_ref()
+        .unwrap()
+        .unmatched
+        .iter()
+        .map(|line| (line.line, line.code.clone()))
+        .collect()
+}

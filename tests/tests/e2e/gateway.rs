@@ -1,0 +1,105 @@
+//! The gateway's own behaviour: health, OpenAPI, problem+json, request ids.
+
+use serde_json::json;
+use tavana_e2e::spawn_app;
+
+#[tokio::test]
+async fn health_and_readiness_answer_when_every_service_runs() {
+    let app = spawn_app().await;
+
+    let health = app.get("/healthz", None).await;
+    let ready = app
+        .eventually(|| async {
+            let ready = app.get("/readyz", None).await;
+            (ready.status == 200).then_some(ready)
+        })
+        .await;
+
+    assert_eq!(health.status, 200);
+    assert_eq!(ready.body["status"], "ok");
+}
+
+#[tokio::test]
+async fn openapi_document_lists_the_api_paths() {
+    let app = spawn_app().await;
+
+    let document = app.get("/openapi.json", None).await;
+
+    assert_eq!(document.status, 200);
+    assert!(document.body["openapi"].as_str().unwrap_or_default().starts_with("3."));
+    let paths = document.body["paths"].as_object().expect("paths");
+    for path in ["/v1/auth/login-code", "/v1/me", "/v1/me/balance", "/v1/merchants", "/v1/remittances"] {
+        assert!(paths.contains_key(path), "{path} is documented");
+    }
+}
+
+#[tokio::test]
+async fn unknown_route_is_a_problem_json_404() {
+    let app = spawn_app().await;
+
+    let answer = app.get("/v1/nothing-here", None).await;
+
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.headers["content-type"], "application/problem+json");
+    assert_eq!(answer.body["status"], 404);
+    assert!(answer.body["message_fa"].as_str().is_some_and(|m| !m.is_empty()));
+}
+
+#[tokio::test]
+async fn a_protected_route_without_token_is_401_problem_json() {
+    let app = spawn_app().await;
+
+    let answer = app.get("/v1/me", None).await;
+    let forged = app.get("/v1/me", Some("not-a-jwt")).await;
+
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.code(), "unauthenticated");
+    assert_eq!(forged.status, 401);
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_with_a_stable_code() {
+    let app = spawn_app().await;
+
+    let request = app
+        .client
+        .post(app.url("/v1/auth/login-code"))
+        .header("content-type", "application/json")
+        .body("{not json");
+    let answer = app.send(request).await;
+
+    assert_eq!(answer.status, 400);
+    assert_eq!(answer.code(), "malformed_body");
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_honours_the_callers() {
+    let app = spawn_app().await;
+
+    let generated = app.get("/healthz", None).await;
+    let request = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "req-123");
+    let given = app.send(request).await;
+
+    assert!(generated.headers.contains_key("x-request-id"));
+    assert_eq!(given.headers["x-request-id"], "req-123");
+}
+
+#[tokio::test]
+async fn dev_clock_moves_forward() {
+    let app = spawn_app().await;
+    let before = app.get("/v1/dev/clock", None).await;
+
+    app.advance_clock(72 * 3600).await;
+    let after = app.get("/v1/dev/clock", None).await;
+
+    let parse = |answer: &tavana_e2e::Answer| {
+        chrono::DateTime::parse_from_rfc3339(answer.body["now"].as_str().expect("now"))
+            .expect("rfc 3339")
+    };
+    assert!((parse(&after) - parse(&before)).num_hours() >= 72);
+    let invalid = app.post("/v1/dev/clock", None, json!({})).await;
+    assert_eq!(invalid.status, 400);
+}
