@@ -126,7 +126,9 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Suite> {
         Some(clock) => clock.clone(),
         None => Arc::new(SystemClock),
     };
-    let store = tavana_kit::store::connect_store(settings.redis.url.as_deref(), "tavana:")
+    let store = settings
+        .redis
+        .connect()
         .await
         .context("cannot connect to the store")?;
     let shared = Shared { clock, store };

@@ -17,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
     let config = std::env::var_os("TAVANA_CONFIG").map(std::path::PathBuf::from);
     let settings: Settings = tavana_kit::config::load(config.as_deref())?;
     tavana_kit::telemetry::init("gateway", &settings.telemetry);
-    let store = tavana_kit::store::connect_store(settings.redis.url.as_deref(), "tavana:").await?;
+    let store = settings.redis.connect().await?;
     let listener = tokio::net::TcpListener::bind(&settings.gateway.listen).await?;
     tracing::info!(address = %listener.local_addr()?, "gateway listening");
     // The dev clock exists only with `dev` on (never in the Kubernetes overlays).

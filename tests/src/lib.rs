@@ -1,6 +1,8 @@
-//! End-to-end harness: the whole suite in one process (dev mode, dev SMS
-//! provider, adjustable clock, a fresh data directory, random ports), driven
-//! through the gateway's HTTP API as a client would.
+//! End-to-end harness: a fresh suite per test, driven through the gateway's
+//! HTTP API as a client would. By default the whole suite runs in this
+//! process (dev mode, dev SMS provider, adjustable clock, fresh SQLite files,
+//! random ports); with `TAVANA_E2E_TOPOLOGY=split` every service and the
+//! gateway run as separate processes on PostgreSQL and Redis ([`split`]).
 
 use std::path::PathBuf;
 
@@ -8,16 +10,28 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use tavana::suite::{Suite, SuiteSettings, UpOptions};
 
+pub mod split;
+pub mod world;
+
 /// A running suite and an HTTP client for it.
 pub struct TestApp {
     /// The gateway's base URL, e.g. `http://127.0.0.1:40123`.
     pub base_url: String,
     /// A plain HTTP client.
     pub client: reqwest::Client,
-    /// The running suite (its admin handle and dev clock).
-    pub suite: Suite,
+    topology: Topology,
     admin: tavana::admin::Admin,
     _data_dir: tempfile::TempDir,
+}
+
+enum Topology {
+    InProcess(Suite),
+    Split(split::SplitTopology),
+}
+
+/// Whether this run drives the split topology.
+pub fn split_mode() -> bool {
+    std::env::var("TAVANA_E2E_TOPOLOGY").as_deref() == Ok("split")
 }
 
 /// An HTTP answer: status, headers and the body parsed as JSON (or `Null`).
@@ -46,28 +60,54 @@ async fn try_spawn_app() -> anyhow::Result<TestApp> {
     let mut settings = SuiteSettings::default();
     // A test suite makes many requests from one address.
     settings.gateway.rate_limit_per_ip_per_minute = 1_000_000;
-    let options = UpOptions {
-        data_dir: PathBuf::from(data_dir.path()),
-        listen: "127.0.0.1:0".into(),
-        dev: true,
-        settings: settings.clone(),
+    let topology = if split_mode() {
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        let topology = split::start(&id).await?;
+        settings.identity.database.url = topology.database_urls["identity"].clone();
+        Topology::Split(topology)
+    } else {
+        let options = UpOptions {
+            data_dir: PathBuf::from(data_dir.path()),
+            listen: "127.0.0.1:0".into(),
+            dev: true,
+            settings: settings.clone(),
+        };
+        Topology::InProcess(tavana::suite::start(options).await?)
     };
-    let suite = tavana::suite::start(options).await?;
     let admin = tavana::admin::Admin::open(&settings, data_dir.path()).await?;
-    let app = TestApp {
-        base_url: suite.gateway_url(),
+    let base_url = match &topology {
+        Topology::InProcess(suite) => suite.gateway_url(),
+        Topology::Split(split) => split.gateway_url.clone(),
+    };
+    Ok(TestApp {
+        base_url,
         client: reqwest::Client::new(),
-        suite,
+        topology,
         admin,
         _data_dir: data_dir,
-    };
-    Ok(app)
+    })
 }
 
 impl TestApp {
     /// Returns the absolute URL of a path.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path)
+    }
+
+    /// Returns the gRPC URL (comma-separated replicas) of a service.
+    pub fn service_url(&self, name: &str) -> Option<String> {
+        match &self.topology {
+            Topology::InProcess(suite) => suite.service_url(name),
+            Topology::Split(split) => split.service_urls.get(name).cloned(),
+        }
+    }
+
+    /// Returns the split topology, when this run drives one.
+    pub fn split(&self) -> Option<&split::SplitTopology> {
+        match &self.topology {
+            Topology::InProcess(_) => None,
+            Topology::Split(split) => Some(split),
+        }
     }
 
     /// The admin operations of `tavana admin`, on this suite's databases.
@@ -253,12 +293,21 @@ impl TestApp {
 
     /// Polls `probe` until it returns `Some`, for effects that travel
     /// through an outbox; gives up after 20 seconds.
-    pub async fn eventually<T, F, Fut>(&self, mut probe: F) -> T
+    pub async fn eventually<T, F, Fut>(&self, probe: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Option<T>>,
     {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+        self.eventually_within(20, probe).await
+    }
+
+    /// Polls `probe` until it returns `Some`; gives up after `seconds`.
+    pub async fn eventually_within<T, F, Fut>(&self, seconds: u64, mut probe: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
         let mut interval = tokio::time::interval(std::time::Duration::from_millis(50));
         loop {
             interval.tick().await;
@@ -267,7 +316,7 @@ impl TestApp {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "the effect did not happen within 20 s"
+                "the effect did not happen within {seconds} s"
             );
         }
     }

@@ -1,4 +1,146 @@
 //! The credit service: facilities, holds, purchases, refunds and cards (R12, R14-R21).
+//!
+//! `serve` connects to its database, starts the outbox relay (schedules and refunds to
+//! settlement, guarantee releases, receipt SMS through identity) and serves
+//! `CreditService` over gRPC.
 
+pub mod convert;
+pub mod delivery;
 pub mod domain;
+pub mod peers;
+pub mod rpc;
+pub mod service;
 pub mod store;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use tavana_credit_migration::Migrator;
+use tavana_kit::Shared;
+use tavana_kit::config::{DatabaseSettings, GrpcSettings};
+use tavana_kit::outbox::OutboxRelay;
+use tavana_proto::credit::v1::credit_service_server::CreditServiceServer;
+use tokio::sync::watch;
+
+use crate::delivery::CreditDelivery;
+use crate::peers::Peers;
+use crate::rpc::CreditRpc;
+use crate::service::CreditFlows;
+use crate::store::Store;
+
+/// The gRPC service name, for health checks.
+pub const GRPC_SERVICE_NAME: &str = "tavana.credit.v1.CreditService";
+
+/// The policy maximum of the instalment ceiling `N` when none is configured (R7, R12).
+pub const DEFAULT_MAX_INSTALMENTS: u32 = 36;
+
+/// Settings of the credit service (section `credit`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Its own database.
+    pub database: DatabaseSettings,
+    /// Its gRPC server.
+    pub grpc: GrpcSettings,
+    /// Merchant-directory's gRPC URL, for merchants.
+    pub merchant_directory_url: String,
+    /// Identity's gRPC URL, for organization contracts and SMS.
+    pub identity_url: String,
+    /// Settlement's gRPC URL, for schedules and cancellations.
+    pub settlement_url: String,
+    /// Guarantee's gRPC URL, for releasing guarantees.
+    pub guarantee_url: String,
+    /// The policy maximum of the instalment ceiling `N`.
+    pub max_instalments: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            database: DatabaseSettings::default(),
+            grpc: GrpcSettings::default(),
+            merchant_directory_url: "http://127.0.0.1:50055".to_owned(),
+            identity_url: "http://127.0.0.1:50051".to_owned(),
+            settlement_url: "http://127.0.0.1:50054".to_owned(),
+            guarantee_url: "http://127.0.0.1:50052".to_owned(),
+            max_instalments: DEFAULT_MAX_INSTALMENTS,
+        }
+    }
+}
+
+impl Settings {
+    /// Returns the database URL: the configured one, or `./data/credit.db`.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            tavana_kit::db::sqlite_url(std::path::Path::new("data"), "credit")
+        } else {
+            self.database.url.clone()
+        }
+    }
+}
+
+/// Applies the pending migrations.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let db = tavana_kit::db::connect_and_migrate::<Migrator>(
+        &settings.database_url(),
+        settings.database.max_connections,
+    )
+    .await?;
+    db.close().await.ok();
+    Ok(())
+}
+
+/// Serves the credit service on `listener` until `shutdown` completes.
+pub async fn serve(
+    settings: Settings,
+    shared: Shared,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let url = settings.database_url();
+    let db = tavana_kit::db::connect(&url, settings.database.max_connections).await?;
+    tavana_kit::db::check_schema_not_newer::<Migrator>(&db).await?;
+
+    let timeout = settings.grpc.request_timeout();
+    let delivery = CreditDelivery::connect(
+        &settings.settlement_url,
+        &settings.guarantee_url,
+        &settings.identity_url,
+        timeout,
+    )
+    .context("invalid peer url")?;
+    let peers = Peers::connect(
+        &settings.merchant_directory_url,
+        &settings.identity_url,
+        timeout,
+    )
+    .context("invalid peer url")?;
+
+    let (stop_relay, relay_stopped) = watch::channel(false);
+    let (outbox, relay) = OutboxRelay::spawn(db.clone(), Arc::new(delivery), async move {
+        let mut relay_stopped = relay_stopped;
+        let _ = relay_stopped.wait_for(|stop| *stop).await;
+    });
+
+    let flows = CreditFlows::new(
+        Store::new(db, Some(outbox)),
+        peers,
+        shared.clock.clone(),
+        settings.max_instalments,
+    );
+    let routes = tonic::service::Routes::new(CreditServiceServer::new(CreditRpc::new(flows)));
+    let served = tavana_kit::grpc::serve_grpc(
+        listener,
+        routes,
+        tavana_proto::FILE_DESCRIPTOR_SET,
+        &[GRPC_SERVICE_NAME],
+        timeout,
+        shutdown,
+    )
+    .await;
+    let _ = stop_relay.send(true);
+    relay.await.ok();
+    served
+}

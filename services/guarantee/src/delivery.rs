@@ -71,9 +71,9 @@ impl Deliver for PeerDelivery {
                 {
                     Ok(_) => Ok(()),
                     // An employee removed from HR data cannot be notified; nothing to retry.
-                    Err(status) if status.code() == tonic::Code::NotFound => {
-                        Err(DeliveryError::Permanent(format!("{topic}: employee not found")))
-                    }
+                    Err(status) if status.code() == tonic::Code::NotFound => Err(
+                        DeliveryError::Permanent(format!("{topic}: employee not found")),
+                    ),
                     Err(status) => Err(failure(topic, status)),
                 }
             }

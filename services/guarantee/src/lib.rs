@@ -99,8 +99,8 @@ pub async fn serve(
     let timeout = settings.grpc.request_timeout();
     let identity_channel = tavana_kit::grpc::channel(&settings.identity_url, timeout)
         .context("invalid identity_url")?;
-    let credit_channel = tavana_kit::grpc::channel(&settings.credit_url, timeout)
-        .context("invalid credit_url")?;
+    let credit_channel =
+        tavana_kit::grpc::channel(&settings.credit_url, timeout).context("invalid credit_url")?;
 
     let (stop_relay, relay_stopped) = watch::channel(false);
     let (outbox, relay) = OutboxRelay::spawn(

@@ -59,12 +59,14 @@ fn status_filter(value: i32) -> Result<Option<RequestStatus>, GuaranteeError> {
         Ok(pb::RequestStatus::FinanceRejected) => Ok(Some(RequestStatus::FinanceRejected)),
         Ok(pb::RequestStatus::Approved) => Ok(Some(RequestStatus::Approved)),
         Ok(pb::RequestStatus::Cancelled) => Ok(Some(RequestStatus::Cancelled)),
-        Err(_) => Err(GuaranteeError::Invalid(vec![tavana_kit::error::Violation::new(
-            "status",
-            "status_invalid",
-            "The status filter is not a known status.",
-            "وضعیت انتخاب‌شده برای فیلتر معتبر نیست.",
-        )])),
+        Err(_) => Err(GuaranteeError::Invalid(vec![
+            tavana_kit::error::Violation::new(
+                "status",
+                "status_invalid",
+                "The status filter is not a known status.",
+                "وضعیت انتخاب‌شده برای فیلتر معتبر نیست.",
+            ),
+        ])),
     }
 }
 
@@ -72,11 +74,15 @@ fn cursor_of(token: &str) -> Result<Option<Cursor>, Status> {
     if token.is_empty() {
         return Ok(None);
     }
-    decode_token::<Cursor>(token).map(Some).map_err(Status::from)
+    decode_token::<Cursor>(token)
+        .map(Some)
+        .map_err(Status::from)
 }
 
 fn token_of(cursor: Option<Cursor>) -> String {
-    cursor.map(|cursor| encode_token(&cursor)).unwrap_or_default()
+    cursor
+        .map(|cursor| encode_token(&cursor))
+        .unwrap_or_default()
 }
 
 /// Converts a request with its history into its proto message.
@@ -150,7 +156,10 @@ impl GuaranteeService for GuaranteeRpc {
         request: Request<pb::GetCreditRequestRequest>,
     ) -> Result<Response<pb::GetCreditRequestResponse>, Status> {
         let caller = caller(&request);
-        let view = self.flows.get(&caller, &request.get_ref().request_id).await?;
+        let view = self
+            .flows
+            .get(&caller, &request.get_ref().request_id)
+            .await?;
         Ok(Response::new(pb::GetCreditRequestResponse {
             request: Some(request_to_proto(view)),
         }))
@@ -185,7 +194,12 @@ impl GuaranteeService for GuaranteeRpc {
         let after = cursor_of(&message.page_token)?;
         let (items, next) = self
             .flows
-            .list_guarantees(&caller, status, page_size(message.page_size), after.as_ref())
+            .list_guarantees(
+                &caller,
+                status,
+                page_size(message.page_size),
+                after.as_ref(),
+            )
             .await?;
         Ok(Response::new(pb::ListGuaranteeRequestsResponse {
             items: page(items),
@@ -224,7 +238,10 @@ impl GuaranteeService for GuaranteeRpc {
         request: Request<pb::CancelCreditRequestRequest>,
     ) -> Result<Response<pb::CancelCreditRequestResponse>, Status> {
         let caller = caller(&request);
-        let view = self.flows.cancel(&caller, &request.get_ref().request_id).await?;
+        let view = self
+            .flows
+            .cancel(&caller, &request.get_ref().request_id)
+            .await?;
         Ok(Response::new(pb::CancelCreditRequestResponse {
             request: Some(request_to_proto(view)),
         }))

@@ -111,7 +111,11 @@ fn history(
 }
 
 /// The SMS to the applicant after a change of their request (S3, R28).
-fn notify_applicant(request_id: &str, applicant_employee_id: &str, status: RequestStatus) -> OutboxMessage {
+fn notify_applicant(
+    request_id: &str,
+    applicant_employee_id: &str,
+    status: RequestStatus,
+) -> OutboxMessage {
     let message = status_message(status);
     let params = HashMap::from([
         ("request_id".to_owned(), request_id.to_owned()),
@@ -134,7 +138,11 @@ fn notify_applicant(request_id: &str, applicant_employee_id: &str, status: Reque
 }
 
 /// The SMS to a guarantor named in a new request (S14, R28).
-fn notify_guarantor(request_id: &str, guarantor_employee_id: &str, applicant_name: &str) -> OutboxMessage {
+fn notify_guarantor(
+    request_id: &str,
+    guarantor_employee_id: &str,
+    applicant_name: &str,
+) -> OutboxMessage {
     let (message_fa, message_en) = guarantee_requested_message(applicant_name);
     let params = HashMap::from([
         ("request_id".to_owned(), request_id.to_owned()),
@@ -206,19 +214,24 @@ impl GuaranteeFlows {
     }
 
     /// Files a credit request as the calling employee (R7-R9).
-    pub async fn file(&self, caller: &Caller, input: FileRequest) -> Result<RequestView, GuaranteeError> {
+    pub async fn file(
+        &self,
+        caller: &Caller,
+        input: FileRequest,
+    ) -> Result<RequestView, GuaranteeError> {
         let employee_id = caller
             .employee_id()
             .ok_or(GuaranteeError::Unauthenticated)?
             .to_owned();
-        let guarantor_national_id = NationalId::parse(&input.guarantor_national_id).map_err(|error| {
-            GuaranteeError::Invalid(vec![Violation::new(
-                "guarantor_national_id",
-                error.code(),
-                "The guarantor's national ID is not valid.",
-                error.message_fa(),
-            )])
-        })?;
+        let guarantor_national_id =
+            NationalId::parse(&input.guarantor_national_id).map_err(|error| {
+                GuaranteeError::Invalid(vec![Violation::new(
+                    "guarantor_national_id",
+                    error.code(),
+                    "The guarantor's national ID is not valid.",
+                    error.message_fa(),
+                )])
+            })?;
 
         let applicant = self
             .identity
@@ -274,7 +287,11 @@ impl GuaranteeFlows {
                     history: history(RequestStatus::PendingGuarantor, now, BY_APPLICANT, None),
                     outbox: vec![
                         notify_guarantor(&request_id, &guarantor.employee_id, &applicant.full_name),
-                        notify_applicant(&request_id, &applicant.employee_id, RequestStatus::PendingGuarantor),
+                        notify_applicant(
+                            &request_id,
+                            &applicant.employee_id,
+                            RequestStatus::PendingGuarantor,
+                        ),
                     ],
                     request,
                 })
@@ -294,7 +311,11 @@ impl GuaranteeFlows {
 
     /// Returns a request to its applicant, its guarantor, region finance of its region,
     /// or a service; anyone else is told it does not exist (R11, R6).
-    pub async fn get(&self, caller: &Caller, request_id: &str) -> Result<RequestView, GuaranteeError> {
+    pub async fn get(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+    ) -> Result<RequestView, GuaranteeError> {
         if matches!(caller, Caller::Anonymous) {
             return Err(GuaranteeError::Unauthenticated);
         }
@@ -306,8 +327,14 @@ impl GuaranteeFlows {
     }
 
     /// Cancels a pending request as its applicant (R9).
-    pub async fn cancel(&self, caller: &Caller, request_id: &str) -> Result<RequestView, GuaranteeError> {
-        caller.employee_id().ok_or(GuaranteeError::Unauthenticated)?;
+    pub async fn cancel(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+    ) -> Result<RequestView, GuaranteeError> {
+        caller
+            .employee_id()
+            .ok_or(GuaranteeError::Unauthenticated)?;
         let request = self.load(request_id).await?;
         let standing = standing(caller, parties(&request));
         if !standing.applicant {
@@ -362,7 +389,9 @@ impl GuaranteeFlows {
         request_id: &str,
         decision: Decision,
     ) -> Result<RequestView, GuaranteeError> {
-        caller.employee_id().ok_or(GuaranteeError::Unauthenticated)?;
+        caller
+            .employee_id()
+            .ok_or(GuaranteeError::Unauthenticated)?;
         let request = self.load(request_id).await?;
         let standing = standing(caller, parties(&request));
         if !standing.guarantor {
@@ -386,7 +415,8 @@ impl GuaranteeFlows {
                 }
                 let next = match &current_parties {
                     Some((applicant, guarantor)) => {
-                        let failures = check_guarantor(applicant, guarantor.as_ref(), held, filed_on(current));
+                        let failures =
+                            check_guarantor(applicant, guarantor.as_ref(), held, filed_on(current));
                         if !failures.is_empty() {
                             return Err(GuaranteeError::Refused(failures));
                         }
@@ -398,7 +428,11 @@ impl GuaranteeFlows {
                     history: history(next, now, BY_GUARANTOR, decision.reason.clone()),
                     approved_at: None,
                     activates_at: None,
-                    outbox: vec![notify_applicant(&current.id, &current.applicant_employee_id, next)],
+                    outbox: vec![notify_applicant(
+                        &current.id,
+                        &current.applicant_employee_id,
+                        next,
+                    )],
                 })
             })
             .await?;
@@ -415,7 +449,9 @@ impl GuaranteeFlows {
         request_id: &str,
         decision: Decision,
     ) -> Result<RequestView, GuaranteeError> {
-        caller.employee_id().ok_or(GuaranteeError::Unauthenticated)?;
+        caller
+            .employee_id()
+            .ok_or(GuaranteeError::Unauthenticated)?;
         if !caller.has_role(Role::RegionFinance) {
             return Err(GuaranteeError::Forbidden);
         }
@@ -443,7 +479,8 @@ impl GuaranteeFlows {
                 let mut outbox = Vec::new();
                 let (next, approved_at, activates_at) = match &current_parties {
                     Some((applicant, guarantor)) => {
-                        let failures = check_guarantor(applicant, guarantor.as_ref(), held, filed_on(current));
+                        let failures =
+                            check_guarantor(applicant, guarantor.as_ref(), held, filed_on(current));
                         if !failures.is_empty() {
                             return Err(GuaranteeError::Refused(failures));
                         }
@@ -453,7 +490,11 @@ impl GuaranteeFlows {
                     }
                     None => (RequestStatus::FinanceRejected, None, None),
                 };
-                outbox.push(notify_applicant(&current.id, &current.applicant_employee_id, next));
+                outbox.push(notify_applicant(
+                    &current.id,
+                    &current.applicant_employee_id,
+                    next,
+                ));
                 Ok(Transition {
                     history: history(next, now, BY_REGION_FINANCE, decision.reason.clone()),
                     approved_at,
@@ -489,9 +530,16 @@ impl GuaranteeFlows {
         page_size: u64,
         after: Option<&Cursor>,
     ) -> Result<(Vec<RequestView>, Option<Cursor>), GuaranteeError> {
-        let employee_id = caller.employee_id().ok_or(GuaranteeError::Unauthenticated)?;
+        let employee_id = caller
+            .employee_id()
+            .ok_or(GuaranteeError::Unauthenticated)?;
         self.store
-            .list(&ListScope::Applicant(employee_id.to_owned()), None, page_size, after)
+            .list(
+                &ListScope::Applicant(employee_id.to_owned()),
+                None,
+                page_size,
+                after,
+            )
             .await
     }
 
@@ -504,7 +552,9 @@ impl GuaranteeFlows {
         page_size: u64,
         after: Option<&Cursor>,
     ) -> Result<(Vec<RequestView>, Option<Cursor>), GuaranteeError> {
-        let employee_id = caller.employee_id().ok_or(GuaranteeError::Unauthenticated)?;
+        let employee_id = caller
+            .employee_id()
+            .ok_or(GuaranteeError::Unauthenticated)?;
         let scope = ListScope::Guarantor {
             employee_id: employee_id.to_owned(),
             national_id: caller.national_id().unwrap_or_default().to_owned(),
@@ -521,12 +571,19 @@ impl GuaranteeFlows {
         page_size: u64,
         after: Option<&Cursor>,
     ) -> Result<(Vec<RequestView>, Option<Cursor>), GuaranteeError> {
-        caller.employee_id().ok_or(GuaranteeError::Unauthenticated)?;
+        caller
+            .employee_id()
+            .ok_or(GuaranteeError::Unauthenticated)?;
         if !caller.has_regional_role(Role::RegionFinance, region_code) {
             return Err(GuaranteeError::Forbidden);
         }
         self.store
-            .list(&ListScope::Region(region_code.to_owned()), status, page_size, after)
+            .list(
+                &ListScope::Region(region_code.to_owned()),
+                status,
+                page_size,
+                after,
+            )
             .await
     }
 }

@@ -164,11 +164,29 @@ impl Default for TelemetrySettings {
 }
 
 /// Redis settings.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RedisSettings {
     /// The Redis URL; without it an in-process store is used.
     pub url: Option<String>,
+    /// Prefix of every key, so that several deployments can share a Redis.
+    pub prefix: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            url: None,
+            prefix: "tavana:".into(),
+        }
+    }
+}
+
+impl RedisSettings {
+    /// Connects the store these settings name: Redis, or in-process without a URL.
+    pub async fn connect(&self) -> anyhow::Result<std::sync::Arc<dyn crate::store::KvStore>> {
+        crate::store::connect_store(self.url.as_deref(), &self.prefix).await
+    }
 }
 
 #[cfg(test)]

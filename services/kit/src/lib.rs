@@ -26,3 +26,4 @@ pub use ids::{Mobile, NationalId};
 pub use jalali::{JalaliDate, JalaliPeriod};
 pub use money::Rial;
 pub mod signal;
+mod main_macro;

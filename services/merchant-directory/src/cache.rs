@@ -62,7 +62,10 @@ impl ListingCache {
 
     /// Returns the cached page of `search` and the key to store it under on a miss; a
     /// store failure is logged and counts as a miss.
-    pub async fn get(&self, search: &MerchantSearch) -> (Option<ListMerchantsResponse>, Option<String>) {
+    pub async fn get(
+        &self,
+        search: &MerchantSearch,
+    ) -> (Option<ListMerchantsResponse>, Option<String>) {
         if !self.enabled() {
             return (None, None);
         }
@@ -98,6 +101,9 @@ impl ListingCache {
 
     /// Starts a new generation: every cached page is out of date.
     pub async fn invalidate(&self) {
+        if !self.enabled() {
+            return;
+        }
         let fresh = uuid::Uuid::new_v4().simple().to_string();
         if let Err(error) = self.store.set(GENERATION_KEY, &fresh, GENERATION_TTL).await {
             tracing::warn!(

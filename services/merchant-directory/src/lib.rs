@@ -1,1 +1,103 @@
-//! The merchant-directory service.
+//! The merchant-directory service: merchants, proposals by regional welfare managers,
+//! contracts, merchant API keys and search (R25-R27).
+//!
+//! `serve` connects to its own database and serves `MerchantDirectoryService` over gRPC;
+//! listing pages are cached in the shared key-value store (Redis or in-process).
+
+pub mod cache;
+pub mod convert;
+pub mod domain;
+pub mod rpc;
+pub mod store;
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tavana_kit::Shared;
+use tavana_kit::config::{DatabaseSettings, GrpcSettings};
+use tavana_merchant_directory_migration::Migrator;
+use tavana_proto::merchant_directory::v1::merchant_directory_service_server::MerchantDirectoryServiceServer;
+
+use crate::cache::ListingCache;
+use crate::rpc::MerchantDirectoryRpc;
+
+/// The gRPC service name, for health checks.
+pub const GRPC_SERVICE_NAME: &str = "tavana.merchant_directory.v1.MerchantDirectoryService";
+
+/// How long a cached listing page lives when nothing else is configured.
+pub const DEFAULT_CACHE_TTL_SECONDS: u64 = 30;
+
+/// Settings of the merchant-directory service (section `merchant_directory`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Its own database; empty means `./data/merchant-directory.sqlite`.
+    pub database: DatabaseSettings,
+    /// Its gRPC server.
+    pub grpc: GrpcSettings,
+    /// How long a cached listing page lives; it bounds how long a suspended merchant can
+    /// still show if an invalidation is lost. 0 turns the cache off.
+    pub cache_ttl_seconds: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            database: DatabaseSettings::default(),
+            grpc: GrpcSettings::default(),
+            cache_ttl_seconds: DEFAULT_CACHE_TTL_SECONDS,
+        }
+    }
+}
+
+impl Settings {
+    /// Returns the database URL: the configured one, or `./data/merchant-directory.sqlite`.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            "sqlite://./data/merchant-directory.sqlite?mode=rwc".to_owned()
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// Returns the listing cache's TTL.
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl_seconds)
+    }
+}
+
+/// Applies the pending migrations.
+pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let db = tavana_kit::db::connect_and_migrate::<Migrator>(
+        &settings.database_url(),
+        settings.database.max_connections,
+    )
+    .await?;
+    db.close().await.ok();
+    Ok(())
+}
+
+/// Serves the merchant directory on `listener` until `shutdown` completes.
+pub async fn serve(
+    settings: Settings,
+    shared: Shared,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = tavana_kit::db::connect(&settings.database_url(), settings.database.max_connections)
+        .await?;
+    tavana_kit::db::check_schema_not_newer::<Migrator>(&db).await?;
+    let cache = ListingCache::new(shared.store.clone(), settings.cache_ttl());
+    let service = MerchantDirectoryRpc::new(db, shared.clock.clone(), cache);
+    let routes = tonic::service::Routes::new(MerchantDirectoryServiceServer::new(service));
+    tavana_kit::grpc::serve_grpc(
+        listener,
+        routes,
+        tavana_proto::FILE_DESCRIPTOR_SET,
+        &[GRPC_SERVICE_NAME],
+        settings.grpc.request_timeout(),
+        shutdown,
+    )
+    .await
+}

@@ -7,3 +7,4 @@ mod guarantee;
 mod identity;
 mod merchants;
 mod settlement;
+mod topology;

@@ -48,6 +48,7 @@ enum Card {
 }
 
 /// A purchase with its schedule (R15) and its holds in M and P (R16-R18).
+#[allow(clippy::enum_variant_names)]
 #[derive(DeriveIden)]
 enum Purchase {
     Table,

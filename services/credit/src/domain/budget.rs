@@ -86,15 +86,15 @@ pub struct Available {
 
 /// Returns the room left at `now`: each budget minus the holds in effect (R16).
 pub fn available(terms: FacilityTerms, holds: &[Hold], now: DateTime<Utc>) -> Available {
-    let (monthly, total) = holds
-        .iter()
-        .filter(|hold| hold.is_in_effect(now))
-        .fold((0i128, 0i128), |(monthly, total), hold| {
+    let (monthly, total) = holds.iter().filter(|hold| hold.is_in_effect(now)).fold(
+        (0i128, 0i128),
+        |(monthly, total), hold| {
             (
                 monthly + i128::from(hold.monthly.as_i64()),
                 total + i128::from(hold.total.as_i64()),
             )
-        });
+        },
+    );
     let left = |budget: Rial, held: i128| {
         let value = i128::from(budget.as_i64()) - held;
         Rial(value.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
@@ -161,7 +161,13 @@ mod tests {
             period("1405-01"),
         )];
         let room = available(terms(), &held, now);
-        assert_eq!(room, Available { monthly: Rial(700), total: Rial(2_100) });
+        assert_eq!(
+            room,
+            Available {
+                monthly: Rial(700),
+                total: Rial(2_100)
+            }
+        );
         let new = Hold::for_purchase(PurchaseKind::Credit, Rial(701), 1, period("1405-01"));
         match ensure_fits(room, &new) {
             Err(CreditError::InsufficientCredit {
@@ -181,7 +187,10 @@ mod tests {
     #[test]
     fn r17_credit_released_exactly_at_8th_midnight_tehran() {
         let release = credit_release_instant(period("1404-12"));
-        assert_eq!(release, Utc.with_ymd_and_hms(2026, 3, 27, 20, 30, 0).unwrap());
+        assert_eq!(
+            release,
+            Utc.with_ymd_and_hms(2026, 3, 27, 20, 30, 0).unwrap()
+        );
         let hold = Hold::for_purchase(PurchaseKind::Credit, Rial(500), 1, period("1404-12"));
         assert!(hold.is_in_effect(release - Duration::minutes(1)));
         assert!(!hold.is_in_effect(release + Duration::minutes(1)));
@@ -197,7 +206,10 @@ mod tests {
         let bought_period = tavana_kit::jalali::period_of(bought);
         assert_eq!(bought_period, period("1403-12"));
         let release = credit_release_instant(bought_period);
-        assert_eq!(release, Utc.with_ymd_and_hms(2025, 3, 27, 20, 30, 0).unwrap());
+        assert_eq!(
+            release,
+            Utc.with_ymd_and_hms(2025, 3, 27, 20, 30, 0).unwrap()
+        );
     }
 
     #[test]

@@ -51,7 +51,12 @@ impl CustomerNumber {
     /// Returns the masked PAN shown on the card image, e.g. `6037-99**-****-1234`.
     pub fn masked_pan(&self) -> String {
         let digits = &self.0;
-        format!("{}-{}**-****-{}", &digits[0..4], &digits[4..6], &digits[12..16])
+        format!(
+            "{}-{}**-****-{}",
+            &digits[0..4],
+            &digits[4..6],
+            &digits[12..16]
+        )
     }
 }
 

@@ -138,7 +138,8 @@ impl CreditError {
 
     /// Returns the problem a client sees.
     pub fn to_problem(&self) -> Problem {
-        let refused = |en: &str, fa: &str| Problem::new(ErrorKind::RuleRefused, self.code(), en, fa);
+        let refused =
+            |en: &str, fa: &str| Problem::new(ErrorKind::RuleRefused, self.code(), en, fa);
         match self {
             CreditError::Unauthenticated => Problem::unauthenticated(),
             CreditError::PermissionDenied => Problem::permission_denied(),
@@ -221,11 +222,10 @@ impl CreditError {
                 "کارت به دلیل ورود رمز اشتباه مسدود شده است؛ با پشتیبانی تماس بگیرید.",
             )
             .with_extra("attempts_left", 0),
-            CreditError::PinInvalid { attempts_left } => refused(
-                "The PIN is wrong.",
-                "رمز دوم اشتباه است.",
-            )
-            .with_extra("attempts_left", *attempts_left),
+            CreditError::PinInvalid { attempts_left } => {
+                refused("The PIN is wrong.", "رمز دوم اشتباه است.")
+                    .with_extra("attempts_left", *attempts_left)
+            }
             CreditError::PinMustChange => refused(
                 "Change the card's second PIN before the first card purchase.",
                 "پیش از نخستین خرید با کارت، رمز دوم را تغییر دهید.",

@@ -156,8 +156,17 @@ mod tests {
             FacilityStatus::at(at - Duration::seconds(1), at, false, false),
             FacilityStatus::PendingActivation
         );
-        assert_eq!(FacilityStatus::at(at, at, false, false), FacilityStatus::Active);
-        assert_eq!(FacilityStatus::at(at, at, true, false), FacilityStatus::Suspended);
-        assert_eq!(FacilityStatus::at(at, at, true, true), FacilityStatus::Closed);
+        assert_eq!(
+            FacilityStatus::at(at, at, false, false),
+            FacilityStatus::Active
+        );
+        assert_eq!(
+            FacilityStatus::at(at, at, true, false),
+            FacilityStatus::Suspended
+        );
+        assert_eq!(
+            FacilityStatus::at(at, at, true, true),
+            FacilityStatus::Closed
+        );
     }
 }

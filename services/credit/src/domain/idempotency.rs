@@ -8,14 +8,14 @@ use super::error::CreditError;
 pub const KEEP_HOURS: i64 = 24;
 
 /// The longest accepted idempotency key.
-const MAX_KEY_LEN: usize = 200;
+const MAX_KEY_LEN: usize = 255;
 
 /// A client's idempotency key, unique per caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
-    /// Parses a key: present, at most 200 printable ASCII characters.
+    /// Parses a key: present, at most 255 printable ASCII characters.
     pub fn parse(input: &str) -> Result<IdempotencyKey, CreditError> {
         let key = input.trim();
         if key.is_empty() {
@@ -30,8 +30,8 @@ impl IdempotencyKey {
             return Err(CreditError::invalid(
                 "idempotency_key",
                 "idempotency_key_invalid",
-                "The Idempotency-Key must be at most 200 printable ASCII characters.",
-                "کلید Idempotency-Key باید حداکثر ۲۰۰ نویسهٔ اسکی قابل چاپ باشد.",
+                "The Idempotency-Key must be at most 255 printable ASCII characters.",
+                "کلید Idempotency-Key باید حداکثر ۲۵۵ نویسهٔ اسکی قابل چاپ باشد.",
             ));
         }
         Ok(IdempotencyKey(key.to_owned()))

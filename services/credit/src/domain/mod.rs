@@ -14,3 +14,6 @@ pub mod idempotency;
 pub mod purchase;
 
 pub use error::CreditError;
+
+#[cfg(test)]
+mod model_tests;

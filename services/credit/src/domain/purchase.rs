@@ -257,7 +257,10 @@ mod tests {
         let deductions = schedule(terms, period("1403-12"));
         let periods: Vec<String> = deductions.iter().map(|d| d.period.to_string()).collect();
         assert_eq!(periods, vec!["1404-01", "1404-02", "1404-03"]);
-        assert_eq!(deductions.iter().map(|d| d.amount.as_i64()).sum::<i64>(), 100);
+        assert_eq!(
+            deductions.iter().map(|d| d.amount.as_i64()).sum::<i64>(),
+            100
+        );
     }
 
     #[test]
@@ -283,11 +286,21 @@ mod tests {
             "credit_months_invalid"
         );
         assert_eq!(
-            code(PurchaseTerms::parse(Some(PurchaseKind::Instalment), 1, 0, 12)),
+            code(PurchaseTerms::parse(
+                Some(PurchaseKind::Instalment),
+                1,
+                0,
+                12
+            )),
             "instalment_months_out_of_range"
         );
         assert_eq!(
-            code(PurchaseTerms::parse(Some(PurchaseKind::Instalment), 1, 13, 12)),
+            code(PurchaseTerms::parse(
+                Some(PurchaseKind::Instalment),
+                1,
+                13,
+                12
+            )),
             "instalment_months_out_of_range"
         );
         assert!(PurchaseTerms::parse(Some(PurchaseKind::Instalment), 1, 12, 12).is_ok());

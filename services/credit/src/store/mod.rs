@@ -19,12 +19,12 @@ use tavana_kit::jalali::JalaliPeriod;
 use tavana_kit::money::Rial;
 use tavana_kit::outbox::{self, OutboxHandle};
 
+use crate::domain::CreditError;
 use crate::domain::budget::{self, Hold, HoldRelease};
 use crate::domain::card::MAX_PIN_ATTEMPTS;
 use crate::domain::facility::{FacilityStatus, FacilityTerms};
 use crate::domain::idempotency::KEEP_HOURS;
 use crate::domain::purchase::{Deduction, PurchaseKind, PurchaseTerms, apply_refund, schedule};
-use crate::domain::CreditError;
 pub use entities::{card, facility, idempotency_record, purchase, refund};
 
 impl From<DbErr> for CreditError {
@@ -129,7 +129,12 @@ pub fn terms_of(row: &facility::Model) -> FacilityTerms {
 
 /// Returns the status of a stored facility at `now`.
 pub fn status_of(row: &facility::Model, now: DateTime<Utc>) -> FacilityStatus {
-    FacilityStatus::at(now, row.activates_at, row.suspended, row.closed_at.is_some())
+    FacilityStatus::at(
+        now,
+        row.activates_at,
+        row.suspended,
+        row.closed_at.is_some(),
+    )
 }
 
 /// Returns the stored schedule of a purchase.
@@ -164,7 +169,10 @@ impl Store {
     }
 
     /// Takes the facility's lock: the first statement of every money transaction.
-    async fn lock_facility(txn: &DatabaseTransaction, facility_id: &str) -> Result<(), CreditError> {
+    async fn lock_facility(
+        txn: &DatabaseTransaction,
+        facility_id: &str,
+    ) -> Result<(), CreditError> {
         let result = facility::Entity::update_many()
             .col_expr(
                 facility::Column::Version,
@@ -210,8 +218,18 @@ impl Store {
             return Err(CreditError::FacilityAlreadyOpen);
         }
         let inserted = async {
-            new.facility.clone().into_active_model().reset_all().insert(&txn).await?;
-            new.card.clone().into_active_model().reset_all().insert(&txn).await?;
+            new.facility
+                .clone()
+                .into_active_model()
+                .reset_all()
+                .insert(&txn)
+                .await?;
+            new.card
+                .clone()
+                .into_active_model()
+                .reset_all()
+                .insert(&txn)
+                .await?;
             Ok::<(), DbErr>(())
         }
         .await;
@@ -255,7 +273,10 @@ impl Store {
     }
 
     /// Returns a facility by id.
-    pub async fn facility(&self, facility_id: &str) -> Result<Option<facility::Model>, CreditError> {
+    pub async fn facility(
+        &self,
+        facility_id: &str,
+    ) -> Result<Option<facility::Model>, CreditError> {
         Ok(facility::Entity::find_by_id(facility_id.to_owned())
             .one(&self.db)
             .await?)
@@ -276,7 +297,11 @@ impl Store {
     }
 
     /// Suspends or resumes a facility (support tooling and tests; R14).
-    pub async fn set_suspended(&self, facility_id: &str, suspended: bool) -> Result<(), CreditError> {
+    pub async fn set_suspended(
+        &self,
+        facility_id: &str,
+        suspended: bool,
+    ) -> Result<(), CreditError> {
         facility::Entity::update_many()
             .col_expr(facility::Column::Suspended, Expr::value(suspended))
             .filter(facility::Column::Id.eq(facility_id))
@@ -307,7 +332,9 @@ impl Store {
         let owing = purchase::Entity::find()
             .filter(purchase::Column::FacilityId.eq(facility_id))
             .filter(purchase::Column::SettledAt.is_null())
-            .filter(Expr::col(purchase::Column::Amount).gt(Expr::col(purchase::Column::RefundedAmount)))
+            .filter(
+                Expr::col(purchase::Column::Amount).gt(Expr::col(purchase::Column::RefundedAmount)),
+            )
             .one(&txn)
             .await?;
         if owing.is_some() {
@@ -378,7 +405,10 @@ impl Store {
 
     /// Returns the stored answer for `scope`: `Ok(Some)` for the same body,
     /// `Err(IdempotencyKeyReused)` for another body, `Ok(None)` when the key is new.
-    pub async fn find_replay(&self, scope: &IdempotencyScope) -> Result<Option<Replay>, CreditError> {
+    pub async fn find_replay(
+        &self,
+        scope: &IdempotencyScope,
+    ) -> Result<Option<Replay>, CreditError> {
         Self::find_replay_in(&self.db, scope).await
     }
 
@@ -386,9 +416,10 @@ impl Store {
         conn: &C,
         scope: &IdempotencyScope,
     ) -> Result<Option<Replay>, CreditError> {
-        let record = idempotency_record::Entity::find_by_id((scope.caller.clone(), scope.key.clone()))
-            .one(conn)
-            .await?;
+        let record =
+            idempotency_record::Entity::find_by_id((scope.caller.clone(), scope.key.clone()))
+                .one(conn)
+                .await?;
         match record {
             None => Ok(None),
             Some(record) if record.request_hash == scope.request_hash => {
@@ -501,7 +532,11 @@ impl Store {
             hold_released_at: None,
         };
         let written = async {
-            row.clone().into_active_model().reset_all().insert(&txn).await?;
+            row.clone()
+                .into_active_model()
+                .reset_all()
+                .insert(&txn)
+                .await?;
             for message in (new.messages)(&row, &facility_row) {
                 outbox::enqueue(&txn, message.topic, &message.dedup_key, message.payload).await?;
             }
@@ -519,14 +554,19 @@ impl Store {
                 drop(txn);
                 // Same merchant key used concurrently for two cards (two facilities, so
                 // two locks): the record written by the other request decides.
-                Ok(Err(self.replay_after_conflict(&new.idempotency, error).await?))
+                Ok(Err(self
+                    .replay_after_conflict(&new.idempotency, error)
+                    .await?))
             }
             Err(error) => Err(error.into()),
         }
     }
 
     /// Returns a purchase by id.
-    pub async fn purchase(&self, purchase_id: &str) -> Result<Option<purchase::Model>, CreditError> {
+    pub async fn purchase(
+        &self,
+        purchase_id: &str,
+    ) -> Result<Option<purchase::Model>, CreditError> {
         Ok(purchase::Entity::find_by_id(purchase_id.to_owned())
             .one(&self.db)
             .await?)
@@ -539,7 +579,8 @@ impl Store {
         after: Option<(i64, String)>,
         limit: u64,
     ) -> Result<Vec<purchase::Model>, CreditError> {
-        let mut query = purchase::Entity::find().filter(purchase::Column::EmployeeId.eq(employee_id));
+        let mut query =
+            purchase::Entity::find().filter(purchase::Column::EmployeeId.eq(employee_id));
         if let Some((micros, id)) = after {
             query = query.filter(
                 Condition::any()
@@ -635,7 +676,10 @@ impl Store {
             }
             Err(error) if is_unique_violation(&error) && new.idempotency.is_some() => {
                 drop(txn);
-                let scope = new.idempotency.as_ref().ok_or_else(|| internal("no scope"))?;
+                let scope = new
+                    .idempotency
+                    .as_ref()
+                    .ok_or_else(|| internal("no scope"))?;
                 Ok(Err(self.replay_after_conflict(scope, error).await?))
             }
             Err(error) => Err(error.into()),
@@ -684,7 +728,10 @@ impl Store {
     // ---- cards (R21) ----
 
     /// Returns the card of a facility.
-    pub async fn card_of_facility(&self, facility_id: &str) -> Result<Option<card::Model>, CreditError> {
+    pub async fn card_of_facility(
+        &self,
+        facility_id: &str,
+    ) -> Result<Option<card::Model>, CreditError> {
         Ok(card::Entity::find_by_id(facility_id.to_owned())
             .one(&self.db)
             .await?)
@@ -729,7 +776,10 @@ impl Store {
             .await?
             .ok_or(CreditError::CardNotFound)?;
         txn.commit().await?;
-        Ok((u32::try_from(card.failed_attempts).unwrap_or(0), card.locked))
+        Ok((
+            u32::try_from(card.failed_attempts).unwrap_or(0),
+            card.locked,
+        ))
     }
 
     /// Forgets the wrong PINs after a right one (the count is of consecutive wrong PINs).
@@ -764,7 +814,11 @@ impl Store {
     }
 
     /// Unlocks a card and forgets its wrong PINs (support); false when there is no such card.
-    pub async fn unlock_card(&self, customer_number: &str, now: DateTime<Utc>) -> Result<bool, CreditError> {
+    pub async fn unlock_card(
+        &self,
+        customer_number: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, CreditError> {
         let result = card::Entity::update_many()
             .col_expr(card::Column::FailedAttempts, Expr::value(0))
             .col_expr(card::Column::Locked, Expr::value(false))

@@ -96,11 +96,17 @@ impl MigrationTrait for Migration {
         for (name, columns) in [
             (
                 "idx_credit_request_applicant",
-                vec![CreditRequest::ApplicantEmployeeId, CreditRequest::CreatedMicros],
+                vec![
+                    CreditRequest::ApplicantEmployeeId,
+                    CreditRequest::CreatedMicros,
+                ],
             ),
             (
                 "idx_credit_request_guarantor",
-                vec![CreditRequest::GuarantorNationalId, CreditRequest::CreatedMicros],
+                vec![
+                    CreditRequest::GuarantorNationalId,
+                    CreditRequest::CreatedMicros,
+                ],
             ),
             (
                 "idx_credit_request_region",

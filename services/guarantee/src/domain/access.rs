@@ -103,7 +103,11 @@ mod tests {
     fn r11_applicant_guarantor_and_region_finance_see_the_request() {
         let applicant = user("A", "0000000001", vec![]);
         let guarantor = user("X", "0000000002", vec![]);
-        let finance = user("F", "0000000003", vec![RoleGrant::regional(Role::RegionFinance, "R01")]);
+        let finance = user(
+            "F",
+            "0000000003",
+            vec![RoleGrant::regional(Role::RegionFinance, "R01")],
+        );
         assert!(standing(&applicant, PARTIES).applicant);
         assert!(standing(&guarantor, PARTIES).guarantor);
         assert!(standing(&finance, PARTIES).region_finance);
@@ -116,12 +120,19 @@ mod tests {
         assert!(!s.may_see());
         assert_eq!(denial(&stranger, s), Denial::Hidden);
 
-        let other_finance = user("F", "0000000003", vec![RoleGrant::regional(Role::RegionFinance, "R02")]);
+        let other_finance = user(
+            "F",
+            "0000000003",
+            vec![RoleGrant::regional(Role::RegionFinance, "R02")],
+        );
         let s = standing(&other_finance, PARTIES);
         assert!(!s.region_finance);
         assert_eq!(denial(&other_finance, s), Denial::Forbidden);
 
         let applicant = user("A", "0000000001", vec![]);
-        assert_eq!(denial(&applicant, standing(&applicant, PARTIES)), Denial::Forbidden);
+        assert_eq!(
+            denial(&applicant, standing(&applicant, PARTIES)),
+            Denial::Forbidden
+        );
     }
 }

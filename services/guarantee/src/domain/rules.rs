@@ -102,9 +102,8 @@ impl RuleFailure {
     /// Returns the request field the rule is about.
     pub fn field(&self) -> &'static str {
         match self {
-            RuleFailure::MonthlyCreditNotPositive | RuleFailure::MonthlyCreditAboveQuarter { .. } => {
-                "monthly_credit"
-            }
+            RuleFailure::MonthlyCreditNotPositive
+            | RuleFailure::MonthlyCreditAboveQuarter { .. } => "monthly_credit",
             RuleFailure::InstalmentMonthsOutOfRange { .. } => "instalment_months",
             _ => "guarantor_national_id",
         }
@@ -306,7 +305,13 @@ mod tests {
     fn r7_r8_valid_request_passes() {
         let applicant = employee("A", "0000000001", 100_000_000);
         let guarantor = employee("G", "0000000002", 100_000_000);
-        let failures = check_filing(&applicant, Some(&guarantor), 2, input(25_000_000, 36), filed_on());
+        let failures = check_filing(
+            &applicant,
+            Some(&guarantor),
+            2,
+            input(25_000_000, 36),
+            filed_on(),
+        );
         assert_eq!(failures, []);
     }
 
@@ -316,13 +321,27 @@ mod tests {
         let mut guarantor = employee("G", "0000000002", 100);
         // Started 1376-10-16: on 1405-09-15 that is 28 years, 10 months and 29 days.
         guarantor.service_start = jalali(1376, 10, 16);
-        assert_eq!(service_length(guarantor.service_start, filed_on()), (28, 10, 29));
-        assert_eq!(check_guarantor(&applicant, Some(&guarantor), 0, filed_on()), []);
+        assert_eq!(
+            service_length(guarantor.service_start, filed_on()),
+            (28, 10, 29)
+        );
+        assert_eq!(
+            check_guarantor(&applicant, Some(&guarantor), 0, filed_on()),
+            []
+        );
 
         guarantor.service_start = jalali(1376, 10, 15);
-        assert_eq!(service_length(guarantor.service_start, filed_on()), (28, 11, 0));
         assert_eq!(
-            codes(&check_guarantor(&applicant, Some(&guarantor), 0, filed_on())),
+            service_length(guarantor.service_start, filed_on()),
+            (28, 11, 0)
+        );
+        assert_eq!(
+            codes(&check_guarantor(
+                &applicant,
+                Some(&guarantor),
+                0,
+                filed_on()
+            )),
             ["guarantor_service_too_long"]
         );
     }
@@ -331,7 +350,10 @@ mod tests {
     fn r8_equal_salary_is_allowed_and_one_rial_less_refused() {
         let applicant = employee("A", "0000000001", 50_000_000);
         let guarantor = employee("G", "0000000002", 50_000_000);
-        assert_eq!(check_guarantor(&applicant, Some(&guarantor), 0, filed_on()), []);
+        assert_eq!(
+            check_guarantor(&applicant, Some(&guarantor), 0, filed_on()),
+            []
+        );
 
         let poorer = employee("G", "0000000002", 49_999_999);
         assert_eq!(
@@ -344,9 +366,17 @@ mod tests {
     fn r8_guarantor_with_two_guarantees_is_allowed_and_three_refused() {
         let applicant = employee("A", "0000000001", 100);
         let guarantor = employee("G", "0000000002", 100);
-        assert_eq!(check_guarantor(&applicant, Some(&guarantor), 2, filed_on()), []);
         assert_eq!(
-            codes(&check_guarantor(&applicant, Some(&guarantor), 3, filed_on())),
+            check_guarantor(&applicant, Some(&guarantor), 2, filed_on()),
+            []
+        );
+        assert_eq!(
+            codes(&check_guarantor(
+                &applicant,
+                Some(&guarantor),
+                3,
+                filed_on()
+            )),
             ["guarantor_limit_reached"]
         );
     }
@@ -357,7 +387,12 @@ mod tests {
         let mut guarantor = employee("G", "0000000002", 100);
         guarantor.region_code = "R02".to_owned();
         assert_eq!(
-            codes(&check_guarantor(&applicant, Some(&guarantor), 0, filed_on())),
+            codes(&check_guarantor(
+                &applicant,
+                Some(&guarantor),
+                0,
+                filed_on()
+            )),
             ["guarantor_other_region"]
         );
         assert_eq!(
@@ -365,7 +400,12 @@ mod tests {
             ["guarantor_not_found"]
         );
         assert_eq!(
-            codes(&check_guarantor(&applicant, Some(&applicant), 0, filed_on())),
+            codes(&check_guarantor(
+                &applicant,
+                Some(&applicant),
+                0,
+                filed_on()
+            )),
             ["guarantor_is_applicant"]
         );
     }
@@ -374,7 +414,15 @@ mod tests {
     fn r7_monthly_credit_boundaries() {
         let applicant = employee("A", "0000000001", 10_000_003);
         let guarantor = employee("G", "0000000002", 10_000_003);
-        let check = |m| codes(&check_filing(&applicant, Some(&guarantor), 0, input(m, 12), filed_on()));
+        let check = |m| {
+            codes(&check_filing(
+                &applicant,
+                Some(&guarantor),
+                0,
+                input(m, 12),
+                filed_on(),
+            ))
+        };
         assert_eq!(check(2_500_000), Vec::<&str>::new());
         assert_eq!(check(2_500_001), ["monthly_credit_above_quarter"]);
         assert_eq!(check(1), Vec::<&str>::new());
@@ -386,7 +434,15 @@ mod tests {
     fn r7_instalment_months_boundaries() {
         let applicant = employee("A", "0000000001", 100);
         let guarantor = employee("G", "0000000002", 100);
-        let check = |n| codes(&check_filing(&applicant, Some(&guarantor), 0, input(25, n), filed_on()));
+        let check = |n| {
+            codes(&check_filing(
+                &applicant,
+                Some(&guarantor),
+                0,
+                input(25, n),
+                filed_on(),
+            ))
+        };
         assert_eq!(check(1), Vec::<&str>::new());
         assert_eq!(check(36), Vec::<&str>::new());
         assert_eq!(check(37), ["instalment_months_out_of_range"]);

@@ -33,8 +33,10 @@ impl RequestStatus {
     ];
 
     /// The statuses in which a request is still waiting for a decision.
-    pub const PENDING: [RequestStatus; 2] =
-        [RequestStatus::PendingGuarantor, RequestStatus::PendingFinance];
+    pub const PENDING: [RequestStatus; 2] = [
+        RequestStatus::PendingGuarantor,
+        RequestStatus::PendingFinance,
+    ];
 
     /// Returns the snake_case name stored in the database and shown over HTTP.
     pub fn as_str(self) -> &'static str {

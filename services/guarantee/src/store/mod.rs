@@ -142,7 +142,11 @@ async fn lock_row(
         .into_table(Alias::new(table))
         .columns([Alias::new(key_column), Alias::new("version")])
         .values_panic([key.into(), 0i64.into()])
-        .on_conflict(OnConflict::column(Alias::new(key_column)).do_nothing().to_owned())
+        .on_conflict(
+            OnConflict::column(Alias::new(key_column))
+                .do_nothing()
+                .to_owned(),
+        )
         .to_owned();
     txn.execute(&insert).await?;
     let update = Query::update()
@@ -263,7 +267,11 @@ impl Store {
     pub async fn transition(
         &self,
         request_id: &str,
-        decide: impl FnOnce(&credit_request::Model, RequestStatus, u32) -> Result<Transition, GuaranteeError>,
+        decide: impl FnOnce(
+            &credit_request::Model,
+            RequestStatus,
+            u32,
+        ) -> Result<Transition, GuaranteeError>,
     ) -> Result<credit_request::Model, GuaranteeError> {
         let txn = self.db.begin().await?;
         let locked = credit_request::Entity::update_many()
@@ -317,7 +325,11 @@ impl Store {
     /// Marks the guarantee of an approved request released (R13); idempotent. Returns
     /// false when it was released already.
     #[tracing::instrument(skip_all, fields(request_id = %request_id))]
-    pub async fn release(&self, request_id: &str, at: DateTime<Utc>) -> Result<bool, GuaranteeError> {
+    pub async fn release(
+        &self,
+        request_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, GuaranteeError> {
         let txn = self.db.begin().await?;
         let locked = credit_request::Entity::update_many()
             .col_expr(
@@ -354,14 +366,20 @@ impl Store {
     }
 
     /// Returns a request, or `None` when there is none with this id.
-    pub async fn find(&self, request_id: &str) -> Result<Option<credit_request::Model>, GuaranteeError> {
+    pub async fn find(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<credit_request::Model>, GuaranteeError> {
         Ok(credit_request::Entity::find_by_id(request_id.to_owned())
             .one(&self.db)
             .await?)
     }
 
     /// Returns a request with its history and its guarantor's count.
-    pub async fn view(&self, request: credit_request::Model) -> Result<RequestView, GuaranteeError> {
+    pub async fn view(
+        &self,
+        request: credit_request::Model,
+    ) -> Result<RequestView, GuaranteeError> {
         let history = status_change::Entity::find()
             .filter(status_change::Column::RequestId.eq(request.id.clone()))
             .order_by_asc(status_change::Column::Id)

@@ -11,14 +11,27 @@ async fn r11_a_colleague_cannot_see_another_employees_request() {
     let applicant = app.employee();
     let guarantor = app.employee();
     let colleague = app.employee();
-    let request = app.file(&applicant, &guarantor.national_id, 1_000, 12).await.unwrap();
+    let request = app
+        .file(&applicant, &guarantor.national_id, 1_000, 12)
+        .await
+        .unwrap();
 
-    let status = app.get(&colleague.caller(), &request.request_id).await.unwrap_err();
+    let status = app
+        .get(&colleague.caller(), &request.request_id)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     // The guarantor and the region's finance office see it.
-    app.get(&guarantor.caller(), &request.request_id).await.unwrap();
-    app.get(&app.finance("R01").caller(), &request.request_id).await.unwrap();
-    let other_finance = app.get(&app.finance("R02").caller(), &request.request_id).await.unwrap_err();
+    app.get(&guarantor.caller(), &request.request_id)
+        .await
+        .unwrap();
+    app.get(&app.finance("R01").caller(), &request.request_id)
+        .await
+        .unwrap();
+    let other_finance = app
+        .get(&app.finance("R02").caller(), &request.request_id)
+        .await
+        .unwrap_err();
     assert_eq!(other_finance.code(), Code::NotFound);
 }
 
@@ -28,7 +41,10 @@ async fn r10_only_the_named_guarantor_decides() {
     let applicant = app.employee();
     let guarantor = app.employee();
     let colleague = app.employee();
-    let request = app.file(&applicant, &guarantor.national_id, 1_000, 12).await.unwrap();
+    let request = app
+        .file(&applicant, &guarantor.national_id, 1_000, 12)
+        .await
+        .unwrap();
 
     let stranger = app
         .guarantor_decides(&colleague.caller(), &request.request_id, true)
@@ -40,7 +56,10 @@ async fn r10_only_the_named_guarantor_decides() {
         .await
         .unwrap_err();
     assert_eq!(own.code(), Code::PermissionDenied);
-    let cancel = app.cancel(&guarantor.caller(), &request.request_id).await.unwrap_err();
+    let cancel = app
+        .cancel(&guarantor.caller(), &request.request_id)
+        .await
+        .unwrap_err();
     assert_eq!(cancel.code(), Code::PermissionDenied);
 }
 
@@ -49,7 +68,10 @@ async fn r10_only_finance_of_the_applicants_region_decides() {
     let app = spawn_app().await;
     let applicant = app.employee();
     let guarantor = app.employee();
-    let request = app.file(&applicant, &guarantor.national_id, 1_000, 12).await.unwrap();
+    let request = app
+        .file(&applicant, &guarantor.national_id, 1_000, 12)
+        .await
+        .unwrap();
     app.guarantor_decides(&guarantor.caller(), &request.request_id, true)
         .await
         .unwrap();

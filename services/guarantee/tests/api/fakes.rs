@@ -76,7 +76,10 @@ impl IdentityService for FakeIdentity {
     ) -> Result<Response<identity::NotifyEmployeeResponse>, Status> {
         let message = request.into_inner();
         let mut notifications = self.notifications.lock().unwrap();
-        if !notifications.iter().any(|n| n.dedup_key == message.dedup_key) {
+        if !notifications
+            .iter()
+            .any(|n| n.dedup_key == message.dedup_key)
+        {
             notifications.push(message);
         }
         Ok(Response::new(identity::NotifyEmployeeResponse {}))
@@ -197,7 +200,12 @@ pub struct FakeCredit {
 
 impl FakeCredit {
     pub fn calls_for(&self, request_id: &str) -> u32 {
-        self.calls.lock().unwrap().get(request_id).copied().unwrap_or(0)
+        self.calls
+            .lock()
+            .unwrap()
+            .get(request_id)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn facility(&self, request_id: &str) -> Option<credit::OpenFacilityRequest> {
@@ -231,7 +239,9 @@ impl CreditService for FakeCredit {
             .unwrap()
             .entry(message.credit_request_id.clone())
             .or_insert(message);
-        Ok(Response::new(credit::OpenFacilityResponse { facility: None }))
+        Ok(Response::new(credit::OpenFacilityResponse {
+            facility: None,
+        }))
     }
 
     async fn close_facility(

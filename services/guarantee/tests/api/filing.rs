@@ -2,21 +2,35 @@
 
 use tonic::Code;
 
-use crate::{jalali, problem, spawn_app, violation_codes, national_id};
+use crate::{jalali, national_id, problem, spawn_app, violation_codes};
 
 const SALARY: i64 = 100_000_000;
 
 /// Files, expects success, and cancels so that the applicant may file again.
-async fn accepted(app: &crate::TestApp, applicant: &crate::Person, guarantor_nid: &str, m: i64, n: u32) {
+async fn accepted(
+    app: &crate::TestApp,
+    applicant: &crate::Person,
+    guarantor_nid: &str,
+    m: i64,
+    n: u32,
+) {
     let request = app
         .file(applicant, guarantor_nid, m, n)
         .await
         .unwrap_or_else(|status| panic!("refused: {:?}", violation_codes(&status)));
     assert_eq!(request.status, 1, "pending_guarantor");
-    app.cancel(&applicant.caller(), &request.request_id).await.unwrap();
+    app.cancel(&applicant.caller(), &request.request_id)
+        .await
+        .unwrap();
 }
 
-async fn refused(app: &crate::TestApp, applicant: &crate::Person, guarantor_nid: &str, m: i64, n: u32) -> Vec<String> {
+async fn refused(
+    app: &crate::TestApp,
+    applicant: &crate::Person,
+    guarantor_nid: &str,
+    m: i64,
+    n: u32,
+) -> Vec<String> {
     let status = app
         .file(applicant, guarantor_nid, m, n)
         .await
@@ -121,7 +135,9 @@ async fn r8_guarantor_with_three_guarantees_is_refused_and_released_ones_do_not_
     let approved = app.approved_request(&first, &guarantor).await;
     for _ in 0..2 {
         let applicant = app.employee();
-        app.file(&applicant, &guarantor.national_id, 1_000, 12).await.unwrap();
+        app.file(&applicant, &guarantor.national_id, 1_000, 12)
+            .await
+            .unwrap();
     }
     let fourth = app.employee();
     assert_eq!(
@@ -132,7 +148,10 @@ async fn r8_guarantor_with_three_guarantees_is_refused_and_released_ones_do_not_
     // R13: once released, the approved guarantee stops counting.
     let credit = tavana_kit::caller::Caller::service("credit");
     app.release(&credit, &approved.request_id).await.unwrap();
-    let request = app.file(&fourth, &guarantor.national_id, 1_000, 12).await.unwrap();
+    let request = app
+        .file(&fourth, &guarantor.national_id, 1_000, 12)
+        .await
+        .unwrap();
     assert_eq!(request.guarantor_active_guarantees, 3);
 }
 
@@ -158,7 +177,12 @@ async fn r8_every_failed_rule_is_reported_at_once() {
         ]
     );
     let problem = problem(&status);
-    assert!(problem.violations.iter().all(|v| !v.message_fa.is_empty() && !v.message_en.is_empty()));
+    assert!(
+        problem
+            .violations
+            .iter()
+            .all(|v| !v.message_fa.is_empty() && !v.message_en.is_empty())
+    );
 }
 
 #[tokio::test]
@@ -166,9 +190,15 @@ async fn r9_second_open_request_is_a_conflict_until_rejected_or_cancelled() {
     let app = spawn_app().await;
     let applicant = app.employee();
     let guarantor = app.employee();
-    let first = app.file(&applicant, &guarantor.national_id, 1_000, 12).await.unwrap();
+    let first = app
+        .file(&applicant, &guarantor.national_id, 1_000, 12)
+        .await
+        .unwrap();
 
-    let status = app.file(&applicant, &guarantor.national_id, 1_000, 12).await.unwrap_err();
+    let status = app
+        .file(&applicant, &guarantor.national_id, 1_000, 12)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Aborted);
     assert_eq!(problem(&status).code, "open_request_exists");
 
@@ -176,7 +206,9 @@ async fn r9_second_open_request_is_a_conflict_until_rejected_or_cancelled() {
     app.guarantor_decides(&guarantor.caller(), &first.request_id, false)
         .await
         .unwrap();
-    app.file(&applicant, &guarantor.national_id, 1_000, 12).await.unwrap();
+    app.file(&applicant, &guarantor.national_id, 1_000, 12)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

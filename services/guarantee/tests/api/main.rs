@@ -208,7 +208,9 @@ impl TestApp {
     /// Adds a region_finance user of `region`.
     pub fn finance(&self, region: &str) -> Person {
         let mut person = self.employee_with(region, 100_000_000, jalali(1395, 1, 1));
-        person.grants.push(RoleGrant::regional(Role::RegionFinance, region));
+        person
+            .grants
+            .push(RoleGrant::regional(Role::RegionFinance, region));
         person
     }
 
@@ -282,7 +284,11 @@ impl TestApp {
         Ok(response.into_inner().request.unwrap())
     }
 
-    pub async fn cancel(&self, caller: &Caller, id: &str) -> Result<pb::CreditRequest, tonic::Status> {
+    pub async fn cancel(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<pb::CreditRequest, tonic::Status> {
         let message = pb::CancelCreditRequestRequest {
             request_id: id.to_owned(),
         };
@@ -306,8 +312,15 @@ impl TestApp {
     }
 
     /// Files, has the guarantor approve and finance of R01 approve: an active guarantee.
-    pub async fn approved_request(&self, applicant: &Person, guarantor: &Person) -> pb::CreditRequest {
-        let request = self.file(applicant, &guarantor.national_id, 1_000_000, 12).await.unwrap();
+    pub async fn approved_request(
+        &self,
+        applicant: &Person,
+        guarantor: &Person,
+    ) -> pb::CreditRequest {
+        let request = self
+            .file(applicant, &guarantor.national_id, 1_000_000, 12)
+            .await
+            .unwrap();
         self.guarantor_decides(&guarantor.caller(), &request.request_id, true)
             .await
             .unwrap();
@@ -319,7 +332,9 @@ impl TestApp {
 
     /// Returns how many outbox messages are not yet delivered.
     pub async fn outbox_pending(&self) -> u64 {
-        tavana_kit::outbox::pending_count(&self.db.db).await.unwrap()
+        tavana_kit::outbox::pending_count(&self.db.db)
+            .await
+            .unwrap()
     }
 
     /// Waits (at most 15 s) until `done` holds.

@@ -92,13 +92,22 @@ mod tests {
     fn support_and_services_write_any_region() {
         let support = user(vec![RoleGrant::global(Role::Support)]);
         assert!(may_move_employee(&support, Some("R01"), "R02"));
-        assert!(may_move_employee(&Caller::service("cli"), Some("R01"), "R02"));
+        assert!(may_move_employee(
+            &Caller::service("cli"),
+            Some("R01"),
+            "R02"
+        ));
     }
 
     #[test]
     fn r5_only_support_changes_mobiles() {
-        assert!(may_change_mobile(&user(vec![RoleGrant::global(Role::Support)])));
-        assert!(!may_change_mobile(&user(vec![RoleGrant::regional(Role::RegionAdmin, "R01")])));
+        assert!(may_change_mobile(&user(vec![RoleGrant::global(
+            Role::Support
+        )])));
+        assert!(!may_change_mobile(&user(vec![RoleGrant::regional(
+            Role::RegionAdmin,
+            "R01"
+        )])));
         assert!(!may_change_mobile(&Caller::service("credit")));
     }
 
@@ -115,9 +124,13 @@ mod tests {
 
     #[test]
     fn roles_are_managed_by_support_or_the_cli() {
-        assert!(may_manage_roles(&user(vec![RoleGrant::global(Role::Support)])));
+        assert!(may_manage_roles(&user(vec![RoleGrant::global(
+            Role::Support
+        )])));
         assert!(may_manage_roles(&Caller::service("cli")));
         assert!(!may_manage_roles(&Caller::service("credit")));
-        assert!(!may_manage_roles(&user(vec![RoleGrant::global(Role::Contracts)])));
+        assert!(!may_manage_roles(&user(vec![RoleGrant::global(
+            Role::Contracts
+        )])));
     }
 }

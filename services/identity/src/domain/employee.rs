@@ -1,6 +1,6 @@
 //! HR data of an employee (R1), parsed from what an admin or a CSV line sends (R2).
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use tavana_kit::error::Violation;
 use tavana_kit::ids::{Mobile, NationalId, normalize_digits};
 use tavana_kit::money::Rial;
@@ -70,7 +70,11 @@ impl EmployeeData {
             })
             .ok();
 
-        let full_name = raw.full_name.split_whitespace().collect::<Vec<_>>().join(" ");
+        let full_name = raw
+            .full_name
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         if full_name.is_empty() || full_name.chars().count() > 200 {
             violations.push(violation(
                 "full_name",
@@ -130,6 +134,16 @@ impl EmployeeData {
 
         let date_text = normalize_digits(raw.service_start_date.trim());
         let service_start_date = match NaiveDate::parse_from_str(&date_text, "%Y-%m-%d") {
+            // A year before 1900 is a Jalali date written where a Gregorian one belongs.
+            Ok(date) if date.year() < 1900 => {
+                violations.push(violation(
+                    "service_start_date",
+                    "service_start_date_invalid",
+                    "The service start date must be a Gregorian date YYYY-MM-DD (this looks like a Jalali date).",
+                    "تاریخ شروع خدمت باید میلادی و به شکل YYYY-MM-DD باشد (این تاریخ شمسی به نظر می‌رسد).",
+                ));
+                None
+            }
             Ok(date) if date <= today => Some(date),
             Ok(_) => {
                 violations.push(violation(
@@ -249,6 +263,9 @@ mod tests {
         assert_eq!(violations[0].code, "service_start_date_in_future");
         raw.service_start_date = "2026-01-01".into();
         assert!(EmployeeData::parse(&raw, today()).is_ok());
+        raw.service_start_date = "1391-07-01".into();
+        let violations = EmployeeData::parse(&raw, today()).unwrap_err();
+        assert_eq!(violations[0].code, "service_start_date_invalid");
     }
 
     #[test]

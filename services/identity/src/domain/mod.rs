@@ -6,3 +6,10 @@ pub mod employee;
 pub mod login;
 pub mod sms;
 pub mod tokens;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+/// Returns the calendar date in Asia/Tehran at `now`, by which HR dates are judged.
+pub fn tehran_today(now: DateTime<Utc>) -> NaiveDate {
+    now.with_timezone(&chrono_tz::Asia::Tehran).date_naive()
+}

@@ -116,8 +116,10 @@ impl SmsMessage {
                 return SmsMessage::welcome(mobile, param("full_name"), app_download_url);
             }
             SmsTemplate::RequestStatus => match param("message_fa") {
-                "" => "وضعیت درخواست اعتبار تاوانای شما تغییر کرد. برای دیدن جزئیات وارد برنامه شوید."
-                    .to_owned(),
+                "" => {
+                    "وضعیت درخواست اعتبار تاوانای شما تغییر کرد. برای دیدن جزئیات وارد برنامه شوید."
+                        .to_owned()
+                }
                 message => format!("درخواست اعتبار تاوانا: {message}"),
             },
             SmsTemplate::GuaranteeRequested => format!(
@@ -194,12 +196,8 @@ mod tests {
             ("amount".to_owned(), "1500000".to_owned()),
             ("merchant_name".to_owned(), "کتاب‌فروشی ایران".to_owned()),
         ]);
-        let sms = SmsMessage::notification(
-            "09121234567",
-            SmsTemplate::PurchaseReceipt,
-            &params,
-            "",
-        );
+        let sms =
+            SmsMessage::notification("09121234567", SmsTemplate::PurchaseReceipt, &params, "");
         assert!(sms.text.contains("۱۵۰۰۰۰۰"));
         assert!(sms.text.contains("کتاب‌فروشی ایران"));
     }

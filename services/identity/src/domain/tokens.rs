@@ -90,8 +90,9 @@ impl TokenSigner {
             pem: public_pem,
         }];
         for key in previous {
-            ed25519_dalek::VerifyingKey::from_public_key_pem(key.pem.trim())
-                .with_context(|| format!("previous public key {} is not an Ed25519 PEM", key.kid))?;
+            ed25519_dalek::VerifyingKey::from_public_key_pem(key.pem.trim()).with_context(
+                || format!("previous public key {} is not an Ed25519 PEM", key.kid),
+            )?;
             if public_keys.iter().all(|known| known.kid != key.kid) {
                 public_keys.push(key.clone());
             }
@@ -206,7 +207,11 @@ MCowBQYDK2VwAyEAT4sRQNDWLacK6PP/MRBTM+i1JAOg7ZdM+l37YVJU1f4=
             pem: OTHER_PUBLIC_PEM.into(),
         };
         let signer = TokenSigner::new("new", DEV_PRIVATE_KEY_PEM, &[previous]).unwrap();
-        let kids: Vec<&str> = signer.public_keys().iter().map(|k| k.kid.as_str()).collect();
+        let kids: Vec<&str> = signer
+            .public_keys()
+            .iter()
+            .map(|k| k.kid.as_str())
+            .collect();
         assert_eq!(kids, ["new", "old"]);
     }
 
@@ -224,7 +229,9 @@ MCowBQYDK2VwAyEAT4sRQNDWLacK6PP/MRBTM+i1JAOg7ZdM+l37YVJU1f4=
     fn expired_token_is_refused_by_a_verifier() {
         let signer = TokenSigner::new(DEV_KID, DEV_PRIVATE_KEY_PEM, &[]).unwrap();
         let long_ago = Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap();
-        let token = signer.sign("E1", "0012345679", &[], "S1", long_ago).unwrap();
+        let token = signer
+            .sign("E1", "0012345679", &[], "S1", long_ago)
+            .unwrap();
         let key = DecodingKey::from_ed_pem(signer.public_keys()[0].pem.as_bytes()).unwrap();
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_audience(&[AUDIENCE]);

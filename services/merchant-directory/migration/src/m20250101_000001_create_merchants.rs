@@ -102,6 +102,16 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        if manager.get_database_backend() == DbBackend::Postgres {
+            // Byte order, as SQLite's BINARY: listings sort, and keyset pages compare, the
+            // same way on both backends, whatever the server's locale.
+            manager
+                .get_connection()
+                .execute_unprepared(
+                    "ALTER TABLE merchant ALTER COLUMN name_normalized TYPE varchar COLLATE \"C\"",
+                )
+                .await?;
+        }
         manager
             .create_table(
                 Table::create()

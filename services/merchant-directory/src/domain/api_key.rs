@@ -70,6 +70,9 @@ mod tests {
         assert!(!looks_like_api_key(""));
         assert!(!looks_like_api_key("tvk_short"));
         assert!(!looks_like_api_key(&format!("xyz_{}", "a".repeat(43))));
-        assert!(!looks_like_api_key(&format!("tvk_{}", "a+".repeat(21) + "a")));
+        assert!(!looks_like_api_key(&format!(
+            "tvk_{}",
+            "a+".repeat(21) + "a"
+        )));
     }
 }

@@ -150,12 +150,7 @@ fn violation(field: &str, code: &str, en: &str, fa: &str) -> Violation {
     Violation::new(field, code, en, fa)
 }
 
-fn check_length(
-    violations: &mut Vec<Violation>,
-    field: &str,
-    value: &Option<String>,
-    max: usize,
-) {
+fn check_length(violations: &mut Vec<Violation>, field: &str, value: &Option<String>, max: usize) {
     if value.as_ref().is_some_and(|v| v.chars().count() > max) {
         violations.push(violation(
             field,
@@ -440,7 +435,10 @@ mod tests {
             supports_instalment: false,
             ..online()
         };
-        assert_eq!(codes(MerchantDraft::parse(input)), ["purchase_kind_required"]);
+        assert_eq!(
+            codes(MerchantDraft::parse(input)),
+            ["purchase_kind_required"]
+        );
     }
 
     #[test]

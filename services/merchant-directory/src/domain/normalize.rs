@@ -95,7 +95,11 @@ mod tests {
         assert_eq!(normalize_text("كتاب"), normalize_text("کتاب"));
         assert_eq!(normalize_text("علي"), "علی");
         assert_eq!(normalize_text("مصطفى"), "مصطفی");
-        assert_eq!(normalize_text("ڪتاب"), "ڪتاب", "other letters are left alone");
+        assert_eq!(
+            normalize_text("ڪتاب"),
+            "ڪتاب",
+            "other letters are left alone"
+        );
     }
 
     #[test]
@@ -130,7 +134,8 @@ mod tests {
 
     #[test]
     fn normalization_is_idempotent() {
-        for text in ["كتاب ۱۲۳", "فروشگاه\u{200C}ایران", " DigiKala  ", "كِتَابٌ"] {
+        for text in ["كتاب ۱۲۳", "فروشگاه\u{200C}ایران", " DigiKala  ", "كِتَابٌ"]
+        {
             let once = normalize_text(text);
             assert_eq!(normalize_text(&once), once);
         }

@@ -141,8 +141,8 @@ impl Decision {
             return Err(MerchantError::Invalid(vec![Violation::new(
                 "reason",
                 "too_long",
-                &format!("At most {MAX_REASON_CHARS} characters."),
-                &format!("حداکثر {MAX_REASON_CHARS} نویسه مجاز است."),
+                format!("At most {MAX_REASON_CHARS} characters."),
+                format!("حداکثر {MAX_REASON_CHARS} نویسه مجاز است."),
             )]));
         }
         Ok(Decision { approve, reason })
@@ -256,7 +256,10 @@ mod tests {
             Err(MerchantError::Invalid(_))
         ));
         assert_eq!(
-            Decision::parse(false, Some(" دور از دسترس ")).unwrap().reason.as_deref(),
+            Decision::parse(false, Some(" دور از دسترس "))
+                .unwrap()
+                .reason
+                .as_deref(),
             Some("دور از دسترس")
         );
         assert_eq!(Decision::parse(true, None).unwrap().reason, None);

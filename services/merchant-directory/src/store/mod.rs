@@ -11,9 +11,7 @@ use sea_orm::{
 };
 
 use crate::domain::MerchantError;
-use crate::domain::merchant::{
-    MerchantDraft, MerchantStatus, PurchaseKind, join_categories,
-};
+use crate::domain::merchant::{MerchantDraft, MerchantStatus, PurchaseKind, join_categories};
 use crate::domain::normalize::normalize_text;
 use crate::domain::proposal::{Decision, ProposalScope, ProposalStatus};
 use crate::domain::search::{MerchantCursor, MerchantSearch, ProposalCursor};
@@ -145,10 +143,12 @@ pub async fn insert_proposal(
         // Another manager proposed the same store at the same moment: the partial unique
         // index refused the second row.
         Err(error) if is_unique_violation(&error) => {
-            return Err(find_duplicate(db, draft).await?.unwrap_or(MerchantError::Duplicate {
-                existing_merchant_id: None,
-                existing_proposal_id: None,
-            }));
+            return Err(find_duplicate(db, draft)
+                .await?
+                .unwrap_or(MerchantError::Duplicate {
+                    existing_merchant_id: None,
+                    existing_proposal_id: None,
+                }));
         }
         Err(error) => return Err(error.into()),
     }
@@ -241,13 +241,24 @@ pub async fn decide_proposal(
     } else {
         ProposalStatus::Rejected
     };
-    let merchant_id = approval.as_ref().map(|approval| approval.merchant_id.clone());
+    let merchant_id = approval
+        .as_ref()
+        .map(|approval| approval.merchant_id.clone());
     let txn = db.begin().await?;
     let updated = proposal::Entity::update_many()
         .col_expr(proposal::Column::Status, Expr::value(status.as_str()))
-        .col_expr(proposal::Column::Reason, Expr::value(decision.reason.clone()))
-        .col_expr(proposal::Column::MerchantId, Expr::value(merchant_id.clone()))
-        .col_expr(proposal::Column::DecidedBy, Expr::value(decided_by.to_owned()))
+        .col_expr(
+            proposal::Column::Reason,
+            Expr::value(decision.reason.clone()),
+        )
+        .col_expr(
+            proposal::Column::MerchantId,
+            Expr::value(merchant_id.clone()),
+        )
+        .col_expr(
+            proposal::Column::DecidedBy,
+            Expr::value(decided_by.to_owned()),
+        )
         .col_expr(proposal::Column::DecidedAt, Expr::value(now.fixed_offset()))
         .filter(proposal::Column::Id.eq(proposal_id))
         .filter(proposal::Column::Status.eq(ProposalStatus::Pending.as_str()))
@@ -389,7 +400,10 @@ pub async fn suspend_merchant(
             merchant::Column::Status,
             Expr::value(MerchantStatus::Suspended.as_str()),
         )
-        .col_expr(merchant::Column::SuspendedAt, Expr::value(now.fixed_offset()))
+        .col_expr(
+            merchant::Column::SuspendedAt,
+            Expr::value(now.fixed_offset()),
+        )
         .col_expr(merchant::Column::SuspensionReason, Expr::value(reason))
         .filter(merchant::Column::Id.eq(merchant_id))
         .filter(merchant::Column::Status.eq(MerchantStatus::Contracted.as_str()))
@@ -409,7 +423,10 @@ pub async fn rotate_key(
     new_hash: &str,
 ) -> Result<(), MerchantError> {
     let updated = merchant::Entity::update_many()
-        .col_expr(merchant::Column::ApiKeyHash, Expr::value(new_hash.to_owned()))
+        .col_expr(
+            merchant::Column::ApiKeyHash,
+            Expr::value(new_hash.to_owned()),
+        )
         .filter(merchant::Column::Id.eq(merchant_id))
         .exec(db)
         .await?;

@@ -163,7 +163,7 @@ fn is_unique_violation(error: &DbErr) -> bool {
     matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
-fn to_u32(value: i64) -> u32 {
+fn to_u32(value: i32) -> u32 {
     u32::try_from(value).unwrap_or_default()
 }
 
@@ -191,11 +191,11 @@ async fn lock_organization(txn: &DatabaseTransaction, organization_id: &str) -> 
 }
 
 /// Writes messages to the outbox in chunks; a message already there is left alone.
-async fn enqueue_all<C: ConnectionTrait>(
-    conn: &C,
-    outgoing: &[Outgoing],
-    now: DateTime<Utc>,
-) -> Result<(), DbErr> {
+///
+/// Like `tavana_kit::outbox::enqueue`, but many rows per statement. The relay schedules by
+/// the wall clock, not the injected one, so the rows are due at the wall clock's now.
+async fn enqueue_all<C: ConnectionTrait>(conn: &C, outgoing: &[Outgoing]) -> Result<(), DbErr> {
+    let now = Utc::now();
     for chunk in outgoing.chunks(INSERT_CHUNK) {
         let mut insert = Query::insert();
         insert.into_table(Outbox::Table).columns([
@@ -263,7 +263,7 @@ async fn insert_instalments<C: ConnectionTrait>(
                 schedule.organization_id.clone().into(),
                 schedule.merchant_id.clone().into(),
                 schedule.merchant_name.clone().into(),
-                i64::from(instalment.seq).into(),
+                i32::try_from(instalment.seq).unwrap_or(i32::MAX).into(),
                 instalment.period.to_string().into(),
                 instalment.amount.as_i64().into(),
                 InstalmentState::Unsettled.as_str().into(),
@@ -518,7 +518,7 @@ impl Store {
                     id: get(row, "id")?,
                     purchase_id: get(row, "purchase_id")?,
                     merchant_name: get(row, "merchant_name")?,
-                    seq: to_u32(get::<i64>(row, "seq")?),
+                    seq: to_u32(get::<i32>(row, "seq")?),
                     period: get(row, "period")?,
                     amount: Rial(get(row, "amount")?),
                     state: InstalmentState::parse(&state)
@@ -670,7 +670,7 @@ impl Store {
             .iter()
             .map(|line| {
                 Ok(StoredUnmatched {
-                    line: to_u32(get::<i64>(line, "line")?),
+                    line: to_u32(get::<i32>(line, "line")?),
                     national_id: get(line, "national_id")?,
                     amount: Rial(get(line, "amount")?),
                     code: get(line, "code")?,
@@ -814,7 +814,7 @@ impl Store {
         outgoing.extend(per_employee.into_iter().map(|(employee_id, (count, amount))| {
             messages::settlement_sms(&remittance_id, employee_id, &period, count, amount)
         }));
-        enqueue_all(&txn, &outgoing, now).await?;
+        enqueue_all(&txn, &outgoing).await?;
 
         for chunk in matching.unmatched.chunks(INSERT_CHUNK) {
             let mut insert = Query::insert();
@@ -828,7 +828,7 @@ impl Store {
             for line in chunk {
                 insert.values_panic([
                     remittance_id.clone().into(),
-                    i64::from(line.line).into(),
+                    i32::try_from(line.line).unwrap_or(i32::MAX).into(),
                     line.national_id.clone().into(),
                     line.amount.as_i64().into(),
                     line.code.as_str().to_owned().into(),
@@ -949,7 +949,7 @@ impl Store {
                         purchase_id: get(&row, "purchase_id")?,
                         employee_id: get(&row, "employee_id")?,
                         period,
-                        seq: to_u32(get::<i64>(&row, "seq")?),
+                        seq: to_u32(get::<i32>(&row, "seq")?),
                         amount: Rial(get(&row, "amount")?),
                     });
             }

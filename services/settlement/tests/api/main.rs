@@ -100,7 +100,7 @@ pub async fn spawn_service_with(allow_partial_settlement: bool) -> TestApp {
     let clock = AdjustableClock::frozen(Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap());
     let shared = Shared {
         clock: clock.shared(),
-        store: tavana_kit::testing::test_store(),
+        store: tavana_kit::testing::test_store().await,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

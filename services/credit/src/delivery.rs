@@ -1,0 +1,115 @@
+//! Delivery of the credit outbox: each topic is a gRPC call to its receiver, which is
+//! idempotent by the id the message carries (purchase id, refund id, credit request id).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use prost::Message;
+use tavana_kit::caller::{Caller, attach};
+use tavana_kit::outbox::{Deliver, DeliveryError};
+use tavana_proto::guarantee::v1::ReleaseGuaranteeRequest;
+use tavana_proto::guarantee::v1::guarantee_service_client::GuaranteeServiceClient;
+use tavana_proto::identity::v1::NotifyEmployeeRequest;
+use tavana_proto::identity::v1::identity_service_client::IdentityServiceClient;
+use tavana_proto::settlement::v1::settlement_service_client::SettlementServiceClient;
+use tavana_proto::settlement::v1::{CancelInstalmentsRequest, RecordScheduleRequest};
+use tonic::Code;
+use tonic::transport::Channel;
+
+use crate::peers::SERVICE_NAME;
+
+/// Sends a purchase's schedule to settlement (R15).
+pub const RECORD_SCHEDULE: &str = "settlement.record_schedule";
+/// Cancels a refunded purchase's instalments in settlement (R20).
+pub const CANCEL_INSTALMENTS: &str = "settlement.cancel_instalments";
+/// Releases a closed facility's guarantee (R13).
+pub const RELEASE_GUARANTEE: &str = "guarantee.release_guarantee";
+/// Sends the purchase receipt SMS (R28).
+pub const NOTIFY_EMPLOYEE: &str = "identity.notify_employee";
+
+/// Delivers the credit outbox to settlement, guarantee and identity.
+pub struct CreditDelivery {
+    settlement: SettlementServiceClient<Channel>,
+    guarantee: GuaranteeServiceClient<Channel>,
+    identity: IdentityServiceClient<Channel>,
+}
+
+impl CreditDelivery {
+    /// Connects lazily to the receivers.
+    pub fn connect(
+        settlement_url: &str,
+        guarantee_url: &str,
+        identity_url: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<CreditDelivery> {
+        Ok(CreditDelivery {
+            settlement: SettlementServiceClient::new(tavana_kit::grpc::channel(
+                settlement_url,
+                timeout,
+            )?),
+            guarantee: GuaranteeServiceClient::new(tavana_kit::grpc::channel(
+                guarantee_url,
+                timeout,
+            )?),
+            identity: IdentityServiceClient::new(tavana_kit::grpc::channel(identity_url, timeout)?),
+        })
+    }
+}
+
+fn decode<M: Message + Default>(payload: &[u8]) -> Result<M, DeliveryError> {
+    M::decode(payload).map_err(|error| DeliveryError::Permanent(format!("bad payload: {error}")))
+}
+
+fn failed(status: tonic::Status) -> DeliveryError {
+    let message = format!("{}: {}", status.code(), status.message());
+    match status.code() {
+        // The receiver will never accept this message as it is.
+        Code::InvalidArgument => DeliveryError::Permanent(message),
+        _ => DeliveryError::Retry(message),
+    }
+}
+
+#[async_trait]
+impl Deliver for CreditDelivery {
+    async fn deliver(&self, topic: &str, payload: &[u8]) -> Result<(), DeliveryError> {
+        let caller = Caller::service(SERVICE_NAME);
+        match topic {
+            RECORD_SCHEDULE => {
+                let request: RecordScheduleRequest = decode(payload)?;
+                self.settlement
+                    .clone()
+                    .record_schedule(attach(request, &caller))
+                    .await
+                    .map_err(failed)?;
+            }
+            CANCEL_INSTALMENTS => {
+                let request: CancelInstalmentsRequest = decode(payload)?;
+                self.settlement
+                    .clone()
+                    .cancel_instalments(attach(request, &caller))
+                    .await
+                    .map_err(failed)?;
+            }
+            RELEASE_GUARANTEE => {
+                let request: ReleaseGuaranteeRequest = decode(payload)?;
+                self.guarantee
+                    .clone()
+                    .release_guarantee(attach(request, &caller))
+                    .await
+                    .map_err(failed)?;
+            }
+            NOTIFY_EMPLOYEE => {
+                let request: NotifyEmployeeRequest = decode(payload)?;
+                self.identity
+                    .clone()
+                    .notify_employee(attach(request, &caller))
+                    .await
+                    .map_err(failed)?;
+            }
+            other => {
+                return Err(DeliveryError::Permanent(format!("unknown topic {other}")));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,579 @@
+//! The credit flows: peer reads first, then one store transaction (no RPC inside it).
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use chrono::{DateTime, Utc};
+use prost::Message;
+use rand::Rng;
+use tavana_kit::clock::SharedClock;
+use tavana_kit::ids::NationalId;
+use tavana_proto::credit::v1 as pb;
+
+use crate::convert;
+use crate::domain::CreditError;
+use crate::domain::budget::{self, Available, Hold, HoldRelease};
+use crate::domain::card::{CustomerNumber, Pin, attempts_left};
+use crate::domain::facility::FacilityTerms;
+use crate::domain::idempotency::{IdempotencyKey, request_hash};
+use crate::domain::purchase::{PurchaseKind, PurchaseTerms};
+use crate::peers::Peers;
+use crate::store::{
+    IdempotencyScope, NewFacility, NewPurchase, NewRefund, Replay, Store, card, facility, hold_of,
+    purchase, terms_of,
+};
+
+/// What opening a facility needs (R12).
+#[derive(Clone, Debug)]
+pub struct OpenFacility {
+    pub credit_request_id: String,
+    pub employee_id: String,
+    pub national_id: String,
+    pub full_name: String,
+    pub organization_id: String,
+    pub monthly_credit: i64,
+    pub max_instalments: u32,
+    pub activates_at: DateTime<Utc>,
+}
+
+/// A purchase request, from the app or a merchant.
+#[derive(Clone, Debug)]
+pub struct PurchaseRequest {
+    pub kind: Option<PurchaseKind>,
+    pub amount: i64,
+    pub months: u32,
+    pub idempotency_key: String,
+}
+
+/// A facility's balance (R16-R18).
+#[derive(Clone, Debug)]
+pub struct Balance {
+    pub facility: facility::Model,
+    pub available: Available,
+    pub next_release_at: Option<DateTime<Utc>>,
+}
+
+/// The answer to a purchase: the purchase, and whether it is a replay (R19).
+#[derive(Clone, Debug)]
+pub struct PurchaseAnswer {
+    pub purchase: pb::Purchase,
+    pub replayed: bool,
+}
+
+/// The credit service's flows.
+#[derive(Clone)]
+pub struct CreditFlows {
+    store: Store,
+    peers: Peers,
+    clock: SharedClock,
+    max_instalments: u32,
+}
+
+fn hash_pin(pin: Pin) -> Result<String, CreditError> {
+    Argon2::default()
+        .hash_password(pin.expose().as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|error| CreditError::Internal(anyhow::anyhow!("pin hash failed: {error}")))
+}
+
+async fn hash_pin_blocking(pin: Pin) -> Result<String, CreditError> {
+    tokio::task::spawn_blocking(move || hash_pin(pin))
+        .await
+        .map_err(|error| CreditError::Internal(error.into()))?
+}
+
+async fn pin_matches(pin: Pin, hash: String) -> Result<bool, CreditError> {
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .verify_password(pin.expose().as_bytes(), hash.as_str())
+            .is_ok()
+    })
+    .await
+    .map_err(|error| CreditError::Internal(error.into()))
+}
+
+fn replayed(replay: Replay) -> Result<PurchaseAnswer, CreditError> {
+    let purchase = pb::Purchase::decode(replay.0.as_slice())
+        .map_err(|error| CreditError::Internal(anyhow::anyhow!("bad stored answer: {error}")))?;
+    Ok(PurchaseAnswer {
+        purchase,
+        replayed: true,
+    })
+}
+
+impl CreditFlows {
+    /// Creates the flows.
+    pub fn new(store: Store, peers: Peers, clock: SharedClock, max_instalments: u32) -> Self {
+        CreditFlows {
+            store,
+            peers,
+            clock,
+            max_instalments,
+        }
+    }
+
+    /// Returns the store (tests and tooling).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Returns the current instant of the injected clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    // ---- facilities (R12, R13) ----
+
+    /// Opens a facility and its card; idempotent by credit request id (R12, R21).
+    #[tracing::instrument(skip_all, fields(credit_request_id = %request.credit_request_id))]
+    pub async fn open_facility(
+        &self,
+        request: OpenFacility,
+    ) -> Result<facility::Model, CreditError> {
+        if let Some(existing) = self
+            .store
+            .facility_by_request(&request.credit_request_id)
+            .await?
+        {
+            return Ok(existing);
+        }
+        let terms = FacilityTerms::parse(
+            request.monthly_credit,
+            request.max_instalments,
+            self.max_instalments,
+        )?;
+        let national_id = NationalId::parse(&request.national_id).map_err(|_| {
+            CreditError::invalid(
+                "national_id",
+                "national_id_invalid",
+                "The national ID is not valid.",
+                "کد ملی معتبر نیست.",
+            )
+        })?;
+        for (field, value) in [
+            ("credit_request_id", &request.credit_request_id),
+            ("employee_id", &request.employee_id),
+            ("organization_id", &request.organization_id),
+        ] {
+            if value.trim().is_empty() {
+                return Err(CreditError::InvalidField {
+                    field,
+                    code: "field_missing",
+                    message_en: "A required field is missing.",
+                    message_fa: "یک فیلد الزامی خالی است.",
+                });
+            }
+        }
+        let now = self.now();
+        let facility_id = uuid::Uuid::now_v7().to_string();
+        let customer_number = CustomerNumber::from_body(rand::rng().random_range(0..1_000_000_000));
+        let pin_hash = hash_pin_blocking(Pin::initial(national_id.as_str())).await?;
+        let new = NewFacility {
+            facility: facility::Model {
+                id: facility_id.clone(),
+                credit_request_id: request.credit_request_id,
+                employee_id: request.employee_id.clone(),
+                open_employee_id: Some(request.employee_id.clone()),
+                national_id: national_id.as_str().to_owned(),
+                full_name: request.full_name,
+                organization_id: request.organization_id,
+                monthly_credit: terms.monthly_credit().as_i64(),
+                max_instalments: i32::try_from(terms.max_instalments()).unwrap_or(i32::MAX),
+                purchasing_power: terms.purchasing_power().as_i64(),
+                activates_at: request.activates_at,
+                suspended: false,
+                closed_at: None,
+                created_at: now,
+                version: 0,
+            },
+            card: card::Model {
+                facility_id,
+                employee_id: request.employee_id,
+                customer_number: customer_number.as_str().to_owned(),
+                masked_pan: customer_number.masked_pan(),
+                pin_hash,
+                pin_must_change: true,
+                failed_attempts: 0,
+                locked: false,
+                updated_at: now,
+            },
+        };
+        self.store.open_facility(new).await
+    }
+
+    /// Closes a facility that owes nothing and releases its guarantee (R13).
+    pub async fn close_facility(&self, facility_id: &str) -> Result<facility::Model, CreditError> {
+        let row = self
+            .store
+            .facility(facility_id)
+            .await?
+            .ok_or(CreditError::NoFacility)?;
+        self.store
+            .close_facility(facility_id, self.now(), convert::close_messages(&row))
+            .await
+    }
+
+    async fn facility_of(&self, employee_id: &str) -> Result<facility::Model, CreditError> {
+        self.store
+            .facility_of_employee(employee_id)
+            .await?
+            .ok_or(CreditError::NoFacility)
+    }
+
+    // ---- balance (R16-R18) ----
+
+    /// Returns the employee's balance at the clock's now.
+    ///
+    /// Identity never calls credit, so a settled instalment purchase whose holds wait for
+    /// the organization's contract (R18) is released when we next look: here (and before
+    /// every purchase) we ask identity about the contract, only when such holds exist.
+    #[tracing::instrument(skip_all)]
+    pub async fn balance(&self, employee_id: &str) -> Result<Balance, CreditError> {
+        let facility = self.facility_of(employee_id).await?;
+        let mut rows = self.store.unreleased_purchases(&facility.id).await?;
+        if rows.iter().any(|row| row.hold_waits_for_contract)
+            && self
+                .peers
+                .contract_in_force(&facility.organization_id)
+                .await?
+        {
+            self.store
+                .release_waiting_holds(&facility.id, self.now())
+                .await?;
+            rows = self.store.unreleased_purchases(&facility.id).await?;
+        }
+        let now = self.now();
+        let holds: Vec<Hold> = rows.iter().filter_map(hold_of).collect();
+        Ok(Balance {
+            available: budget::available(terms_of(&facility), &holds, now),
+            next_release_at: budget::next_release_at(&holds, now),
+            facility,
+        })
+    }
+
+    // ---- purchases (R14-R16, R19) ----
+
+    /// Buys from the app as the employee (R14-R16, R19).
+    #[tracing::instrument(skip_all, fields(merchant_id = %merchant_id))]
+    pub async fn create_purchase(
+        &self,
+        employee_id: &str,
+        merchant_id: &str,
+        request: PurchaseRequest,
+    ) -> Result<PurchaseAnswer, CreditError> {
+        let key = IdempotencyKey::parse(&request.idempotency_key)?;
+        let shape = PurchaseTerms::parse_shape(request.kind, request.amount, request.months)?;
+        let facility = self.facility_of(employee_id).await?;
+        let scope = IdempotencyScope {
+            caller: format!("employee:{employee_id}"),
+            key: key.as_str().to_owned(),
+            request_hash: request_hash(
+                "create_purchase",
+                &[
+                    ("merchant_id", merchant_id.to_owned()),
+                    ("kind", shape.kind().as_str().to_owned()),
+                    ("amount", shape.amount().to_string()),
+                    ("months", shape.months().to_string()),
+                ],
+            ),
+        };
+        self.purchase_on(&facility, merchant_id, shape, scope).await
+    }
+
+    /// Buys with card and PIN as a merchant (R21 and R14-R16, R19).
+    #[tracing::instrument(skip_all, fields(merchant_id = %merchant_id))]
+    pub async fn create_merchant_purchase(
+        &self,
+        merchant_id: &str,
+        customer_number: &str,
+        pin: &str,
+        request: PurchaseRequest,
+    ) -> Result<PurchaseAnswer, CreditError> {
+        let key = IdempotencyKey::parse(&request.idempotency_key)?;
+        let shape = PurchaseTerms::parse_shape(request.kind, request.amount, request.months)?;
+        let number = CustomerNumber::parse(customer_number)?;
+        let card = self
+            .store
+            .card_by_number(number.as_str())
+            .await?
+            .ok_or(CreditError::CardNotFound)?;
+        self.verify_pin(&card, Pin::entered(pin)).await?;
+        if card.pin_must_change {
+            return Err(CreditError::PinMustChange);
+        }
+        let facility = self
+            .store
+            .facility(&card.facility_id)
+            .await?
+            .ok_or(CreditError::NoFacility)?;
+        // The PIN is checked above, never hashed into the record.
+        let scope = IdempotencyScope {
+            caller: format!("merchant:{merchant_id}"),
+            key: key.as_str().to_owned(),
+            request_hash: request_hash(
+                "create_merchant_purchase",
+                &[
+                    ("customer_number", number.as_str().to_owned()),
+                    ("kind", shape.kind().as_str().to_owned()),
+                    ("amount", shape.amount().to_string()),
+                    ("months", shape.months().to_string()),
+                ],
+            ),
+        };
+        self.purchase_on(&facility, merchant_id, shape, scope).await
+    }
+
+    async fn purchase_on(
+        &self,
+        facility: &facility::Model,
+        merchant_id: &str,
+        shape: PurchaseTerms,
+        scope: IdempotencyScope,
+    ) -> Result<PurchaseAnswer, CreditError> {
+        // A replay answers as the first time did, whatever changed since (R19).
+        if let Some(replay) = self.store.find_replay(&scope).await? {
+            return replayed(replay);
+        }
+        let max_instalments = u32::try_from(facility.max_instalments).unwrap_or(0);
+        let terms = PurchaseTerms::parse(
+            Some(shape.kind()),
+            shape.amount().as_i64(),
+            shape.months(),
+            max_instalments,
+        )?;
+        crate::store::status_of(facility, self.now()).ensure_active()?;
+        let merchant = self.peers.merchant_for(merchant_id, terms.kind()).await?;
+        if !self
+            .peers
+            .contract_in_force(&facility.organization_id)
+            .await?
+        {
+            return Err(CreditError::OrganizationContractNotInForce);
+        }
+        let messages = convert::purchase_messages;
+        let encode = convert::encode_purchase;
+        let created = self
+            .store
+            .create_purchase(NewPurchase {
+                id: uuid::Uuid::now_v7().to_string(),
+                facility_id: facility.id.clone(),
+                merchant_id: merchant_id.to_owned(),
+                merchant_name: merchant.name,
+                terms,
+                now: self.now(),
+                idempotency: scope,
+                messages: &messages,
+                encode: &encode,
+            })
+            .await?;
+        match created {
+            Ok(row) => {
+                tracing::info!(purchase_id = %row.id, amount = row.amount, kind = %row.kind, "purchase created");
+                Ok(PurchaseAnswer {
+                    purchase: convert::purchase_to_proto(&row),
+                    replayed: false,
+                })
+            }
+            Err(replay) => replayed(replay),
+        }
+    }
+
+    /// Lists the employee's purchases, newest first.
+    pub async fn list_purchases(
+        &self,
+        employee_id: &str,
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<(Vec<purchase::Model>, String), CreditError> {
+        let limit = tavana_kit::paging::page_size(page_size);
+        let after = if page_token.is_empty() {
+            None
+        } else {
+            Some(
+                tavana_kit::paging::decode_token::<(i64, String)>(page_token).map_err(|_| {
+                    CreditError::invalid(
+                        "page_token",
+                        "page_token_invalid",
+                        "The page token is not valid.",
+                        "نشانهٔ صفحه معتبر نیست.",
+                    )
+                })?,
+            )
+        };
+        let mut rows = self
+            .store
+            .list_purchases(employee_id, after, limit + 1)
+            .await?;
+        let next = if rows.len() as u64 > limit {
+            rows.truncate(limit as usize);
+            rows.last()
+                .map(|row| tavana_kit::paging::encode_token(&(row.created_micros, row.id.clone())))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok((rows, next))
+    }
+
+    // ---- refunds (R20) ----
+
+    /// Refunds a purchase wholly or in part as its merchant (`None`: a service).
+    #[tracing::instrument(skip_all, fields(purchase_id = %purchase_id))]
+    pub async fn refund_purchase(
+        &self,
+        merchant_id: Option<&str>,
+        purchase_id: &str,
+        amount: i64,
+        idempotency_key: &str,
+    ) -> Result<purchase::Model, CreditError> {
+        let row = self
+            .store
+            .purchase(purchase_id)
+            .await?
+            .ok_or(CreditError::PurchaseNotFound)?;
+        if let Some(merchant_id) = merchant_id
+            && row.merchant_id != merchant_id
+        {
+            return Err(CreditError::PurchaseNotFound);
+        }
+        let scope = if idempotency_key.trim().is_empty() {
+            None
+        } else {
+            let key = IdempotencyKey::parse(idempotency_key)?;
+            Some(IdempotencyScope {
+                caller: format!("merchant:{}", merchant_id.unwrap_or("service")),
+                key: key.as_str().to_owned(),
+                request_hash: request_hash(
+                    "refund_purchase",
+                    &[
+                        ("purchase_id", purchase_id.to_owned()),
+                        ("amount", amount.to_string()),
+                    ],
+                ),
+            })
+        };
+        let messages = convert::refund_messages;
+        let encode = convert::encode_purchase;
+        let refunded = self
+            .store
+            .refund_purchase(
+                &row.facility_id,
+                NewRefund {
+                    refund_id: uuid::Uuid::now_v7().to_string(),
+                    purchase_id: purchase_id.to_owned(),
+                    amount,
+                    now: self.now(),
+                    idempotency: scope,
+                    messages: &messages,
+                    encode: &encode,
+                },
+            )
+            .await?;
+        match refunded {
+            Ok(row) => Ok(row),
+            // The stored answer is the purchase as it was then; the current row is what a
+            // merchant retrying wants to see, and it is the same purchase.
+            Err(_) => self
+                .store
+                .purchase(purchase_id)
+                .await?
+                .ok_or(CreditError::PurchaseNotFound),
+        }
+    }
+
+    // ---- settlement (R18) ----
+
+    /// Records that every instalment of a purchase is settled; idempotent (R18).
+    #[tracing::instrument(skip_all, fields(purchase_id = %purchase_id))]
+    pub async fn mark_settled(&self, purchase_id: &str) -> Result<purchase::Model, CreditError> {
+        let row = self
+            .store
+            .purchase(purchase_id)
+            .await?
+            .ok_or(CreditError::PurchaseNotFound)?;
+        if row.settled_at.is_some() {
+            return Ok(row);
+        }
+        let facility = self
+            .store
+            .facility(&row.facility_id)
+            .await?
+            .ok_or(CreditError::NoFacility)?;
+        let needs_contract = row.kind == PurchaseKind::Instalment.as_str()
+            && hold_of(&row).is_some_and(|hold| hold.release == HoldRelease::UntilSettled);
+        let in_force = if needs_contract {
+            self.peers
+                .contract_in_force(&facility.organization_id)
+                .await?
+        } else {
+            true
+        };
+        self.store
+            .mark_settled(&row.facility_id, purchase_id, in_force, self.now())
+            .await
+    }
+
+    // ---- cards (R21) ----
+
+    /// Checks a PIN: a locked card refuses; a wrong PIN counts (atomically, in the
+    /// database) and the fifth locks the card; a right one forgets earlier wrong ones.
+    async fn verify_pin(&self, card: &card::Model, pin: Pin) -> Result<(), CreditError> {
+        if card.locked {
+            return Err(CreditError::CardLocked);
+        }
+        if pin_matches(pin, card.pin_hash.clone()).await? {
+            self.store.reset_wrong_pins(&card.facility_id).await?;
+            return Ok(());
+        }
+        let (failed, locked) = self
+            .store
+            .record_wrong_pin(&card.facility_id, self.now())
+            .await?;
+        tracing::info!(failed, locked, "wrong card pin");
+        if locked {
+            return Err(CreditError::CardLocked);
+        }
+        Err(CreditError::PinInvalid {
+            attempts_left: attempts_left(failed),
+        })
+    }
+
+    /// Returns the employee's card.
+    pub async fn card(&self, employee_id: &str) -> Result<card::Model, CreditError> {
+        let facility = self.facility_of(employee_id).await?;
+        self.store
+            .card_of_facility(&facility.id)
+            .await?
+            .ok_or(CreditError::CardNotFound)
+    }
+
+    /// Changes the employee's second PIN (R21, S12).
+    #[tracing::instrument(skip_all)]
+    pub async fn change_pin(
+        &self,
+        employee_id: &str,
+        current_pin: &str,
+        new_pin: &str,
+    ) -> Result<(), CreditError> {
+        let facility = self.facility_of(employee_id).await?;
+        let new_pin = Pin::new_pin(new_pin, &facility.national_id)?;
+        let card = self
+            .store
+            .card_of_facility(&facility.id)
+            .await?
+            .ok_or(CreditError::CardNotFound)?;
+        self.verify_pin(&card, Pin::entered(current_pin)).await?;
+        let hash = hash_pin_blocking(new_pin).await?;
+        self.store
+            .change_pin(&card.facility_id, hash, self.now())
+            .await
+    }
+
+    /// Unlocks a card (support).
+    pub async fn unlock_card(&self, customer_number: &str) -> Result<(), CreditError> {
+        let number = CustomerNumber::parse(customer_number)?;
+        if !self.store.unlock_card(number.as_str(), self.now()).await? {
+            return Err(CreditError::CardNotFound);
+        }
+        Ok(())
+    }
+}

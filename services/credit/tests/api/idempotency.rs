@@ -1,0 +1,150 @@
+//! R19: idempotency and concurrency (per-facility serialisation).
+
+use std::collections::HashSet;
+
+use futures::future::join_all;
+use tavana_proto::credit::v1::PurchaseKind;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn r19_same_key_and_body_replays_the_first_answer() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+
+    let first = app
+        .buy("E1", SHOP, PurchaseKind::Instalment, 300, 3, "key")
+        .await
+        .unwrap();
+    let second = app
+        .buy("E1", SHOP, PurchaseKind::Instalment, 300, 3, "key")
+        .await
+        .unwrap();
+
+    assert!(!first.replayed);
+    assert!(second.replayed);
+    assert_eq!(first.purchase, second.purchase);
+    assert_eq!(app.room("E1").await, (900, 2_700));
+}
+
+#[tokio::test]
+async fn r19_same_key_other_body_is_refused() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    app.buy("E1", SHOP, PurchaseKind::Credit, 300, 0, "key")
+        .await
+        .unwrap();
+
+    let other = app
+        .buy("E1", SHOP, PurchaseKind::Credit, 301, 0, "key")
+        .await;
+
+    let problem = problem(other);
+    assert_eq!(problem.code, "idempotency_key_reused");
+    assert_eq!(problem.kind, tavana_kit::error::ErrorKind::RuleRefused);
+}
+
+#[tokio::test]
+async fn r19_keys_are_per_caller() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    app.open_facility("E2", 1_000, 3).await;
+
+    let first = app
+        .buy("E1", SHOP, PurchaseKind::Credit, 300, 0, "key")
+        .await
+        .unwrap();
+    let second = app
+        .buy("E2", SHOP, PurchaseKind::Credit, 300, 0, "key")
+        .await
+        .unwrap();
+
+    assert!(!second.replayed);
+    assert_ne!(
+        first.purchase.unwrap().purchase_id,
+        second.purchase.unwrap().purchase_id
+    );
+}
+
+#[tokio::test]
+async fn r19_sixteen_concurrent_requests_with_one_key_create_one_purchase() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000_000, 3).await;
+
+    let answers =
+        join_all((0..16).map(|_| app.buy("E1", SHOP, PurchaseKind::Credit, 1_000, 0, "same-key")))
+            .await;
+
+    let ids: HashSet<String> = answers
+        .iter()
+        .map(|answer| {
+            answer
+                .as_ref()
+                .expect("every duplicate is answered")
+                .purchase
+                .clone()
+                .unwrap()
+                .purchase_id
+        })
+        .collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| !a.as_ref().unwrap().replayed)
+            .count(),
+        1
+    );
+    assert_eq!(app.room("E1").await, (999_000, 2_999_000));
+}
+
+#[tokio::test]
+async fn r19_sixty_four_parallel_purchases_never_overdraw_either_budget() {
+    let app = spawn_service().await;
+    // M = 1_000, N = 2: P = 2_000. Credit purchases of 70 fit 14 times in M; instalment
+    // purchases of 100 over 2 hold 50 in M and 100 in P.
+    app.open_facility("E1", 1_000, 2).await;
+
+    let answers = join_all((0..64).map(|index| {
+        let (kind, amount, months) = if index % 2 == 0 {
+            (PurchaseKind::Credit, 70, 0)
+        } else {
+            (PurchaseKind::Instalment, 100, 2)
+        };
+        let key = format!("key-{index}");
+        let app = &app;
+        async move { app.buy("E1", SHOP, kind, amount, months, &key).await }
+    }))
+    .await;
+
+    let mut held_monthly = 0;
+    let mut held_total = 0;
+    for answer in &answers {
+        match answer {
+            Ok(answer) => {
+                let purchase = answer.purchase.as_ref().unwrap();
+                if purchase.kind == PurchaseKind::Credit as i32 {
+                    held_monthly += purchase.amount;
+                } else {
+                    held_monthly += (purchase.amount + 1) / 2;
+                }
+                held_total += purchase.amount;
+            }
+            Err(status) => {
+                assert_eq!(
+                    tavana_kit::error::Problem::from_status(status).code,
+                    "insufficient_credit"
+                );
+            }
+        }
+    }
+    assert!(held_monthly <= 1_000, "monthly overdrawn: {held_monthly}");
+    assert!(held_total <= 2_000, "total overdrawn: {held_total}");
+    let (monthly, total) = app.room("E1").await;
+    assert_eq!(monthly, 1_000 - held_monthly);
+    assert_eq!(total, 2_000 - held_total);
+    assert!(
+        answers.iter().any(Result::is_err),
+        "64 purchases cannot all fit"
+    );
+}

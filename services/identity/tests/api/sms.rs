@@ -1,0 +1,242 @@
+//! SMS delivery (R28): NotifyEmployee, the dev inbox, and the HTTP provider's retries.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use tavana_identity::domain::sms::SmsMessage;
+use tavana_identity::sms::{HttpProvider, HttpProviderConfig, SmsProvider, SmsProviderKind};
+use tavana_kit::caller::Caller;
+use tavana_kit::error::ErrorKind;
+use tavana_kit::outbox::DeliveryError;
+use tavana_proto::identity::v1 as pb;
+
+use crate::helpers::*;
+
+fn notify_request(employee_id: &str, dedup_key: &str) -> pb::NotifyEmployeeRequest {
+    pb::NotifyEmployeeRequest {
+        employee_id: employee_id.into(),
+        template: pb::SmsTemplate::PurchaseReceipt as i32,
+        params: [("amount".to_owned(), "1500000".to_owned())].into(),
+        dedup_key: dedup_key.into(),
+    }
+}
+
+async fn employee_id(service: &TestService, n: u32) -> String {
+    tavana_identity::store::find_employee_by_national_id(&service.db.db, &national_id(n))
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
+
+#[tokio::test]
+async fn r28_notify_employee_is_idempotent_by_dedup_key() {
+    let service = spawn_service().await;
+    service.add_employee(1, "R01").await;
+    let id = employee_id(&service, 1).await;
+    let credit = Caller::service("credit");
+
+    for key in ["purchase:1", "purchase:1", "purchase:2"] {
+        service
+            .client
+            .clone()
+            .notify_employee(as_caller(notify_request(&id, key), &credit))
+            .await
+            .unwrap();
+    }
+    service.outbox_drained().await;
+
+    let messages = service.sms_to(&mobile(1)).await;
+    assert_eq!(messages.len(), 2);
+    assert!(messages[0].text.contains("۱۵۰۰۰۰۰"));
+    assert_eq!(messages[0].template, "purchase_receipt");
+    assert!(messages[0].sent_at.is_some());
+}
+
+#[tokio::test]
+async fn r28_only_services_notify() {
+    let service = spawn_service().await;
+    service.add_employee(1, "R01").await;
+    let id = employee_id(&service, 1).await;
+    let refused = service
+        .client
+        .clone()
+        .notify_employee(as_caller(notify_request(&id, "k"), &support()))
+        .await
+        .unwrap_err();
+    assert_eq!(problem(refused).kind, ErrorKind::PermissionDenied);
+    let mut login_code = notify_request(&id, "k");
+    login_code.template = pb::SmsTemplate::LoginCode as i32;
+    let refused = service
+        .client
+        .clone()
+        .notify_employee(as_caller(login_code, &Caller::service("credit")))
+        .await
+        .unwrap_err();
+    assert_eq!(problem(refused).violations[0].code, "template_invalid");
+    let unknown = service
+        .client
+        .clone()
+        .notify_employee(as_caller(
+            notify_request("nobody", "k"),
+            &Caller::service("credit"),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(problem(unknown).code, "employee_not_found");
+}
+
+#[tokio::test]
+async fn dev_sms_is_not_found_with_another_provider() {
+    let service = spawn_with(|settings| settings.sms.provider = Some(SmsProviderKind::Log)).await;
+    let refused = service
+        .client
+        .clone()
+        .list_dev_sms(pb::ListDevSmsRequest { mobile: mobile(1) })
+        .await
+        .unwrap_err();
+    let refused = problem(refused);
+    assert_eq!(
+        (refused.kind, refused.code.as_str()),
+        (ErrorKind::NotFound, "not_found")
+    );
+}
+
+#[tokio::test]
+async fn dev_sms_lists_newest_first() {
+    let service = spawn_service().await;
+    service.add_employee(1, "R01").await;
+    service.login(1).await;
+    service.outbox_drained().await;
+    let messages = service.sms_to("00989120000001").await;
+    let templates: Vec<&str> = messages.iter().map(|m| m.template.as_str()).collect();
+    assert_eq!(templates, ["welcome", "login_code"]);
+    assert!(messages[0].code.is_none());
+}
+
+/// A fake SMS gateway: answers each call with the next status of `script` (then 200),
+/// counting calls.
+async fn fake_gateway(
+    script: Vec<u16>,
+) -> (
+    String,
+    Arc<AtomicUsize>,
+    Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    #[derive(Clone)]
+    struct Fake {
+        calls: Arc<AtomicUsize>,
+        script: Arc<Vec<u16>>,
+        bodies: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    }
+    async fn answer(
+        State(fake): State<Fake>,
+        headers: axum::http::HeaderMap,
+        Json(body): Json<serde_json::Value>,
+    ) -> StatusCode {
+        assert_eq!(headers["authorization"], "Bearer secret-key");
+        let call = fake.calls.fetch_add(1, Ordering::SeqCst);
+        fake.bodies.lock().unwrap().push(body);
+        StatusCode::from_u16(fake.script.get(call).copied().unwrap_or(200)).unwrap()
+    }
+    let fake = Fake {
+        calls: Arc::new(AtomicUsize::new(0)),
+        script: Arc::new(script),
+        bodies: Arc::default(),
+    };
+    let app = axum::Router::new()
+        .route("/api/otp", axum::routing::post(answer))
+        .route("/api/send", axum::routing::post(answer))
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{address}/api"), fake.calls, fake.bodies)
+}
+
+fn provider(base_url: String) -> HttpProvider {
+    HttpProvider::new(HttpProviderConfig {
+        base_url,
+        api_key: "secret-key".into(),
+        sender: "3000".into(),
+        otp_template: "tavana-otp".into(),
+        timeout: Duration::from_secs(5),
+        max_retries: 3,
+        retry_min_delay: Duration::from_millis(1),
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn r28_http_provider_retries_5xx_then_succeeds() {
+    let (url, calls, bodies) = fake_gateway(vec![503, 500]).await;
+    let sms = SmsMessage::login_code("09121234567", "123456", 2);
+
+    provider(url).send(&sms).await.unwrap();
+
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let body = bodies.lock().unwrap()[0].clone();
+    assert_eq!(body["template"], "tavana-otp");
+    assert_eq!(body["token"], "123456");
+    assert_eq!(body["receptor"], "09121234567");
+}
+
+#[tokio::test]
+async fn r28_http_provider_does_not_retry_4xx() {
+    let (url, calls, _) = fake_gateway(vec![400]).await;
+    let sms = SmsMessage::mobile_changed("09121234567");
+
+    let failed = provider(url).send(&sms).await.unwrap_err();
+
+    assert!(matches!(failed, DeliveryError::Permanent(_)), "{failed:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn r28_http_provider_gives_back_to_the_relay_after_its_retries() {
+    let (url, calls, bodies) = fake_gateway(vec![502, 502, 502, 502, 502]).await;
+    let sms = SmsMessage::mobile_changed("09121234567");
+
+    let failed = provider(url).send(&sms).await.unwrap_err();
+
+    assert!(matches!(failed, DeliveryError::Retry(_)), "{failed:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 4, "one try and three retries");
+    assert_eq!(bodies.lock().unwrap()[0]["sender"], "3000");
+}
+
+#[tokio::test]
+async fn r28_http_provider_retries_a_timeout() {
+    // Nothing answers on this port: connection errors count like timeouts.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api", listener.local_addr().unwrap());
+    drop(listener);
+    let failed = provider(url)
+        .send(&SmsMessage::mobile_changed("09121234567"))
+        .await
+        .unwrap_err();
+    assert!(matches!(failed, DeliveryError::Retry(_)), "{failed:?}");
+}
+
+#[tokio::test]
+async fn r28_relay_delivers_through_the_http_provider() {
+    let (url, calls, bodies) = fake_gateway(vec![503]).await;
+    let service = spawn_with(|settings| {
+        settings.sms.provider = Some(SmsProviderKind::Http);
+        settings.sms.base_url = url;
+        settings.sms.api_key = Some("secret-key".into());
+        settings.sms.retry_min_delay_ms = 1;
+    })
+    .await;
+    service.add_employee(1, "R01").await;
+    service
+        .start_login(&national_id(1), &mobile(1))
+        .await
+        .unwrap();
+    service.outbox_drained().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(bodies.lock().unwrap()[1]["receptor"], mobile(1));
+}

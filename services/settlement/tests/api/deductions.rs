@@ -1,0 +1,86 @@
+//! The deduction list (R22), streamed in batches of employees.
+
+use chrono::Utc;
+use tavana_kit::caller::Role;
+use tavana_kit::ids::NationalId;
+use tavana_kit::jalali::JalaliPeriod;
+use tavana_kit::money::Rial;
+use tavana_settlement::domain::instalment::ScheduledInstalment;
+use tavana_settlement::rpc::DEDUCTION_BATCH_EMPLOYEES;
+use tavana_settlement::store::NewSchedule;
+use tonic::Code;
+
+use crate::{ORG, PERIOD, employee, national_id, schedule, spawn_service, staff};
+
+pub fn bulk_schedule(purchase_id: String, n: u32, amounts: &[(&str, i64)]) -> NewSchedule {
+    NewSchedule {
+        purchase_id,
+        employee_id: format!("E{n}"),
+        national_id: NationalId::parse(&national_id(n)).unwrap(),
+        full_name: format!("Employee {n}"),
+        organization_id: ORG.into(),
+        merchant_id: "M1".into(),
+        merchant_name: "Digikala".into(),
+        instalments: amounts
+            .iter()
+            .enumerate()
+            .map(|(index, (period, amount))| ScheduledInstalment {
+                seq: index as u32 + 1,
+                period: JalaliPeriod::parse(period).unwrap(),
+                amount: Rial(*amount),
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn r22_the_list_has_one_row_per_employee_in_national_id_order_across_batches() {
+    let app = spawn_service().await;
+    let employees = DEDUCTION_BATCH_EMPLOYEES as u32 * 2 + 500;
+    let mut schedules = Vec::new();
+    for n in 0..employees {
+        schedules.push(bulk_schedule(format!("A{n}"), n, &[(PERIOD, 100 + i64::from(n % 7))]));
+        if n % 3 == 0 {
+            schedules.push(bulk_schedule(format!("B{n}"), n, &[("1405-08", 5), (PERIOD, 7)]));
+        }
+    }
+    app.store.record_schedules(&schedules, Utc::now()).await.unwrap();
+    // A settled instalment stays on the list; another period's does not.
+    app.remit("BR-1", PERIOD, &[(national_id(0), 100 + 5 + 7)]).await.unwrap();
+
+    let (rows, totals) = app.deductions(&staff(Role::Support), PERIOD).await.unwrap();
+
+    assert_eq!(rows.len() as u32, employees);
+    assert!(rows.windows(2).all(|w| w[0].national_id < w[1].national_id));
+    let expected: i64 = (0..employees)
+        .map(|n| 100 + i64::from(n % 7) + if n % 3 == 0 { 7 } else { 0 })
+        .sum();
+    assert_eq!(totals.total, expected);
+    assert_eq!(rows.iter().map(|r| r.total).sum::<i64>(), expected);
+    assert_eq!(totals.employees as u32, employees);
+    assert_eq!(totals.instalments, u64::from(employees + employees.div_ceil(3)));
+    let first = rows.iter().find(|r| r.national_id == national_id(0)).unwrap();
+    assert_eq!(first.instalments.len(), 2);
+    assert_eq!(first.total, 107);
+    assert_eq!(first.full_name, "Employee 0");
+}
+
+#[tokio::test]
+async fn r22_support_and_contracts_read_the_list_and_nobody_else() {
+    let app = spawn_service().await;
+    app.record(schedule("P1", 1, PERIOD, &[40])).await;
+
+    for role in [Role::Support, Role::Contracts] {
+        let (rows, totals) = app.deductions(&staff(role), PERIOD).await.unwrap();
+        assert_eq!((rows.len(), totals.total), (1, 40));
+    }
+    for caller in [employee("E1"), staff(Role::RegionFinance)] {
+        let error = app.deductions(&caller, PERIOD).await.unwrap_err();
+        assert_eq!(error.code(), Code::PermissionDenied);
+    }
+    let error = app.deductions(&staff(Role::Support), "1405-9").await.unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+    let (rows, totals) = app.deductions(&staff(Role::Support), "1405-11").await.unwrap();
+    assert!(rows.is_empty());
+    assert_eq!(totals.total, 0);
+}

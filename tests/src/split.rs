@@ -1,0 +1,235 @@
+//! Split mode: each service binary and the gateway as its own process on
+//! loopback, each service against its own PostgreSQL database (created and
+//! migrated by `<service> migrate`, as the Kubernetes Job does), all on the
+//! real Redis, with two replicas of credit and of settlement. Chosen with
+//! `TAVANA_E2E_TOPOLOGY=split`; the binaries come from the target directory
+//! (`cargo build --bins` first) or `TAVANA_BIN_DIR`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::process::{Child, Command};
+
+/// A service of the split topology: binary, config section, replicas.
+struct ServiceSpec {
+    name: &'static str,
+    section: &'static str,
+    replicas: usize,
+}
+
+const SERVICES: [ServiceSpec; 5] = [
+    ServiceSpec { name: "identity", section: "IDENTITY", replicas: 1 },
+    ServiceSpec { name: "guarantee", section: "GUARANTEE", replicas: 1 },
+    ServiceSpec { name: "credit", section: "CREDIT", replicas: 2 },
+    ServiceSpec { name: "settlement", section: "SETTLEMENT", replicas: 2 },
+    ServiceSpec { name: "merchant-directory", section: "MERCHANT_DIRECTORY", replicas: 1 },
+];
+
+/// A running split topology; its processes die with it.
+pub struct SplitTopology {
+    /// The gateway's base URL.
+    pub gateway_url: String,
+    /// Each service's URL list (comma-separated replicas).
+    pub service_urls: HashMap<&'static str, String>,
+    /// Each service's database URL.
+    pub database_urls: HashMap<&'static str, String>,
+    /// The Redis key prefix of this topology.
+    pub redis_prefix: String,
+    processes: std::sync::Mutex<Vec<(String, Child)>>,
+}
+
+impl SplitTopology {
+    /// Kills one process at once (SIGKILL), e.g. `credit-0`.
+    pub fn kill(&self, process: &str) -> anyhow::Result<()> {
+        let mut processes = self
+            .processes
+            .lock()
+            .map_err(|_| anyhow::anyhow!("process list poisoned"))?;
+        let (_, child) = processes
+            .iter_mut()
+            .find(|(name, _)| name == process)
+            .with_context(|| format!("no process {process}"))?;
+        child.start_kill()?;
+        Ok(())
+    }
+}
+
+fn bin_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("TAVANA_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    // target/debug/deps/<test binary> -> target/debug
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("no target directory")?;
+    Ok(dir.to_path_buf())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn database_url(base: &str, database: &str) -> String {
+    match base.rfind('/') {
+        Some(slash) if base[..slash].contains("://") && base[slash..].len() > 1 => {
+            format!("{}/{database}", &base[..slash])
+        }
+        _ => format!("{}/{database}", base.trim_end_matches('/')),
+    }
+}
+
+fn log_file(id: &str, process: &str) -> anyhow::Result<std::fs::File> {
+    let dir = bin_dir()?.join("e2e-logs");
+    std::fs::create_dir_all(&dir)?;
+    Ok(std::fs::File::create(dir.join(format!("{id}-{process}.log")))?)
+}
+
+fn spawn(
+    id: &str,
+    process: &str,
+    binary: &PathBuf,
+    args: &[&str],
+    env: &[(String, String)],
+) -> anyhow::Result<Child> {
+    let log = log_file(id, process)?;
+    let mut command = Command::new(binary);
+    command
+        .args(args)
+        .envs(env.iter().cloned())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    command
+        .spawn()
+        .with_context(|| format!("cannot start {} (run `cargo build --bins`)", binary.display()))
+}
+
+/// Starts a fresh split topology; `id` names its databases and keys.
+pub async fn start(id: &str) -> anyhow::Result<SplitTopology> {
+    let bin_dir = bin_dir()?;
+    let pg_base = tavana_kit::testing::test_pg_url();
+    let redis_url = tavana_kit::testing::test_redis_url()
+        .context("split mode needs TAVANA_TEST_REDIS_URL")?;
+    let redis_prefix = format!("tavana-e2e-{id}:");
+
+    let mut ports: HashMap<&'static str, Vec<u16>> = HashMap::new();
+    for service in &SERVICES {
+        let replicas = (0..service.replicas)
+            .map(|_| free_port())
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        ports.insert(service.name, replicas);
+    }
+    let service_urls: HashMap<&'static str, String> = ports
+        .iter()
+        .map(|(name, ports)| {
+            let urls: Vec<String> = ports
+                .iter()
+                .map(|port| format!("http://127.0.0.1:{port}"))
+                .collect();
+            (*name, urls.join(","))
+        })
+        .collect();
+    let database_urls: HashMap<&'static str, String> = SERVICES
+        .iter()
+        .map(|service| {
+            let database = format!("tavana_test_e2e_{id}_{}", service.name.replace('-', "_"));
+            (service.name, database_url(&pg_base, &database))
+        })
+        .collect();
+
+    let common = vec![
+        ("TAVANA_REDIS__URL".to_owned(), redis_url.clone()),
+        ("TAVANA_REDIS__PREFIX".to_owned(), redis_prefix.clone()),
+        ("TAVANA_DEV_CLOCK".to_owned(), "shared".to_owned()),
+    ];
+    let peer = |name: &str| service_urls[name].clone();
+    let mut processes = Vec::new();
+    for service in &SERVICES {
+        let section = service.section;
+        let binary = bin_dir.join(format!("tavana-{}", service.name));
+        let mut env = common.clone();
+        env.push((
+            format!("TAVANA_{section}__DATABASE__URL"),
+            database_urls[service.name].clone(),
+        ));
+        env.push((format!("TAVANA_{section}__DATABASE__MAX_CONNECTIONS"), "5".into()));
+        for (key, value) in [
+            ("IDENTITY_URL", peer("identity")),
+            ("GUARANTEE_URL", peer("guarantee")),
+            ("CREDIT_URL", peer("credit")),
+            ("SETTLEMENT_URL", peer("settlement")),
+            ("MERCHANT_DIRECTORY_URL", peer("merchant-directory")),
+        ] {
+            env.push((format!("TAVANA_{section}__{key}"), value));
+        }
+        if service.name == "identity" {
+            env.push(("TAVANA_IDENTITY__DEV".into(), "true".into()));
+        }
+        let migration = spawn(id, &format!("{}-migrate", service.name), &binary, &["migrate"], &env)?
+            .wait_with_output()
+            .await?;
+        anyhow::ensure!(
+            migration.status.success(),
+            "{} migrate failed (see target/debug/e2e-logs)",
+            service.name
+        );
+        for (replica, port) in ports[service.name].iter().enumerate() {
+            let mut env = env.clone();
+            env.push((format!("TAVANA_{section}__GRPC__LISTEN"), format!("127.0.0.1:{port}")));
+            let process = format!("{}-{replica}", service.name);
+            let child = spawn(id, &process, &binary, &["serve"], &env)?;
+            processes.push((process, child));
+        }
+    }
+
+    let gateway_port = free_port()?;
+    let mut env = common.clone();
+    env.extend([
+        ("TAVANA_GATEWAY__LISTEN".to_owned(), format!("127.0.0.1:{gateway_port}")),
+        ("TAVANA_GATEWAY__DEV".to_owned(), "true".to_owned()),
+        ("TAVANA_GATEWAY__RATE_LIMIT_PER_IP_PER_MINUTE".to_owned(), "1000000".to_owned()),
+        ("TAVANA_GATEWAY__IDENTITY_URL".to_owned(), peer("identity")),
+        ("TAVANA_GATEWAY__GUARANTEE_URL".to_owned(), peer("guarantee")),
+        ("TAVANA_GATEWAY__CREDIT_URL".to_owned(), peer("credit")),
+        ("TAVANA_GATEWAY__SETTLEMENT_URL".to_owned(), peer("settlement")),
+        ("TAVANA_GATEWAY__MERCHANT_DIRECTORY_URL".to_owned(), peer("merchant-directory")),
+    ]);
+    let gateway = spawn(id, "gateway", &bin_dir.join("tavana-gateway"), &[], &env)?;
+    processes.push(("gateway".to_owned(), gateway));
+
+    let topology = SplitTopology {
+        gateway_url: format!("http://127.0.0.1:{gateway_port}"),
+        service_urls,
+        database_urls,
+        redis_prefix,
+        processes: std::sync::Mutex::new(processes),
+    };
+    wait_ready(&topology.gateway_url).await?;
+    Ok(topology)
+}
+
+async fn wait_ready(gateway_url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        interval.tick().await;
+        if let Ok(response) = client.get(format!("{gateway_url}/readyz")).send().await
+            && response.status().is_success()
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the split topology was not ready within 60 s (see target/debug/e2e-logs)"
+        );
+    }
+}
