@@ -190,7 +190,9 @@ impl TestApp {
             .as_str()
             .context("challenge_id")?
             .to_owned();
-        let code = self.last_sms_code(mobile).await.context("an SMS code")?;
+        let code = self
+            .eventually(|| self.last_sms_code(mobile))
+            .await;
         let token = self
             .post(
                 "/v1/auth/token",

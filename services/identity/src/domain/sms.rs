@@ -69,7 +69,7 @@ impl SmsMessage {
             mobile: mobile.to_owned(),
             template: SmsTemplate::LoginCode,
             text: format!(
-                "کد ورود شما به تاوانا: {code}\nاین کد تا {} دقیقه معتبر است؛ آن را به هیچ‌کس ندهید.",
+                "کد ورود شما به توانا: {code}\nاین کد تا {} دقیقه معتبر است؛ آن را به هیچ‌کس ندهید.",
                 persian_digits(&lifetime_minutes.to_string())
             ),
             code: Some(code.to_owned()),
@@ -82,7 +82,7 @@ impl SmsMessage {
             mobile: mobile.to_owned(),
             template: SmsTemplate::Welcome,
             text: format!(
-                "{full_name} عزیز، حساب کارت اعتباری رفاهی تاوانای شما ساخته شد.\nبرنامهٔ تاوانا و آموزش‌ها را از این نشانی دریافت کنید: {app_download_url}"
+                "{full_name} عزیز، حساب کارت اعتباری رفاهی توانای شما ساخته شد.\nبرنامهٔ توانا و آموزش‌ها را از این نشانی دریافت کنید: {app_download_url}"
             ),
             code: None,
         }
@@ -93,7 +93,7 @@ impl SmsMessage {
         SmsMessage {
             mobile: mobile.to_owned(),
             template: SmsTemplate::MobileChanged,
-            text: "شمارهٔ همراه شما در تاوانا به درخواست واحد رفاه به این شماره تغییر کرد. از این پس با همین شماره وارد شوید."
+            text: "شمارهٔ همراه شما در توانا به درخواست واحد رفاه به این شماره تغییر کرد. از این پس با همین شماره وارد شوید."
                 .to_owned(),
             code: None,
         }
@@ -117,20 +117,20 @@ impl SmsMessage {
             }
             SmsTemplate::RequestStatus => match param("message_fa") {
                 "" => {
-                    "وضعیت درخواست اعتبار تاوانای شما تغییر کرد. برای دیدن جزئیات وارد برنامه شوید."
+                    "وضعیت درخواست اعتبار توانای شما تغییر کرد. برای دیدن جزئیات وارد برنامه شوید."
                         .to_owned()
                 }
-                message => format!("درخواست اعتبار تاوانا: {message}"),
+                message => format!("درخواست اعتبار توانا: {message}"),
             },
             SmsTemplate::GuaranteeRequested => format!(
-                "{} شما را به‌عنوان ضامن در تاوانا معرفی کرده است. برای تأیید یا رد، در درگاه به بخش «تأیید یا رد ضمانت» بروید.",
+                "{} شما را به‌عنوان ضامن در توانا معرفی کرده است. برای تأیید یا رد، در درگاه به بخش «تأیید یا رد ضمانت» بروید.",
                 match param("applicant_name") {
                     "" => "همکارتان",
                     name => name,
                 }
             ),
             SmsTemplate::PurchaseReceipt => format!(
-                "خرید شما به مبلغ {} ریال{} با کارت تاوانا ثبت شد.",
+                "خرید شما به مبلغ {} ریال{} با کارت توانا ثبت شد.",
                 persian_digits(param("amount")),
                 match param("merchant_name") {
                     "" => String::new(),
@@ -138,7 +138,7 @@ impl SmsMessage {
                 }
             ),
             SmsTemplate::Settlement => format!(
-                "قسط دورهٔ {} به مبلغ {} ریال تسویه شد. سپاس از همراهی شما با تاوانا.",
+                "قسط دورهٔ {} به مبلغ {} ریال تسویه شد. سپاس از همراهی شما با توانا.",
                 persian_digits(param("period")),
                 persian_digits(param("amount"))
             ),
