@@ -4,16 +4,14 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use prost::Message;
 use tavana_kit::caller::{Caller, attach};
-use tavana_kit::outbox::{Deliver, DeliveryError};
+use tavana_kit::outbox::{Deliver, DeliveryError, decode_payload};
 use tavana_proto::guarantee::v1::ReleaseGuaranteeRequest;
 use tavana_proto::guarantee::v1::guarantee_service_client::GuaranteeServiceClient;
 use tavana_proto::identity::v1::NotifyEmployeeRequest;
 use tavana_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use tavana_proto::settlement::v1::settlement_service_client::SettlementServiceClient;
 use tavana_proto::settlement::v1::{CancelInstalmentsRequest, RecordScheduleRequest};
-use tonic::Code;
 use tonic::transport::Channel;
 
 use crate::peers::SERVICE_NAME;
@@ -56,55 +54,38 @@ impl CreditDelivery {
     }
 }
 
-fn decode<M: Message + Default>(payload: &[u8]) -> Result<M, DeliveryError> {
-    M::decode(payload).map_err(|error| DeliveryError::Permanent(format!("bad payload: {error}")))
-}
-
-fn failed(status: tonic::Status) -> DeliveryError {
-    let message = format!("{}: {}", status.code(), status.message());
-    match status.code() {
-        // The receiver will never accept this message as it is.
-        Code::InvalidArgument => DeliveryError::Permanent(message),
-        _ => DeliveryError::Retry(message),
-    }
-}
-
 #[async_trait]
 impl Deliver for CreditDelivery {
     async fn deliver(&self, topic: &str, payload: &[u8]) -> Result<(), DeliveryError> {
         let caller = Caller::service(SERVICE_NAME);
         match topic {
             RECORD_SCHEDULE => {
-                let request: RecordScheduleRequest = decode(payload)?;
+                let request: RecordScheduleRequest = decode_payload(payload)?;
                 self.settlement
                     .clone()
                     .record_schedule(attach(request, &caller))
-                    .await
-                    .map_err(failed)?;
+                    .await?;
             }
             CANCEL_INSTALMENTS => {
-                let request: CancelInstalmentsRequest = decode(payload)?;
+                let request: CancelInstalmentsRequest = decode_payload(payload)?;
                 self.settlement
                     .clone()
                     .cancel_instalments(attach(request, &caller))
-                    .await
-                    .map_err(failed)?;
+                    .await?;
             }
             RELEASE_GUARANTEE => {
-                let request: ReleaseGuaranteeRequest = decode(payload)?;
+                let request: ReleaseGuaranteeRequest = decode_payload(payload)?;
                 self.guarantee
                     .clone()
                     .release_guarantee(attach(request, &caller))
-                    .await
-                    .map_err(failed)?;
+                    .await?;
             }
             NOTIFY_EMPLOYEE => {
-                let request: NotifyEmployeeRequest = decode(payload)?;
+                let request: NotifyEmployeeRequest = decode_payload(payload)?;
                 self.identity
                     .clone()
                     .notify_employee(attach(request, &caller))
-                    .await
-                    .map_err(failed)?;
+                    .await?;
             }
             other => {
                 return Err(DeliveryError::Permanent(format!("unknown topic {other}")));

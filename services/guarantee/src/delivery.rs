@@ -3,9 +3,8 @@
 //! identity by dedup key), so a message delivered twice changes nothing twice.
 
 use async_trait::async_trait;
-use prost::Message;
 use tavana_kit::caller::{Caller, attach};
-use tavana_kit::outbox::{Deliver, DeliveryError};
+use tavana_kit::outbox::{Deliver, DeliveryError, decode_payload};
 use tavana_proto::credit::v1::OpenFacilityRequest;
 use tavana_proto::credit::v1::credit_service_client::CreditServiceClient;
 use tavana_proto::identity::v1::NotifyEmployeeRequest;
@@ -37,32 +36,21 @@ impl PeerDelivery {
 
 /// Classifies a failed call: a malformed message can never succeed; anything else
 /// (peer down, timeout, a refusal that may change) is tried again.
-fn failure(topic: &str, status: tonic::Status) -> DeliveryError {
-    let reason = format!("{topic}: {} {}", status.code(), status.message());
-    match status.code() {
-        tonic::Code::InvalidArgument => DeliveryError::Permanent(reason),
-        _ => DeliveryError::Retry(reason),
-    }
-}
-
 #[async_trait]
 impl Deliver for PeerDelivery {
     async fn deliver(&self, topic: &str, payload: &[u8]) -> Result<(), DeliveryError> {
         let caller = Caller::service(SERVICE_NAME);
         match topic {
             OPEN_FACILITY => {
-                let message = OpenFacilityRequest::decode(payload)
-                    .map_err(|error| DeliveryError::Permanent(error.to_string()))?;
+                let message: OpenFacilityRequest = decode_payload(payload)?;
                 self.credit
                     .clone()
                     .open_facility(attach(message, &caller))
-                    .await
-                    .map_err(|status| failure(topic, status))?;
+                    .await?;
                 Ok(())
             }
             NOTIFY_EMPLOYEE => {
-                let message = NotifyEmployeeRequest::decode(payload)
-                    .map_err(|error| DeliveryError::Permanent(error.to_string()))?;
+                let message: NotifyEmployeeRequest = decode_payload(payload)?;
                 match self
                     .identity
                     .clone()
@@ -74,7 +62,7 @@ impl Deliver for PeerDelivery {
                     Err(status) if status.code() == tonic::Code::NotFound => Err(
                         DeliveryError::Permanent(format!("{topic}: employee not found")),
                     ),
-                    Err(status) => Err(failure(topic, status)),
+                    Err(status) => Err(status.into()),
                 }
             }
             other => Err(DeliveryError::Permanent(format!("unknown topic {other}"))),

@@ -194,6 +194,30 @@ pub enum DeliveryError {
     Permanent(String),
 }
 
+impl DeliveryError {
+    /// Classifies a failed gRPC delivery: a receiver that says the message is
+    /// invalid will never accept it; anything else is worth retrying.
+    pub fn from_status(status: &tonic::Status) -> DeliveryError {
+        let message = format!("{}: {}", status.code(), status.message());
+        match status.code() {
+            tonic::Code::InvalidArgument => DeliveryError::Permanent(message),
+            _ => DeliveryError::Retry(message),
+        }
+    }
+}
+
+impl From<tonic::Status> for DeliveryError {
+    fn from(status: tonic::Status) -> DeliveryError {
+        DeliveryError::from_status(&status)
+    }
+}
+
+/// Decodes a message's protobuf payload; an undecodable payload can never be
+/// delivered.
+pub fn decode_payload<M: prost::Message + Default>(payload: &[u8]) -> Result<M, DeliveryError> {
+    M::decode(payload).map_err(|error| DeliveryError::Permanent(format!("bad payload: {error}")))
+}
+
 /// Delivers outbox messages, typically by calling the receiver's gRPC method.
 #[async_trait]
 pub trait Deliver: Send + Sync + 'static {

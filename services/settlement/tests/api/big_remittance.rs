@@ -20,9 +20,12 @@ async fn r23_a_100_000_line_remittance_csv_settles_to_the_rial() {
     let schedules: Vec<_> = (0..LINES)
         .map(|n| bulk_schedule(format!("P{n}"), n, &[(PERIOD, due(n)), ("1405-10", due(n))]))
         .collect();
-    let started = std::time::Instant::now();
     app.store.record_schedules(&schedules, Utc::now()).await.unwrap();
-    eprintln!("TIMING seeded in {:?}", started.elapsed());
+    if app.db.is_postgres() {
+        // A bulk load straight into the table: give the planner the statistics that
+        // autovacuum would gather after schedules arrive one by one.
+        app.db.db.execute_unprepared("ANALYZE").await.unwrap();
+    }
 
     // Every 1000th line pays one rial short; every 1000th (another) has a bad national ID.
     let mut csv_text = String::from("national_id,amount\n");
@@ -78,7 +81,6 @@ async fn r23_a_100_000_line_remittance_csv_settles_to_the_rial() {
         .unwrap()
         .into_inner();
 
-    eprintln!("TIMING remitted in {:?}", started.elapsed());
     let result = response.result.unwrap();
     assert_eq!(result.settled_amount, expected_settled);
     assert_eq!(u64::from(result.settled_instalments), expected_count);
