@@ -73,23 +73,14 @@ impl Default for Settings {
 impl Settings {
     /// Returns the database URL: the configured one, or `./data/credit.db`.
     pub fn database_url(&self) -> String {
-        if self.database.url.is_empty() {
-            tavana_kit::db::sqlite_url(std::path::Path::new("data"), "credit")
-        } else {
-            self.database.url.clone()
-        }
+        self.database.url_or_default("credit")
     }
 }
 
 /// Applies the pending migrations.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let db = tavana_kit::db::connect_and_migrate::<Migrator>(
-        &settings.database_url(),
-        settings.database.max_connections,
-    )
-    .await?;
-    db.close().await.ok();
-    Ok(())
+    tavana_kit::db::migrate::<Migrator>(&settings.database_url(), settings.database.max_connections)
+        .await
 }
 
 /// Serves the credit service on `listener` until `shutdown` completes.

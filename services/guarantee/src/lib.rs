@@ -66,23 +66,14 @@ impl Default for Settings {
 impl Settings {
     /// Returns the database URL: the configured one, or `./data/guarantee.db`.
     pub fn database_url(&self) -> String {
-        if self.database.url.is_empty() {
-            tavana_kit::db::sqlite_url(std::path::Path::new("data"), "guarantee")
-        } else {
-            self.database.url.clone()
-        }
+        self.database.url_or_default("guarantee")
     }
 }
 
 /// Applies the pending migrations.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let db = tavana_kit::db::connect_and_migrate::<Migrator>(
-        &settings.database_url(),
-        settings.database.max_connections,
-    )
-    .await?;
-    db.close().await.ok();
-    Ok(())
+    tavana_kit::db::migrate::<Migrator>(&settings.database_url(), settings.database.max_connections)
+        .await
 }
 
 /// Serves the guarantee service on `listener` until `shutdown` completes.

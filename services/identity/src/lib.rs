@@ -11,7 +11,7 @@ pub mod sms;
 pub mod store;
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,11 +159,7 @@ pub const DEFAULT_APP_DOWNLOAD_URL: &str = "https://tavana.example/app";
 impl Settings {
     /// Returns the database URL: the configured one, or `./data/identity.db`.
     pub fn database_url(&self) -> String {
-        if self.database.url.is_empty() {
-            tavana_kit::db::sqlite_url(Path::new("data"), "identity")
-        } else {
-            self.database.url.clone()
-        }
+        self.database.url_or_default("identity")
     }
 
     /// Returns the app download link of the welcome SMS.

@@ -115,6 +115,18 @@ impl Default for DatabaseSettings {
     }
 }
 
+impl DatabaseSettings {
+    /// Returns the configured URL, or the embedded default: the service's
+    /// SQLite file under `./data`.
+    pub fn url_or_default(&self, service: &str) -> String {
+        if self.url.is_empty() {
+            crate::db::sqlite_url(std::path::Path::new("data"), service)
+        } else {
+            self.url.clone()
+        }
+    }
+}
+
 /// gRPC server settings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -137,6 +137,14 @@ pub async fn connect_and_migrate<M: MigratorTrait>(
     Ok(db)
 }
 
+/// Applies `M`'s pending migrations to the database at `url` (created if
+/// missing) and closes the connection: the `migrate` step of a service.
+pub async fn migrate<M: MigratorTrait>(url: &str, max_connections: u32) -> anyhow::Result<()> {
+    let db = connect_and_migrate::<M>(url, max_connections).await?;
+    db.close().await.ok();
+    Ok(())
+}
+
 /// Returns an error when the database has applied migrations that `M` does not know,
 /// that is when the schema is newer than this binary.
 pub async fn check_schema_not_newer<M: MigratorTrait>(

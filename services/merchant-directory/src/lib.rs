@@ -54,11 +54,7 @@ impl Default for Settings {
 impl Settings {
     /// Returns the database URL: the configured one, or `./data/merchant-directory.sqlite`.
     pub fn database_url(&self) -> String {
-        if self.database.url.is_empty() {
-            "sqlite://./data/merchant-directory.sqlite?mode=rwc".to_owned()
-        } else {
-            self.database.url.clone()
-        }
+        self.database.url_or_default("merchant-directory")
     }
 
     /// Returns the listing cache's TTL.
@@ -69,13 +65,8 @@ impl Settings {
 
 /// Applies the pending migrations.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let db = tavana_kit::db::connect_and_migrate::<Migrator>(
-        &settings.database_url(),
-        settings.database.max_connections,
-    )
-    .await?;
-    db.close().await.ok();
-    Ok(())
+    tavana_kit::db::migrate::<Migrator>(&settings.database_url(), settings.database.max_connections)
+        .await
 }
 
 /// Serves the merchant directory on `listener` until `shutdown` completes.
