@@ -36,7 +36,12 @@ impl Admin {
     }
 
     /// Creates (or renames) an organization.
-    pub async fn add_organization(&self, id: &str, name: &str, in_force: bool) -> anyhow::Result<()> {
+    pub async fn add_organization(
+        &self,
+        id: &str,
+        name: &str,
+        in_force: bool,
+    ) -> anyhow::Result<()> {
         tavana_identity::admin::add_organization(&self.db, id, name, in_force).await
     }
 

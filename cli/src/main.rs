@@ -84,7 +84,9 @@ async fn main() -> anyhow::Result<()> {
                     name,
                     contract_in_force,
                 } => {
-                    admin.add_organization(&id, &name, contract_in_force).await?;
+                    admin
+                        .add_organization(&id, &name, contract_in_force)
+                        .await?;
                     println!("organization {id} saved");
                 }
                 AdminCommand::ImportEmployees { file } => {

@@ -245,7 +245,8 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Suite> {
     {
         let (settings, shared, stop) = (settings.credit, shared.clone(), stop_receiver.clone());
         tasks.spawn(async move {
-            let result = tavana_credit::serve(settings, shared, credit_listener, stopped(stop)).await;
+            let result =
+                tavana_credit::serve(settings, shared, credit_listener, stopped(stop)).await;
             ("credit", result)
         });
     }

@@ -66,10 +66,8 @@ impl TokenKeys {
             return;
         }
         *last_refresh = Some(Instant::now());
-        let request = tavana_kit::caller::attach(
-            GetSigningKeysRequest {},
-            &Caller::service("gateway"),
-        );
+        let request =
+            tavana_kit::caller::attach(GetSigningKeysRequest {}, &Caller::service("gateway"));
         let response = match state.identity.clone().get_signing_keys(request).await {
             Ok(response) => response.into_inner(),
             Err(status) => {
@@ -145,7 +143,10 @@ impl CallContext {
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")

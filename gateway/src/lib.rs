@@ -28,8 +28,8 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use crate::state::{AppState, GatewaySettings, MAX_GRPC_MESSAGE};
 use crate::error::ApiError;
+pub use crate::state::{AppState, GatewaySettings, MAX_GRPC_MESSAGE};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -147,7 +147,11 @@ fn cors(origins: &[String]) -> CorsLayer {
 
 /// Limits requests per client IP per minute (counters in Redis when
 /// configured, so the limit holds across gateway replicas).
-async fn rate_limit_per_ip(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn rate_limit_per_ip(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let ip = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

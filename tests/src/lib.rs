@@ -190,9 +190,7 @@ impl TestApp {
             .as_str()
             .context("challenge_id")?
             .to_owned();
-        let code = self
-            .eventually(|| self.last_sms_code(mobile))
-            .await;
+        let code = self.eventually(|| self.last_sms_code(mobile)).await;
         let token = self
             .post(
                 "/v1/auth/token",
@@ -216,11 +214,7 @@ impl TestApp {
     /// Moves the dev clock forward.
     pub async fn advance_clock(&self, seconds: i64) {
         let answer = self
-            .post(
-                "/v1/dev/clock",
-                None,
-                json!({ "advance_seconds": seconds }),
-            )
+            .post("/v1/dev/clock", None, json!({ "advance_seconds": seconds }))
             .await;
         assert_eq!(answer.status, 200, "clock moves: {answer:?}");
     }
@@ -248,7 +242,10 @@ impl TestApp {
         }
     }
 
-    fn with_token(request: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
+    fn with_token(
+        request: reqwest::RequestBuilder,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
         match token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -333,7 +330,11 @@ pub fn national_id(n: u32) -> String {
         .map(|(digit, weight)| digit.to_digit(10).unwrap_or(0) * weight)
         .sum();
     let remainder = sum % 11;
-    let check = if remainder < 2 { remainder } else { 11 - remainder };
+    let check = if remainder < 2 {
+        remainder
+    } else {
+        11 - remainder
+    };
     format!("{base}{check}")
 }
 

@@ -21,11 +21,31 @@ struct ServiceSpec {
 }
 
 const SERVICES: [ServiceSpec; 5] = [
-    ServiceSpec { name: "identity", section: "IDENTITY", replicas: 1 },
-    ServiceSpec { name: "guarantee", section: "GUARANTEE", replicas: 1 },
-    ServiceSpec { name: "credit", section: "CREDIT", replicas: 2 },
-    ServiceSpec { name: "settlement", section: "SETTLEMENT", replicas: 2 },
-    ServiceSpec { name: "merchant-directory", section: "MERCHANT_DIRECTORY", replicas: 1 },
+    ServiceSpec {
+        name: "identity",
+        section: "IDENTITY",
+        replicas: 1,
+    },
+    ServiceSpec {
+        name: "guarantee",
+        section: "GUARANTEE",
+        replicas: 1,
+    },
+    ServiceSpec {
+        name: "credit",
+        section: "CREDIT",
+        replicas: 2,
+    },
+    ServiceSpec {
+        name: "settlement",
+        section: "SETTLEMENT",
+        replicas: 2,
+    },
+    ServiceSpec {
+        name: "merchant-directory",
+        section: "MERCHANT_DIRECTORY",
+        replicas: 1,
+    },
 ];
 
 /// A running split topology; its processes die with it.
@@ -87,7 +107,9 @@ fn database_url(base: &str, database: &str) -> String {
 fn log_file(id: &str, process: &str) -> anyhow::Result<std::fs::File> {
     let dir = bin_dir()?.join("e2e-logs");
     std::fs::create_dir_all(&dir)?;
-    Ok(std::fs::File::create(dir.join(format!("{id}-{process}.log")))?)
+    Ok(std::fs::File::create(
+        dir.join(format!("{id}-{process}.log")),
+    )?)
 }
 
 fn spawn(
@@ -107,17 +129,20 @@ fn spawn(
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true);
-    command
-        .spawn()
-        .with_context(|| format!("cannot start {} (run `cargo build --bins`)", binary.display()))
+    command.spawn().with_context(|| {
+        format!(
+            "cannot start {} (run `cargo build --bins`)",
+            binary.display()
+        )
+    })
 }
 
 /// Starts a fresh split topology; `id` names its databases and keys.
 pub async fn start(id: &str) -> anyhow::Result<SplitTopology> {
     let bin_dir = bin_dir()?;
     let pg_base = tavana_kit::testing::test_pg_url();
-    let redis_url = tavana_kit::testing::test_redis_url()
-        .context("split mode needs TAVANA_TEST_REDIS_URL")?;
+    let redis_url =
+        tavana_kit::testing::test_redis_url().context("split mode needs TAVANA_TEST_REDIS_URL")?;
     let redis_prefix = format!("tavana-e2e-{id}:");
 
     let mut ports: HashMap<&'static str, Vec<u16>> = HashMap::new();
@@ -160,7 +185,10 @@ pub async fn start(id: &str) -> anyhow::Result<SplitTopology> {
             format!("TAVANA_{section}__DATABASE__URL"),
             database_urls[service.name].clone(),
         ));
-        env.push((format!("TAVANA_{section}__DATABASE__MAX_CONNECTIONS"), "5".into()));
+        env.push((
+            format!("TAVANA_{section}__DATABASE__MAX_CONNECTIONS"),
+            "5".into(),
+        ));
         for (key, value) in [
             ("IDENTITY_URL", peer("identity")),
             ("GUARANTEE_URL", peer("guarantee")),
@@ -173,9 +201,15 @@ pub async fn start(id: &str) -> anyhow::Result<SplitTopology> {
         if service.name == "identity" {
             env.push(("TAVANA_IDENTITY__DEV".into(), "true".into()));
         }
-        let migration = spawn(id, &format!("{}-migrate", service.name), &binary, &["migrate"], &env)?
-            .wait_with_output()
-            .await?;
+        let migration = spawn(
+            id,
+            &format!("{}-migrate", service.name),
+            &binary,
+            &["migrate"],
+            &env,
+        )?
+        .wait_with_output()
+        .await?;
         anyhow::ensure!(
             migration.status.success(),
             "{} migrate failed (see target/debug/e2e-logs)",
@@ -183,7 +217,10 @@ pub async fn start(id: &str) -> anyhow::Result<SplitTopology> {
         );
         for (replica, port) in ports[service.name].iter().enumerate() {
             let mut env = env.clone();
-            env.push((format!("TAVANA_{section}__GRPC__LISTEN"), format!("127.0.0.1:{port}")));
+            env.push((
+                format!("TAVANA_{section}__GRPC__LISTEN"),
+                format!("127.0.0.1:{port}"),
+            ));
             let process = format!("{}-{replica}", service.name);
             let child = spawn(id, &process, &binary, &["serve"], &env)?;
             processes.push((process, child));
@@ -193,14 +230,29 @@ pub async fn start(id: &str) -> anyhow::Result<SplitTopology> {
     let gateway_port = free_port()?;
     let mut env = common.clone();
     env.extend([
-        ("TAVANA_GATEWAY__LISTEN".to_owned(), format!("127.0.0.1:{gateway_port}")),
+        (
+            "TAVANA_GATEWAY__LISTEN".to_owned(),
+            format!("127.0.0.1:{gateway_port}"),
+        ),
         ("TAVANA_GATEWAY__DEV".to_owned(), "true".to_owned()),
-        ("TAVANA_GATEWAY__RATE_LIMIT_PER_IP_PER_MINUTE".to_owned(), "1000000".to_owned()),
+        (
+            "TAVANA_GATEWAY__RATE_LIMIT_PER_IP_PER_MINUTE".to_owned(),
+            "1000000".to_owned(),
+        ),
         ("TAVANA_GATEWAY__IDENTITY_URL".to_owned(), peer("identity")),
-        ("TAVANA_GATEWAY__GUARANTEE_URL".to_owned(), peer("guarantee")),
+        (
+            "TAVANA_GATEWAY__GUARANTEE_URL".to_owned(),
+            peer("guarantee"),
+        ),
         ("TAVANA_GATEWAY__CREDIT_URL".to_owned(), peer("credit")),
-        ("TAVANA_GATEWAY__SETTLEMENT_URL".to_owned(), peer("settlement")),
-        ("TAVANA_GATEWAY__MERCHANT_DIRECTORY_URL".to_owned(), peer("merchant-directory")),
+        (
+            "TAVANA_GATEWAY__SETTLEMENT_URL".to_owned(),
+            peer("settlement"),
+        ),
+        (
+            "TAVANA_GATEWAY__MERCHANT_DIRECTORY_URL".to_owned(),
+            peer("merchant-directory"),
+        ),
     ]);
     let gateway = spawn(id, "gateway", &bin_dir.join("tavana-gateway"), &[], &env)?;
     processes.push(("gateway".to_owned(), gateway));

@@ -64,15 +64,60 @@ pub async fn seed(app: &TestApp) -> World {
         .await;
     let seeds = [
         // applicant, guarantor, colleague
-        Seed { n: 1, salary: 200_000_000, region: REGION, role: None },
-        Seed { n: 2, salary: 240_000_000, region: REGION, role: None },
-        Seed { n: 3, salary: 180_000_000, region: REGION, role: None },
-        Seed { n: 11, salary: 250_000_000, region: REGION, role: Some(("region_finance", Some(REGION))) },
-        Seed { n: 12, salary: 250_000_000, region: OTHER_REGION, role: Some(("region_finance", Some(OTHER_REGION))) },
-        Seed { n: 13, salary: 250_000_000, region: REGION, role: Some(("region_admin", Some(REGION))) },
-        Seed { n: 14, salary: 250_000_000, region: REGION, role: Some(("region_welfare_manager", Some(REGION))) },
-        Seed { n: 15, salary: 250_000_000, region: REGION, role: Some(("support", None)) },
-        Seed { n: 16, salary: 250_000_000, region: REGION, role: Some(("contracts", None)) },
+        Seed {
+            n: 1,
+            salary: 200_000_000,
+            region: REGION,
+            role: None,
+        },
+        Seed {
+            n: 2,
+            salary: 240_000_000,
+            region: REGION,
+            role: None,
+        },
+        Seed {
+            n: 3,
+            salary: 180_000_000,
+            region: REGION,
+            role: None,
+        },
+        Seed {
+            n: 11,
+            salary: 250_000_000,
+            region: REGION,
+            role: Some(("region_finance", Some(REGION))),
+        },
+        Seed {
+            n: 12,
+            salary: 250_000_000,
+            region: OTHER_REGION,
+            role: Some(("region_finance", Some(OTHER_REGION))),
+        },
+        Seed {
+            n: 13,
+            salary: 250_000_000,
+            region: REGION,
+            role: Some(("region_admin", Some(REGION))),
+        },
+        Seed {
+            n: 14,
+            salary: 250_000_000,
+            region: REGION,
+            role: Some(("region_welfare_manager", Some(REGION))),
+        },
+        Seed {
+            n: 15,
+            salary: 250_000_000,
+            region: REGION,
+            role: Some(("support", None)),
+        },
+        Seed {
+            n: 16,
+            salary: 250_000_000,
+            region: REGION,
+            role: Some(("contracts", None)),
+        },
     ];
     let mut csv = String::from(
         "national_id,full_name,mobile,organization_id,region_code,net_salary,service_start_date\n",
@@ -180,7 +225,10 @@ pub async fn approved_merchant(app: &TestApp, world: &World, name: &str) -> Merc
             .as_str()
             .expect("merchant_id")
             .to_owned(),
-        api_key: decision.body["api_key"].as_str().expect("api_key").to_owned(),
+        api_key: decision.body["api_key"]
+            .as_str()
+            .expect("api_key")
+            .to_owned(),
     }
 }
 

@@ -398,7 +398,10 @@ impl LineCounter {
             start += 1;
         }
         if start >= self.offset {
-            let newlines = body[self.offset..start].iter().filter(|b| **b == b'\n').count();
+            let newlines = body[self.offset..start]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count();
             self.line += u32::try_from(newlines).unwrap_or(u32::MAX);
             self.offset = start;
         }
@@ -495,9 +498,13 @@ fn remittance_request(
 ) -> Result<pb::RecordRemittanceRequest, ApiError> {
     if is_csv(headers) {
         return Ok(pb::RecordRemittanceRequest {
-            organization_id: query.organization_id.ok_or_else(|| missing("organization_id"))?,
+            organization_id: query
+                .organization_id
+                .ok_or_else(|| missing("organization_id"))?,
             period: query.period.ok_or_else(|| missing("period"))?,
-            bank_reference: query.bank_reference.ok_or_else(|| missing("bank_reference"))?,
+            bank_reference: query
+                .bank_reference
+                .ok_or_else(|| missing("bank_reference"))?,
             lines: parse_remittance_csv(body)?,
         });
     }
@@ -590,7 +597,14 @@ mod tests {
 
         let summary: Vec<(u32, &str, i64, &str)> = lines
             .iter()
-            .map(|l| (l.line, l.national_id.as_str(), l.amount, l.malformed_code.as_str()))
+            .map(|l| {
+                (
+                    l.line,
+                    l.national_id.as_str(),
+                    l.amount,
+                    l.malformed_code.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             summary,

@@ -25,5 +25,5 @@ pub use error::{ErrorKind, Problem, Violation};
 pub use ids::{Mobile, NationalId};
 pub use jalali::{JalaliDate, JalaliPeriod};
 pub use money::Rial;
-pub mod signal;
 mod main_macro;
+pub mod signal;

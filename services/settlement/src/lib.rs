@@ -8,7 +8,6 @@ pub mod rpc;
 pub mod store;
 
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -52,11 +51,7 @@ pub struct Settings {
 
 impl Settings {
     fn database_url(&self) -> String {
-        if self.database.url.is_empty() {
-            tavana_kit::db::sqlite_url(Path::new("data"), "settlement")
-        } else {
-            self.database.url.clone()
-        }
+        self.database.url_or_default("settlement")
     }
 
     fn partial_settlement(&self) -> PartialSettlement {
@@ -70,12 +65,8 @@ impl Settings {
 
 /// Applies the migrations to the configured database.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    tavana_kit::db::connect_and_migrate::<Migrator>(
-        &settings.database_url(),
-        settings.database.max_connections,
-    )
-    .await?;
-    Ok(())
+    tavana_kit::db::migrate::<Migrator>(&settings.database_url(), settings.database.max_connections)
+        .await
 }
 
 /// Serves the settlement service on `listener` until `shutdown` completes, with its outbox

@@ -1,36 +1,3 @@
-//! The settlement service's binary: `tavana-settlement [migrate]`.
+//! `tavana-settlement [serve|migrate]`: the settlement service as its own process.
 
-use serde::{Deserialize, Serialize};
-use tavana_kit::config::{RedisSettings, TelemetrySettings};
-
-/// The sections this binary reads (`TAVANA_SETTLEMENT__DATABASE__URL=…`).
-#[derive(Debug, Default, Serialize, Deserialize)]
-#[serde(default)]
-struct BinarySettings {
-    settlement: tavana_settlement::Settings,
-    redis: RedisSettings,
-    telemetry: TelemetrySettings,
-}
-
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let settings: BinarySettings = tavana_kit::config::load(None)?;
-    tavana_kit::telemetry::init("settlement", &settings.telemetry);
-    let redis = settings.redis;
-    let settings = settings.settlement;
-    if std::env::args().nth(1).as_deref() == Some("migrate") {
-        return tavana_settlement::migrate(&settings).await;
-    }
-    tavana_settlement::migrate(&settings).await?;
-    let listener = tokio::net::TcpListener::bind(&settings.grpc.listen).await?;
-    let shared = tavana_kit::Shared {
-        clock: tavana_kit::clock::SystemClock::shared(),
-        store: tavana_kit::store::connect_store(redis.url.as_deref(), "tavana:").await?,
-    };
-    let result = tavana_settlement::serve(settings, shared, listener, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await;
-    tavana_kit::telemetry::shutdown();
-    result
-}
+tavana_kit::service_main!(settlement, tavana_settlement);

@@ -6,12 +6,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use prost::Message;
 use tavana_kit::caller::{Caller, attach};
-use tavana_kit::outbox::{Deliver, DeliveryError};
+use tavana_kit::outbox::{Deliver, DeliveryError, decode_payload};
 use tavana_proto::credit::v1::MarkPurchaseSettledRequest;
 use tavana_proto::credit::v1::credit_service_client::CreditServiceClient;
 use tavana_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use tavana_proto::identity::v1::{NotifyEmployeeRequest, SmsTemplate};
-use tonic::Code;
 use tonic::transport::Channel;
 
 /// Topic of the call that tells credit a purchase is fully settled (R18).
@@ -88,39 +87,24 @@ impl PeerDelivery {
     }
 }
 
-fn delivery_error(status: tonic::Status) -> DeliveryError {
-    match status.code() {
-        Code::InvalidArgument | Code::Unimplemented | Code::PermissionDenied => {
-            DeliveryError::Permanent(status.to_string())
-        }
-        _ => DeliveryError::Retry(status.to_string()),
-    }
-}
-
-fn decode<M: Message + Default>(payload: &[u8]) -> Result<M, DeliveryError> {
-    M::decode(payload).map_err(|error| DeliveryError::Permanent(format!("bad payload: {error}")))
-}
-
 #[async_trait]
 impl Deliver for PeerDelivery {
     async fn deliver(&self, topic: &str, payload: &[u8]) -> Result<(), DeliveryError> {
         let caller = Caller::service(SERVICE_NAME);
         match topic {
             MARK_PURCHASE_SETTLED => {
-                let request: MarkPurchaseSettledRequest = decode(payload)?;
+                let request: MarkPurchaseSettledRequest = decode_payload(payload)?;
                 self.credit
                     .clone()
                     .mark_purchase_settled(attach(request, &caller))
-                    .await
-                    .map_err(delivery_error)?;
+                    .await?;
             }
             NOTIFY_EMPLOYEE => {
-                let request: NotifyEmployeeRequest = decode(payload)?;
+                let request: NotifyEmployeeRequest = decode_payload(payload)?;
                 self.identity
                     .clone()
                     .notify_employee(attach(request, &caller))
-                    .await
-                    .map_err(delivery_error)?;
+                    .await?;
             }
             other => {
                 return Err(DeliveryError::Permanent(format!("unknown topic {other}")));

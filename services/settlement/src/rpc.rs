@@ -313,7 +313,9 @@ async fn stream_deductions(
         let rows = match batch.map(deduction::group_rows) {
             Ok(Ok(rows)) => rows,
             Ok(Err(overflow)) => {
-                let _ = sender.send(Err(SettlementError::from(overflow).into())).await;
+                let _ = sender
+                    .send(Err(SettlementError::from(overflow).into()))
+                    .await;
                 return;
             }
             Err(error) => {
@@ -327,7 +329,9 @@ async fn stream_deductions(
         after = Some(last.national_id.clone());
         for row in rows {
             if let Err(overflow) = totals.add(&row) {
-                let _ = sender.send(Err(SettlementError::from(overflow).into())).await;
+                let _ = sender
+                    .send(Err(SettlementError::from(overflow).into()))
+                    .await;
                 return;
             }
             if sender.send(Ok(row_message(row))).await.is_err() {

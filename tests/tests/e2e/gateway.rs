@@ -26,9 +26,20 @@ async fn openapi_document_lists_the_api_paths() {
     let document = app.get("/openapi.json", None).await;
 
     assert_eq!(document.status, 200);
-    assert!(document.body["openapi"].as_str().unwrap_or_default().starts_with("3."));
+    assert!(
+        document.body["openapi"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("3.")
+    );
     let paths = document.body["paths"].as_object().expect("paths");
-    for path in ["/v1/auth/login-code", "/v1/me", "/v1/me/balance", "/v1/merchants", "/v1/remittances"] {
+    for path in [
+        "/v1/auth/login-code",
+        "/v1/me",
+        "/v1/me/balance",
+        "/v1/merchants",
+        "/v1/remittances",
+    ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }
 }
@@ -42,7 +53,11 @@ async fn unknown_route_is_a_problem_json_404() {
     assert_eq!(answer.status, 404);
     assert_eq!(answer.headers["content-type"], "application/problem+json");
     assert_eq!(answer.body["status"], 404);
-    assert!(answer.body["message_fa"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(
+        answer.body["message_fa"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
 }
 
 #[tokio::test]

@@ -30,20 +30,29 @@ async fn r22_r23_r24_a_purchase_is_deducted_remitted_settled_and_its_room_return
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| (i["period"].as_str().unwrap().to_owned(), i["amount"].as_i64().unwrap()))
+        .map(|i| {
+            (
+                i["period"].as_str().unwrap().to_owned(),
+                i["amount"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(schedule.len(), 3);
 
     // R24: the schedule reaches settlement through credit's outbox.
     let unsettled = app
         .eventually(|| async {
-            let page = app.get("/v1/me/instalments?state=unsettled", applicant.auth()).await;
+            let page = app
+                .get("/v1/me/instalments?state=unsettled", applicant.auth())
+                .await;
             (page.body["items"].as_array().map(Vec::len) == Some(3)).then_some(page.body)
         })
         .await;
     assert_eq!(unsettled["items"][0]["merchant_name"], "Ketab Shop");
     assert_eq!(unsettled["items"][0]["state"], "unsettled");
-    let bad_state = app.get("/v1/me/instalments?state=paid", applicant.auth()).await;
+    let bad_state = app
+        .get("/v1/me/instalments?state=paid", applicant.auth())
+        .await;
     assert_eq!(bad_state.status, 400);
 
     // R22: the deduction list of the first period shows the purchase, as JSON and as CSV.
@@ -67,11 +76,19 @@ async fn r22_r23_r24_a_purchase_is_deducted_remitted_settled_and_its_room_return
         )
         .await;
     assert_eq!(csv.status, 200);
-    assert!(csv.headers["content-type"].to_str().unwrap().starts_with("text/csv"));
+    assert!(
+        csv.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
     let csv_lines: Vec<&str> = csv.text.lines().collect();
     assert_eq!(csv_lines[0], "national_id,full_name,total,instalment_ids");
     assert!(csv_lines[1].starts_with(&format!("{},", applicant.national_id)));
-    assert_eq!(csv_lines.last().unwrap(), &format!("total,,{first_amount},1"));
+    assert_eq!(
+        csv_lines.last().unwrap(),
+        &format!("total,,{first_amount},1")
+    );
     let forbidden = app.get(&deductions_path, applicant.auth()).await;
     assert_eq!(forbidden.status, 403);
 
@@ -85,29 +102,43 @@ async fn r22_r23_r24_a_purchase_is_deducted_remitted_settled_and_its_room_return
             { "national_id": national_id(999), "amount": 1_000 },
         ],
     });
-    let remitted = app.post("/v1/remittances", world.support.auth(), body.clone()).await;
+    let remitted = app
+        .post("/v1/remittances", world.support.auth(), body.clone())
+        .await;
     assert_eq!(remitted.status, 200, "{remitted:?}");
     assert_eq!(remitted.body["settled_instalments"], 1);
     assert_eq!(remitted.body["settled_amount"], first_amount);
     assert_eq!(remitted.body["unmatched"][0]["line"], 2);
     assert_eq!(remitted.body["unmatched"][0]["code"], "unknown_employee");
-    let replay = app.post("/v1/remittances", world.support.auth(), body.clone()).await;
+    let replay = app
+        .post("/v1/remittances", world.support.auth(), body.clone())
+        .await;
     assert_eq!(replay.status, 200);
     assert_eq!(replay.body["remittance_id"], remitted.body["remittance_id"]);
     assert_eq!(replay.body["replayed"], true);
-    let not_support = app.post("/v1/remittances", world.contracts.auth(), body).await;
+    let not_support = app
+        .post("/v1/remittances", world.contracts.auth(), body)
+        .await;
     assert_eq!(not_support.status, 403);
-    let stored_path = format!("/v1/remittances/{}", remitted.body["remittance_id"].as_str().unwrap());
+    let stored_path = format!(
+        "/v1/remittances/{}",
+        remitted.body["remittance_id"].as_str().unwrap()
+    );
     let stored = app.get(&stored_path, world.support.auth()).await;
     assert_eq!(stored.status, 200);
     assert_eq!(stored.body["unmatched"], remitted.body["unmatched"]);
     assert_eq!(app.get(&stored_path, applicant.auth()).await.status, 403);
 
-    let settled = app.get("/v1/me/instalments?state=settled", applicant.auth()).await;
+    let settled = app
+        .get("/v1/me/instalments?state=settled", applicant.auth())
+        .await;
     assert_eq!(settled.body["items"].as_array().unwrap().len(), 1);
     assert!(settled.body["items"][0]["settled_at"].is_string());
     let balance = app.get("/v1/me/balance", applicant.auth()).await;
-    assert_eq!(balance.body["available_total"], M * i64::from(N) - 12_000_001);
+    assert_eq!(
+        balance.body["available_total"],
+        M * i64::from(N) - 12_000_001
+    );
 
     // The second month as JSON, the last one as a CSV upload.
     let second = app
@@ -140,17 +171,24 @@ async fn r22_r23_r24_a_purchase_is_deducted_remitted_settled_and_its_room_return
         .await;
     assert_eq!(upload.status, 200, "{upload:?}");
     assert_eq!(upload.body["settled_instalments"], 1);
-    assert_eq!(upload.body["unmatched"][0], json!({
-        "line": 3,
-        "national_id": applicant.national_id,
-        "amount": 0,
-        "code": "amount_invalid",
-    }));
+    assert_eq!(
+        upload.body["unmatched"][0],
+        json!({
+            "line": 3,
+            "national_id": applicant.national_id,
+            "amount": 0,
+            "code": "amount_invalid",
+        })
+    );
 
     // R24: the purchase is finished; R18: its room comes back through the outbox to credit.
-    let finished = app.get("/v1/me/instalments?state=finished", applicant.auth()).await;
+    let finished = app
+        .get("/v1/me/instalments?state=finished", applicant.auth())
+        .await;
     assert_eq!(finished.body["items"].as_array().unwrap().len(), 3);
-    let unsettled = app.get("/v1/me/instalments?state=unsettled", applicant.auth()).await;
+    let unsettled = app
+        .get("/v1/me/instalments?state=unsettled", applicant.auth())
+        .await;
     assert_eq!(unsettled.body["items"], json!([]));
     let balance: Value = app
         .eventually(|| async {

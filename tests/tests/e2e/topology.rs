@@ -90,13 +90,22 @@ async fn killing_a_credit_replica_mid_burst_delivers_every_schedule_once() {
     let app = spawn_app().await;
     let world = seed(&app).await;
     let merchant = approved_merchant(&app, &world, "Burst Books").await;
-    open_facility(&app, &world, &world.applicant, &world.guarantor, 10_000_000, 12).await;
+    open_facility(
+        &app,
+        &world,
+        &world.applicant,
+        &world.guarantor,
+        10_000_000,
+        12,
+    )
+    .await;
     let topology = app.split().expect("split topology");
 
     let progress = Progress::default();
-    let burst = futures::future::join_all((0..PURCHASES).map(|n| {
-        buy_until_accepted(&app, &world.applicant.token, &merchant.id, n, &progress)
-    }));
+    let burst = futures::future::join_all(
+        (0..PURCHASES)
+            .map(|n| buy_until_accepted(&app, &world.applicant.token, &merchant.id, n, &progress)),
+    );
     let killer = async {
         // Once a quarter of the burst is in, kill a replica without warning.
         while progress.accepted.load(Ordering::SeqCst) < PURCHASES / 4 {
@@ -122,7 +131,11 @@ async fn killing_a_credit_replica_mid_burst_delivers_every_schedule_once() {
             (per_purchase.len() >= PURCHASES).then_some(per_purchase)
         })
         .await;
-    assert_eq!(schedules.len(), PURCHASES, "no schedule of an unknown purchase");
+    assert_eq!(
+        schedules.len(),
+        PURCHASES,
+        "no schedule of an unknown purchase"
+    );
     for id in &unique {
         assert_eq!(
             schedules.get(id),

@@ -38,6 +38,8 @@ enum PurchaseSchedule {
     CreatedAt,
 }
 
+// The column is named `refund_id` after credit's id, as the schema has it.
+#[allow(clippy::enum_variant_names)]
 #[derive(DeriveIden)]
 enum Refund {
     Table,

@@ -18,7 +18,12 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .drop_table(Table::drop().table(Alias::new("outbox")).if_exists().to_owned())
+            .drop_table(
+                Table::drop()
+                    .table(Alias::new("outbox"))
+                    .if_exists()
+                    .to_owned(),
+            )
             .await
     }
 }

@@ -178,9 +178,11 @@ pub struct Matching {
 pub struct AmountOverflow;
 
 fn sum(instalments: &VecDeque<DueInstalment>) -> Result<Rial, AmountOverflow> {
-    instalments.iter().try_fold(Rial::ZERO, |total, instalment| {
-        total.checked_add(instalment.amount).ok_or(AmountOverflow)
-    })
+    instalments
+        .iter()
+        .try_fold(Rial::ZERO, |total, instalment| {
+            total.checked_add(instalment.amount).ok_or(AmountOverflow)
+        })
 }
 
 /// Matches the lines, in order, against the ledger (R23).
@@ -331,8 +333,7 @@ mod tests {
                 malformed_code: "amount_invalid".into(),
             }),
         ];
-        let matching =
-            match_lines(lines, Ledger::default(), PartialSettlement::Refused).unwrap();
+        let matching = match_lines(lines, Ledger::default(), PartialSettlement::Refused).unwrap();
         assert_eq!(
             codes(&matching),
             [
@@ -371,8 +372,7 @@ mod tests {
             line(3, ALI, 29),
             line(4, ALI, 31),
         ];
-        let matching =
-            match_lines(lines, ledger_with_sara, PartialSettlement::Refused).unwrap();
+        let matching = match_lines(lines, ledger_with_sara, PartialSettlement::Refused).unwrap();
         assert_eq!(
             codes(&matching),
             [

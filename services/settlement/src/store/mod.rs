@@ -175,7 +175,10 @@ fn to_u64(value: i64) -> u64 {
 async fn lock_organization(txn: &DatabaseTransaction, organization_id: &str) -> Result<(), DbErr> {
     let upsert = Query::insert()
         .into_table(OrganizationLedger::Table)
-        .columns([OrganizationLedger::OrganizationId, OrganizationLedger::Version])
+        .columns([
+            OrganizationLedger::OrganizationId,
+            OrganizationLedger::Version,
+        ])
         .values_panic([organization_id.into(), 0i64.into()])
         .on_conflict(
             OnConflict::column(OrganizationLedger::OrganizationId)
@@ -471,7 +474,9 @@ impl Store {
         let state = |state: InstalmentState| Expr::col(Instalment::State).eq(state.as_str());
         match filter {
             StateFilter::All => {
-                query.and_where(Expr::col(Instalment::State).ne(InstalmentState::Cancelled.as_str()));
+                query.and_where(
+                    Expr::col(Instalment::State).ne(InstalmentState::Cancelled.as_str()),
+                );
             }
             StateFilter::Unsettled => {
                 query.and_where(state(InstalmentState::Unsettled));
@@ -555,9 +560,7 @@ impl Store {
             query
                 .and_where(Expr::col(Instalment::OrganizationId).eq(organization_id))
                 .and_where(Expr::col(Instalment::Period).eq(period.clone()))
-                .and_where(
-                    Expr::col(Instalment::State).ne(InstalmentState::Cancelled.as_str()),
-                );
+                .and_where(Expr::col(Instalment::State).ne(InstalmentState::Cancelled.as_str()));
         };
         let mut ids = Query::select();
         ids.distinct()
@@ -811,9 +814,13 @@ impl Store {
             entry.1 = entry.1.saturating_add(instalment.amount.as_i64());
         }
         let period = remittance.period.to_string();
-        outgoing.extend(per_employee.into_iter().map(|(employee_id, (count, amount))| {
-            messages::settlement_sms(&remittance_id, employee_id, &period, count, amount)
-        }));
+        outgoing.extend(
+            per_employee
+                .into_iter()
+                .map(|(employee_id, (count, amount))| {
+                    messages::settlement_sms(&remittance_id, employee_id, &period, count, amount)
+                }),
+        );
         enqueue_all(&txn, &outgoing).await?;
 
         for chunk in matching.unmatched.chunks(INSERT_CHUNK) {

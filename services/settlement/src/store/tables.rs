@@ -36,6 +36,8 @@ pub enum PurchaseSchedule {
 }
 
 /// One applied refund, the idempotency record of `CancelInstalments`.
+// The column is named `refund_id` after credit's id, as the schema has it.
+#[allow(clippy::enum_variant_names)]
 #[derive(Clone, Copy, Debug, DeriveIden)]
 pub enum Refund {
     Table,

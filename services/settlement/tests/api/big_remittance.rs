@@ -2,8 +2,8 @@
 
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, Statement};
-use tavana_proto::settlement::v1 as pb;
 use tavana_kit::caller::{Role, attach};
+use tavana_proto::settlement::v1 as pb;
 
 use crate::deductions::bulk_schedule;
 use crate::{ORG, PERIOD, national_id, spawn_service, staff};
@@ -20,7 +20,10 @@ async fn r23_a_100_000_line_remittance_csv_settles_to_the_rial() {
     let schedules: Vec<_> = (0..LINES)
         .map(|n| bulk_schedule(format!("P{n}"), n, &[(PERIOD, due(n)), ("1405-10", due(n))]))
         .collect();
-    app.store.record_schedules(&schedules, Utc::now()).await.unwrap();
+    app.store
+        .record_schedules(&schedules, Utc::now())
+        .await
+        .unwrap();
     if app.db.is_postgres() {
         // A bulk load straight into the table: give the planner the statistics that
         // autovacuum would gather after schedules arrive one by one.

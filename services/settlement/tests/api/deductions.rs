@@ -39,14 +39,27 @@ async fn r22_the_list_has_one_row_per_employee_in_national_id_order_across_batch
     let employees = DEDUCTION_BATCH_EMPLOYEES as u32 * 2 + 500;
     let mut schedules = Vec::new();
     for n in 0..employees {
-        schedules.push(bulk_schedule(format!("A{n}"), n, &[(PERIOD, 100 + i64::from(n % 7))]));
+        schedules.push(bulk_schedule(
+            format!("A{n}"),
+            n,
+            &[(PERIOD, 100 + i64::from(n % 7))],
+        ));
         if n % 3 == 0 {
-            schedules.push(bulk_schedule(format!("B{n}"), n, &[("1405-08", 5), (PERIOD, 7)]));
+            schedules.push(bulk_schedule(
+                format!("B{n}"),
+                n,
+                &[("1405-08", 5), (PERIOD, 7)],
+            ));
         }
     }
-    app.store.record_schedules(&schedules, Utc::now()).await.unwrap();
+    app.store
+        .record_schedules(&schedules, Utc::now())
+        .await
+        .unwrap();
     // A settled instalment stays on the list; another period's does not.
-    app.remit("BR-1", PERIOD, &[(national_id(0), 100 + 5 + 7)]).await.unwrap();
+    app.remit("BR-1", PERIOD, &[(national_id(0), 100 + 5 + 7)])
+        .await
+        .unwrap();
 
     let (rows, totals) = app.deductions(&staff(Role::Support), PERIOD).await.unwrap();
 
@@ -58,8 +71,14 @@ async fn r22_the_list_has_one_row_per_employee_in_national_id_order_across_batch
     assert_eq!(totals.total, expected);
     assert_eq!(rows.iter().map(|r| r.total).sum::<i64>(), expected);
     assert_eq!(totals.employees as u32, employees);
-    assert_eq!(totals.instalments, u64::from(employees + employees.div_ceil(3)));
-    let first = rows.iter().find(|r| r.national_id == national_id(0)).unwrap();
+    assert_eq!(
+        totals.instalments,
+        u64::from(employees + employees.div_ceil(3))
+    );
+    let first = rows
+        .iter()
+        .find(|r| r.national_id == national_id(0))
+        .unwrap();
     assert_eq!(first.instalments.len(), 2);
     assert_eq!(first.total, 107);
     assert_eq!(first.full_name, "Employee 0");
@@ -78,9 +97,15 @@ async fn r22_support_and_contracts_read_the_list_and_nobody_else() {
         let error = app.deductions(&caller, PERIOD).await.unwrap_err();
         assert_eq!(error.code(), Code::PermissionDenied);
     }
-    let error = app.deductions(&staff(Role::Support), "1405-9").await.unwrap_err();
+    let error = app
+        .deductions(&staff(Role::Support), "1405-9")
+        .await
+        .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument);
-    let (rows, totals) = app.deductions(&staff(Role::Support), "1405-11").await.unwrap();
+    let (rows, totals) = app
+        .deductions(&staff(Role::Support), "1405-11")
+        .await
+        .unwrap();
     assert!(rows.is_empty());
     assert_eq!(totals.total, 0);
 }

@@ -12,12 +12,20 @@ async fn r24_an_employee_sees_their_own_instalments_by_state_page_by_page() {
     app.record(schedule("P1", 1, PERIOD, &[30])).await;
     app.record(schedule("P2", 1, PERIOD, &[20, 20, 20])).await;
     app.record(schedule("P3", 2, PERIOD, &[99])).await;
-    app.remit("BR-1", PERIOD, &[(national_id(1), 50)]).await.unwrap();
+    app.remit("BR-1", PERIOD, &[(national_id(1), 50)])
+        .await
+        .unwrap();
 
-    let all = app.my_instalments("E1", pb::InstalmentState::Unspecified).await;
-    let unsettled = app.my_instalments("E1", pb::InstalmentState::Unsettled).await;
+    let all = app
+        .my_instalments("E1", pb::InstalmentState::Unspecified)
+        .await;
+    let unsettled = app
+        .my_instalments("E1", pb::InstalmentState::Unsettled)
+        .await;
     let settled = app.my_instalments("E1", pb::InstalmentState::Settled).await;
-    let finished = app.my_instalments("E1", pb::InstalmentState::Finished).await;
+    let finished = app
+        .my_instalments("E1", pb::InstalmentState::Finished)
+        .await;
 
     assert_eq!(all.len(), 4);
     assert!(all.iter().all(|i| i.purchase_id != "P3"));
@@ -28,8 +36,11 @@ async fn r24_an_employee_sees_their_own_instalments_by_state_page_by_page() {
     assert_eq!(unsettled.len(), 2);
     assert!(unsettled.iter().all(|i| i.settled_at.is_none()));
     assert_eq!(settled.len(), 2);
-    assert!(settled.iter().all(|i| i.settled_at.is_some()
-        && i.state == pb::InstalmentState::Settled as i32));
+    assert!(
+        settled
+            .iter()
+            .all(|i| i.settled_at.is_some() && i.state == pb::InstalmentState::Settled as i32)
+    );
     assert_eq!(finished.len(), 1);
     assert_eq!(finished[0].purchase_id, "P1");
     assert_eq!(finished[0].merchant_name, "Digikala");

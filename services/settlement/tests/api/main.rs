@@ -159,7 +159,11 @@ pub fn national_id(n: u32) -> String {
         .map(|(digit, weight)| u32::from(digit - b'0') * weight)
         .sum();
     let remainder = sum % 11;
-    let check = if remainder < 2 { remainder } else { 11 - remainder };
+    let check = if remainder < 2 {
+        remainder
+    } else {
+        11 - remainder
+    };
     format!("{body}{check}")
 }
 

@@ -14,20 +14,41 @@ async fn r23_credit_is_told_once_when_the_last_instalment_is_settled_even_when_r
     let app = spawn_service().await;
     app.record(schedule("P1", 1, PERIOD, &[30, 30])).await;
 
-    app.remit("BR-1", PERIOD, &[(national_id(1), 30)]).await.unwrap();
+    app.remit("BR-1", PERIOD, &[(national_id(1), 30)])
+        .await
+        .unwrap();
     app.wait_for(|d| d.count(NOTIFY_EMPLOYEE) == 1).await;
     assert!(app.delivery.settled_purchases().is_empty());
 
-    app.remit("BR-2", "1405-10", &[(national_id(1), 30)]).await.unwrap();
-    let replay = app.remit("BR-2", "1405-10", &[(national_id(1), 30)]).await.unwrap();
+    app.remit("BR-2", "1405-10", &[(national_id(1), 30)])
+        .await
+        .unwrap();
+    let replay = app
+        .remit("BR-2", "1405-10", &[(national_id(1), 30)])
+        .await
+        .unwrap();
     assert!(replay.replayed);
 
     app.wait_for(|d| d.settled_purchases() == ["P1"] && d.count(NOTIFY_EMPLOYEE) == 2)
         .await;
-    assert_eq!(app.store.outbox_rows(MARK_PURCHASE_SETTLED, "P1").await.unwrap(), 1);
+    assert_eq!(
+        app.store
+            .outbox_rows(MARK_PURCHASE_SETTLED, "P1")
+            .await
+            .unwrap(),
+        1
+    );
     // A third remittance finds nothing due and tells credit nothing more.
-    app.remit("BR-3", "1405-10", &[(national_id(1), 30)]).await.unwrap();
-    assert_eq!(app.store.outbox_rows(MARK_PURCHASE_SETTLED, "P1").await.unwrap(), 1);
+    app.remit("BR-3", "1405-10", &[(national_id(1), 30)])
+        .await
+        .unwrap();
+    assert_eq!(
+        app.store
+            .outbox_rows(MARK_PURCHASE_SETTLED, "P1")
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -37,7 +58,9 @@ async fn r23_a_message_committed_while_the_relay_was_down_is_delivered_by_the_ne
     app.delivery.failing.store(true, Ordering::SeqCst);
     app.record(schedule("P1", 1, PERIOD, &[30])).await;
 
-    app.remit("BR-1", PERIOD, &[(national_id(1), 30)]).await.unwrap();
+    app.remit("BR-1", PERIOD, &[(national_id(1), 30)])
+        .await
+        .unwrap();
 
     // A new relay (a restarted replica) takes over the committed message.
     let next = Arc::new(RecordingDelivery::default());
@@ -48,14 +71,10 @@ async fn r23_a_message_committed_while_the_relay_was_down_is_delivered_by_the_ne
         max_backoff: Duration::from_millis(50),
         ..RelayConfig::default()
     };
-    let (_handle, relay) = OutboxRelay::spawn_with_config(
-        app.db.db.clone(),
-        next.clone(),
-        config,
-        async move {
+    let (_handle, relay) =
+        OutboxRelay::spawn_with_config(app.db.db.clone(), next.clone(), config, async move {
             let _ = stopped.await;
-        },
-    );
+        });
     tokio::time::timeout(Duration::from_secs(20), async {
         while next.settled_purchases().is_empty() {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -66,7 +85,13 @@ async fn r23_a_message_committed_while_the_relay_was_down_is_delivered_by_the_ne
 
     assert_eq!(next.settled_purchases(), ["P1"]);
     assert!(app.delivery.settled_purchases().is_empty());
-    assert_eq!(app.store.outbox_rows(MARK_PURCHASE_SETTLED, "P1").await.unwrap(), 1);
+    assert_eq!(
+        app.store
+            .outbox_rows(MARK_PURCHASE_SETTLED, "P1")
+            .await
+            .unwrap(),
+        1
+    );
     let _ = stop.send(());
     relay.await.unwrap();
 }

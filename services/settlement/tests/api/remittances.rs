@@ -51,7 +51,12 @@ async fn r23_every_unmatched_code_is_reported_and_settles_nothing() {
     );
     assert_eq!(result(&response).settled_instalments, 0);
     assert_eq!(result(&response).settled_amount, 0);
-    assert_eq!(app.my_instalments("E1", pb::InstalmentState::Settled).await.len(), 0);
+    assert_eq!(
+        app.my_instalments("E1", pb::InstalmentState::Settled)
+            .await
+            .len(),
+        0
+    );
 
     // Support reads the same lines back.
     let stored = app
@@ -66,13 +71,19 @@ async fn r23_every_unmatched_code_is_reported_and_settles_nothing() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(stored.result.unwrap().unmatched, result(&response).unmatched);
+    assert_eq!(
+        stored.result.unwrap().unmatched,
+        result(&response).unmatched
+    );
 }
 
 #[tokio::test]
 async fn r23_a_bad_period_rejects_the_whole_remittance() {
     let app = spawn_service().await;
-    let error = app.remit("BR-1", "1405-13", &[(national_id(1), 40)]).await.unwrap_err();
+    let error = app
+        .remit("BR-1", "1405-13", &[(national_id(1), 40)])
+        .await
+        .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument);
 }
 
@@ -115,18 +126,35 @@ async fn r23_one_line_pays_two_purchases_of_one_employee_oldest_first() {
     app.record(schedule("P2", 1, PERIOD, &[25, 25])).await; // 1405-09, 1405-10
 
     // 30 (P1, 1405-08, unpaid last month) + 30 (P1) + 25 (P2) are due up to 1405-09.
-    let response = app.remit("BR-1", PERIOD, &[(national_id(1), 85)]).await.unwrap();
+    let response = app
+        .remit("BR-1", PERIOD, &[(national_id(1), 85)])
+        .await
+        .unwrap();
 
     assert!(codes(&response).is_empty());
     assert_eq!(result(&response).settled_instalments, 3);
     assert_eq!(result(&response).settled_amount, 85);
-    let unsettled = app.my_instalments("E1", pb::InstalmentState::Unsettled).await;
+    let unsettled = app
+        .my_instalments("E1", pb::InstalmentState::Unsettled)
+        .await;
     assert_eq!(unsettled.len(), 1);
-    assert_eq!((unsettled[0].purchase_id.as_str(), unsettled[0].period.as_str()), ("P2", "1405-10"));
+    assert_eq!(
+        (
+            unsettled[0].purchase_id.as_str(),
+            unsettled[0].period.as_str()
+        ),
+        ("P2", "1405-10")
+    );
     // P1 is finished; P2 is not.
-    let finished = app.my_instalments("E1", pb::InstalmentState::Finished).await;
+    let finished = app
+        .my_instalments("E1", pb::InstalmentState::Finished)
+        .await;
     assert_eq!(finished.len(), 2);
-    assert!(finished.iter().all(|i| i.purchase_id == "P1" && i.settled_at.is_some()));
+    assert!(
+        finished
+            .iter()
+            .all(|i| i.purchase_id == "P1" && i.settled_at.is_some())
+    );
     app.wait_for(|d| d.settled_purchases() == ["P1"]).await;
 }
 
@@ -136,7 +164,11 @@ async fn r23_a_second_line_for_one_employee_sees_what_the_first_settled() {
     app.record(schedule("P1", 1, PERIOD, &[30])).await;
 
     let response = app
-        .remit("BR-1", PERIOD, &[(national_id(1), 30), (national_id(1), 30)])
+        .remit(
+            "BR-1",
+            PERIOD,
+            &[(national_id(1), 30), (national_id(1), 30)],
+        )
         .await
         .unwrap();
 
@@ -148,22 +180,34 @@ async fn r23_a_second_line_for_one_employee_sees_what_the_first_settled() {
 async fn r23_the_same_bank_reference_again_returns_the_first_result_and_settles_nothing() {
     let app = spawn_service().await;
     app.record(schedule("P1", 1, PERIOD, &[30, 30])).await;
-    let first = app.remit("BR-1", PERIOD, &[(national_id(1), 30)]).await.unwrap();
+    let first = app
+        .remit("BR-1", PERIOD, &[(national_id(1), 30)])
+        .await
+        .unwrap();
     assert!(!first.replayed);
 
     // Next month's remittance under the same reference would pay the second instalment.
-    let again = app.remit("BR-1", "1405-10", &[(national_id(1), 30)]).await.unwrap();
+    let again = app
+        .remit("BR-1", "1405-10", &[(national_id(1), 30)])
+        .await
+        .unwrap();
 
     assert!(again.replayed);
     assert_eq!(again.result, first.result);
-    assert_eq!(app.my_instalments("E1", pb::InstalmentState::Unsettled).await.len(), 1);
+    assert_eq!(
+        app.my_instalments("E1", pb::InstalmentState::Unsettled)
+            .await
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn r23_concurrent_remittances_with_one_bank_reference_settle_once() {
     let app = spawn_service().await;
     for n in 1..=20 {
-        app.record(schedule(&format!("P{n}"), n, PERIOD, &[30, 30])).await;
+        app.record(schedule(&format!("P{n}"), n, PERIOD, &[30, 30]))
+            .await;
     }
     let lines: Vec<(String, i64)> = (1..=20).map(|n| (national_id(n), 30)).collect();
 
@@ -174,7 +218,10 @@ async fn r23_concurrent_remittances_with_one_bank_reference_settle_once() {
     assert_eq!(responses.iter().filter(|r| !r.replayed).count(), 1);
     let id = &result(&responses[0]).remittance_id;
     assert!(responses.iter().all(|r| &result(r).remittance_id == id));
-    let (_, totals) = app.deductions(&staff(Role::Support), "1405-10").await.unwrap();
+    let (_, totals) = app
+        .deductions(&staff(Role::Support), "1405-10")
+        .await
+        .unwrap();
     assert_eq!(totals.total, 600);
     let settled = app.my_instalments("E1", pb::InstalmentState::Settled).await;
     assert_eq!(settled.len(), 1);
@@ -185,11 +232,17 @@ async fn r23_partial_settlement_when_configured_pays_whole_instalments_oldest_fi
     let app = spawn_service_with(true).await;
     app.record(schedule("P1", 1, "1405-08", &[30, 30])).await;
 
-    let response = app.remit("BR-1", PERIOD, &[(national_id(1), 45)]).await.unwrap();
+    let response = app
+        .remit("BR-1", PERIOD, &[(national_id(1), 45)])
+        .await
+        .unwrap();
 
     assert_eq!(result(&response).settled_amount, 30);
     let unmatched = &result(&response).unmatched;
-    assert_eq!((unmatched[0].code.as_str(), unmatched[0].amount), ("amount_short", 15));
+    assert_eq!(
+        (unmatched[0].code.as_str(), unmatched[0].amount),
+        ("amount_short", 15)
+    );
     let settled = app.my_instalments("E1", pb::InstalmentState::Settled).await;
     assert_eq!(settled[0].period, "1405-08");
 }

@@ -11,9 +11,12 @@ async fn recording_a_schedule_twice_changes_nothing() {
     let app = spawn_service().await;
     app.record(schedule("P1", 1, PERIOD, &[40, 30])).await;
 
-    app.record(schedule("P1", 1, PERIOD, &[999, 999, 999])).await;
+    app.record(schedule("P1", 1, PERIOD, &[999, 999, 999]))
+        .await;
 
-    let items = app.my_instalments("E1", pb::InstalmentState::Unspecified).await;
+    let items = app
+        .my_instalments("E1", pb::InstalmentState::Unspecified)
+        .await;
     let amounts: Vec<i64> = items.iter().map(|i| i.amount).collect();
     assert_eq!(amounts, [40, 30]);
     assert_eq!(items[0].merchant_name, "Digikala");
@@ -25,7 +28,10 @@ async fn only_services_record_schedules_and_bad_ones_are_refused() {
     let refused = app
         .client
         .clone()
-        .record_schedule(attach(schedule("P1", 1, PERIOD, &[40]), &staff(Role::Support)))
+        .record_schedule(attach(
+            schedule("P1", 1, PERIOD, &[40]),
+            &staff(Role::Support),
+        ))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied);
@@ -67,12 +73,19 @@ async fn r20_a_partial_refund_cancels_the_unsettled_and_records_what_remains() {
         .await
         .unwrap();
 
-    let due = app.my_instalments("E1", pb::InstalmentState::Unsettled).await;
+    let due = app
+        .my_instalments("E1", pb::InstalmentState::Unsettled)
+        .await;
     assert_eq!(due.iter().map(|i| i.amount).collect::<Vec<_>>(), [25]);
-    let cancelled = app.my_instalments("E1", pb::InstalmentState::Cancelled).await;
+    let cancelled = app
+        .my_instalments("E1", pb::InstalmentState::Cancelled)
+        .await;
     assert_eq!(cancelled.len(), 2);
     // The deduction list shows only what remains.
-    let (rows, totals) = app.deductions(&staff(Role::Contracts), PERIOD).await.unwrap();
+    let (rows, totals) = app
+        .deductions(&staff(Role::Contracts), PERIOD)
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(totals.total, 25);
 }
@@ -95,8 +108,15 @@ async fn r20_a_whole_refund_leaves_nothing_due() {
         .await
         .unwrap();
 
-    assert!(app.my_instalments("E1", pb::InstalmentState::Unspecified).await.is_empty());
-    let remitted = app.remit("BR-1", PERIOD, &[(national_id(1), 40)]).await.unwrap();
+    assert!(
+        app.my_instalments("E1", pb::InstalmentState::Unspecified)
+            .await
+            .is_empty()
+    );
+    let remitted = app
+        .remit("BR-1", PERIOD, &[(national_id(1), 40)])
+        .await
+        .unwrap();
     assert_eq!(crate::codes(&remitted), [(1, "nothing_due".to_owned())]);
 }
 
@@ -104,7 +124,9 @@ async fn r20_a_whole_refund_leaves_nothing_due() {
 async fn r20_a_refund_after_a_settlement_is_refused() {
     let app = spawn_service().await;
     app.record(schedule("P1", 1, PERIOD, &[40, 40])).await;
-    app.remit("BR-1", PERIOD, &[(national_id(1), 40)]).await.unwrap();
+    app.remit("BR-1", PERIOD, &[(national_id(1), 40)])
+        .await
+        .unwrap();
 
     let refused = app
         .client
@@ -123,7 +145,12 @@ async fn r20_a_refund_after_a_settlement_is_refused() {
     assert_eq!(refused.code(), Code::FailedPrecondition);
     let problem = tavana_kit::error::Problem::from_status(&refused);
     assert_eq!(problem.code, "instalment_already_settled");
-    assert_eq!(app.my_instalments("E1", pb::InstalmentState::Unsettled).await.len(), 1);
+    assert_eq!(
+        app.my_instalments("E1", pb::InstalmentState::Unsettled)
+            .await
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
