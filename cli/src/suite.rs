@@ -90,10 +90,9 @@ impl Suite {
     }
 }
 
-fn stopped(mut stop: watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = stop.wait_for(|stop| *stop).await;
-    }
+/// Resolves once the suite is asked to stop.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 async fn bind(address: &str) -> anyhow::Result<TcpListener> {

@@ -119,58 +119,6 @@ impl Clock for AdjustableClock {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use chrono::TimeZone;
-
-    use super::*;
-
-    #[test]
-    fn frozen_clock_stands_still_until_moved() {
-        let start = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
-        let clock = AdjustableClock::frozen(start);
-
-        assert_eq!(clock.now(), start);
-        clock.advance(Duration::days(3));
-        assert_eq!(clock.now(), start + Duration::days(3));
-        clock.set(start);
-        assert_eq!(clock.now(), start);
-    }
-
-    #[test]
-    fn running_clock_applies_its_offset() {
-        let clock = AdjustableClock::new();
-
-        clock.advance(Duration::days(10));
-
-        let diff = clock.now() - Utc::now();
-        assert!(diff > Duration::days(10) - Duration::seconds(5));
-        assert!(diff < Duration::days(10) + Duration::seconds(5));
-    }
-
-    #[test]
-    fn set_moves_a_running_clock() {
-        let clock = AdjustableClock::new();
-        let target = Utc.with_ymd_and_hms(2030, 6, 1, 0, 0, 0).unwrap();
-
-        clock.set(target);
-
-        let diff = clock.now() - target;
-        assert!(diff >= Duration::zero() && diff < Duration::seconds(5));
-    }
-
-    #[test]
-    fn resumed_clock_runs_from_where_it_stood() {
-        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-        let clock = AdjustableClock::frozen(start);
-
-        clock.resume();
-
-        let diff = clock.now() - start;
-        assert!(diff >= Duration::zero() && diff < Duration::seconds(5));
-    }
-}
-
 /// Store key under which the dev clock's offset from system time is shared
 /// between processes (split mode in dev only).
 pub const DEV_CLOCK_KEY: &str = "dev:clock:offset_micros";
@@ -231,4 +179,56 @@ pub fn process_clock(store: Arc<dyn crate::store::KvStore>) -> SharedClock {
         }
     });
     clock
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn frozen_clock_stands_still_until_moved() {
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        let clock = AdjustableClock::frozen(start);
+
+        assert_eq!(clock.now(), start);
+        clock.advance(Duration::days(3));
+        assert_eq!(clock.now(), start + Duration::days(3));
+        clock.set(start);
+        assert_eq!(clock.now(), start);
+    }
+
+    #[test]
+    fn running_clock_applies_its_offset() {
+        let clock = AdjustableClock::new();
+
+        clock.advance(Duration::days(10));
+
+        let diff = clock.now() - Utc::now();
+        assert!(diff > Duration::days(10) - Duration::seconds(5));
+        assert!(diff < Duration::days(10) + Duration::seconds(5));
+    }
+
+    #[test]
+    fn set_moves_a_running_clock() {
+        let clock = AdjustableClock::new();
+        let target = Utc.with_ymd_and_hms(2030, 6, 1, 0, 0, 0).unwrap();
+
+        clock.set(target);
+
+        let diff = clock.now() - target;
+        assert!(diff >= Duration::zero() && diff < Duration::seconds(5));
+    }
+
+    #[test]
+    fn resumed_clock_runs_from_where_it_stood() {
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let clock = AdjustableClock::frozen(start);
+
+        clock.resume();
+
+        let diff = clock.now() - start;
+        assert!(diff >= Duration::zero() && diff < Duration::seconds(5));
+    }
 }
