@@ -185,6 +185,12 @@ impl FromRequestParts<AppState> for User {
             .verify(state, token)
             .await
             .ok_or_else(ApiError::unauthenticated)?;
+        let revoked = tavana_kit::revocation::is_revoked(state.store.as_ref(), &claims.sid)
+            .await
+            .map_err(ApiError::internal)?;
+        if revoked {
+            return Err(ApiError::unauthenticated());
+        }
         let grants = claims
             .roles
             .iter()

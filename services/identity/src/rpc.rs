@@ -11,6 +11,7 @@ use tavana_kit::caller::{Caller, Role, RoleGrant};
 use tavana_kit::error::Violation;
 use tavana_kit::ids::{Mobile, NationalId};
 use tavana_kit::outbox::OutboxHandle;
+use tavana_kit::revocation;
 use tavana_kit::store::check_rate;
 use tavana_proto::identity::v1 as pb;
 use tavana_proto::identity::v1::identity_service_server::IdentityService;
@@ -39,6 +40,21 @@ pub struct IdentityRpc {
     signer: TokenSigner,
     settings: Arc<Settings>,
     outbox: OutboxHandle,
+}
+
+impl IdentityRpc {
+    /// Records revoked sessions for the gateway, which then refuses their
+    /// access tokens at once. The database already holds the revocation
+    /// (refresh stops); failing to record it here is logged, not fatal,
+    /// since access tokens expire within 15 minutes anyway.
+    async fn revoke_access_of_sessions(&self, session_ids: &[String]) {
+        for session_id in session_ids {
+            let store = self.shared.store.as_ref();
+            if let Err(error) = revocation::revoke_session(store, session_id).await {
+                tracing::error!(%error, "cannot record the revocation of access tokens");
+            }
+        }
+    }
 }
 
 fn challenge_key(challenge_id: &str) -> String {
@@ -404,7 +420,10 @@ impl IdentityRpc {
             Rotation::Rotated(opened) => Ok(pb::RefreshSessionResponse {
                 tokens: Some(self.token_pair(&opened, refresh_token)?),
             }),
-            Rotation::Reused => Err(IdentityError::RefreshTokenReused),
+            Rotation::Reused(session_id) => {
+                self.revoke_access_of_sessions(&[session_id]).await;
+                Err(IdentityError::RefreshTokenReused)
+            }
             Rotation::Invalid => Err(IdentityError::RefreshTokenInvalid),
         }
     }
@@ -428,6 +447,8 @@ impl IdentityRpc {
         if !store::revoke_session(&self.db, session_id, employee_id, self.now()).await? {
             return Err(IdentityError::SessionNotFound);
         }
+        self.revoke_access_of_sessions(&[session_id.to_owned()])
+            .await;
         Ok(pb::LogoutResponse {})
     }
 
@@ -590,7 +611,9 @@ impl IdentityRpc {
             reference,
             actor: caller.employee_id().unwrap_or_default().to_owned(),
         };
-        let (employee, dedup_key) = store::change_mobile(&self.db, &change, self.now()).await?;
+        let (employee, dedup_key, revoked_sessions) =
+            store::change_mobile(&self.db, &change, self.now()).await?;
+        self.revoke_access_of_sessions(&revoked_sessions).await;
         self.outbox.notify();
         self.settle_dev_sms(&dedup_key).await;
         let view = store::employee_view(&self.db, employee).await?;
@@ -723,6 +746,15 @@ impl IdentityRpc {
             request.region_code.as_deref(),
         )
         .await?;
+        // Tokens carry roles: the holder signs in again and gets the roles left.
+        if let Some(employee) =
+            store::find_employee_by_national_id(&self.db, national_id.as_str()).await?
+        {
+            let revoked =
+                store::revoke_sessions_of(&self.db, &employee.id, "role_revoked", self.now())
+                    .await?;
+            self.revoke_access_of_sessions(&revoked).await;
+        }
         Ok(pb::RevokeRoleResponse {
             roles: grants_to_pb(&grants),
         })

@@ -26,4 +26,5 @@ pub use ids::{Mobile, NationalId};
 pub use jalali::{JalaliDate, JalaliPeriod};
 pub use money::Rial;
 mod main_macro;
+pub mod revocation;
 pub mod signal;

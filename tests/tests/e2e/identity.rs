@@ -310,9 +310,25 @@ async fn r5_support_changes_a_mobile_and_old_sessions_end() {
     assert_eq!(changed.status, 200, "{changed:?}");
     assert_eq!(changed.body["mobile"], mobile(60));
     assert_eq!(refresh.status, 401);
-    assert_eq!(by_employee.status, 403);
-    // The new number logs in.
-    app.login(&national_id(1), &mobile(60)).await;
+    // R5: the old access token stops working at once, not when it expires.
+    assert_eq!(by_employee.status, 401, "{by_employee:?}");
+    // The new number logs in; an employee still cannot change mobiles (R6).
+    let fresh = app.login(&national_id(1), &mobile(60)).await;
+    let me = app.get("/v1/me", Some(&fresh)).await;
+    assert_eq!(me.status, 200);
+    let forbidden = app
+        .post(
+            "/v1/support/mobile-changes",
+            Some(&fresh),
+            json!({
+                "national_id": national_id(1),
+                "new_mobile": mobile(61),
+                "requested_by_unit": "x",
+                "reference": "y",
+            }),
+        )
+        .await;
+    assert_eq!(forbidden.status, 403);
 }
 
 #[tokio::test]

@@ -496,8 +496,9 @@ async fn insert_refresh_token<C: ConnectionTrait>(
 pub enum Rotation {
     /// The token was exchanged for a new one of the same session.
     Rotated(Box<OpenedSession>),
-    /// The token was already rotated: its whole session family is now revoked.
-    Reused,
+    /// The token was already rotated: its whole session family (this
+    /// session id) is now revoked.
+    Reused(String),
     /// Unknown, expired, or of a revoked session.
     Invalid,
 }
@@ -552,7 +553,7 @@ pub async fn rotate_refresh_token(
         revoke_session_row(&txn, &token.session_id, "refresh_token_reused", now).await?;
         txn.commit().await?;
         tracing::warn!(session_id = %token.session_id, "refresh token reused, session revoked");
-        return Ok(Rotation::Reused);
+        return Ok(Rotation::Reused(token.session_id));
     }
     let Some(session) = session::Entity::find_by_id(token.session_id.clone())
         .one(&txn)
@@ -625,7 +626,7 @@ pub async fn change_mobile(
     db: &DatabaseConnection,
     request: &MobileChangeRequest,
     now: DateTime<Utc>,
-) -> Result<(employee::Model, String), IdentityError> {
+) -> Result<(employee::Model, String, Vec<String>), IdentityError> {
     let txn = db.begin().await?;
     if !lock_employee(&txn, &request.national_id, now).await? {
         return Err(IdentityError::EmployeeNotFound);
@@ -649,14 +650,7 @@ pub async fn change_mobile(
     active.mobile = Set(request.new_mobile.clone());
     active.updated_at = Set(now);
     let employee = active.update(&txn).await?;
-    let revoke = Query::update()
-        .table(session::Entity)
-        .value(session::Column::RevokedAt, now)
-        .value(session::Column::RevokedReason, "mobile_changed")
-        .and_where(Expr::col(session::Column::EmployeeId).eq(employee.id.as_str()))
-        .and_where(Expr::col(session::Column::RevokedAt).is_null())
-        .to_owned();
-    let revoked = txn.execute(&revoke).await?.rows_affected();
+    let revoked = revoke_sessions_of(&txn, &employee.id, "mobile_changed", now).await?;
     let dedup_key = format!("mobile_changed:{}", change.id);
     enqueue_sms(
         &txn,
@@ -665,8 +659,29 @@ pub async fn change_mobile(
     )
     .await?;
     txn.commit().await?;
-    tracing::info!(employee_id = %employee.id, revoked_sessions = revoked, "mobile changed");
-    Ok((employee, dedup_key))
+    tracing::info!(employee_id = %employee.id, revoked_sessions = revoked.len(), "mobile changed");
+    Ok((employee, dedup_key, revoked))
+}
+
+/// Revokes every open session of an employee; returns their ids.
+pub async fn revoke_sessions_of<C: ConnectionTrait>(
+    conn: &C,
+    employee_id: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, DbErr> {
+    let open: Vec<String> = session::Entity::find()
+        .filter(session::Column::EmployeeId.eq(employee_id))
+        .filter(session::Column::RevokedAt.is_null())
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|session| session.id)
+        .collect();
+    for session_id in &open {
+        revoke_session_row(conn, session_id, reason, now).await?;
+    }
+    Ok(open)
 }
 
 /// Returns the mobile changes of an employee, oldest first.
