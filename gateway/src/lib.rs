@@ -152,11 +152,22 @@ async fn rate_limit_per_ip(
     request: Request,
     next: Next,
 ) -> Response {
-    let ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_owned());
+    let forwarded = state
+        .settings
+        .trust_forwarded_for
+        .then(|| {
+            let header = request.headers().get("x-forwarded-for")?.to_str().ok()?;
+            let client = header.split(',').next()?.trim();
+            (!client.is_empty()).then(|| client.to_owned())
+        })
+        .flatten();
+    let ip = forwarded.unwrap_or_else(|| {
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| address.ip().to_string())
+            .unwrap_or_else(|| "unknown".to_owned())
+    });
     let rule = RateLimit {
         limit: state.settings.rate_limit_per_ip_per_minute,
         window: Duration::from_secs(60),

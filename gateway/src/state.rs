@@ -38,6 +38,9 @@ pub struct GatewaySettings {
     pub cors_origins: Vec<String>,
     /// Requests per minute one client IP may make.
     pub rate_limit_per_ip_per_minute: u64,
+    /// Behind an ingress: take the client IP from `X-Forwarded-For` (set by
+    /// the ingress controller) instead of the connection's peer.
+    pub trust_forwarded_for: bool,
     /// Deadline of one call to a service, in milliseconds.
     pub service_timeout_ms: u64,
     /// Largest request body, in bytes.
@@ -56,6 +59,7 @@ impl Default for GatewaySettings {
             dev: false,
             cors_origins: Vec::new(),
             rate_limit_per_ip_per_minute: 600,
+            trust_forwarded_for: false,
             service_timeout_ms: 30_000,
             max_body_bytes: 64 * 1024 * 1024,
         }
