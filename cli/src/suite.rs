@@ -277,7 +277,15 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Suite> {
     }
     {
         let state = AppState::new(settings.gateway, shared.store.clone(), dev_clock.clone())?;
-        let app = tavana_gateway::app(state);
+        // The portal calls the gateway's own HTTP API, on loopback when the
+        // gateway listens on every address.
+        let mut own_address = gateway;
+        if own_address.ip().is_unspecified() {
+            own_address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let mut portal = tavana_portal::PortalSettings::new(format!("http://{own_address}"));
+        portal.secure_cookie = !options.dev;
+        let app = tavana_gateway::app(state).merge(tavana_portal::router(portal));
         let stop = stop_receiver.clone();
         tasks.spawn(async move {
             let result = tavana_gateway::serve(app, gateway_listener, stopped(stop)).await;

@@ -1,0 +1,182 @@
+//! `tavana-bench`: starts the suite (all-in-one on SQLite, and split on PostgreSQL + Redis
+//! when both are reachable), loads synthetic data, runs each hot path at fixed concurrency
+//! for a fixed time beside an anchor measured on the same machine in the same run, and
+//! writes `BENCHMARKS.md` and `target/bench/results.json`.
+//!
+//! ```sh
+//! cargo run --release -p tavana-bench                 # full scale
+//! cargo run -p tavana-bench -- --quick --out target/bench/BENCHMARKS.quick.md
+//! ```
+
+mod anchors;
+mod load;
+mod report;
+mod rss;
+mod scenarios;
+mod seed;
+mod system;
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Command line of the benchmark.
+#[derive(Parser, Debug, Clone)]
+#[command(version, about = "Tavana's hot paths against the machine's own limits")]
+pub struct Options {
+    /// Small scale and about 2 s per scenario (for CI).
+    #[arg(long)]
+    pub quick: bool,
+    /// Where to write the Markdown table.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    pub out: PathBuf,
+    /// Seconds per load scenario (default 2 with --quick, 30 otherwise).
+    #[arg(long)]
+    pub seconds: Option<u64>,
+    /// Instalments of the deduction list and lines of the remittance.
+    #[arg(long)]
+    pub instalments: Option<u64>,
+    /// Merchants in the directory.
+    #[arg(long)]
+    pub merchants: Option<u64>,
+    /// Concurrent clients of the load scenarios.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Skip the split topology even when PostgreSQL and Redis are reachable.
+    #[arg(long)]
+    pub no_split: bool,
+    /// Skip the all-in-one topology.
+    #[arg(long)]
+    pub no_all_in_one: bool,
+}
+
+/// The scale of one run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Scale {
+    pub seconds: u64,
+    pub clients: usize,
+    pub buyers: u32,
+    pub instalments: u64,
+    pub merchants: u64,
+    pub pgbench_scale: u32,
+}
+
+impl Options {
+    fn scale(&self) -> Scale {
+        let (seconds, instalments, merchants, pgbench_scale) = if self.quick {
+            (2, 2_000, 500, 2)
+        } else {
+            (30, 1_000_000, 100_000, 16)
+        };
+        Scale {
+            seconds: self.seconds.unwrap_or(seconds),
+            clients: self.clients,
+            buyers: 16,
+            instalments: self.instalments.unwrap_or(instalments),
+            merchants: self.merchants.unwrap_or(merchants),
+            pgbench_scale,
+        }
+    }
+}
+
+/// Where PostgreSQL and Redis are expected, as in `.ci/run`.
+const DEFAULT_PG_URL: &str = "postgres://postgres:postgres@127.0.0.1:5432/postgres";
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// Sets what the child processes read from the environment: long deadlines (a remittance
+/// of a million lines is one call), the binaries' directory, PostgreSQL and Redis.
+fn prepare_environment(bin_dir: &std::path::Path) {
+    let mut variables: Vec<(String, String)> = vec![(
+        "TAVANA_GATEWAY__SERVICE_TIMEOUT_MS".into(),
+        "3600000".into(),
+    )];
+    for service in [
+        "IDENTITY",
+        "GUARANTEE",
+        "CREDIT",
+        "SETTLEMENT",
+        "MERCHANT_DIRECTORY",
+    ] {
+        variables.push((
+            format!("TAVANA_{service}__GRPC__REQUEST_TIMEOUT_MS"),
+            "3600000".into(),
+        ));
+    }
+    for (key, default) in [
+        ("RUST_LOG", "info".to_owned()),
+        ("TAVANA_BIN_DIR", bin_dir.display().to_string()),
+        ("TAVANA_TEST_PG_URL", DEFAULT_PG_URL.to_owned()),
+        ("TAVANA_TEST_REDIS_URL", DEFAULT_REDIS_URL.to_owned()),
+    ] {
+        if std::env::var_os(key).is_none() {
+            variables.push((key.to_owned(), default));
+        }
+    }
+    for (key, value) in variables {
+        // SAFETY: called from `main` before the runtime or any other thread starts.
+        unsafe { std::env::set_var(key, value) };
+    }
+}
+
+/// Returns true when a Redis server answers PING at `url` (`redis://host:port`).
+fn redis_answers(url: &str) -> bool {
+    let rest = url
+        .trim_start_matches("redis://")
+        .trim_start_matches("rediss://");
+    let host_port = rest.rsplit('@').next().unwrap_or(rest);
+    let host_port = host_port.split('/').next().unwrap_or(host_port);
+    let address = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:6379")
+    };
+    let Ok(addresses) = std::net::ToSocketAddrs::to_socket_addrs(&address) else {
+        return false;
+    };
+    addresses.into_iter().any(|address| {
+        let Ok(mut stream) = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))
+        else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut answer = [0u8; 16];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read(&mut answer).is_ok_and(|read| answer[..read].starts_with(b"+PONG"))
+    })
+}
+
+fn main() -> ExitCode {
+    let options = Options::parse();
+    let bin_dir = match system::bin_dir() {
+        Ok(dir) => dir,
+        Err(error) => {
+            eprintln!("tavana-bench: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    prepare_environment(&bin_dir);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("tavana-bench: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(scenarios::run_all(options, bin_dir)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("tavana-bench: a scenario failed (see the report)");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("tavana-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

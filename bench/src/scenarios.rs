@@ -1,0 +1,569 @@
+//! The run: anchors, then each topology with its data and scenarios, then the report.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+
+use crate::anchors::{Pgbench, Postgres};
+use crate::load::{self, LoadStats};
+use crate::report;
+use crate::rss::{self, PeakWatch};
+use crate::seed::{self, Actors, Http};
+use crate::system::{self, Mode, System};
+use crate::{Options, Scale};
+
+/// The outcome of one measurement: its result, or why it could not be taken.
+pub type Outcome<T> = Result<T, String>;
+
+/// A batch request (deduction list, remittance): time and memory of the servers.
+#[derive(Clone, Debug, Serialize)]
+pub struct Batch {
+    pub seconds: f64,
+    /// The largest peak resident size among the server processes involved.
+    pub peak_rss_bytes: u64,
+    /// Each server process's peak: name, pid, bytes.
+    pub processes: Vec<(String, u32, u64)>,
+    /// Rows streamed, or instalments settled.
+    pub items: u64,
+    pub bytes: u64,
+}
+
+/// Resident memory of an idle system.
+#[derive(Clone, Debug, Serialize)]
+pub struct Idle {
+    pub rss_bytes: u64,
+    pub hwm_bytes: u64,
+    pub processes: usize,
+}
+
+/// Everything measured on one topology.
+#[derive(Debug, Serialize)]
+pub struct ModeResults {
+    pub mode: &'static str,
+    pub label: &'static str,
+    pub idle: Outcome<Idle>,
+    pub seeding: serde_json::Value,
+    pub balance: Outcome<LoadStats>,
+    pub purchase: Outcome<LoadStats>,
+    pub merchant_search: Outcome<LoadStats>,
+    pub deduction_list: Outcome<Batch>,
+    pub remittance: Outcome<Batch>,
+}
+
+impl ModeResults {
+    fn failed(mode: Mode, why: &str) -> ModeResults {
+        let failed = || Err(why.to_owned());
+        ModeResults {
+            mode: mode.key(),
+            label: mode.label(),
+            idle: Err(why.to_owned()),
+            seeding: json!(null),
+            balance: failed(),
+            purchase: failed(),
+            merchant_search: failed(),
+            deduction_list: Err(why.to_owned()),
+            remittance: Err(why.to_owned()),
+        }
+    }
+
+    /// Returns true when every scenario produced a measurement.
+    pub fn all_ok(&self) -> bool {
+        self.idle.is_ok()
+            && self.balance.is_ok()
+            && self.purchase.is_ok()
+            && self.merchant_search.is_ok()
+            && self.deduction_list.is_ok()
+            && self.remittance.is_ok()
+    }
+}
+
+/// The anchors, measured once per run.
+#[derive(Debug, Serialize)]
+pub struct Anchors {
+    pub tonic_echo: Outcome<LoadStats>,
+    pub pgbench: Option<Outcome<Pgbench>>,
+    pub copy_in_seconds: Option<Outcome<f64>>,
+    pub copy_out_seconds: Option<Outcome<f64>>,
+}
+
+/// Runs everything; returns true when no scenario failed.
+pub async fn run_all(options: Options, bin_dir: PathBuf) -> anyhow::Result<bool> {
+    let scale = options.scale();
+    let target_dir = bin_dir
+        .parent()
+        .context("no target directory")?
+        .to_path_buf();
+    let bench_dir = target_dir.join("bench");
+    let log_dir = bench_dir.join("logs");
+    std::fs::create_dir_all(&log_dir)?;
+    let started = Instant::now();
+    println!("tavana-bench: scale {scale:?}");
+
+    println!("building the suite's binaries");
+    tokio::task::block_in_place(|| system::build_binaries(&bin_dir))?;
+
+    let pg_url = std::env::var("TAVANA_TEST_PG_URL").unwrap_or_default();
+    let redis_url = std::env::var("TAVANA_TEST_REDIS_URL").unwrap_or_default();
+    let postgres = tokio::task::block_in_place(|| Postgres::detect(&pg_url));
+    let redis = tokio::task::block_in_place(|| crate::redis_answers(&redis_url));
+    println!(
+        "PostgreSQL: {}, Redis: {}",
+        if postgres.is_some() { "reachable" } else { "not reachable" },
+        if redis { "reachable" } else { "not reachable" }
+    );
+    let duration = Duration::from_secs(scale.seconds);
+
+    println!("anchor: tonic unary echo, {} clients", scale.clients);
+    let tonic_echo = crate::anchors::tonic_echo(scale.clients, duration)
+        .await
+        .map_err(|error| format!("{error:#}"))
+        .and_then(nonzero);
+    let pgbench = match &postgres {
+        Some(postgres) => {
+            println!("anchor: pgbench -s {} -c {}", scale.pgbench_scale, scale.clients);
+            Some(
+                tokio::task::block_in_place(|| {
+                    postgres.pgbench(scale.pgbench_scale, scale.clients, duration)
+                })
+                .map_err(|error| format!("{error:#}")),
+            )
+        }
+        None => None,
+    };
+
+    let remittance_csv = bench_dir.join("remittance.csv");
+    write_remittance_csv(&remittance_csv, scale.instalments)?;
+    let deduction_csv = bench_dir.join("deductions.csv");
+
+    let mut modes = Vec::new();
+    let mut wanted = Vec::new();
+    if !options.no_all_in_one {
+        wanted.push(Mode::AllInOne);
+    }
+    if !options.no_split {
+        if postgres.is_some() && redis {
+            wanted.push(Mode::Split);
+        } else {
+            println!("split mode skipped: PostgreSQL or Redis is not reachable");
+        }
+    }
+    for mode in wanted {
+        println!("== {}", mode.label());
+        let results = run_mode(
+            mode,
+            &scale,
+            &bin_dir,
+            &log_dir,
+            &remittance_csv,
+            &deduction_csv,
+            postgres.as_ref(),
+        )
+        .await
+        .unwrap_or_else(|error| {
+            eprintln!("{}: {error:#}", mode.label());
+            ModeResults::failed(mode, &format!("{error:#}"))
+        });
+        modes.push(results);
+    }
+
+    let (copy_in_seconds, copy_out_seconds) = match &postgres {
+        Some(postgres) => {
+            println!("anchor: COPY in and out");
+            let copy_in = tokio::task::block_in_place(|| postgres.copy_in(&remittance_csv))
+                .map_err(|error| format!("{error:#}"));
+            let copy_out = if deduction_csv.exists() {
+                tokio::task::block_in_place(|| {
+                    postgres.copy_out(&deduction_csv, &bench_dir.join("deductions.copy.csv"))
+                })
+                .map_err(|error| format!("{error:#}"))
+            } else {
+                Err("no deduction list was downloaded".to_owned())
+            };
+            let _ = postgres.psql(
+                &postgres.server_url,
+                "drop database if exists tavana_bench_scratch with (force)",
+            );
+            (Some(copy_in), Some(copy_out))
+        }
+        None => (None, None),
+    };
+    let anchors = Anchors {
+        tonic_echo,
+        pgbench,
+        copy_in_seconds,
+        copy_out_seconds,
+    };
+
+    let all_ok = anchors.tonic_echo.is_ok() && modes.iter().all(ModeResults::all_ok);
+    let meta = report::Meta::collect(&options, &scale, &bin_dir, started.elapsed());
+    let results_file = bench_dir.join("results.json");
+    std::fs::write(
+        &results_file,
+        serde_json::to_string_pretty(&json!({
+            "meta": meta,
+            "anchors": anchors,
+            "modes": modes,
+        }))?,
+    )?;
+    let markdown = report::markdown(&meta, &anchors, &modes, &options.out);
+    if let Some(parent) = options.out.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&options.out, &markdown)?;
+    println!("{}", report::table(&anchors, &modes));
+    println!(
+        "wrote {} and {} in {:.0} s",
+        options.out.display(),
+        results_file.display(),
+        started.elapsed().as_secs_f64()
+    );
+    let _ = std::fs::remove_file(&remittance_csv);
+    Ok(all_ok)
+}
+
+fn nonzero(stats: LoadStats) -> Outcome<LoadStats> {
+    if stats.ok == 0 {
+        return Err(format!(
+            "no request succeeded: {}",
+            stats.first_error.unwrap_or_default()
+        ));
+    }
+    Ok(stats)
+}
+
+fn write_remittance_csv(path: &Path, lines: u64) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    std::io::Write::write_all(&mut out, b"national_id,amount\n")?;
+    for i in 0..lines {
+        std::io::Write::write_all(
+            &mut out,
+            format!("{},{}\n", seed::bulk_national_id(i), seed::bulk_amount(i)).as_bytes(),
+        )?;
+    }
+    std::io::Write::flush(&mut out)?;
+    Ok(())
+}
+
+async fn run_mode(
+    mode: Mode,
+    scale: &Scale,
+    bin_dir: &Path,
+    log_dir: &Path,
+    remittance_csv: &Path,
+    deduction_csv: &Path,
+    postgres: Option<&Postgres>,
+) -> anyhow::Result<ModeResults> {
+    let system = match mode {
+        Mode::AllInOne => system::start_all_in_one(bin_dir, log_dir).await?,
+        Mode::Split => system::start_split().await?,
+    };
+    let results = measure(&system, scale, remittance_csv, deduction_csv).await;
+    let databases = system.databases.clone();
+    system.stop().await;
+    if let Some(postgres) = postgres {
+        postgres.drop_databases(&databases);
+    }
+    results
+}
+
+async fn measure(
+    system: &System,
+    scale: &Scale,
+    remittance_csv: &Path,
+    deduction_csv: &Path,
+) -> anyhow::Result<ModeResults> {
+    let mode = system.mode;
+    let duration = Duration::from_secs(scale.seconds);
+    let idle = idle(system, if scale.seconds <= 2 { 1 } else { 5 }).await;
+
+    let http = Http::new(&system.gateway_url)?;
+    let timer = Instant::now();
+    let actors = seed::actors(system, &http, scale.buyers).await?;
+    let actors_seconds = timer.elapsed().as_secs_f64();
+    println!("  {} buyers with facilities in {actors_seconds:.1} s", scale.buyers);
+    let timer = Instant::now();
+    let merchants = seed::merchants(system, scale.merchants).await?;
+    println!(
+        "  {} merchants in {:.1} s ({:.0}/s, {} retries)",
+        scale.merchants,
+        timer.elapsed().as_secs_f64(),
+        merchants.per_second,
+        merchants.retries
+    );
+    let timer = Instant::now();
+    // SQLite answers concurrent writers of settlement with "database is locked" (see
+    // BENCHMARKS.md): few writers there, many on PostgreSQL.
+    let writers = if mode == Mode::AllInOne { 2 } else { 32 };
+    let instalments = seed::instalments(system, scale.instalments, writers).await?;
+    println!(
+        "  {} instalments in {:.1} s ({:.0}/s, {} writers, {} retries)",
+        scale.instalments,
+        timer.elapsed().as_secs_f64(),
+        instalments.per_second,
+        writers,
+        instalments.retries
+    );
+    let seeding = json!({
+        "buyers": scale.buyers,
+        "actors_seconds": actors_seconds,
+        "merchants": scale.merchants,
+        "merchants_per_second": merchants.per_second.round(),
+        "merchants_retried": merchants.retries,
+        "instalments": scale.instalments,
+        "instalments_per_second": instalments.per_second.round(),
+        "instalments_writers": writers,
+        "instalments_retried": instalments.retries,
+    });
+
+    println!("  balance reads");
+    let balance = balance(&http, &actors, scale.clients, duration).await;
+    println!("  purchases");
+    let purchase = purchases(&http, &actors, scale.clients, duration).await;
+    println!("  merchant search");
+    let merchant_search = merchant_search(&http, scale, duration).await;
+    println!("  deduction list");
+    let deduction_list = deduction_list(system, &http, &actors, deduction_csv, scale.instalments)
+        .await
+        .map_err(|error| format!("{error:#}"));
+    println!("  remittance");
+    let remittance = remittance(system, &http, &actors, remittance_csv, scale.instalments)
+        .await
+        .map_err(|error| format!("{error:#}"));
+    Ok(ModeResults {
+        mode: mode.key(),
+        label: mode.label(),
+        idle,
+        seeding,
+        balance,
+        purchase,
+        merchant_search,
+        deduction_list,
+        remittance,
+    })
+}
+
+async fn idle(system: &System, settle_seconds: u64) -> Outcome<Idle> {
+    tokio::time::sleep(Duration::from_secs(settle_seconds)).await;
+    let pids: Vec<u32> = match system.all_in_one_pid() {
+        Some(pid) => vec![pid],
+        None => [
+            "tavana-identity",
+            "tavana-guarantee",
+            "tavana-credit",
+            "tavana-settlement",
+            "tavana-merchant-directory",
+            "tavana-gateway",
+        ]
+        .iter()
+        .flat_map(|name| rss::children_named(name))
+        .collect(),
+    };
+    if pids.is_empty() {
+        return Err("no server process found".into());
+    }
+    let sum = |field: &str| {
+        pids.iter()
+            .map(|pid| rss::status_bytes(*pid, field).unwrap_or(0))
+            .sum()
+    };
+    Ok(Idle {
+        rss_bytes: sum("VmRSS"),
+        hwm_bytes: sum("VmHWM"),
+        processes: pids.len(),
+    })
+}
+
+async fn balance(http: &Http, actors: &Actors, clients: usize, duration: Duration) -> Outcome<LoadStats> {
+    let (http, tokens) = (http.clone(), Arc::new(actors.buyers.clone()));
+    let url = http.url("/v1/me/balance");
+    nonzero(
+        load::run(clients, duration, move |client, _| {
+            let request = http
+                .client
+                .get(&url)
+                .bearer_auth(&tokens[client % tokens.len()]);
+            async move {
+                let response = request.send().await.map_err(|error| error.to_string())?;
+                let status = response.status();
+                let body = response.bytes().await.map_err(|error| error.to_string())?;
+                if status != 200 {
+                    return Err(format!("{status} {}", String::from_utf8_lossy(&body)));
+                }
+                Ok(())
+            }
+        })
+        .await,
+    )
+}
+
+async fn purchases(http: &Http, actors: &Actors, clients: usize, duration: Duration) -> Outcome<LoadStats> {
+    let (http, tokens) = (http.clone(), Arc::new(actors.buyers.clone()));
+    let url = http.url("/v1/me/purchases");
+    let body = Arc::new(json!({ "merchant_id": actors.merchant_id, "kind": "credit", "amount": 1000 }));
+    nonzero(
+        load::run(clients, duration, move |client, _| {
+            let request = http
+                .client
+                .post(&url)
+                .bearer_auth(&tokens[client % tokens.len()])
+                .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                .json(&*body);
+            async move {
+                let response = request.send().await.map_err(|error| error.to_string())?;
+                let status = response.status();
+                let body = response.bytes().await.map_err(|error| error.to_string())?;
+                if status != 201 {
+                    return Err(format!("{status} {}", String::from_utf8_lossy(&body)));
+                }
+                Ok(())
+            }
+        })
+        .await,
+    )
+}
+
+async fn merchant_search(http: &Http, scale: &Scale, duration: Duration) -> Outcome<LoadStats> {
+    let http = http.clone();
+    let url = http.url("/v1/merchants");
+    let merchants = scale.merchants.max(1);
+    nonzero(
+        load::run(scale.clients, duration, move |client, sequence| {
+            // A spread of names, most of them rare: the search cannot stop early.
+            let i = (client as u64 * 7_919 + sequence * 104_729) % merchants;
+            let request = http
+                .client
+                .get(&url)
+                .query(&[("q", seed::merchant_name(i)), ("page_size", "20".to_owned())]);
+            async move {
+                let response = request.send().await.map_err(|error| error.to_string())?;
+                let status = response.status();
+                let body = response.bytes().await.map_err(|error| error.to_string())?;
+                if status != 200 {
+                    return Err(format!("{status} {}", String::from_utf8_lossy(&body)));
+                }
+                Ok(())
+            }
+        })
+        .await,
+    )
+}
+
+fn peak_of(peaks: &[(u32, u64)], names: &[(String, u32)]) -> (u64, Vec<(String, u32, u64)>) {
+    let processes: Vec<(String, u32, u64)> = peaks
+        .iter()
+        .map(|(pid, bytes)| {
+            let name = names
+                .iter()
+                .find(|(_, p)| p == pid)
+                .map(|(name, _)| name.clone())
+                .unwrap_or_default();
+            (name, *pid, *bytes)
+        })
+        .collect();
+    let peak = processes.iter().map(|(_, _, bytes)| *bytes).max().unwrap_or(0);
+    (peak, processes)
+}
+
+async fn deduction_list(
+    system: &System,
+    http: &Http,
+    actors: &Actors,
+    out: &Path,
+    instalments: u64,
+) -> anyhow::Result<Batch> {
+    let names = system.settlement_processes();
+    let watch = PeakWatch::start(names.iter().map(|(_, pid)| *pid).collect());
+    let started = Instant::now();
+    let mut response = http
+        .client
+        .get(http.url(&format!(
+            "/v1/organizations/{}/deductions/{}",
+            seed::BULK_ORGANIZATION,
+            seed::PERIOD
+        )))
+        .bearer_auth(&actors.support)
+        .header(reqwest::header::ACCEPT, "text/csv")
+        .send()
+        .await?;
+    anyhow::ensure!(response.status() == 200, "deduction list: {}", response.status());
+    let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(out).await?);
+    let (mut bytes, mut lines) = (0u64, 0u64);
+    while let Some(chunk) = response.chunk().await? {
+        bytes += chunk.len() as u64;
+        lines += chunk.iter().filter(|byte| **byte == b'\n').count() as u64;
+        file.write_all(&chunk).await?;
+    }
+    file.flush().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (peak_rss_bytes, processes) = peak_of(&watch.finish().await, &names);
+    // A header, one line per employee, the totals line.
+    anyhow::ensure!(
+        lines == instalments + 2,
+        "the deduction list has {lines} lines, expected {}",
+        instalments + 2
+    );
+    Ok(Batch {
+        seconds,
+        peak_rss_bytes,
+        processes,
+        items: lines.saturating_sub(2),
+        bytes,
+    })
+}
+
+async fn remittance(
+    system: &System,
+    http: &Http,
+    actors: &Actors,
+    csv: &Path,
+    instalments: u64,
+) -> anyhow::Result<Batch> {
+    let body = tokio::fs::read(csv).await?;
+    let bytes = body.len() as u64;
+    let names = system.settlement_processes();
+    let watch = PeakWatch::start(names.iter().map(|(_, pid)| *pid).collect());
+    let started = Instant::now();
+    let response = http
+        .client
+        .post(http.url("/v1/remittances"))
+        .query(&[
+            ("organization_id", seed::BULK_ORGANIZATION.to_owned()),
+            ("period", seed::PERIOD.to_owned()),
+            ("bank_reference", format!("BENCH-{}", uuid::Uuid::new_v4().simple())),
+        ])
+        .bearer_auth(&actors.support)
+        .header(reqwest::header::CONTENT_TYPE, "text/csv")
+        .body(body)
+        .send()
+        .await?;
+    let status = response.status();
+    let text = response.text().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (peak_rss_bytes, processes) = peak_of(&watch.finish().await, &names);
+    anyhow::ensure!(status == 200, "remittance: {status} {}", truncate(&text));
+    let answer: serde_json::Value = serde_json::from_str(&text)?;
+    let settled = answer["settled_instalments"].as_u64().unwrap_or(0);
+    anyhow::ensure!(
+        settled == instalments,
+        "the remittance settled {settled} of {instalments} instalments: {}",
+        truncate(&text)
+    );
+    Ok(Batch {
+        seconds,
+        peak_rss_bytes,
+        processes,
+        items: settled,
+        bytes,
+    })
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(500).collect()
+}

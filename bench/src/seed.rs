@@ -1,0 +1,496 @@
+//! Synthetic data: staff and buyers with open facilities through the real HTTP flows
+//! (login by dev SMS, credit request, guarantor and finance approvals, dev clock +72 h),
+//! and the bulk sets (merchants, instalments) through the services' gRPC, as the gateway
+//! or a peer service would call them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use tavana_e2e::{mobile, national_id};
+use tavana_kit::caller::{Caller, Role, RoleGrant};
+use tavana_proto::merchant_directory::v1 as md;
+use tavana_proto::settlement::v1 as settlement;
+
+use crate::system::System;
+
+/// The organization of the buyers.
+pub const ORGANIZATION: &str = "ORG-BENCH";
+/// The organization of the bulk instalments (deduction list, remittance).
+pub const BULK_ORGANIZATION: &str = "ORG-BULK";
+/// The salary period of the bulk instalments.
+pub const PERIOD: &str = "1405-01";
+const REGION: &str = "R01";
+const BUYER_SALARY: i64 = 4_000_000_000;
+const GRPC_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A small HTTP client of the gateway.
+#[derive(Clone)]
+pub struct Http {
+    pub base_url: String,
+    pub client: reqwest::Client,
+}
+
+impl Http {
+    /// Creates a client with a connection pool large enough for the load clients.
+    pub fn new(base_url: &str) -> anyhow::Result<Http> {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(3600))
+            .build()?;
+        Ok(Http {
+            base_url: base_url.to_owned(),
+            client,
+        })
+    }
+
+    /// Returns the absolute URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    async fn answer(request: reqwest::RequestBuilder) -> anyhow::Result<(u16, Value)> {
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
+    }
+
+    /// `GET path` with an optional bearer token.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> anyhow::Result<(u16, Value)> {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        Self::answer(request).await
+    }
+
+    /// `POST path` with a JSON body and an optional bearer token.
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self.client.post(self.url(path)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        Self::answer(request).await
+    }
+
+    /// `POST path`, expecting `status`; returns the body.
+    async fn expect(
+        &self,
+        status: u16,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> anyhow::Result<Value> {
+        let (got, answer) = self.post(path, token, body).await?;
+        anyhow::ensure!(got == status, "POST {path}: {got} {answer}");
+        Ok(answer)
+    }
+}
+
+/// The people and the merchant the load scenarios use.
+pub struct Actors {
+    /// Access tokens of the buyers, each with an active facility.
+    pub buyers: Vec<String>,
+    /// Access token of a `support` user.
+    pub support: String,
+    /// A contracted merchant that sells on credit.
+    pub merchant_id: String,
+}
+
+struct Staff {
+    n: u32,
+    role: &'static str,
+    region: Option<&'static str>,
+}
+
+const STAFF: [Staff; 4] = [
+    Staff {
+        n: 900_001,
+        role: "region_finance",
+        region: Some(REGION),
+    },
+    Staff {
+        n: 900_002,
+        role: "region_welfare_manager",
+        region: Some(REGION),
+    },
+    Staff {
+        n: 900_003,
+        role: "support",
+        region: None,
+    },
+    Staff {
+        n: 900_004,
+        role: "contracts",
+        region: None,
+    },
+];
+
+/// Logs in by SMS code through the gateway and the dev SMS endpoint.
+async fn login(http: &Http, n: u32) -> anyhow::Result<String> {
+    let (national_id, mobile) = (national_id(n), mobile(n));
+    let started = http
+        .expect(
+            202,
+            "/v1/auth/login-code",
+            None,
+            json!({ "national_id": national_id, "mobile": mobile }),
+        )
+        .await?;
+    let challenge_id = started["challenge_id"]
+        .as_str()
+        .context("no challenge_id")?
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let code = loop {
+        let (_, messages) = http.get(&format!("/v1/dev/sms/{mobile}"), None).await?;
+        let code = messages["items"].as_array().and_then(|items| {
+            items
+                .iter()
+                .find_map(|message| message["code"].as_str().map(str::to_owned))
+        });
+        if let Some(code) = code {
+            break code;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no login code for {mobile}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let token = http
+        .expect(
+            200,
+            "/v1/auth/token",
+            None,
+            json!({ "challenge_id": challenge_id, "code": code }),
+        )
+        .await?;
+    Ok(token["access_token"]
+        .as_str()
+        .context("no access_token")?
+        .to_owned())
+}
+
+/// Creates the organization, staff and `buyers` employees (an even number), opens a
+/// facility for each buyer through the real approval flow (buyers guarantee each other in
+/// pairs), moves the dev clock past the 72 hours, and approves one merchant.
+pub async fn actors(system: &System, http: &Http, buyers: u32) -> anyhow::Result<Actors> {
+    anyhow::ensure!(buyers >= 2 && buyers % 2 == 0, "buyers come in pairs");
+    system
+        .admin
+        .add_organization(ORGANIZATION, "اداره آموزش و پرورش (بنچمارک)", true)
+        .await?;
+    let mut csv = String::from(
+        "national_id,full_name,mobile,organization_id,region_code,net_salary,service_start_date\n",
+    );
+    let people = (1..=buyers).map(|n| (n, BUYER_SALARY)).chain(STAFF.iter().map(|s| (s.n, 250_000_000)));
+    for (n, salary) in people {
+        csv.push_str(&format!(
+            "{},کارمند {n},{},{ORGANIZATION},{REGION},{salary},2010-09-23\n",
+            national_id(n),
+            mobile(n)
+        ));
+    }
+    let report = system.admin.import_employees(csv.as_bytes()).await?;
+    let report = serde_json::to_value(report)?;
+    anyhow::ensure!(
+        report["rejected"].as_array().is_some_and(Vec::is_empty),
+        "employees rejected: {report}"
+    );
+    for staff in &STAFF {
+        system
+            .admin
+            .grant_role(&national_id(staff.n), staff.role, staff.region)
+            .await?;
+    }
+    let finance = login(http, STAFF[0].n).await?;
+    let welfare = login(http, STAFF[1].n).await?;
+    let support = login(http, STAFF[2].n).await?;
+    let contracts = login(http, STAFF[3].n).await?;
+    let mut tokens = Vec::new();
+    for n in 1..=buyers {
+        tokens.push(login(http, n).await?);
+    }
+
+    for index in 0..tokens.len() {
+        let partner = index ^ 1;
+        let filed = http
+            .expect(
+                201,
+                "/v1/me/credit-requests",
+                Some(&tokens[index]),
+                json!({
+                    "guarantor_national_id": national_id(partner as u32 + 1),
+                    "monthly_credit": BUYER_SALARY / 4,
+                    "instalment_months": 12,
+                }),
+            )
+            .await?;
+        let id = filed["id"].as_str().context("no request id")?;
+        http.expect(
+            200,
+            &format!("/v1/credit-requests/{id}/guarantor-decision"),
+            Some(&tokens[partner]),
+            json!({ "approve": true }),
+        )
+        .await?;
+        http.expect(
+            200,
+            &format!("/v1/credit-requests/{id}/finance-decision"),
+            Some(&finance),
+            json!({ "approve": true }),
+        )
+        .await?;
+    }
+    // Facilities are opened through guarantee's outbox.
+    wait_for_balances(http, &tokens, |_| true).await?;
+    http.expect(
+        200,
+        "/v1/dev/clock",
+        None,
+        json!({ "advance_seconds": 72 * 3600 + 60 }),
+    )
+    .await?;
+    wait_for_balances(http, &tokens, |balance| balance["status"] == "active").await?;
+
+    let proposal = http
+        .expect(
+            201,
+            "/v1/merchant-proposals",
+            Some(&welfare),
+            json!({
+                "name": "کتاب‌فروشی بنچمارک",
+                "kind": "online",
+                "website": "https://bench-books.example",
+                "categories": ["کتاب"],
+                "supports_credit": true,
+                "supports_instalment": true,
+                "contact_phone": "02188000000",
+            }),
+        )
+        .await?;
+    let proposal_id = proposal["id"].as_str().context("no proposal id")?;
+    let decision = http
+        .expect(
+            200,
+            &format!("/v1/merchant-proposals/{proposal_id}/decision"),
+            Some(&contracts),
+            json!({ "approve": true }),
+        )
+        .await?;
+    Ok(Actors {
+        buyers: tokens,
+        support,
+        merchant_id: decision["merchant_id"]
+            .as_str()
+            .context("no merchant_id")?
+            .to_owned(),
+    })
+}
+
+async fn wait_for_balances(
+    http: &Http,
+    tokens: &[String],
+    ready: impl Fn(&Value) -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for token in tokens {
+        loop {
+            let (status, balance) = http.get("/v1/me/balance", Some(token)).await?;
+            if status == 200 && ready(&balance) {
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "a facility did not become ready within 60 s: {status} {balance}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
+/// How a bulk load went.
+#[derive(Clone, Copy, Debug)]
+pub struct BulkRate {
+    pub per_second: f64,
+    /// Calls answered with an internal error (e.g. SQLite's "database is locked") and
+    /// sent again.
+    pub retries: u64,
+}
+
+/// Runs `count` calls `call(i)` over `concurrency` workers, sending a call again when the
+/// service answers with an internal error (nothing was written then).
+async fn bulk<F, Fut>(count: u64, concurrency: usize, call: F) -> anyhow::Result<BulkRate>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), tonic::Status>> + Send,
+{
+    const ATTEMPTS: u32 = 100;
+    let call = Arc::new(call);
+    let next = Arc::new(AtomicU64::new(0));
+    let retries = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (call, next, retries) = (call.clone(), next.clone(), retries.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return anyhow::Ok(());
+                }
+                let mut attempt = 0;
+                loop {
+                    match call(i).await {
+                        Ok(()) => break,
+                        Err(status)
+                            if status.code() == tonic::Code::Internal && attempt < ATTEMPTS =>
+                        {
+                            attempt += 1;
+                            retries.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(u64::from(attempt))).await;
+                        }
+                        Err(status) => anyhow::bail!("call {i}: {status}"),
+                    }
+                }
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(BulkRate {
+        per_second: count as f64 / started.elapsed().as_secs_f64().max(1e-9),
+        retries: retries.load(Ordering::Relaxed),
+    })
+}
+
+fn with_caller<T>(message: T, caller: &Caller) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    caller.write_metadata(request.metadata_mut());
+    request
+}
+
+/// The national ID of the `i`th employee of the bulk organization.
+pub fn bulk_national_id(i: u64) -> String {
+    national_id(1_000_000 + u32::try_from(i).unwrap_or(u32::MAX - 1_000_000))
+}
+
+/// The amount of the `i`th bulk instalment.
+pub fn bulk_amount(i: u64) -> i64 {
+    100_000 + (i % 1000) as i64 * 10
+}
+
+/// Records `count` purchases of the bulk organization, one instalment each in
+/// [`PERIOD`], through settlement's `RecordSchedule` as credit's outbox would.
+pub async fn instalments(
+    system: &System,
+    count: u64,
+    concurrency: usize,
+) -> anyhow::Result<BulkRate> {
+    let channel = tavana_kit::grpc::channel(&system.settlement_url, GRPC_TIMEOUT)?;
+    let client = settlement::settlement_service_client::SettlementServiceClient::new(channel);
+    let caller = Caller::service("credit");
+    bulk(count, concurrency, move |i| {
+        let (mut client, caller) = (client.clone(), caller.clone());
+        async move {
+            let message = settlement::RecordScheduleRequest {
+                purchase_id: format!("bench-purchase-{i:08}"),
+                employee_id: format!("bench-employee-{i:08}"),
+                national_id: bulk_national_id(i),
+                full_name: format!("کارمند {i}"),
+                organization_id: BULK_ORGANIZATION.to_owned(),
+                merchant_id: "bench-merchant".to_owned(),
+                merchant_name: "فروشگاه بنچمارک".to_owned(),
+                instalments: vec![settlement::ScheduledInstalment {
+                    seq: 1,
+                    period: PERIOD.to_owned(),
+                    amount: bulk_amount(i),
+                }],
+            };
+            client
+                .record_schedule(with_caller(message, &caller))
+                .await
+                .map(|_| ())
+        }
+    })
+    .await
+}
+
+/// Words of the synthetic merchants' names and the merchant search queries.
+pub const NAME_WORDS: [&str; 8] = [
+    "کتاب", "پوشاک", "لوازم خانگی", "دیجیتال", "ورزشی", "لوازم التحریر", "اسباب بازی", "عطر",
+];
+
+/// The name of the `i`th synthetic merchant.
+pub fn merchant_name(i: u64) -> String {
+    format!("فروشگاه {} {i}", NAME_WORDS[(i % NAME_WORDS.len() as u64) as usize])
+}
+
+/// Proposes and approves `count` merchants through merchant-directory's gRPC, as the
+/// gateway does for a welfare manager and for contracts.
+pub async fn merchants(system: &System, count: u64) -> anyhow::Result<BulkRate> {
+    let channel = tavana_kit::grpc::channel(&system.merchants_url, GRPC_TIMEOUT)?;
+    let client = md::merchant_directory_service_client::MerchantDirectoryServiceClient::new(channel);
+    let welfare = Caller::User {
+        employee_id: "bench-welfare".into(),
+        national_id: national_id(STAFF[1].n),
+        grants: vec![RoleGrant::regional(Role::RegionWelfareManager, REGION)],
+    };
+    let contracts = Caller::User {
+        employee_id: "bench-contracts".into(),
+        national_id: national_id(STAFF[3].n),
+        grants: vec![RoleGrant::global(Role::Contracts)],
+    };
+    bulk(count, 16, move |i| {
+        let (mut client, welfare, contracts) = (client.clone(), welfare.clone(), contracts.clone());
+        async move {
+            let online = i % 2 == 0;
+            let data = md::MerchantData {
+                name: merchant_name(i),
+                kind: if online {
+                    md::MerchantKind::Online as i32
+                } else {
+                    md::MerchantKind::InPerson as i32
+                },
+                website: online.then(|| format!("https://shop-{i}.example")),
+                city: (!online).then(|| "تهران".to_owned()),
+                province: (!online).then(|| "تهران".to_owned()),
+                address: (!online).then(|| format!("خیابان {i}")),
+                categories: vec![NAME_WORDS[(i % NAME_WORDS.len() as u64) as usize].to_owned()],
+                supports_credit: true,
+                supports_instalment: i % 3 != 0,
+                contact_phone: "02188000000".to_owned(),
+            };
+            let proposal = client
+                .propose_merchant(with_caller(
+                    md::ProposeMerchantRequest { data: Some(data) },
+                    &welfare,
+                ))
+                .await?
+                .into_inner()
+                .proposal
+                .ok_or_else(|| tonic::Status::internal("no proposal"))?;
+            client
+                .decide_proposal(with_caller(
+                    md::DecideProposalRequest {
+                        proposal_id: proposal.proposal_id,
+                        approve: true,
+                        reason: None,
+                    },
+                    &contracts,
+                ))
+                .await
+                .map(|_| ())
+        }
+    })
+    .await
+}

@@ -1,0 +1,222 @@
+//! The system under test: `tavana up` as a child process on SQLite files (all-in-one), or
+//! the split topology of the end-to-end suite (each service a process on PostgreSQL and
+//! Redis, two replicas of credit and settlement).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use tavana::admin::Admin;
+use tavana::suite::SuiteSettings;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Which topology runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    AllInOne,
+    Split,
+}
+
+impl Mode {
+    /// Returns the name used in the report.
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::AllInOne => "all-in-one (SQLite)",
+            Mode::Split => "split (PostgreSQL + Redis)",
+        }
+    }
+
+    /// Returns the key used in the JSON file.
+    pub fn key(self) -> &'static str {
+        match self {
+            Mode::AllInOne => "all_in_one_sqlite",
+            Mode::Split => "split_postgres_redis",
+        }
+    }
+}
+
+enum Processes {
+    AllInOne(Child),
+    Split(tavana_e2e::split::SplitTopology),
+}
+
+/// A running system and the handles the benchmark needs.
+pub struct System {
+    pub mode: Mode,
+    pub gateway_url: String,
+    pub settlement_url: String,
+    pub merchants_url: String,
+    pub admin: Admin,
+    /// The split topology's databases, dropped at the end.
+    pub databases: Vec<String>,
+    processes: Processes,
+    _data_dir: tempfile::TempDir,
+}
+
+impl System {
+    /// Returns the server processes that do the work of a settlement request, by name.
+    pub fn settlement_processes(&self) -> Vec<(String, u32)> {
+        match &self.processes {
+            Processes::AllInOne(child) => child
+                .id()
+                .map(|pid| vec![("tavana".to_owned(), pid)])
+                .unwrap_or_default(),
+            Processes::Split(_) => ["tavana-gateway", "tavana-settlement"]
+                .iter()
+                .flat_map(|name| {
+                    crate::rss::children_named(name)
+                        .into_iter()
+                        .map(|pid| ((*name).to_owned(), pid))
+                })
+                .collect(),
+        }
+    }
+
+    /// Returns the pid of the all-in-one process.
+    pub fn all_in_one_pid(&self) -> Option<u32> {
+        match &self.processes {
+            Processes::AllInOne(child) => child.id(),
+            Processes::Split(_) => None,
+        }
+    }
+
+    /// Stops every process of the system.
+    pub async fn stop(self) {
+        match self.processes {
+            Processes::AllInOne(mut child) => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+            Processes::Split(topology) => drop(topology),
+        }
+    }
+}
+
+/// Starts `tavana up --dev` on fresh SQLite files and waits until it prints its addresses.
+pub async fn start_all_in_one(bin_dir: &Path, log_dir: &Path) -> anyhow::Result<System> {
+    let data_dir = tempfile::Builder::new().prefix("tavana-bench-").tempdir()?;
+    let binary = bin_dir.join("tavana");
+    let log = std::fs::File::create(log_dir.join("all-in-one.log"))?;
+    let mut child = Command::new(&binary)
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .args(["up", "--dev", "--listen", "127.0.0.1:0"])
+        .env("TAVANA_GATEWAY__RATE_LIMIT_PER_IP_PER_MINUTE", "1000000000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let mut addresses: Vec<(String, String)> = Vec::new();
+    let read = async {
+        while let Some(line) = lines.next_line().await? {
+            let mut words = line.split_whitespace();
+            if let (Some(name), Some(address), None) = (words.next(), words.next(), words.next())
+                && (address.starts_with("http://") || address.starts_with("grpc://"))
+            {
+                let address = address.replacen("grpc://", "http://", 1);
+                addresses.push((name.to_owned(), address));
+                if addresses.len() == 6 {
+                    return anyhow::Ok(());
+                }
+            }
+        }
+        anyhow::bail!("tavana up stopped before it printed its addresses (see its log)")
+    };
+    tokio::time::timeout(Duration::from_secs(300), read)
+        .await
+        .context("tavana up did not start within 300 s")??;
+    // Keep reading (the log goes to stdout), so that the child never blocks on a full pipe.
+    let mut log = tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(log_dir.join("all-in-one.log"))
+        .await?;
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = log.write_all(line.as_bytes()).await;
+            let _ = log.write_all(b"\n").await;
+        }
+    });
+    let address = |name: &str| {
+        addresses
+            .iter()
+            .find(|(service, _)| service == name)
+            .map(|(_, address)| address.clone())
+            .with_context(|| format!("tavana up printed no address for {name}"))
+    };
+    let admin = Admin::open(&SuiteSettings::default(), data_dir.path()).await?;
+    Ok(System {
+        mode: Mode::AllInOne,
+        gateway_url: address("gateway")?,
+        settlement_url: address("settlement")?,
+        merchants_url: address("merchant-directory")?,
+        admin,
+        databases: Vec::new(),
+        processes: Processes::AllInOne(child),
+        _data_dir: data_dir,
+    })
+}
+
+/// Starts the split topology (binaries from `TAVANA_BIN_DIR`, PostgreSQL and Redis from
+/// `TAVANA_TEST_PG_URL` and `TAVANA_TEST_REDIS_URL`).
+pub async fn start_split() -> anyhow::Result<System> {
+    let data_dir = tempfile::Builder::new().prefix("tavana-bench-").tempdir()?;
+    let id = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let topology = tavana_e2e::split::start(&id).await?;
+    let mut settings = SuiteSettings::default();
+    settings.identity.database.url = topology.database_urls["identity"].clone();
+    let admin = Admin::open(&settings, data_dir.path()).await?;
+    let databases = topology
+        .database_urls
+        .values()
+        .filter_map(|url| url.rsplit('/').next().map(str::to_owned))
+        .collect();
+    Ok(System {
+        mode: Mode::Split,
+        gateway_url: topology.gateway_url.clone(),
+        settlement_url: topology.service_urls["settlement"].clone(),
+        merchants_url: topology.service_urls["merchant-directory"].clone(),
+        admin,
+        databases,
+        processes: Processes::Split(topology),
+        _data_dir: data_dir,
+    })
+}
+
+/// Returns the directory of this binary, where cargo also puts the suite's binaries.
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(exe.parent().context("no binary directory")?.to_path_buf())
+}
+
+/// Builds the suite's binaries in this binary's profile, so that one `cargo run` is enough.
+pub fn build_binaries(bin_dir: &Path) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = std::process::Command::new(cargo);
+    command.args(["build", "--bins"]);
+    for package in [
+        "tavana",
+        "tavana-identity",
+        "tavana-guarantee",
+        "tavana-credit",
+        "tavana-settlement",
+        "tavana-merchant-directory",
+        "tavana-gateway",
+    ] {
+        command.args(["-p", package]);
+    }
+    if bin_dir.file_name().and_then(|name| name.to_str()) == Some("release") {
+        command.arg("--release");
+    }
+    if let Some(manifest) = option_env!("CARGO_MANIFEST_DIR") {
+        command.current_dir(manifest);
+    }
+    let status = command.status().context("cannot run cargo build")?;
+    anyhow::ensure!(status.success(), "cargo build of the suite's binaries failed");
+    Ok(())
+}
