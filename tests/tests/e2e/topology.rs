@@ -124,11 +124,14 @@ async fn killing_a_credit_replica_mid_burst_delivers_every_schedule_once() {
     unique.dedup();
     assert_eq!(unique.len(), PURCHASES, "one purchase per idempotency key");
     // Rows the killed replica had claimed are delivered by the other one
-    // once their lease expires.
+    // once their lease expires. Paging while schedules still arrive is no
+    // snapshot, so wait for a scan in which every purchase is complete.
     let schedules = app
         .eventually_within(120, || async {
             let per_purchase = instalments_per_purchase(&app, &world.applicant.token).await?;
-            (per_purchase.len() >= PURCHASES).then_some(per_purchase)
+            let complete = per_purchase.len() >= PURCHASES
+                && per_purchase.values().all(|count| *count >= MONTHS);
+            complete.then_some(per_purchase)
         })
         .await;
     assert_eq!(
