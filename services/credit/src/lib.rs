@@ -22,7 +22,6 @@ use tavana_kit::Shared;
 use tavana_kit::config::{DatabaseSettings, GrpcSettings};
 use tavana_kit::outbox::OutboxRelay;
 use tavana_proto::credit::v1::credit_service_server::CreditServiceServer;
-use tokio::sync::watch;
 
 use crate::delivery::CreditDelivery;
 use crate::peers::Peers;
@@ -90,9 +89,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let url = settings.database_url();
-    let db = tavana_kit::db::connect(&url, settings.database.max_connections).await?;
-    tavana_kit::db::check_schema_not_newer::<Migrator>(&db).await?;
+    let db = tavana_kit::db::connect_checked::<Migrator>(
+        &settings.database_url(),
+        settings.database.max_connections,
+    )
+    .await?;
 
     let timeout = settings.grpc.request_timeout();
     let delivery = CreditDelivery::connect(
@@ -109,11 +110,7 @@ pub async fn serve(
     )
     .context("invalid peer url")?;
 
-    let (stop_relay, relay_stopped) = watch::channel(false);
-    let (outbox, relay) = OutboxRelay::spawn(db.clone(), Arc::new(delivery), async move {
-        let mut relay_stopped = relay_stopped;
-        let _ = relay_stopped.wait_for(|stop| *stop).await;
-    });
+    let (outbox, relay) = OutboxRelay::start(db.clone(), Arc::new(delivery));
 
     let flows = CreditFlows::new(
         Store::new(db, Some(outbox)),
@@ -131,7 +128,6 @@ pub async fn serve(
         shutdown,
     )
     .await;
-    let _ = stop_relay.send(true);
-    relay.await.ok();
+    relay.stop().await;
     served
 }

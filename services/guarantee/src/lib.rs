@@ -21,7 +21,6 @@ use tavana_kit::Shared;
 use tavana_kit::config::{DatabaseSettings, GrpcSettings};
 use tavana_kit::outbox::OutboxRelay;
 use tavana_proto::guarantee::v1::guarantee_service_server::GuaranteeServiceServer;
-use tokio::sync::watch;
 
 use crate::delivery::PeerDelivery;
 use crate::peers::Identity;
@@ -83,9 +82,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let url = settings.database_url();
-    let db = tavana_kit::db::connect(&url, settings.database.max_connections).await?;
-    tavana_kit::db::check_schema_not_newer::<Migrator>(&db).await?;
+    let db = tavana_kit::db::connect_checked::<Migrator>(
+        &settings.database_url(),
+        settings.database.max_connections,
+    )
+    .await?;
 
     let timeout = settings.grpc.request_timeout();
     let identity_channel = tavana_kit::grpc::channel(&settings.identity_url, timeout)
@@ -93,14 +94,9 @@ pub async fn serve(
     let credit_channel =
         tavana_kit::grpc::channel(&settings.credit_url, timeout).context("invalid credit_url")?;
 
-    let (stop_relay, relay_stopped) = watch::channel(false);
-    let (outbox, relay) = OutboxRelay::spawn(
+    let (outbox, relay) = OutboxRelay::start(
         db.clone(),
         Arc::new(PeerDelivery::new(identity_channel.clone(), credit_channel)),
-        async move {
-            let mut relay_stopped = relay_stopped;
-            let _ = relay_stopped.wait_for(|stop| *stop).await;
-        },
     );
 
     let flows = GuaranteeFlows::new(
@@ -120,7 +116,6 @@ pub async fn serve(
         shutdown,
     )
     .await;
-    let _ = stop_relay.send(true);
-    relay.await.ok();
+    relay.stop().await;
     served
 }

@@ -25,7 +25,6 @@ use tavana_kit::clock::SharedClock;
 use tavana_kit::config::{DatabaseSettings, GrpcSettings};
 use tavana_kit::outbox::OutboxRelay;
 use tavana_proto::identity::v1::identity_service_server::IdentityServiceServer;
-use tokio::sync::watch;
 
 use crate::domain::tokens::{DEV_KID, DEV_PRIVATE_KEY_PEM, PublicKey, TokenSigner};
 use crate::rpc::IdentityRpc;
@@ -271,20 +270,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let signer = settings.token_signer()?;
-    let db = tavana_kit::db::connect(&settings.database_url(), settings.database.max_connections)
-        .await?;
-    tavana_kit::db::check_schema_not_newer::<Migrator>(&db).await?;
+    let db = tavana_kit::db::connect_checked::<Migrator>(
+        &settings.database_url(),
+        settings.database.max_connections,
+    )
+    .await?;
     let provider = sms_provider(&settings, db.clone(), shared.clock.clone())?;
 
-    let (stop_relay, relay_stopped) = watch::channel(false);
-    let (outbox, relay) = OutboxRelay::spawn(
-        db.clone(),
-        Arc::new(SmsDelivery::new(provider)),
-        async move {
-            let mut relay_stopped = relay_stopped;
-            let _ = relay_stopped.wait_for(|stop| *stop).await;
-        },
-    );
+    let (outbox, relay) = OutboxRelay::start(db.clone(), Arc::new(SmsDelivery::new(provider)));
 
     let timeout = settings.grpc.request_timeout();
     let rpc = IdentityRpc::new(db, shared, signer, settings, outbox);
@@ -300,8 +293,7 @@ pub async fn serve(
         shutdown,
     )
     .await;
-    let _ = stop_relay.send(true);
-    relay.await.ok();
+    relay.stop().await;
     served
 }
 

@@ -145,6 +145,17 @@ pub async fn migrate<M: MigratorTrait>(url: &str, max_connections: u32) -> anyho
     Ok(())
 }
 
+/// Connects to a service's database and refuses one whose schema is newer
+/// than this build (a rollback must not run old code on a new schema).
+pub async fn connect_checked<M: MigratorTrait>(
+    url: &str,
+    max_connections: u32,
+) -> anyhow::Result<DatabaseConnection> {
+    let db = connect(url, max_connections).await?;
+    check_schema_not_newer::<M>(&db).await?;
+    Ok(db)
+}
+
 /// Returns an error when the database has applied migrations that `M` does not know,
 /// that is when the schema is newer than this binary.
 pub async fn check_schema_not_newer<M: MigratorTrait>(

@@ -194,6 +194,22 @@ pub enum DeliveryError {
     Permanent(String),
 }
 
+/// A relay started by [`OutboxRelay::start`].
+pub struct RunningRelay {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl RunningRelay {
+    /// Stops the relay after the delivery in progress, and waits for it.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Err(error) = self.task.await {
+            tracing::warn!(%error, "outbox relay ended abnormally");
+        }
+    }
+}
+
 impl DeliveryError {
     /// Classifies a failed gRPC delivery: a receiver that says the message is
     /// invalid will never accept it; anything else is worth retrying.
@@ -309,6 +325,19 @@ impl OutboxRelay {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> (OutboxHandle, JoinHandle<()>) {
         OutboxRelay::spawn_with_config(db, deliver, RelayConfig::default(), shutdown)
+    }
+
+    /// Starts a relay that runs until [`RunningRelay::stop`]: what a service
+    /// does beside its gRPC server, stopping it once the server has drained.
+    pub fn start(
+        db: DatabaseConnection,
+        deliver: Arc<dyn Deliver>,
+    ) -> (OutboxHandle, RunningRelay) {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (handle, task) = OutboxRelay::spawn(db, deliver, async move {
+            let _ = stopped.await;
+        });
+        (handle, RunningRelay { stop, task })
     }
 
     /// Starts a relay with the given tuning; it stops when `shutdown` completes.

@@ -76,9 +76,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let db = tavana_kit::db::connect(&settings.database_url(), settings.database.max_connections)
-        .await?;
-    tavana_kit::db::check_schema_not_newer::<Migrator>(&db).await?;
+    let db = tavana_kit::db::connect_checked::<Migrator>(
+        &settings.database_url(),
+        settings.database.max_connections,
+    )
+    .await?;
     let cache = ListingCache::new(shared.store.clone(), settings.cache_ttl());
     let service = MerchantDirectoryRpc::new(db, shared.clock.clone(), cache);
     let routes = tonic::service::Routes::new(MerchantDirectoryServiceServer::new(service));

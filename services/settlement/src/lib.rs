@@ -93,14 +93,13 @@ pub async fn serve_with_delivery(
     delivery: Arc<dyn Deliver>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let db = tavana_kit::db::connect(&settings.database_url(), settings.database.max_connections)
-        .await?;
-    tavana_kit::db::check_schema_not_newer::<Migrator>(&db).await?;
+    let db = tavana_kit::db::connect_checked::<Migrator>(
+        &settings.database_url(),
+        settings.database.max_connections,
+    )
+    .await?;
 
-    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
-    let (outbox, relay) = OutboxRelay::spawn(db.clone(), delivery, async move {
-        let _ = relay_stopped.await;
-    });
+    let (outbox, relay) = OutboxRelay::start(db.clone(), delivery);
 
     let service = SettlementRpc::new(
         Store::new(db),
@@ -120,7 +119,6 @@ pub async fn serve_with_delivery(
         shutdown,
     )
     .await;
-    let _ = stop_relay.send(());
-    let _ = relay.await;
+    relay.stop().await;
     served
 }
