@@ -7,7 +7,10 @@ use anyhow::Context;
 use sea_orm::sqlx::postgres::PgConnectOptions;
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::sqlx::{AssertSqlSafe, Connection};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 use sea_orm_migration::sea_query::{Alias, Query};
 use sea_orm_migration::{MigratorTrait, SchemaManager};
 
@@ -145,6 +148,19 @@ pub async fn migrate<M: MigratorTrait>(url: &str, max_connections: u32) -> anyho
     Ok(())
 }
 
+/// Begins a transaction that will write. On SQLite it starts `IMMEDIATE`,
+/// taking the write lock at once: a deferred transaction that reads first
+/// and writes later fails with `SQLITE_BUSY` when another writer got in
+/// between (the busy timeout does not apply to that upgrade). PostgreSQL
+/// ignores the mode.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
+
 /// Connects to a service's database and refuses one whose schema is newer
 /// than this build (a rollback must not run old code on a new schema).
 pub async fn connect_checked<M: MigratorTrait>(
@@ -212,6 +228,55 @@ mod tests {
     use sea_orm::Statement;
 
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_read_then_write_transactions_all_commit_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = connect(&sqlite_url(dir.path(), "race"), 8).await.unwrap();
+        db.execute_unprepared("CREATE TABLE counter (n INTEGER NOT NULL)")
+            .await
+            .unwrap();
+        db.execute_unprepared("INSERT INTO counter (n) VALUES (0)")
+            .await
+            .unwrap();
+
+        let writers = (0..16).map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let txn = begin_write(&db).await?;
+                // Read first, write later: a deferred transaction would fail
+                // with SQLITE_BUSY here when another writer got in between.
+                let row = txn
+                    .query_one_raw(Statement::from_string(
+                        DbBackend::Sqlite,
+                        "SELECT n FROM counter",
+                    ))
+                    .await?
+                    .expect("a row");
+                let n: i64 = row.try_get("", "n")?;
+                // Give the other writers every chance to interleave.
+                for _ in 0..10 {
+                    tokio::task::yield_now().await;
+                }
+                txn.execute_unprepared(&format!("UPDATE counter SET n = {}", n + 1))
+                    .await?;
+                txn.commit().await
+            })
+        });
+        for writer in writers {
+            writer.await.unwrap().unwrap();
+        }
+
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT n FROM counter",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get::<i64>("", "n").unwrap(), 16);
+    }
 
     #[tokio::test]
     async fn sqlite_file_and_directory_are_created_with_wal_and_foreign_keys() {

@@ -13,7 +13,6 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, DbErr,
     EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
-    TransactionTrait,
 };
 use tavana_kit::jalali::JalaliPeriod;
 use tavana_kit::money::Rial;
@@ -209,7 +208,7 @@ impl Store {
         {
             return Ok(existing);
         }
-        let txn = self.db.begin().await?;
+        let txn = tavana_kit::db::begin_write(&self.db).await?;
         let open = facility::Entity::find()
             .filter(facility::Column::OpenEmployeeId.eq(new.facility.employee_id.clone()))
             .one(&txn)
@@ -319,7 +318,7 @@ impl Store {
         now: DateTime<Utc>,
         messages: Vec<OutboxMessage>,
     ) -> Result<facility::Model, CreditError> {
-        let txn = self.db.begin().await?;
+        let txn = tavana_kit::db::begin_write(&self.db).await?;
         Self::lock_facility(&txn, facility_id).await?;
         let row = facility::Entity::find_by_id(facility_id.to_owned())
             .one(&txn)
@@ -394,7 +393,7 @@ impl Store {
         facility_id: &str,
         now: DateTime<Utc>,
     ) -> Result<(), CreditError> {
-        let txn = self.db.begin().await?;
+        let txn = tavana_kit::db::begin_write(&self.db).await?;
         Self::lock_facility(&txn, facility_id).await?;
         Self::release_waiting_in(&txn, facility_id, now).await?;
         txn.commit().await?;
@@ -476,7 +475,7 @@ impl Store {
         &self,
         new: NewPurchase<'_>,
     ) -> Result<Result<purchase::Model, Replay>, CreditError> {
-        let txn = self.db.begin().await?;
+        let txn = tavana_kit::db::begin_write(&self.db).await?;
         Self::lock_facility(&txn, &new.facility_id).await?;
         if let Some(replay) = Self::find_replay_in(&txn, &new.idempotency).await? {
             return Ok(Err(replay));
@@ -611,7 +610,7 @@ impl Store {
         facility_id: &str,
         new: NewRefund<'_>,
     ) -> Result<Result<purchase::Model, Replay>, CreditError> {
-        let txn = self.db.begin().await?;
+        let txn = tavana_kit::db::begin_write(&self.db).await?;
         Self::lock_facility(&txn, facility_id).await?;
         if let Some(scope) = &new.idempotency
             && let Some(replay) = Self::find_replay_in(&txn, scope).await?
@@ -699,7 +698,7 @@ impl Store {
         contract_in_force: bool,
         now: DateTime<Utc>,
     ) -> Result<purchase::Model, CreditError> {
-        let txn = self.db.begin().await?;
+        let txn = tavana_kit::db::begin_write(&self.db).await?;
         Self::lock_facility(&txn, facility_id).await?;
         let row = purchase::Entity::find_by_id(purchase_id.to_owned())
             .one(&txn)
@@ -755,7 +754,7 @@ impl Store {
         facility_id: &str,
         now: DateTime<Utc>,
     ) -> Result<(u32, bool), CreditError> {
-        let txn = self.db.begin().await?;
+        let txn = tavana_kit::db::begin_write(&self.db).await?;
         card::Entity::update_many()
             .col_expr(
                 card::Column::FailedAttempts,

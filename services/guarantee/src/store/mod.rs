@@ -11,7 +11,7 @@ use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
     DatabaseTransaction, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
 };
 use tavana_kit::outbox;
 
@@ -235,7 +235,7 @@ impl Store {
         guarantor_national_id: &str,
         decide: impl FnOnce(u32) -> Result<Filing, GuaranteeError>,
     ) -> Result<credit_request::Model, GuaranteeError> {
-        let txn = self.db.begin().await?;
+        let txn = tavana_kit::db::begin_write(&self.db).await?;
         lock_row(&txn, "applicant_lock", "employee_id", applicant_employee_id).await?;
         lock_row(&txn, "guarantor_lock", "national_id", guarantor_national_id).await?;
 
@@ -273,7 +273,7 @@ impl Store {
             u32,
         ) -> Result<Transition, GuaranteeError>,
     ) -> Result<credit_request::Model, GuaranteeError> {
-        let txn = self.db.begin().await?;
+        let txn = tavana_kit::db::begin_write(&self.db).await?;
         let locked = credit_request::Entity::update_many()
             .col_expr(
                 credit_request::Column::Version,
@@ -330,7 +330,7 @@ impl Store {
         request_id: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, GuaranteeError> {
-        let txn = self.db.begin().await?;
+        let txn = tavana_kit::db::begin_write(&self.db).await?;
         let locked = credit_request::Entity::update_many()
             .col_expr(
                 credit_request::Column::Version,

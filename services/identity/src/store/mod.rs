@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use tavana_kit::caller::{Role, RoleGrant};
 use tavana_kit::error::Violation;
@@ -234,7 +234,7 @@ pub async fn upsert_employee(
     authorize: impl Fn(Option<&str>) -> bool,
     now: DateTime<Utc>,
 ) -> Result<(employee::Model, bool), IdentityError> {
-    let txn = db.begin().await?;
+    let txn = tavana_kit::db::begin_write(db).await?;
     // Write first: holds the row (PostgreSQL) or the database (SQLite) until commit, so
     // concurrent writes of one employee run one after the other.
     lock_employee(&txn, data.national_id.as_str(), now).await?;
@@ -435,7 +435,7 @@ pub async fn open_session(
     let Some(employee) = find_employee(db, employee_id).await? else {
         return Ok(None);
     };
-    let txn = db.begin().await?;
+    let txn = tavana_kit::db::begin_write(db).await?;
     // The account insert is the first statement: two first logins at once run one after
     // the other, and only the one that inserts queues the welcome SMS.
     let insert_account = Query::insert()
@@ -528,7 +528,7 @@ pub async fn rotate_refresh_token(
     next: &NewRefreshToken,
     now: DateTime<Utc>,
 ) -> Result<Rotation, DbErr> {
-    let txn = db.begin().await?;
+    let txn = tavana_kit::db::begin_write(db).await?;
     // Write first: of two exchanges of the same token only one marks it; the other then
     // finds it rotated, which is a reuse.
     let mark = Query::update()
@@ -627,7 +627,7 @@ pub async fn change_mobile(
     request: &MobileChangeRequest,
     now: DateTime<Utc>,
 ) -> Result<(employee::Model, String, Vec<String>), IdentityError> {
-    let txn = db.begin().await?;
+    let txn = tavana_kit::db::begin_write(db).await?;
     if !lock_employee(&txn, &request.national_id, now).await? {
         return Err(IdentityError::EmployeeNotFound);
     }

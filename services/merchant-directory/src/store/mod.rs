@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, LikeExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
 
 use crate::domain::MerchantError;
@@ -244,7 +244,7 @@ pub async fn decide_proposal(
     let merchant_id = approval
         .as_ref()
         .map(|approval| approval.merchant_id.clone());
-    let txn = db.begin().await?;
+    let txn = tavana_kit::db::begin_write(db).await?;
     let updated = proposal::Entity::update_many()
         .col_expr(proposal::Column::Status, Expr::value(status.as_str()))
         .col_expr(

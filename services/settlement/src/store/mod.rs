@@ -15,7 +15,6 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, QueryResult, SqlErr,
-    TransactionTrait,
 };
 use tavana_kit::ids::NationalId;
 use tavana_kit::jalali::JalaliPeriod;
@@ -298,7 +297,7 @@ impl Store {
         schedules: &[NewSchedule],
         now: DateTime<Utc>,
     ) -> Result<u64, SettlementError> {
-        let txn = self.db.begin().await?;
+        let txn = tavana_kit::db::begin_write(&self.db).await?;
         let mut fresh = Vec::with_capacity(schedules.len());
         let mut seen = BTreeSet::new();
         for chunk in schedules.chunks(INSERT_CHUNK) {
@@ -409,7 +408,7 @@ impl Store {
             instalments: remaining,
         };
 
-        let txn = self.db.begin().await?;
+        let txn = tavana_kit::db::begin_write(&self.db).await?;
         lock_organization(&txn, &organization_id).await?;
         let insert = Query::insert()
             .into_table(Refund::Table)
@@ -722,7 +721,7 @@ impl Store {
             return Ok(replayed(record));
         }
 
-        let txn = self.db.begin().await?;
+        let txn = tavana_kit::db::begin_write(&self.db).await?;
         lock_organization(&txn, &remittance.organization_id).await?;
         let remittance_id = new_id();
         let lines_amount = remittance
