@@ -96,7 +96,12 @@ impl Postgres {
 
     /// Initialises pgbench's tables at `scale` and runs the TPC-B-like script with
     /// `clients` clients for `duration`.
-    pub fn pgbench(&self, scale: u32, clients: usize, duration: Duration) -> anyhow::Result<Pgbench> {
+    pub fn pgbench(
+        &self,
+        scale: u32,
+        clients: usize,
+        duration: Duration,
+    ) -> anyhow::Result<Pgbench> {
         let url = self.fresh_scratch()?;
         let init = Command::new(self.tool("pgbench"))
             .args(["-i", "-q", "-s", &scale.to_string(), &url])

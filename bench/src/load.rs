@@ -86,7 +86,9 @@ where
         per_second: ok as f64 / seconds,
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
-        max_ms: latencies.last().map_or(0.0, |micros| f64::from(*micros) / 1000.0),
+        max_ms: latencies
+            .last()
+            .map_or(0.0, |micros| f64::from(*micros) / 1000.0),
         first_error,
     }
 }

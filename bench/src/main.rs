@@ -51,6 +51,10 @@ pub struct Options {
     /// Skip the all-in-one topology.
     #[arg(long)]
     pub no_all_in_one: bool,
+    /// Do not ANALYZE the split topology's databases after seeding (as right after a bulk
+    /// load, before autovacuum gets to them).
+    #[arg(long)]
+    pub no_analyze: bool,
 }
 
 /// The scale of one run.
@@ -62,6 +66,7 @@ pub struct Scale {
     pub instalments: u64,
     pub merchants: u64,
     pub pgbench_scale: u32,
+    pub analyze: bool,
 }
 
 impl Options {
@@ -78,6 +83,7 @@ impl Options {
             instalments: self.instalments.unwrap_or(instalments),
             merchants: self.merchants.unwrap_or(merchants),
             pgbench_scale,
+            analyze: !self.no_analyze,
         }
     }
 }
@@ -144,7 +150,9 @@ fn redis_answers(url: &str) -> bool {
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
         let mut answer = [0u8; 16];
         stream.write_all(b"PING\r\n").is_ok()
-            && stream.read(&mut answer).is_ok_and(|read| answer[..read].starts_with(b"+PONG"))
+            && stream
+                .read(&mut answer)
+                .is_ok_and(|read| answer[..read].starts_with(b"+PONG"))
     })
 }
 

@@ -93,7 +93,10 @@ fn met(value: Option<bool>) -> &'static str {
     }
 }
 
-fn anchor_text<T>(anchor: Option<&Outcome<T>>, show: impl Fn(&T) -> String) -> (String, Option<&T>) {
+fn anchor_text<T>(
+    anchor: Option<&Outcome<T>>,
+    show: impl Fn(&T) -> String,
+) -> (String, Option<&T>) {
     match anchor {
         Some(Ok(value)) => (show(value), Some(value)),
         Some(Err(error)) => (format!("failed: {}", short(error)), None),
@@ -133,7 +136,10 @@ fn rows(anchors: &Anchors, modes: &[ModeResults]) -> Vec<Row> {
         match &mode.purchase {
             Ok(stats) => {
                 let (anchor, pgbench) = anchor_text(anchors.pgbench.as_ref(), |p| {
-                    format!("pgbench TPC-B-like {:.0} tps (scale {}, {} clients)", p.tps, p.scale, p.clients)
+                    format!(
+                        "pgbench TPC-B-like {:.0} tps (scale {}, {} clients)",
+                        p.tps, p.scale, p.clients
+                    )
                 });
                 let ratio = pgbench.map(|p| stats.per_second / p.tps);
                 rows.push(Row {
@@ -316,7 +322,9 @@ fn per_process(batch: &crate::scenarios::Batch) -> String {
     let parts: Vec<String> = batch
         .processes
         .iter()
-        .map(|(name, _, bytes)| format!("{} {:.0}", name.trim_start_matches("tavana-"), mib(*bytes)))
+        .map(|(name, _, bytes)| {
+            format!("{} {:.0}", name.trim_start_matches("tavana-"), mib(*bytes))
+        })
         .collect();
     format!(" ({} MiB)", parts.join(", "))
 }

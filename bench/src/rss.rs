@@ -27,7 +27,11 @@ pub fn children_named(name: &str) -> Vec<u32> {
     };
     let mut pids = Vec::new();
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let parent = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -70,7 +74,8 @@ impl PeakWatch {
     /// Starts watching `pids`.
     pub fn start(pids: Vec<u32>) -> PeakWatch {
         let reset = pids.iter().all(|pid| reset_peak(*pid));
-        let sampled: Arc<Vec<AtomicU64>> = Arc::new(pids.iter().map(|_| AtomicU64::new(0)).collect());
+        let sampled: Arc<Vec<AtomicU64>> =
+            Arc::new(pids.iter().map(|_| AtomicU64::new(0)).collect());
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = {
             let (pids, sampled, stop) = (pids.clone(), sampled.clone(), stop.clone());

@@ -182,7 +182,10 @@ async fn login(http: &Http, n: u32) -> anyhow::Result<String> {
 /// facility for each buyer through the real approval flow (buyers guarantee each other in
 /// pairs), moves the dev clock past the 72 hours, and approves one merchant.
 pub async fn actors(system: &System, http: &Http, buyers: u32) -> anyhow::Result<Actors> {
-    anyhow::ensure!(buyers >= 2 && buyers % 2 == 0, "buyers come in pairs");
+    anyhow::ensure!(
+        buyers >= 2 && buyers.is_multiple_of(2),
+        "buyers come in pairs"
+    );
     system
         .admin
         .add_organization(ORGANIZATION, "اداره آموزش و پرورش (بنچمارک)", true)
@@ -190,7 +193,9 @@ pub async fn actors(system: &System, http: &Http, buyers: u32) -> anyhow::Result
     let mut csv = String::from(
         "national_id,full_name,mobile,organization_id,region_code,net_salary,service_start_date\n",
     );
-    let people = (1..=buyers).map(|n| (n, BUYER_SALARY)).chain(STAFF.iter().map(|s| (s.n, 250_000_000)));
+    let people = (1..=buyers)
+        .map(|n| (n, BUYER_SALARY))
+        .chain(STAFF.iter().map(|s| (s.n, 250_000_000)));
     for (n, salary) in people {
         csv.push_str(&format!(
             "{},کارمند {n},{},{ORGANIZATION},{REGION},{salary},2010-09-23\n",
@@ -427,19 +432,30 @@ pub async fn instalments(
 
 /// Words of the synthetic merchants' names and the merchant search queries.
 pub const NAME_WORDS: [&str; 8] = [
-    "کتاب", "پوشاک", "لوازم خانگی", "دیجیتال", "ورزشی", "لوازم التحریر", "اسباب بازی", "عطر",
+    "کتاب",
+    "پوشاک",
+    "لوازم خانگی",
+    "دیجیتال",
+    "ورزشی",
+    "لوازم التحریر",
+    "اسباب بازی",
+    "عطر",
 ];
 
 /// The name of the `i`th synthetic merchant.
 pub fn merchant_name(i: u64) -> String {
-    format!("فروشگاه {} {i}", NAME_WORDS[(i % NAME_WORDS.len() as u64) as usize])
+    format!(
+        "فروشگاه {} {i}",
+        NAME_WORDS[(i % NAME_WORDS.len() as u64) as usize]
+    )
 }
 
 /// Proposes and approves `count` merchants through merchant-directory's gRPC, as the
 /// gateway does for a welfare manager and for contracts.
 pub async fn merchants(system: &System, count: u64) -> anyhow::Result<BulkRate> {
     let channel = tavana_kit::grpc::channel(&system.merchants_url, GRPC_TIMEOUT)?;
-    let client = md::merchant_directory_service_client::MerchantDirectoryServiceClient::new(channel);
+    let client =
+        md::merchant_directory_service_client::MerchantDirectoryServiceClient::new(channel);
     let welfare = Caller::User {
         employee_id: "bench-welfare".into(),
         national_id: national_id(STAFF[1].n),

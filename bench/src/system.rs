@@ -217,6 +217,9 @@ pub fn build_binaries(bin_dir: &Path) -> anyhow::Result<()> {
         command.current_dir(manifest);
     }
     let status = command.status().context("cannot run cargo build")?;
-    anyhow::ensure!(status.success(), "cargo build of the suite's binaries failed");
+    anyhow::ensure!(
+        status.success(),
+        "cargo build of the suite's binaries failed"
+    );
     Ok(())
 }
