@@ -12,8 +12,11 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::load::{self, LoadStats};
 
-/// The scratch database of the anchors.
-const SCRATCH: &str = "tavana_bench_scratch";
+/// The scratch database of the anchors, one per process: a concurrent run (CI) must not
+/// drop it under this one.
+fn scratch() -> String {
+    format!("tavana_bench_scratch_{}", std::process::id())
+}
 
 /// A reachable PostgreSQL server and its command-line tools.
 pub struct Postgres {
@@ -78,10 +81,15 @@ impl Postgres {
     pub fn fresh_scratch(&self) -> anyhow::Result<String> {
         self.psql(
             &self.server_url,
-            &format!("drop database if exists {SCRATCH} with (force)"),
+            &format!("drop database if exists {} with (force)", scratch()),
         )?;
-        self.psql(&self.server_url, &format!("create database {SCRATCH}"))?;
-        Ok(database_url(&self.server_url, SCRATCH))
+        self.psql(&self.server_url, &format!("create database {}", scratch()))?;
+        Ok(database_url(&self.server_url, &scratch()))
+    }
+
+    /// Drops the scratch database.
+    pub fn drop_scratch(&self) {
+        self.drop_databases(&[scratch()]);
     }
 
     /// Drops databases by name.
@@ -151,7 +159,7 @@ impl Postgres {
 
     /// Times `COPY` of a CSV file (header `national_id,amount`) into a plain table.
     pub fn copy_in(&self, csv: &Path) -> anyhow::Result<f64> {
-        let url = database_url(&self.server_url, SCRATCH);
+        let url = database_url(&self.server_url, &scratch());
         self.psql(
             &url,
             "drop table if exists bench_remittance; create table bench_remittance (national_id text not null, amount bigint not null)",
@@ -170,7 +178,7 @@ impl Postgres {
     /// Loads the deduction list's CSV rows into a plain table, then times `COPY ... TO`
     /// of them in national ID order, written to a file as the client would.
     pub fn copy_out(&self, csv: &Path, out: &Path) -> anyhow::Result<f64> {
-        let url = database_url(&self.server_url, SCRATCH);
+        let url = database_url(&self.server_url, &scratch());
         self.psql(
             &url,
             "drop table if exists bench_deductions; create table bench_deductions (national_id text, full_name text, total bigint, instalment_ids text)",

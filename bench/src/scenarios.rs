@@ -191,10 +191,7 @@ pub async fn run_all(options: Options, bin_dir: PathBuf) -> anyhow::Result<bool>
             } else {
                 Err("no deduction list was downloaded".to_owned())
             };
-            let _ = postgres.psql(
-                &postgres.server_url,
-                "drop database if exists tavana_bench_scratch with (force)",
-            );
+            postgres.drop_scratch();
             (Some(copy_in), Some(copy_out))
         }
         None => (None, None),

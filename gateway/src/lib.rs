@@ -94,6 +94,9 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .fallback(|| async { ApiError::not_found() })
+        // axum's extractors have their own 2 MiB default; the layer below
+        // is the one limit (bank CSVs run to tens of MiB).
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rate_limit_per_ip,

@@ -118,3 +118,33 @@ async fn dev_clock_moves_forward() {
     let invalid = app.post("/v1/dev/clock", None, json!({})).await;
     assert_eq!(invalid.status, 400);
 }
+
+#[tokio::test]
+async fn a_bank_csv_larger_than_two_mebibytes_is_accepted() {
+    let app = spawn_app().await;
+    let world = tavana_e2e::world::seed(&app).await;
+    let mut csv = String::from("national_id,amount\n");
+    while csv.len() < 3 * 1024 * 1024 {
+        csv.push_str("0010000011,1000\n");
+    }
+
+    let request = app
+        .client
+        .post(app.url("/v1/remittances?organization_id=ORG-1&period=1405-01&bank_reference=BIG-1"))
+        .bearer_auth(&world.support.token)
+        .header("content-type", "text/csv")
+        .body(csv);
+    let answer = app.send(request).await;
+
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        &answer.text[..answer.text.len().min(300)]
+    );
+    assert!(
+        answer.body["unmatched"]
+            .as_array()
+            .is_some_and(|lines| !lines.is_empty())
+    );
+}
