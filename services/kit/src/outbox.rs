@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
 use sea_orm_migration::prelude::{
     Alias, ColumnDef, DeriveIden, Expr, ExprTrait as _, Func, Index, IndexCreateStatement,
-    OnConflict, Query, Table, TableCreateStatement,
+    InsertStatement, OnConflict, Query, Table, TableCreateStatement,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -119,6 +119,20 @@ pub fn create_outbox_indexes() -> Vec<IndexCreateStatement> {
     ]
 }
 
+/// A message to write to the outbox, in the transaction of the change it announces.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// The receiver's method, `<receiver>.<method>`, e.g. `credit.open_facility`.
+    pub topic: &'static str,
+    /// The sender's id for the message: unique per topic, a second one is dropped.
+    pub dedup_key: String,
+    /// The protobuf-encoded request.
+    pub payload: Vec<u8>,
+}
+
+/// Rows per multi-row insert, well under the bind-parameter limits of both backends.
+const INSERT_CHUNK: usize = 500;
+
 /// Writes a message to the outbox; call it inside the transaction that makes the change.
 ///
 /// A second message with the same `(topic, dedup_key)` is ignored.
@@ -129,7 +143,35 @@ pub async fn enqueue<C: ConnectionTrait>(
     payload: Vec<u8>,
 ) -> Result<(), DbErr> {
     let now = Utc::now();
-    let insert = Query::insert()
+    let mut insert = insert_statement();
+    insert.values_panic(row_values(topic, dedup_key, payload, now));
+    conn.execute(&insert).await?;
+    Ok(())
+}
+
+/// Writes messages to the outbox, many rows per statement; a message already there (same
+/// topic and key) is left alone. Call it inside the transaction that makes the change.
+///
+/// The relay schedules by the wall clock, not an injected one, so rows are due at once.
+pub async fn enqueue_many<C: ConnectionTrait>(conn: &C, messages: &[Message]) -> Result<(), DbErr> {
+    let now = Utc::now();
+    for chunk in messages.chunks(INSERT_CHUNK) {
+        let mut insert = insert_statement();
+        for message in chunk {
+            insert.values_panic(row_values(
+                message.topic,
+                &message.dedup_key,
+                message.payload.clone(),
+                now,
+            ));
+        }
+        conn.execute(&insert).await?;
+    }
+    Ok(())
+}
+
+fn insert_statement() -> InsertStatement {
+    Query::insert()
         .into_table(Outbox::Table)
         .columns([
             Outbox::Topic,
@@ -139,22 +181,23 @@ pub async fn enqueue<C: ConnectionTrait>(
             Outbox::Attempts,
             Outbox::NextAttemptAt,
         ])
-        .values_panic([
-            topic.into(),
-            dedup_key.into(),
-            payload.into(),
-            now.into(),
-            0i32.into(),
-            now.into(),
-        ])
         .on_conflict(
             OnConflict::columns([Outbox::Topic, Outbox::DedupKey])
                 .do_nothing()
                 .to_owned(),
         )
-        .to_owned();
-    conn.execute(&insert).await?;
-    Ok(())
+        .to_owned()
+}
+
+fn row_values(topic: &str, dedup_key: &str, payload: Vec<u8>, now: DateTime<Utc>) -> [Expr; 6] {
+    [
+        topic.into(),
+        dedup_key.into(),
+        payload.into(),
+        now.into(),
+        0i32.into(),
+        now.into(),
+    ]
 }
 
 /// Returns the number of messages not yet delivered (and not given up).

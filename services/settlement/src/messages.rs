@@ -22,15 +22,7 @@ pub const NOTIFY_EMPLOYEE: &str = "identity.notify_employee";
 pub const SERVICE_NAME: &str = "settlement";
 
 /// A message to write to the outbox.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Outgoing {
-    /// The receiver's method, `<receiver>.<method>`.
-    pub topic: &'static str,
-    /// The sender's id: a message with the same topic and key is written once.
-    pub dedup_key: String,
-    /// The encoded request.
-    pub payload: Vec<u8>,
-}
+pub use tavana_kit::outbox::Message as Outgoing;
 
 /// Tells credit that every instalment of a purchase is settled; once per purchase.
 pub fn purchase_settled(purchase_id: &str) -> Outgoing {

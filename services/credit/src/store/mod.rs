@@ -33,15 +33,7 @@ impl From<DbErr> for CreditError {
 }
 
 /// An outgoing message, written to the outbox in the transaction of its change.
-#[derive(Clone, Debug)]
-pub struct OutboxMessage {
-    /// `<receiver>.<method>`.
-    pub topic: &'static str,
-    /// The sender's id for the message.
-    pub dedup_key: String,
-    /// The encoded request.
-    pub payload: Vec<u8>,
-}
+pub use tavana_kit::outbox::Message as OutboxMessage;
 
 /// Where an idempotency record is kept: per caller and key, with the request's hash.
 #[derive(Clone, Debug)]
@@ -182,16 +174,6 @@ impl Store {
             .await?;
         if result.rows_affected != 1 {
             return Err(CreditError::NoFacility);
-        }
-        Ok(())
-    }
-
-    async fn enqueue_all(
-        txn: &DatabaseTransaction,
-        messages: Vec<OutboxMessage>,
-    ) -> Result<(), CreditError> {
-        for message in messages {
-            outbox::enqueue(txn, message.topic, &message.dedup_key, message.payload).await?;
         }
         Ok(())
     }
@@ -343,7 +325,7 @@ impl Store {
         active.closed_at = Set(Some(now));
         active.open_employee_id = Set(None);
         let row = active.update(&txn).await?;
-        Self::enqueue_all(&txn, messages).await?;
+        outbox::enqueue_many(&txn, &messages).await?;
         txn.commit().await?;
         self.wake_outbox();
         Ok(row)
@@ -536,9 +518,7 @@ impl Store {
                 .reset_all()
                 .insert(&txn)
                 .await?;
-            for message in (new.messages)(&row, &facility_row) {
-                outbox::enqueue(&txn, message.topic, &message.dedup_key, message.payload).await?;
-            }
+            outbox::enqueue_many(&txn, &(new.messages)(&row, &facility_row)).await?;
             Self::save_replay(&txn, &new.idempotency, (new.encode)(&row), new.now).await?;
             Ok::<(), DbErr>(())
         }
@@ -658,9 +638,7 @@ impl Store {
             }
             .insert(&txn)
             .await?;
-            for message in (new.messages)(&updated, &new.refund_id) {
-                outbox::enqueue(&txn, message.topic, &message.dedup_key, message.payload).await?;
-            }
+            outbox::enqueue_many(&txn, &(new.messages)(&updated, &new.refund_id)).await?;
             if let Some(scope) = &new.idempotency {
                 Self::save_replay(&txn, scope, (new.encode)(&updated), new.now).await?;
             }

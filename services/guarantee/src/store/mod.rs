@@ -21,15 +21,7 @@ use crate::domain::status::holds_guarantee;
 use crate::error::GuaranteeError;
 
 /// A message to send through the outbox, written in the same transaction as its change.
-#[derive(Clone, Debug)]
-pub struct OutboxMessage {
-    /// `<receiver>.<method>`, e.g. `credit.open_facility`.
-    pub topic: &'static str,
-    /// Unique per topic: a second message with the same key is dropped.
-    pub dedup_key: String,
-    /// The protobuf-encoded request.
-    pub payload: Vec<u8>,
-}
+pub use tavana_kit::outbox::Message as OutboxMessage;
 
 /// One transition to record (R11).
 #[derive(Clone, Debug)]
@@ -181,16 +173,6 @@ async fn insert_history(
     Ok(())
 }
 
-async fn enqueue_all(
-    txn: &DatabaseTransaction,
-    messages: Vec<OutboxMessage>,
-) -> Result<(), GuaranteeError> {
-    for message in messages {
-        outbox::enqueue(txn, message.topic, &message.dedup_key, message.payload).await?;
-    }
-    Ok(())
-}
-
 /// Counts the guarantees held by the guarantor with `national_id`, leaving out the
 /// request `except` (S4, R8, R13).
 async fn count_held<C: ConnectionTrait>(
@@ -255,7 +237,7 @@ impl Store {
             .exec_without_returning(&txn)
             .await?;
         insert_history(&txn, &request_id, filing.history).await?;
-        enqueue_all(&txn, filing.outbox).await?;
+        outbox::enqueue_many(&txn, &filing.outbox).await?;
         txn.commit().await?;
         Ok(filing.request)
     }
@@ -317,7 +299,7 @@ impl Store {
             .exec(&txn)
             .await?;
         insert_history(&txn, request_id, transition.history).await?;
-        enqueue_all(&txn, transition.outbox).await?;
+        outbox::enqueue_many(&txn, &transition.outbox).await?;
         txn.commit().await?;
         Ok(updated)
     }

@@ -192,42 +192,6 @@ async fn lock_organization(txn: &DatabaseTransaction, organization_id: &str) -> 
     Ok(())
 }
 
-/// Writes messages to the outbox in chunks; a message already there is left alone.
-///
-/// Like `tavana_kit::outbox::enqueue`, but many rows per statement. The relay schedules by
-/// the wall clock, not the injected one, so the rows are due at the wall clock's now.
-async fn enqueue_all<C: ConnectionTrait>(conn: &C, outgoing: &[Outgoing]) -> Result<(), DbErr> {
-    let now = Utc::now();
-    for chunk in outgoing.chunks(INSERT_CHUNK) {
-        let mut insert = Query::insert();
-        insert.into_table(Outbox::Table).columns([
-            Outbox::Topic,
-            Outbox::DedupKey,
-            Outbox::Payload,
-            Outbox::CreatedAt,
-            Outbox::Attempts,
-            Outbox::NextAttemptAt,
-        ]);
-        for message in chunk {
-            insert.values_panic([
-                message.topic.into(),
-                message.dedup_key.clone().into(),
-                message.payload.clone().into(),
-                now.into(),
-                0i32.into(),
-                now.into(),
-            ]);
-        }
-        insert.on_conflict(
-            OnConflict::columns([Outbox::Topic, Outbox::DedupKey])
-                .do_nothing()
-                .to_owned(),
-        );
-        conn.execute(&insert).await?;
-    }
-    Ok(())
-}
-
 /// Inserts the instalments of schedules, in chunks.
 async fn insert_instalments<C: ConnectionTrait>(
     conn: &C,
@@ -820,7 +784,7 @@ impl Store {
                     messages::settlement_sms(&remittance_id, employee_id, &period, count, amount)
                 }),
         );
-        enqueue_all(&txn, &outgoing).await?;
+        tavana_kit::outbox::enqueue_many(&txn, &outgoing).await?;
 
         for chunk in matching.unmatched.chunks(INSERT_CHUNK) {
             let mut insert = Query::insert();
