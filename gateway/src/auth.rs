@@ -28,9 +28,16 @@ const TOKEN_AUDIENCE: &str = "tavana";
 const FORWARDED_HEADERS: [&str; 3] = ["traceparent", "tracestate", "x-request-id"];
 /// How often an unknown `kid` may trigger a fetch of identity's keys.
 const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// How many verified tokens are remembered, and for how long at most: a signature is
+/// checked once a minute per token, not on every request. Expiry is still checked on every
+/// use, and revocation is checked per request by the caller.
+const VERIFIED_CAPACITY: u64 = 20_000;
+const VERIFIED_TTL: Duration = Duration::from_secs(60);
+/// Clock skew allowed on `exp`, in seconds.
+const EXP_LEEWAY: u64 = 5;
 
 /// Claims of an access token.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 pub struct Claims {
     /// The employee id.
     pub sub: String,
@@ -41,14 +48,29 @@ pub struct Claims {
     pub roles: Vec<String>,
     /// The session id.
     pub sid: String,
+    /// When the token expires (Unix seconds).
+    pub exp: u64,
 }
 
 /// Public keys that verify access tokens, by `kid`, fetched from identity
 /// and fetched again when a token names a key not seen yet (rotation).
-#[derive(Default)]
 pub struct TokenKeys {
     keys: RwLock<HashMap<String, DecodingKey>>,
     last_refresh: Mutex<Option<Instant>>,
+    verified: moka::sync::Cache<String, Arc<Claims>>,
+}
+
+impl Default for TokenKeys {
+    fn default() -> Self {
+        TokenKeys {
+            keys: RwLock::default(),
+            last_refresh: Mutex::default(),
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
+        }
+    }
 }
 
 impl TokenKeys {
@@ -87,8 +109,25 @@ impl TokenKeys {
         *self.keys.write().await = keys;
     }
 
-    /// Verifies an access token and returns its claims.
-    pub async fn verify(&self, state: &AppState, token: &str) -> Option<Claims> {
+    /// Verifies an access token and returns its claims; a token verified in the last
+    /// minute is not verified again, but its expiry is.
+    pub async fn verify(&self, state: &AppState, token: &str) -> Option<Arc<Claims>> {
+        if let Some(cached) = self.cached(token, jsonwebtoken::get_current_timestamp()) {
+            return cached;
+        }
+        let claims = Arc::new(self.verify_signed(state, token).await?);
+        self.verified.insert(token.to_owned(), Arc::clone(&claims));
+        Some(claims)
+    }
+
+    /// A verified token's claims while it has not expired at `now`; `None` when the token
+    /// was not verified lately.
+    fn cached(&self, token: &str, now: u64) -> Option<Option<Arc<Claims>>> {
+        let claims = self.verified.get(token)?;
+        Some((claims.exp + EXP_LEEWAY >= now).then_some(claims))
+    }
+
+    async fn verify_signed(&self, state: &AppState, token: &str) -> Option<Claims> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         if header.alg != Algorithm::EdDSA {
             return None;
@@ -97,7 +136,7 @@ impl TokenKeys {
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[TOKEN_ISSUER]);
         validation.set_audience(&[TOKEN_AUDIENCE]);
-        validation.leeway = 5;
+        validation.leeway = EXP_LEEWAY;
         jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .ok()
             .map(|data| data.claims)
@@ -197,13 +236,13 @@ impl FromRequestParts<AppState> for User {
             .filter_map(|text| RoleGrant::parse(text))
             .collect();
         let caller = Caller::User {
-            employee_id: claims.sub,
-            national_id: claims.nid,
+            employee_id: claims.sub.clone(),
+            national_id: claims.nid.clone(),
             grants,
         };
         Ok(User {
             context: CallContext::new(caller, &parts.headers),
-            session_id: claims.sid,
+            session_id: claims.sid.clone(),
         })
     }
 }
@@ -294,3 +333,29 @@ impl FromRequestParts<AppState> for Public {
 
 /// A shared handle to the token keys.
 pub type SharedTokenKeys = Arc<TokenKeys>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(exp: u64) -> Arc<Claims> {
+        Arc::new(Claims {
+            sub: "e1".into(),
+            nid: "0000000000".into(),
+            roles: vec![],
+            sid: "s1".into(),
+            exp,
+        })
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires() {
+        let keys = TokenKeys::default();
+        assert!(keys.cached("t", 1_000).is_none(), "never verified");
+        keys.verified.insert("t".into(), claims(1_000));
+        let fresh = keys.cached("t", 1_000 + EXP_LEEWAY).expect("remembered");
+        assert_eq!(fresh.map(|c| c.sub.clone()).as_deref(), Some("e1"));
+        let stale = keys.cached("t", 1_001 + EXP_LEEWAY).expect("remembered");
+        assert!(stale.is_none(), "past exp + leeway the token is refused");
+    }
+}
