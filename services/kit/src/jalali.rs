@@ -247,9 +247,15 @@ pub fn jalali_from_gregorian(date: NaiveDate) -> JalaliDate {
     }
 }
 
+/// Returns the (Gregorian) calendar date in Tehran at the instant `at`, by which HR dates
+/// are judged.
+pub fn tehran_today(at: DateTime<Utc>) -> NaiveDate {
+    at.with_timezone(&Tehran).date_naive()
+}
+
 /// Returns the Jalali date in Tehran at the instant `at`.
 pub fn tehran_date(at: DateTime<Utc>) -> JalaliDate {
-    jalali_from_gregorian(at.with_timezone(&Tehran).date_naive())
+    jalali_from_gregorian(tehran_today(at))
 }
 
 /// Returns the salary period in Tehran at the instant `at`.

@@ -7,9 +7,4 @@ pub mod login;
 pub mod sms;
 pub mod tokens;
 
-use chrono::{DateTime, NaiveDate, Utc};
-
-/// Returns the calendar date in Asia/Tehran at `now`, by which HR dates are judged.
-pub fn tehran_today(now: DateTime<Utc>) -> NaiveDate {
-    now.with_timezone(&chrono_tz::Asia::Tehran).date_naive()
-}
+pub use tavana_kit::jalali::tehran_today;
