@@ -3,7 +3,8 @@
 //! migrated by `<service> migrate`, as the Kubernetes Job does), all on the
 //! real Redis, with two replicas of credit and of settlement. Chosen with
 //! `TAVANA_E2E_TOPOLOGY=split`; the binaries come from the target directory
-//! (`cargo build --bins` first) or `TAVANA_BIN_DIR`.
+//! (`cargo build --bins` first) or `TAVANA_BIN_DIR`. `scripts/split-up` runs the
+//! same topology by hand (the `split-up` binary).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -81,13 +82,14 @@ fn bin_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("TAVANA_BIN_DIR") {
         return Ok(PathBuf::from(dir));
     }
-    // target/debug/deps/<test binary> -> target/debug
+    // target/debug/deps/<test binary> or target/debug/<binary> -> target/debug
     let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .context("no target directory")?;
-    Ok(dir.to_path_buf())
+    let dir = exe.parent().context("no target directory")?;
+    Ok(match dir.file_name() {
+        Some(name) if name == "deps" => dir.parent().context("no target directory")?,
+        _ => dir,
+    }
+    .to_path_buf())
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -137,12 +139,36 @@ fn spawn(
     })
 }
 
-/// Starts a fresh split topology; `id` names its databases and keys.
+/// Where a topology listens and keeps its data.
+pub struct Layout {
+    /// Names the databases, the Redis keys and the log files.
+    pub id: String,
+    /// The prefix of the databases' names, before `<id>_<service>`.
+    pub database_prefix: &'static str,
+    /// The gateway's port (a free one when `None`).
+    pub gateway_port: Option<u16>,
+    /// The Redis all processes share.
+    pub redis_url: String,
+}
+
+/// Starts a fresh split topology for a test; `id` names its databases and keys.
 pub async fn start(id: &str) -> anyhow::Result<SplitTopology> {
+    start_with(Layout {
+        id: id.to_owned(),
+        database_prefix: "tavana_test_e2e_",
+        gateway_port: None,
+        redis_url: tavana_kit::testing::test_redis_url()
+            .context("split mode needs TAVANA_TEST_REDIS_URL")?,
+    })
+    .await
+}
+
+/// Starts a split topology as `layout` says.
+pub async fn start_with(layout: Layout) -> anyhow::Result<SplitTopology> {
+    let id = layout.id.as_str();
     let bin_dir = bin_dir()?;
     let pg_base = tavana_kit::testing::test_pg_url();
-    let redis_url =
-        tavana_kit::testing::test_redis_url().context("split mode needs TAVANA_TEST_REDIS_URL")?;
+    let redis_url = layout.redis_url.clone();
     let redis_prefix = format!("tavana-e2e-{id}:");
 
     let mut ports: HashMap<&'static str, Vec<u16>> = HashMap::new();
@@ -165,7 +191,11 @@ pub async fn start(id: &str) -> anyhow::Result<SplitTopology> {
     let database_urls: HashMap<&'static str, String> = SERVICES
         .iter()
         .map(|service| {
-            let database = format!("tavana_test_e2e_{id}_{}", service.name.replace('-', "_"));
+            let database = format!(
+                "{}{id}_{}",
+                layout.database_prefix,
+                service.name.replace('-', "_")
+            );
             (service.name, database_url(&pg_base, &database))
         })
         .collect();
@@ -227,7 +257,10 @@ pub async fn start(id: &str) -> anyhow::Result<SplitTopology> {
         }
     }
 
-    let gateway_port = free_port()?;
+    let gateway_port = match layout.gateway_port {
+        Some(port) => port,
+        None => free_port()?,
+    };
     let mut env = common.clone();
     env.extend([
         (
