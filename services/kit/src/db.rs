@@ -11,7 +11,7 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
     DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
-use sea_orm_migration::sea_query::{Alias, Query};
+use sea_orm_migration::sea_query::{Alias, Expr, OnConflict, Query};
 use sea_orm_migration::{MigratorTrait, SchemaManager};
 
 /// How long a SQLite connection waits for another writer before giving up.
@@ -159,6 +159,34 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
         ..Default::default()
     })
     .await
+}
+
+/// Writes the lock row `key` of `table` (columns `key_column` and `version`) as the first
+/// statement of a write transaction: inserted when missing, its version bumped otherwise.
+/// It holds the row lock (PostgreSQL) or the write lock (SQLite) until the transaction
+/// ends, so two transactions on the same key never interleave ("write first").
+pub async fn lock_row(
+    txn: &DatabaseTransaction,
+    table: &str,
+    key_column: &str,
+    key: &str,
+) -> Result<(), DbErr> {
+    use sea_orm_migration::sea_query::ExprTrait as _;
+    let upsert = Query::insert()
+        .into_table(Alias::new(table))
+        .columns([Alias::new(key_column), Alias::new("version")])
+        .values_panic([key.into(), 0i64.into()])
+        .on_conflict(
+            OnConflict::column(Alias::new(key_column))
+                .value(
+                    Alias::new("version"),
+                    Expr::col((Alias::new(table), Alias::new("version"))).add(1i64),
+                )
+                .to_owned(),
+        )
+        .to_owned();
+    txn.execute(&upsert).await?;
+    Ok(())
 }
 
 /// Connects to a service's database and refuses one whose schema is newer

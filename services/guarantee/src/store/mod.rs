@@ -7,12 +7,13 @@
 pub mod entities;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
     DatabaseTransaction, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
+use tavana_kit::db::lock_row;
 use tavana_kit::outbox;
 
 pub use self::entities::{credit_request, status_change};
@@ -119,38 +120,6 @@ fn holds_guarantee_condition() -> Condition {
                 .add(credit_request::Column::Status.eq(RequestStatus::Approved.as_str()))
                 .add(credit_request::Column::Released.eq(false)),
         )
-}
-
-/// Writes the lock row `key` of `table` first in a transaction: inserted when missing,
-/// then updated, which holds its row lock (PostgreSQL) or the write lock (SQLite) until
-/// the transaction ends.
-async fn lock_row(
-    txn: &DatabaseTransaction,
-    table: &str,
-    key_column: &str,
-    key: &str,
-) -> Result<(), GuaranteeError> {
-    let insert = Query::insert()
-        .into_table(Alias::new(table))
-        .columns([Alias::new(key_column), Alias::new("version")])
-        .values_panic([key.into(), 0i64.into()])
-        .on_conflict(
-            OnConflict::column(Alias::new(key_column))
-                .do_nothing()
-                .to_owned(),
-        )
-        .to_owned();
-    txn.execute(&insert).await?;
-    let update = Query::update()
-        .table(Alias::new(table))
-        .value(
-            Alias::new("version"),
-            Expr::col(Alias::new("version")).add(1i64),
-        )
-        .and_where(Expr::col(Alias::new(key_column)).eq(key))
-        .to_owned();
-    txn.execute(&update).await?;
-    Ok(())
 }
 
 async fn insert_history(
