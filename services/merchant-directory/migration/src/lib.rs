@@ -3,6 +3,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20250101_000001_create_merchants;
+mod m20261124_000001_index_merchant_names;
 
 /// The migrations of the merchant-directory service, oldest first.
 pub struct Migrator;
@@ -10,6 +11,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20250101_000001_create_merchants::Migration)]
+        vec![
+            Box::new(m20250101_000001_create_merchants::Migration),
+            Box::new(m20261124_000001_index_merchant_names::Migration),
+        ]
     }
 }

@@ -6,8 +6,8 @@ pub mod proposal;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, LikeExpr};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
+    DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, SqlErr, Statement,
 };
 
 use crate::domain::MerchantError;
@@ -436,15 +436,110 @@ pub async fn rotate_key(
     Ok(())
 }
 
+/// The most name candidates a SQLite search reads through the name index. A query with
+/// more matches is common enough that walking the listing in name order reaches a page of
+/// them sooner than reading and sorting all of its candidates.
+const MAX_NAME_CANDIDATES: usize = 300;
+
+/// The trigram index finds nothing for a query shorter than one trigram.
+const MIN_INDEXED_QUERY_CHARS: usize = 3;
+
+/// Returns `text` as an FTS5 phrase: one quoted string, in which only `"` is special.
+fn fts_phrase(text: &str) -> String {
+    format!("\"{}\"", text.replace('"', "\"\""))
+}
+
+/// Returns the ids of every merchant whose normalized name may contain `q` (R27), when
+/// SQLite's name index narrows them to at most [`MAX_NAME_CANDIDATES`]; `None` when the
+/// search should walk the listing in name order instead.
+///
+/// The candidates are a superset: the index folds case, and it may hold the old name of
+/// a merchant renamed a moment ago. The search still checks the name of each.
+/// PostgreSQL needs none of this: its planner chooses between the trigram index and the
+/// ordered listing from its statistics, which SQLite does not keep for an FTS5 table.
+async fn name_candidates(db: &DatabaseConnection, q: &str) -> Result<Option<Vec<String>>, DbErr> {
+    let indexed = db.get_database_backend() == DbBackend::Sqlite
+        && q.chars().count() >= MIN_INDEXED_QUERY_CHARS;
+    if !indexed {
+        return Ok(None);
+    }
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "SELECT merchant_id FROM merchant_name_search \
+             WHERE merchant_name_search MATCH ? LIMIT ?",
+            [
+                fts_phrase(q).into(),
+                (MAX_NAME_CANDIDATES as i64 + 1).into(),
+            ],
+        ))
+        .await?;
+    if rows.len() > MAX_NAME_CANDIDATES {
+        return Ok(None);
+    }
+    rows.iter()
+        .map(|row| row.try_get::<String>("", "merchant_id"))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
 /// Searches contracted merchants (R27), ordered by (normalized name, id) and keyset-paged
 /// on the same pair, so a page boundary stays put while merchants are added.
+///
+/// A name query is matched by `name_normalized LIKE '%q%'` in every case; a name index
+/// only narrows the rows that are checked (see [`name_candidates`]).
 #[tracing::instrument(skip_all)]
 pub async fn search_merchants(
     db: &DatabaseConnection,
     search: &MerchantSearch,
 ) -> Result<Page<merchant::Model, MerchantCursor>, DbErr> {
-    let mut query = merchant::Entity::find()
-        .filter(merchant::Column::Status.eq(MerchantStatus::Contracted.as_str()));
+    let candidates = name_candidates(db, &search.q).await?;
+    if candidates.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(Page {
+            items: Vec::new(),
+            next: None,
+        });
+    }
+    let mut items = search_query(search, candidates).all(db).await?;
+    let next = if items.len() as u64 > search.page_size {
+        items.truncate(search.page_size as usize);
+        items.last().map(|last| MerchantCursor {
+            name: last.name_normalized.clone(),
+            id: last.id.clone(),
+        })
+    } else {
+        None
+    };
+    Ok(Page { items, next })
+}
+
+/// Returns `merchant.status = status` behind a unary `+`, which keeps SQLite from serving
+/// it through `ix_merchant_status_name_id`. Given a list of candidate ids, SQLite would
+/// otherwise walk every contracted merchant in name order and check each against the
+/// list, rather than read the few candidates by id and sort them.
+fn status_not_from_an_index(status: &str) -> Expr {
+    Expr::cust_with_exprs(
+        "+? = ?",
+        [
+            Expr::col((merchant::Entity, merchant::Column::Status)),
+            Expr::val(status),
+        ],
+    )
+}
+
+/// Returns the query of one page of `search` (and one row more, to tell whether another
+/// page follows), limited to `candidates` when the name index found them.
+fn search_query(
+    search: &MerchantSearch,
+    candidates: Option<Vec<String>>,
+) -> Select<merchant::Entity> {
+    let contracted = MerchantStatus::Contracted.as_str();
+    let mut query = match candidates {
+        None => merchant::Entity::find().filter(merchant::Column::Status.eq(contracted)),
+        Some(candidates) => merchant::Entity::find()
+            .filter(merchant::Column::Id.is_in(candidates))
+            .filter(status_not_from_an_index(contracted)),
+    };
     if !search.q.is_empty() {
         query = query.filter(merchant::Column::NameNormalized.like(contains(&search.q)));
     }
@@ -483,20 +578,63 @@ pub async fn search_merchants(
                 ),
         );
     }
-    let mut items = query
+    query
         .order_by_asc(merchant::Column::NameNormalized)
         .order_by_asc(merchant::Column::Id)
         .limit(search.page_size + 1)
-        .all(db)
-        .await?;
-    let next = if items.len() as u64 > search.page_size {
-        items.truncate(search.page_size as usize);
-        items.last().map(|last| MerchantCursor {
-            name: last.name_normalized.clone(),
-            id: last.id.clone(),
-        })
-    } else {
-        None
-    };
-    Ok(Page { items, next })
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::QueryTrait;
+    use tavana_kit::testing::{test_db, test_uses_postgres};
+    use tavana_merchant_directory_migration::Migrator;
+
+    use super::*;
+
+    #[test]
+    fn fts_phrase_quotes_the_query_and_doubles_its_quotes() {
+        assert_eq!(fts_phrase("کتاب"), "\"کتاب\"");
+        assert_eq!(fts_phrase("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(fts_phrase("a* OR b:c ^d"), "\"a* OR b:c ^d\"");
+    }
+
+    #[tokio::test]
+    async fn r27_sqlite_reads_name_candidates_by_id_and_sorts_them() {
+        if test_uses_postgres() {
+            return;
+        }
+        let test_db = test_db::<Migrator>().await;
+        let search = MerchantSearch {
+            q: "کتاب".into(),
+            page_size: 20,
+            ..MerchantSearch::default()
+        };
+        let candidates = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        let mut statement = search_query(&search, Some(candidates)).build(DbBackend::Sqlite);
+        statement.sql = format!("EXPLAIN QUERY PLAN {}", statement.sql);
+
+        let plan = test_db.db.query_all_raw(statement).await.unwrap();
+
+        let steps: Vec<String> = plan
+            .iter()
+            .map(|step| step.try_get::<String>("", "detail").unwrap())
+            .collect();
+        assert!(
+            steps.iter().any(|step| step.contains("(id=?)")),
+            "{steps:?}"
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|step| step.contains("TEMP B-TREE FOR ORDER BY")),
+            "{steps:?}"
+        );
+        assert!(
+            !steps
+                .iter()
+                .any(|step| step.contains("ix_merchant_status_name_id")),
+            "{steps:?}"
+        );
+    }
 }

@@ -4,5 +4,6 @@
 mod cache;
 mod helpers;
 mod keys;
+mod name_index;
 mod proposals;
 mod search;
