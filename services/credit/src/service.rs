@@ -11,7 +11,7 @@ use tavana_proto::credit::v1 as pb;
 
 use crate::convert;
 use crate::domain::CreditError;
-use crate::domain::budget::{self, Available, Hold, HoldRelease};
+use crate::domain::budget::{self, Available, HoldRelease};
 use crate::domain::card::{CustomerNumber, Pin, attempts_left};
 use crate::domain::facility::FacilityTerms;
 use crate::domain::idempotency::{IdempotencyKey, request_hash};
@@ -229,23 +229,20 @@ impl CreditFlows {
     #[tracing::instrument(skip_all)]
     pub async fn balance(&self, employee_id: &str) -> Result<Balance, CreditError> {
         let facility = self.facility_of(employee_id).await?;
-        let mut rows = self.store.unreleased_purchases(&facility.id).await?;
-        if rows.iter().any(|row| row.hold_waits_for_contract)
+        let now = self.now();
+        let mut held = self.store.held_room(&facility.id, now).await?;
+        if held.waits_for_contract
             && self
                 .peers
                 .contract_in_force(&facility.organization_id)
                 .await?
         {
-            self.store
-                .release_waiting_holds(&facility.id, self.now())
-                .await?;
-            rows = self.store.unreleased_purchases(&facility.id).await?;
+            self.store.release_waiting_holds(&facility.id, now).await?;
+            held = self.store.held_room(&facility.id, now).await?;
         }
-        let now = self.now();
-        let holds: Vec<Hold> = rows.iter().filter_map(hold_of).collect();
         Ok(Balance {
-            available: budget::available(terms_of(&facility), &holds, now),
-            next_release_at: budget::next_release_at(&holds, now),
+            available: budget::available(terms_of(&facility), &held.holds, now),
+            next_release_at: budget::next_release_at(&held.holds, now),
             facility,
         })
     }
@@ -341,12 +338,14 @@ impl CreditFlows {
             max_instalments,
         )?;
         crate::store::status_of(facility, self.now()).ensure_active()?;
-        let merchant = self.peers.merchant_for(merchant_id, terms.kind()).await?;
-        if !self
-            .peers
-            .contract_in_force(&facility.organization_id)
-            .await?
-        {
+        // The two peers are asked at once; the merchant's answer is judged first, as
+        // when they were asked one after the other.
+        let (merchant, contract_in_force) = tokio::join!(
+            self.peers.merchant_for(merchant_id, terms.kind()),
+            self.peers.contract_in_force(&facility.organization_id),
+        );
+        let merchant = merchant?;
+        if !contract_in_force? {
             return Err(CreditError::OrganizationContractNotInForce);
         }
         let messages = convert::purchase_messages;

@@ -117,6 +117,28 @@ pub fn next_release_at(holds: &[Hold], now: DateTime<Utc>) -> Option<DateTime<Ut
         .min()
 }
 
+/// Returns `holds` summed per release: one hold for each distinct `release`, in the order
+/// of first appearance.
+///
+/// The room left and the next release are the same for the sums as for the holds
+/// themselves, because `available` only adds up the holds in effect and whether a hold is
+/// in effect depends on its release alone. The store sums the unreleased purchases of a
+/// facility the same way in SQL, so a purchase or a balance reads a handful of rows
+/// whatever the number of purchases. Sums saturate at `i64::MAX`: more held, never less.
+pub fn sum_per_release(holds: &[Hold]) -> Vec<Hold> {
+    let mut summed: Vec<Hold> = Vec::new();
+    for hold in holds {
+        match summed.iter_mut().find(|sum| sum.release == hold.release) {
+            Some(sum) => {
+                sum.monthly = Rial(sum.monthly.as_i64().saturating_add(hold.monthly.as_i64()));
+                sum.total = Rial(sum.total.as_i64().saturating_add(hold.total.as_i64()));
+            }
+            None => summed.push(*hold),
+        }
+    }
+    summed
+}
+
 /// Accepts a new hold only if both budgets still fit it (R16); a refusal says how much
 /// would fit.
 pub fn ensure_fits(room: Available, hold: &Hold) -> Result<(), CreditError> {
@@ -132,6 +154,7 @@ pub fn ensure_fits(room: Available, hold: &Hold) -> Result<(), CreditError> {
 #[cfg(test)]
 mod tests {
     use chrono::{Duration, TimeZone};
+    use proptest::prelude::*;
 
     use super::*;
 
@@ -228,5 +251,58 @@ mod tests {
             next_release_at(&holds, release_instant(period("1405-04"))),
             None
         );
+    }
+
+    fn release() -> impl Strategy<Value = HoldRelease> {
+        // A few distinct instants around a fixed origin, so that holds share releases and
+        // `now` falls before, on and after them.
+        let origin = Utc.with_ymd_and_hms(2026, 3, 27, 20, 30, 0).unwrap();
+        prop_oneof![
+            3 => (-3i64..=3).prop_map(move |days| HoldRelease::At(origin + Duration::days(days))),
+            1 => Just(HoldRelease::UntilSettled),
+            1 => Just(HoldRelease::UntilContractInForce),
+        ]
+    }
+
+    fn hold() -> impl Strategy<Value = Hold> {
+        (0i64..1_000_000_000_000, 0i64..1_000_000_000_000, release()).prop_map(
+            |(monthly, total, release)| Hold {
+                monthly: Rial(monthly),
+                total: Rial(total),
+                release,
+            },
+        )
+    }
+
+    proptest! {
+        /// R16: what the store does in SQL (keep the holds that may be in effect at `now`,
+        /// sum them per release) leaves the same room and the same next release as
+        /// folding every purchase's hold.
+        #[test]
+        fn r16_holds_summed_per_release_leave_the_same_room(
+            holds in proptest::collection::vec(hold(), 0..64),
+            monthly_credit in 1i64..10_000_000_000_000,
+            max_instalments in 1u32..37,
+            now_offset_hours in -100i64..100,
+        ) {
+            let terms = FacilityTerms::parse(monthly_credit, max_instalments, 36).unwrap();
+            let now = Utc.with_ymd_and_hms(2026, 3, 27, 20, 30, 0).unwrap()
+                + Duration::hours(now_offset_hours * 24 / 25);
+            let may_be_in_effect: Vec<Hold> = holds
+                .iter()
+                .copied()
+                .filter(|hold| hold.is_in_effect(now))
+                .collect();
+
+            let summed = sum_per_release(&may_be_in_effect);
+
+            prop_assert_eq!(available(terms, &summed, now), available(terms, &holds, now));
+            prop_assert_eq!(next_release_at(&summed, now), next_release_at(&holds, now));
+            prop_assert_eq!(
+                available(terms, &sum_per_release(&holds), now),
+                available(terms, &holds, now)
+            );
+            prop_assert!(summed.len() <= 9);
+        }
     }
 }

@@ -9,10 +9,11 @@
 pub mod entities;
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, Query, SelectStatement, UnionType};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set, SqlErr,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter,
+    QueryOrder, QuerySelect, Set, SqlErr,
 };
 use tavana_kit::jalali::JalaliPeriod;
 use tavana_kit::money::Rial;
@@ -97,16 +98,67 @@ pub fn hold_of(row: &purchase::Model) -> Option<Hold> {
     if row.hold_released_at.is_some() {
         return None;
     }
-    let release = match (row.hold_release_at, row.hold_waits_for_contract) {
-        (Some(instant), _) => HoldRelease::At(instant),
-        (None, true) => HoldRelease::UntilContractInForce,
-        (None, false) => HoldRelease::UntilSettled,
-    };
     Some(Hold {
         monthly: Rial(row.hold_monthly),
         total: Rial(row.hold_total),
-        release,
+        release: release_of(row.hold_release_at, row.hold_waits_for_contract),
     })
+}
+
+/// Returns when a stored hold ends, from its `hold_release_at` and
+/// `hold_waits_for_contract` columns.
+fn release_of(release_at: Option<DateTime<Utc>>, waits_for_contract: bool) -> HoldRelease {
+    match (release_at, waits_for_contract) {
+        (Some(instant), _) => HoldRelease::At(instant),
+        (None, true) => HoldRelease::UntilContractInForce,
+        (None, false) => HoldRelease::UntilSettled,
+    }
+}
+
+/// The holds of a facility that may be in effect at an instant, summed per release
+/// (R16-R18): what `budget::available` and `budget::next_release_at` need, in a handful of
+/// rows whatever the number of purchases.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeldRoom {
+    /// The holds summed per release, as `budget::sum_per_release` sums them.
+    pub holds: Vec<Hold>,
+    /// Some of them are settled instalment purchases waiting for the organization's
+    /// contract to be in force (R18).
+    pub waits_for_contract: bool,
+}
+
+/// One row of the summed holds query.
+#[derive(Debug, FromQueryResult)]
+struct SummedHolds {
+    hold_release_at: Option<DateTime<Utc>>,
+    hold_waits_for_contract: bool,
+    monthly: i64,
+    total: i64,
+}
+
+/// Sums the unreleased holds of a facility that pass `release_filter`, per release.
+///
+/// PostgreSQL's `SUM(bigint)` is `numeric`: the cast brings it back to `BIGINT` (a sum
+/// beyond it fails the query; it cannot happen, since R16 keeps the holds in effect within
+/// the budgets, and a failure refuses rather than lets anything through).
+fn summed_holds_query(facility_id: &str, release_filter: Expr) -> SelectStatement {
+    let sum = |column: purchase::Column| Func::cast_as(Func::sum(Expr::col(column)), "BIGINT");
+    Query::select()
+        .columns([
+            purchase::Column::HoldReleaseAt,
+            purchase::Column::HoldWaitsForContract,
+        ])
+        .expr_as(sum(purchase::Column::HoldMonthly), "monthly")
+        .expr_as(sum(purchase::Column::HoldTotal), "total")
+        .from(purchase::Entity)
+        .and_where(purchase::Column::FacilityId.eq(facility_id))
+        .and_where(purchase::Column::HoldReleasedAt.is_null())
+        .and_where(release_filter)
+        .group_by_columns([
+            purchase::Column::HoldReleaseAt,
+            purchase::Column::HoldWaitsForContract,
+        ])
+        .to_owned()
 }
 
 /// Returns the terms of a stored facility.
@@ -176,6 +228,26 @@ impl Store {
             return Err(CreditError::NoFacility);
         }
         Ok(())
+    }
+
+    /// Takes the facility's lock and returns its row, in one statement (`RETURNING`).
+    async fn lock_and_read_facility(
+        txn: &DatabaseTransaction,
+        facility_id: &str,
+    ) -> Result<facility::Model, CreditError> {
+        let update = Query::update()
+            .table(facility::Entity)
+            .value(
+                facility::Column::Version,
+                Expr::col(facility::Column::Version).add(1),
+            )
+            .and_where(facility::Column::Id.eq(facility_id))
+            .returning_all()
+            .to_owned();
+        facility::Model::find_by_statement(txn.get_database_backend().build(&update))
+            .one(txn)
+            .await?
+            .ok_or(CreditError::NoFacility)
     }
 
     // ---- facilities (R12, R13) ----
@@ -333,23 +405,60 @@ impl Store {
 
     // ---- holds and budgets (R16-R18) ----
 
-    /// Returns the purchases of a facility whose holds are not released.
+    /// Returns the purchases of a facility whose holds are not released, one row each
+    /// (tests and tooling; the flows read `held_room`).
     pub async fn unreleased_purchases(
         &self,
-        facility_id: &str,
-    ) -> Result<Vec<purchase::Model>, CreditError> {
-        Self::unreleased_in(&self.db, facility_id).await
-    }
-
-    async fn unreleased_in<C: sea_orm::ConnectionTrait>(
-        conn: &C,
         facility_id: &str,
     ) -> Result<Vec<purchase::Model>, CreditError> {
         Ok(purchase::Entity::find()
             .filter(purchase::Column::FacilityId.eq(facility_id))
             .filter(purchase::Column::HoldReleasedAt.is_null())
-            .all(conn)
+            .all(&self.db)
             .await?)
+    }
+
+    /// Returns the holds of a facility that may be in effect at `now`, summed per release.
+    pub async fn held_room(
+        &self,
+        facility_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<HeldRoom, CreditError> {
+        Self::held_room_in(&self.db, facility_id, now).await
+    }
+
+    /// Sums the holds in SQL instead of reading every purchase: a credit purchase keeps
+    /// `hold_released_at` NULL for good (the clock releases it, R17), so the unreleased
+    /// rows of a facility only grow. Two index range scans of
+    /// `idx_purchase_facility_holds` read just the holds that may be in effect: those
+    /// released by the clock after `now`, and those waiting for an event (no
+    /// `hold_release_at`: instalments until settled, R18). `budget::available` still
+    /// decides with the same `now`.
+    async fn held_room_in<C: ConnectionTrait>(
+        conn: &C,
+        facility_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<HeldRoom, CreditError> {
+        let query = summed_holds_query(facility_id, purchase::Column::HoldReleaseAt.gt(now))
+            .union(
+                UnionType::All,
+                summed_holds_query(facility_id, purchase::Column::HoldReleaseAt.is_null()),
+            )
+            .to_owned();
+        let rows = SummedHolds::find_by_statement(conn.get_database_backend().build(&query))
+            .all(conn)
+            .await?;
+        Ok(HeldRoom {
+            waits_for_contract: rows.iter().any(|row| row.hold_waits_for_contract),
+            holds: rows
+                .iter()
+                .map(|row| Hold {
+                    monthly: Rial(row.monthly),
+                    total: Rial(row.total),
+                    release: release_of(row.hold_release_at, row.hold_waits_for_contract),
+                })
+                .collect(),
+        })
     }
 
     async fn release_waiting_in(
@@ -393,7 +502,7 @@ impl Store {
         Self::find_replay_in(&self.db, scope).await
     }
 
-    async fn find_replay_in<C: sea_orm::ConnectionTrait>(
+    async fn find_replay_in<C: ConnectionTrait>(
         conn: &C,
         scope: &IdempotencyScope,
     ) -> Result<Option<Replay>, CreditError> {
@@ -458,25 +567,19 @@ impl Store {
         new: NewPurchase<'_>,
     ) -> Result<Result<purchase::Model, Replay>, CreditError> {
         let txn = tavana_kit::db::begin_write(&self.db).await?;
-        Self::lock_facility(&txn, &new.facility_id).await?;
+        let facility_row = Self::lock_and_read_facility(&txn, &new.facility_id).await?;
         if let Some(replay) = Self::find_replay_in(&txn, &new.idempotency).await? {
             return Ok(Err(replay));
         }
-        let facility_row = facility::Entity::find_by_id(new.facility_id.clone())
-            .one(&txn)
-            .await?
-            .ok_or(CreditError::NoFacility)?;
         status_of(&facility_row, new.now).ensure_active()?;
-        // The caller checked the contract is in force just before (R14), so holds that
-        // waited for it are released now (R18).
-        Self::release_waiting_in(&txn, &new.facility_id, new.now).await?;
-
-        let holds: Vec<Hold> = Self::unreleased_in(&txn, &new.facility_id)
-            .await?
-            .iter()
-            .filter_map(hold_of)
-            .collect();
-        let room = budget::available(terms_of(&facility_row), &holds, new.now);
+        let mut held = Self::held_room_in(&txn, &new.facility_id, new.now).await?;
+        if held.waits_for_contract {
+            // The caller checked the contract is in force just before (R14), so holds
+            // that waited for it are released now (R18).
+            Self::release_waiting_in(&txn, &new.facility_id, new.now).await?;
+            held = Self::held_room_in(&txn, &new.facility_id, new.now).await?;
+        }
+        let room = budget::available(terms_of(&facility_row), &held.holds, new.now);
         let period = tavana_kit::jalali::period_of(new.now);
         let hold = Hold::for_purchase(
             new.terms.kind(),

@@ -447,6 +447,45 @@ impl TestApp {
         (balance.available_monthly, balance.available_total)
     }
 
+    /// Returns (available_monthly, available_total, next_release_at in seconds) computed
+    /// from every unreleased purchase one by one, not from the sums the service reads.
+    pub async fn room_one_by_one(&self, employee_id: &str) -> (i64, i64, Option<i64>) {
+        use tavana_credit::domain::budget::{self, Hold};
+        use tavana_credit::store::{hold_of, terms_of};
+
+        let facility = self
+            .store
+            .facility_of_employee(employee_id)
+            .await
+            .unwrap()
+            .expect("a facility");
+        let holds: Vec<Hold> = self
+            .store
+            .unreleased_purchases(&facility.id)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(hold_of)
+            .collect();
+        let now = self.clock_now();
+        let room = budget::available(terms_of(&facility), &holds, now);
+        (
+            room.monthly.as_i64(),
+            room.total.as_i64(),
+            budget::next_release_at(&holds, now).map(|at| at.timestamp()),
+        )
+    }
+
+    /// Sets whether the organization's contract is in force (R14, R18).
+    pub fn set_contract_in_force(&self, in_force: bool) {
+        self.peers
+            .0
+            .lock()
+            .unwrap()
+            .organizations
+            .insert(ORG.into(), in_force);
+    }
+
     /// Refunds as a merchant.
     pub async fn refund(
         &self,

@@ -1,6 +1,8 @@
 //! R16, R17: holds released by the clock at 00:00 Tehran on the 8th of the next month.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
+use tavana_credit::domain::budget::{Hold, sum_per_release};
+use tavana_credit::store::hold_of;
 use tavana_kit::jalali::{JalaliPeriod, release_instant, start_of_day};
 use tavana_proto::credit::v1::PurchaseKind;
 
@@ -97,4 +99,78 @@ async fn r18_instalment_hold_is_not_released_by_the_clock() {
 
     assert_eq!(app.room("E1").await, (700, 2_100));
     assert_eq!(app.balance("E1").await.unwrap().next_release_at, None);
+}
+
+fn by_release(mut holds: Vec<Hold>) -> Vec<Hold> {
+    holds.sort_by_key(|hold| format!("{:?}", hold.release));
+    holds
+}
+
+/// R16-R18: the store sums holds in SQL (`held_room`). At every instant, on both sides of
+/// the clock releases and while a settled purchase waits for the contract, its sums are
+/// the holds of the purchases one by one that are in effect, summed per release.
+#[tokio::test]
+async fn r16_summed_holds_are_the_purchases_holds_in_effect_summed_per_release() {
+    let app = spawn_service_at(noon_of("1405-01", 10)).await;
+    let facility_id = app.open_facility("E1", 100_000, 6).await.facility_id;
+    let buy = async |kind, amount, months, key: &str| {
+        app.buy("E1", SHOP, kind, amount, months, key)
+            .await
+            .unwrap()
+            .purchase
+            .unwrap()
+            .purchase_id
+    };
+    buy(PurchaseKind::Credit, 100, 0, "c1").await;
+    buy(PurchaseKind::Credit, 200, 0, "c2").await;
+    app.set_clock(noon_of("1405-02", 5));
+    let c3 = buy(PurchaseKind::Credit, 300, 0, "c3").await;
+    let c4 = buy(PurchaseKind::Credit, 50, 0, "c4").await;
+    let i1 = buy(PurchaseKind::Instalment, 600, 3, "i1").await;
+    buy(PurchaseKind::Instalment, 901, 3, "i2").await;
+    app.set_clock(noon_of("1405-03", 5));
+    buy(PurchaseKind::Credit, 400, 0, "c5").await;
+    app.refund(SHOP, &c3, 100).await.unwrap();
+    app.refund(SHOP, &c4, 50).await.unwrap();
+    app.set_contract_in_force(false);
+    app.settle(&i1).await.unwrap();
+
+    let second = release_instant(JalaliPeriod::parse("1405-02").unwrap());
+    let third = release_instant(JalaliPeriod::parse("1405-03").unwrap());
+    let fourth = release_instant(JalaliPeriod::parse("1405-04").unwrap());
+    let instants = [
+        second - Duration::nanoseconds(1),
+        second,
+        noon_of("1405-03", 5),
+        third - Duration::microseconds(1),
+        third - Duration::nanoseconds(1),
+        third,
+        third + Duration::nanoseconds(1),
+        third + Duration::microseconds(1),
+        fourth - Duration::nanoseconds(1),
+        fourth,
+        fourth + Duration::days(400),
+    ];
+    let rows = app.store.unreleased_purchases(&facility_id).await.unwrap();
+    for at in instants {
+        let in_effect: Vec<Hold> = rows
+            .iter()
+            .filter_map(hold_of)
+            .filter(|hold| hold.is_in_effect(at))
+            .collect();
+
+        let held = app.store.held_room(&facility_id, at).await.unwrap();
+
+        assert_eq!(
+            by_release(held.holds),
+            by_release(sum_per_release(&in_effect)),
+            "at {at}"
+        );
+        assert!(held.waits_for_contract, "at {at}");
+    }
+    // Checked on the data it was meant for: seven purchases, one refunded wholly; three
+    // clock releases, instalments until settled, one waiting for the contract.
+    assert_eq!(rows.len(), 6);
+    let waiting = app.store.held_room(&facility_id, third).await.unwrap();
+    assert_eq!(waiting.holds.len(), 3);
 }

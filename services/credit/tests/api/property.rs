@@ -1,7 +1,8 @@
 //! R16 against the store: a smaller property run of random purchases, refunds,
 //! settlements and clock moves across month ends through the gRPC API. After every step,
-//! no budget is negative and no salary period's scheduled deductions (of what is not
-//! refunded) exceed `M`.
+//! no budget is negative, no salary period's scheduled deductions (of what is not
+//! refunded) exceed `M`, and the balance (from holds summed in SQL) is the one computed
+//! from the purchases one by one.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -101,10 +102,16 @@ async fn run_case(app: &TestApp, employee_id: &str, ops: Vec<Op>) -> Result<(), 
             }
             Op::Advance { minutes } => app.advance(Duration::minutes(minutes)),
         }
-        let (monthly, total) = app.room(employee_id).await;
+        let balance = app.balance(employee_id).await.unwrap();
+        let (monthly, total) = (balance.available_monthly, balance.available_total);
         prop_assert!(
             monthly >= 0 && total >= 0,
             "negative room {monthly} {total}"
+        );
+        // The service sums the holds in SQL; folding the purchases one by one agrees.
+        prop_assert_eq!(
+            (monthly, total, balance.next_release_at.map(|at| at.seconds)),
+            app.room_one_by_one(employee_id).await
         );
         let listed = app
             .client

@@ -80,3 +80,26 @@ async fn r18_only_services_mark_purchases_settled() {
 
     assert_eq!(problem(result).code, "permission_denied");
 }
+
+#[tokio::test]
+async fn r18_a_purchase_releases_the_holds_that_waited_for_the_contract() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    let bought = app
+        .buy("E1", SHOP, PurchaseKind::Instalment, 3_000, 3, "k1")
+        .await
+        .unwrap();
+    app.set_contract_in_force(false);
+    app.settle(&bought.purchase.unwrap().purchase_id)
+        .await
+        .unwrap();
+    app.set_contract_in_force(true);
+
+    // No balance read in between: the purchase itself releases the waiting holds.
+    let result = app
+        .buy("E1", SHOP, PurchaseKind::Credit, 1_000, 0, "k2")
+        .await;
+
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(app.room("E1").await, (0, 2_000));
+}
