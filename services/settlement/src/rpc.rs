@@ -4,7 +4,7 @@
 use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tavana_kit::caller::{Caller, Role, caller};
 use tavana_kit::clock::SharedClock;
 use tavana_kit::error::Violation;
@@ -26,10 +26,11 @@ use crate::domain::remittance::{CheckedLine, PartialSettlement, RawLine, check_l
 use crate::error::SettlementError;
 use crate::store::{InstalmentView, NewRemittance, NewSchedule, RemittanceRecord, Store};
 
-/// How many employees one deduction-list query reads (R22): the list is never held whole.
-pub const DEDUCTION_BATCH_EMPLOYEES: u64 = 1_000;
-/// How many rows wait in the stream's buffer before the reader slows down.
-const STREAM_BUFFER: usize = 64;
+/// How many instalments one deduction-list query reads (R22), in whole employees: the list is
+/// never held whole.
+pub const DEDUCTION_BATCH_ROWS: u64 = 5_000;
+/// How many batches wait in the stream's buffer before the reader slows down.
+const STREAM_BUFFER_BATCHES: usize = 2;
 /// The longest bank reference accepted.
 const MAX_BANK_REFERENCE: usize = 128;
 
@@ -292,12 +293,15 @@ fn checked_lines(lines: Vec<pb::RemittanceLine>) -> Result<Vec<CheckedLine>, Set
     Ok(checked)
 }
 
+/// The messages of one batch of a deduction list: a channel send per batch, not per row.
+type DeductionMessages = Vec<Result<pb::StreamDeductionListResponse, Status>>;
+
 /// Reads the deduction list batch by batch into `sender`, then the totals (R22).
 async fn stream_deductions(
     store: Store,
     organization_id: String,
     period: JalaliPeriod,
-    sender: mpsc::Sender<Result<pb::StreamDeductionListResponse, Status>>,
+    sender: mpsc::Sender<DeductionMessages>,
 ) {
     let mut totals = DeductionTotals::default();
     let mut after: Option<String> = None;
@@ -307,19 +311,19 @@ async fn stream_deductions(
                 &organization_id,
                 period,
                 after.as_deref(),
-                DEDUCTION_BATCH_EMPLOYEES,
+                DEDUCTION_BATCH_ROWS,
             )
             .await;
         let rows = match batch.map(deduction::group_rows) {
             Ok(Ok(rows)) => rows,
             Ok(Err(overflow)) => {
                 let _ = sender
-                    .send(Err(SettlementError::from(overflow).into()))
+                    .send(vec![Err(SettlementError::from(overflow).into())])
                     .await;
                 return;
             }
             Err(error) => {
-                let _ = sender.send(Err(error.into())).await;
+                let _ = sender.send(vec![Err(error.into())]).await;
                 return;
             }
         };
@@ -327,20 +331,21 @@ async fn stream_deductions(
             break;
         };
         after = Some(last.national_id.clone());
+        let mut messages = Vec::with_capacity(rows.len());
         for row in rows {
             if let Err(overflow) = totals.add(&row) {
-                let _ = sender
-                    .send(Err(SettlementError::from(overflow).into()))
-                    .await;
+                messages.push(Err(SettlementError::from(overflow).into()));
+                let _ = sender.send(messages).await;
                 return;
             }
-            if sender.send(Ok(row_message(row))).await.is_err() {
-                // The reader went away.
-                return;
-            }
+            messages.push(Ok(row_message(row)));
+        }
+        if sender.send(messages).await.is_err() {
+            // The reader went away.
+            return;
         }
     }
-    let _ = sender.send(Ok(totals_message(totals))).await;
+    let _ = sender.send(vec![Ok(totals_message(totals))]).await;
 }
 
 type DeductionStream =
@@ -436,14 +441,15 @@ impl SettlementService for SettlementRpc {
         let span = tracing::Span::current();
         span.record("organization_id", request.organization_id.as_str());
         span.record("period", tracing::field::display(period));
-        let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+        let (sender, receiver) = mpsc::channel(STREAM_BUFFER_BATCHES);
         tokio::spawn(stream_deductions(
             self.store.clone(),
             request.organization_id,
             period,
             sender,
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        let messages = ReceiverStream::new(receiver).flat_map(futures::stream::iter);
+        Ok(Response::new(Box::pin(messages)))
     }
 
     #[tracing::instrument(skip_all, fields(organization_id, period, lines))]

@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20250101_000001_create_settlement_tables;
 mod m20250101_000002_create_outbox;
+mod m20261124_000001_index_instalment_org_state;
 
 /// The settlement service's migrations, oldest first.
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20250101_000001_create_settlement_tables::Migration),
             Box::new(m20250101_000002_create_outbox::Migration),
+            Box::new(m20261124_000001_index_instalment_org_state::Migration),
         ]
     }
 }

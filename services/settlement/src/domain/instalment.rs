@@ -19,6 +19,13 @@ pub enum InstalmentState {
 }
 
 impl InstalmentState {
+    /// Every state.
+    pub const ALL: [InstalmentState; 3] = [
+        InstalmentState::Unsettled,
+        InstalmentState::Settled,
+        InstalmentState::Cancelled,
+    ];
+
     /// Returns the stored name of the state.
     pub fn as_str(self) -> &'static str {
         match self {

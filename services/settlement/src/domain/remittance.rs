@@ -3,9 +3,13 @@
 //! Each valid line pays its employee's unsettled instalments due up to and including the
 //! remittance's period, oldest first (period, then position). An exact match settles them
 //! all; anything else is kept as an unmatched line with a code and, unless partial
-//! settlement is configured, settles nothing. Lines are taken in order, so a second line
-//! for one employee sees what the first settled. Nothing is dropped: every line either
-//! settles instalments or comes back unmatched (or both, for a partial settlement).
+//! settlement is configured, settles nothing. One employee's lines are taken in document
+//! order, so a second line sees what the first settled. Nothing is dropped: every line
+//! either settles instalments or comes back unmatched (or both, for a partial settlement).
+//!
+//! Employees are independent of each other, so the lines are matched employee by employee
+//! in national ID order: a large remittance is matched in chunks that never split an
+//! employee ([`employee_chunks`]), each against the instalments of its own employees.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -144,9 +148,10 @@ pub struct DueInstalment {
 }
 
 /// What the organization's books say about the employees of a remittance.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Ledger {
-    /// National IDs with at least one instalment ever recorded in this organization.
+    /// National IDs with at least one instalment ever recorded in this organization; an
+    /// employee with instalments in `due` is known whether or not listed here.
     pub known: HashSet<NationalId>,
     /// Each employee's unsettled instalments due up to the remittance's period.
     pub due: HashMap<NationalId, Vec<DueInstalment>>,
@@ -164,7 +169,8 @@ pub enum PartialSettlement {
 /// The outcome of matching a remittance.
 #[derive(Debug, Default)]
 pub struct Matching {
-    /// The instalments settled, in the order the lines paid them.
+    /// The instalments settled, employee by employee in national ID order, and each
+    /// employee's in the order their lines paid them.
     pub settled: Vec<DueInstalment>,
     /// The lines (or the parts of them) kept for review, in line order.
     pub unmatched: Vec<UnmatchedLine>,
@@ -185,9 +191,70 @@ fn sum(instalments: &VecDeque<DueInstalment>) -> Result<Rial, AmountOverflow> {
         })
 }
 
-/// Matches the lines, in order, against the ledger (R23).
-pub fn match_lines(
-    lines: Vec<CheckedLine>,
+/// A remittance's lines arranged for matching employee by employee.
+#[derive(Debug, Default)]
+pub struct SortedLines {
+    /// The lines that may pay, ordered by national ID; one employee's lines keep their
+    /// order in the document, so a later line still sees what an earlier one settled.
+    pub valid: Vec<ValidLine>,
+    /// The lines rejected when checked, in document order.
+    pub rejected: Vec<UnmatchedLine>,
+}
+
+/// Separates the valid lines from the rejected ones and orders the valid ones by national ID.
+pub fn sort_lines(lines: Vec<CheckedLine>) -> SortedLines {
+    let mut sorted = SortedLines::default();
+    for line in lines {
+        match line {
+            CheckedLine::Valid(valid) => sorted.valid.push(valid),
+            CheckedLine::Rejected(rejected) => sorted.rejected.push(rejected),
+        }
+    }
+    // A stable sort: lines of one employee stay in document order.
+    sorted
+        .valid
+        .sort_by(|a, b| a.national_id.cmp(&b.national_id));
+    sorted
+}
+
+/// Cuts lines ordered by national ID into runs of about `size` lines (at least one) that
+/// never split an employee: each run can be matched against its employees' instalments alone.
+pub fn employee_chunks(lines: &[ValidLine], size: usize) -> EmployeeChunks<'_> {
+    EmployeeChunks {
+        rest: lines,
+        size: size.max(1),
+    }
+}
+
+/// The iterator of [`employee_chunks`].
+#[derive(Debug)]
+pub struct EmployeeChunks<'a> {
+    rest: &'a [ValidLine],
+    size: usize,
+}
+
+impl<'a> Iterator for EmployeeChunks<'a> {
+    type Item = &'a [ValidLine];
+
+    fn next(&mut self) -> Option<&'a [ValidLine]> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let mut end = self.size.min(self.rest.len());
+        let last = &self.rest[end - 1].national_id;
+        while end < self.rest.len() && self.rest[end].national_id == *last {
+            end += 1;
+        }
+        let (chunk, rest) = self.rest.split_at(end);
+        self.rest = rest;
+        Some(chunk)
+    }
+}
+
+/// Matches valid lines, ordered by national ID as [`sort_lines`] leaves them, against the
+/// ledger of their employees (R23). The unmatched lines come back in line order.
+pub fn match_employees(
+    lines: &[ValidLine],
     ledger: Ledger,
     partial: PartialSettlement,
 ) -> Result<Matching, AmountOverflow> {
@@ -201,26 +268,21 @@ pub fn match_lines(
         .collect();
     let mut matching = Matching::default();
     for line in lines {
-        let line = match line {
-            CheckedLine::Rejected(unmatched) => {
-                matching.unmatched.push(unmatched);
-                continue;
-            }
-            CheckedLine::Valid(line) => line,
-        };
         let unmatched = |amount: Rial, code| UnmatchedLine {
             line: line.line,
             national_id: line.national_id.as_str().to_owned(),
             amount,
             code,
         };
-        if !known.contains(&line.national_id) {
-            matching
-                .unmatched
-                .push(unmatched(line.amount, UnmatchedCode::UnknownEmployee));
+        let Some(queue) = due.get_mut(&line.national_id) else {
+            let code = if known.contains(&line.national_id) {
+                UnmatchedCode::NothingDue
+            } else {
+                UnmatchedCode::UnknownEmployee
+            };
+            matching.unmatched.push(unmatched(line.amount, code));
             continue;
-        }
-        let queue = due.entry(line.national_id.clone()).or_default();
+        };
         let owed = sum(queue)?;
         if owed == Rial::ZERO {
             matching
@@ -261,6 +323,21 @@ pub fn match_lines(
             matching.unmatched.push(unmatched(left, code));
         }
     }
+    matching.unmatched.sort_by_key(|line| line.line);
+    Ok(matching)
+}
+
+/// Matches a whole remittance's lines against the ledger (R23): [`match_employees`] over
+/// all of them, with the rejected lines among the unmatched, in line order.
+pub fn match_lines(
+    lines: Vec<CheckedLine>,
+    ledger: Ledger,
+    partial: PartialSettlement,
+) -> Result<Matching, AmountOverflow> {
+    let SortedLines { valid, rejected } = sort_lines(lines);
+    let mut matching = match_employees(&valid, ledger, partial)?;
+    matching.unmatched.extend(rejected);
+    matching.unmatched.sort_by_key(|line| line.line);
     Ok(matching)
 }
 
@@ -439,5 +516,137 @@ mod tests {
         .unwrap();
         assert!(matching.settled.is_empty());
         assert_eq!(codes(&matching), [(1, "amount_short", 10)]);
+    }
+
+    /// The `n`th valid national ID (R2 check digit).
+    fn nth_national_id(n: u32) -> String {
+        let body = format!("{:09}", 100_000 + n);
+        let sum: u32 = body
+            .bytes()
+            .zip((2..=10).rev())
+            .map(|(digit, weight)| u32::from(digit - b'0') * weight)
+            .sum();
+        let check = match sum % 11 {
+            remainder @ 0..=1 => remainder,
+            remainder => 11 - remainder,
+        };
+        format!("{body}{check}")
+    }
+
+    fn valid_lines(lines: Vec<CheckedLine>) -> Vec<ValidLine> {
+        sort_lines(lines).valid
+    }
+
+    #[test]
+    fn r23_lines_are_ordered_by_employee_and_keep_their_order_within_one() {
+        let lines = vec![
+            line(1, SARA, 5),
+            line(2, ALI, 7),
+            line(3, "bad", 1),
+            line(4, SARA, 3),
+            line(5, ALI, 2),
+        ];
+        let sorted = sort_lines(lines);
+        let order: Vec<u32> = sorted.valid.iter().map(|line| line.line).collect();
+        assert_eq!(order, [2, 5, 1, 4]);
+        assert_eq!(sorted.rejected.len(), 1);
+        assert_eq!(sorted.rejected[0].line, 3);
+    }
+
+    #[test]
+    fn r23_chunks_never_split_an_employee() {
+        let lines = valid_lines(vec![
+            line(1, ALI, 1),
+            line(2, ALI, 1),
+            line(3, ALI, 1),
+            line(4, SARA, 1),
+            line(5, &nth_national_id(7), 1),
+            line(6, &nth_national_id(7), 1),
+        ]);
+        let chunks: Vec<Vec<u32>> = employee_chunks(&lines, 2)
+            .map(|chunk| chunk.iter().map(|line| line.line).collect())
+            .collect();
+        // ALI's three lines stay together although the size is two; every line comes once.
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks.concat().len(), lines.len());
+        for chunk in employee_chunks(&lines, 2) {
+            let first = &chunk[0].national_id;
+            assert!(chunk.len() <= 2 || chunk.iter().all(|line| line.national_id == *first));
+        }
+        assert_eq!(employee_chunks(&lines, 0).count(), 3);
+        assert_eq!(employee_chunks(&[], 10).count(), 0);
+    }
+
+    /// The ledger restricted to the employees of `lines`, as the store loads it per chunk.
+    fn ledger_of(ledger: &Ledger, lines: &[ValidLine]) -> Ledger {
+        let mut part = Ledger::default();
+        for line in lines {
+            if ledger.known.contains(&line.national_id) {
+                part.known.insert(line.national_id.clone());
+            }
+            if let Some(due) = ledger.due.get(&line.national_id) {
+                part.due.insert(line.national_id.clone(), due.clone());
+            }
+        }
+        part
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn r23_matching_in_chunks_equals_matching_the_whole_remittance(
+            raw_lines in proptest::collection::vec((0u32..6, 0i64..90), 0..40),
+            owed in proptest::collection::vec(proptest::collection::vec(1i64..40, 0..4), 6),
+            known in proptest::collection::vec(proptest::bool::ANY, 6),
+            size in 1usize..6,
+            allow_partial in proptest::bool::ANY,
+        ) {
+            let partial = if allow_partial {
+                PartialSettlement::Allowed
+            } else {
+                PartialSettlement::Refused
+            };
+            let mut ledger = Ledger::default();
+            for (employee, amounts) in owed.iter().enumerate() {
+                let national_id = nid(&nth_national_id(employee as u32));
+                if known[employee] {
+                    ledger.known.insert(national_id.clone());
+                }
+                if !amounts.is_empty() {
+                    let instalments = amounts
+                        .iter()
+                        .enumerate()
+                        .map(|(seq, amount)| {
+                            let id = format!("{employee}-{seq}");
+                            due(&id, &id, "1405-08", seq as u32, *amount)
+                        })
+                        .collect();
+                    ledger.due.insert(national_id, instalments);
+                }
+            }
+            let lines: Vec<CheckedLine> = raw_lines
+                .iter()
+                .enumerate()
+                .map(|(index, (employee, amount))| {
+                    line(index as u32 + 1, &nth_national_id(*employee), *amount)
+                })
+                .collect();
+
+            let whole = match_lines(lines.clone(), ledger.clone(), partial).unwrap();
+
+            let SortedLines { valid, rejected } = sort_lines(lines);
+            let mut settled = Vec::new();
+            let mut unmatched = rejected;
+            let mut amount = Rial::ZERO;
+            for chunk in employee_chunks(&valid, size) {
+                let part = match_employees(chunk, ledger_of(&ledger, chunk), partial).unwrap();
+                settled.extend(part.settled);
+                unmatched.extend(part.unmatched);
+                amount = amount.checked_add(part.settled_amount).unwrap();
+            }
+            unmatched.sort_by_key(|line| line.line);
+            proptest::prop_assert_eq!(settled, whole.settled);
+            proptest::prop_assert_eq!(unmatched, whole.unmatched);
+            proptest::prop_assert_eq!(amount, whole.settled_amount);
+        }
     }
 }

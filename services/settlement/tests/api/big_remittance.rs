@@ -1,12 +1,14 @@
-//! A 100,000-line remittance CSV, checked to the rial (R23).
+//! Large remittances, matched chunk by chunk, checked to the rial (R23).
 
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, Statement};
 use tavana_kit::caller::{Role, attach};
 use tavana_proto::settlement::v1 as pb;
+use tavana_settlement::messages::{MARK_PURCHASE_SETTLED, NOTIFY_EMPLOYEE};
+use tavana_settlement::store::REMITTANCE_CHUNK_LINES;
 
 use crate::deductions::bulk_schedule;
-use crate::{ORG, PERIOD, national_id, spawn_service, staff};
+use crate::{ORG, PERIOD, national_id, spawn_service, spawn_service_with, staff};
 
 const LINES: u32 = 100_000;
 
@@ -108,4 +110,104 @@ async fn r23_a_100_000_line_remittance_csv_settles_to_the_rial() {
     assert_eq!(settled_rows as u64, expected_count);
     let settled_total: i64 = row.try_get("", "total").unwrap();
     assert_eq!(settled_total, expected_settled);
+}
+
+/// Reads the settlement SMS of one employee and remittance from the outbox: (instalments, amount).
+async fn settlement_sms(
+    app: &crate::TestApp,
+    remittance_id: &str,
+    employee_id: &str,
+) -> (String, String) {
+    use prost::Message;
+    use tavana_proto::identity::v1::NotifyEmployeeRequest;
+
+    let backend = app.db.db.get_database_backend();
+    let row = app
+        .db
+        .db
+        .query_one_raw(Statement::from_string(
+            backend,
+            format!(
+                "SELECT payload FROM outbox WHERE topic = '{NOTIFY_EMPLOYEE}' \
+                 AND dedup_key = 'settlement:{remittance_id}:{employee_id}'"
+            ),
+        ))
+        .await
+        .unwrap()
+        .expect("no settlement SMS in the outbox");
+    let payload: Vec<u8> = row.try_get("", "payload").unwrap();
+    let request = NotifyEmployeeRequest::decode(payload.as_slice()).unwrap();
+    (
+        request.params["instalments"].clone(),
+        request.params["amount"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn r23_an_employee_whose_lines_straddle_a_chunk_boundary_is_matched_whole() {
+    let app = spawn_service_with(true).await;
+    // National IDs follow n. Employee `split` has the last line of the first chunk and the
+    // first line of the next one, unless the chunk grows to keep the employee whole. The
+    // first chunk reads a range of national IDs, the second looks its few employees up.
+    let split = REMITTANCE_CHUNK_LINES as u32 - 1;
+    let never_bought = 5_000; // in the first chunk's range, but without instalments
+    let later_only = 7_000; // owes only from a later period
+    let last = split + 50;
+    let schedules: Vec<_> = (0..=last)
+        .filter(|n| *n != never_bought)
+        .map(|n| {
+            let amounts: &[(&str, i64)] = if n == split {
+                &[("1405-08", 30), (PERIOD, 30)]
+            } else if n == later_only {
+                &[("1405-10", due(n))]
+            } else {
+                &[(PERIOD, due(n))]
+            };
+            bulk_schedule(format!("P{n}"), n, amounts)
+        })
+        .collect();
+    app.store
+        .record_schedules(&schedules, Utc::now())
+        .await
+        .unwrap();
+
+    // The split employee pays 30 first and 30 last in the document: with partial
+    // settlement, the first line settles the older instalment and the second the newer.
+    let mut lines = vec![(national_id(split), 30)];
+    let mut expected_unmatched = Vec::new();
+    let mut expected_settled = 60i64;
+    for n in (0..=last).filter(|n| *n != split) {
+        lines.push((national_id(n), due(n)));
+        let line = lines.len() as u32;
+        match n {
+            _ if n == never_bought => expected_unmatched.push((line, "unknown_employee")),
+            _ if n == later_only => expected_unmatched.push((line, "nothing_due")),
+            _ => expected_settled += due(n),
+        }
+    }
+    lines.push((national_id(last + 1_000), 10)); // never bought here, in the second chunk
+    expected_unmatched.push((lines.len() as u32, "unknown_employee"));
+    lines.push((national_id(split), 30));
+    let response = app.remit("BR-SPLIT", PERIOD, &lines).await.unwrap();
+
+    let result = response.result.unwrap();
+    assert_eq!(result.settled_amount, expected_settled);
+    // Every employee but two settles one instalment; the split one settles two.
+    assert_eq!(result.settled_instalments, last);
+    let codes: Vec<(u32, &str)> = result
+        .unmatched
+        .iter()
+        .map(|u| (u.line, u.code.as_str()))
+        .collect();
+    assert_eq!(codes, expected_unmatched);
+    // One SMS counts both instalments the split employee's two lines settled.
+    let sms = settlement_sms(&app, &result.remittance_id, &format!("E{split}")).await;
+    assert_eq!(sms, ("2".to_owned(), "60".to_owned()));
+    assert_eq!(
+        app.store
+            .outbox_rows(MARK_PURCHASE_SETTLED, &format!("P{split}"))
+            .await
+            .unwrap(),
+        1
+    );
 }

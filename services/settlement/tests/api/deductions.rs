@@ -1,4 +1,4 @@
-//! The deduction list (R22), streamed in batches of employees.
+//! The deduction list (R22), streamed in batches of whole employees.
 
 use chrono::Utc;
 use tavana_kit::caller::Role;
@@ -6,7 +6,7 @@ use tavana_kit::ids::NationalId;
 use tavana_kit::jalali::JalaliPeriod;
 use tavana_kit::money::Rial;
 use tavana_settlement::domain::instalment::ScheduledInstalment;
-use tavana_settlement::rpc::DEDUCTION_BATCH_EMPLOYEES;
+use tavana_settlement::rpc::DEDUCTION_BATCH_ROWS;
 use tavana_settlement::store::NewSchedule;
 use tonic::Code;
 
@@ -36,7 +36,7 @@ pub fn bulk_schedule(purchase_id: String, n: u32, amounts: &[(&str, i64)]) -> Ne
 #[tokio::test]
 async fn r22_the_list_has_one_row_per_employee_in_national_id_order_across_batches() {
     let app = spawn_service().await;
-    let employees = DEDUCTION_BATCH_EMPLOYEES as u32 * 2 + 500;
+    let employees = DEDUCTION_BATCH_ROWS as u32 * 2 + 500;
     let mut schedules = Vec::new();
     for n in 0..employees {
         schedules.push(bulk_schedule(
@@ -108,4 +108,44 @@ async fn r22_support_and_contracts_read_the_list_and_nobody_else() {
         .unwrap();
     assert!(rows.is_empty());
     assert_eq!(totals.total, 0);
+}
+
+#[tokio::test]
+async fn r22_a_batch_holds_whole_employees_and_one_larger_than_a_batch_comes_alone() {
+    let app = spawn_service().await;
+    // Employee 2 owes five instalments this period, more than a batch of three holds.
+    let mut schedules = vec![bulk_schedule("P1".into(), 1, &[(PERIOD, 10)])];
+    for purchase in 0..5 {
+        schedules.push(bulk_schedule(format!("P2-{purchase}"), 2, &[(PERIOD, 20)]));
+    }
+    schedules.push(bulk_schedule("P3".into(), 3, &[(PERIOD, 30)]));
+    app.store
+        .record_schedules(&schedules, Utc::now())
+        .await
+        .unwrap();
+    let period = JalaliPeriod::parse(PERIOD).unwrap();
+
+    let mut batches: Vec<Vec<String>> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let batch = app
+            .store
+            .deduction_batch(ORG, period, after.as_deref(), 3)
+            .await
+            .unwrap();
+        let Some(last) = batch.last() else {
+            break;
+        };
+        after = Some(last.national_id.clone());
+        batches.push(batch.into_iter().map(|entry| entry.national_id).collect());
+    }
+
+    assert_eq!(
+        batches,
+        [
+            vec![national_id(1)],
+            vec![national_id(2); 5],
+            vec![national_id(3)],
+        ]
+    );
 }

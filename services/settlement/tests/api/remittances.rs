@@ -1,5 +1,6 @@
 //! Remittances (R23): matching, unmatched codes, replayed bank references.
 
+use sea_orm::ConnectionTrait;
 use tavana_kit::caller::{Role, attach};
 use tavana_proto::settlement::v1 as pb;
 use tonic::Code;
@@ -245,4 +246,50 @@ async fn r23_partial_settlement_when_configured_pays_whole_instalments_oldest_fi
     );
     let settled = app.my_instalments("E1", pb::InstalmentState::Settled).await;
     assert_eq!(settled[0].period, "1405-08");
+}
+
+#[tokio::test]
+async fn r23_an_instalment_changed_under_the_remittance_aborts_it_and_settles_nothing() {
+    let app = spawn_service().await;
+    app.record(schedule("P1", 1, PERIOD, &[30])).await;
+    app.record(schedule("P2", 2, PERIOD, &[40])).await;
+    // Stands in for a writer that changes P2's instalment between the remittance's read and
+    // its update: the update leaves that row alone.
+    let skip_p2 = if app.db.is_postgres() {
+        vec![
+            "CREATE FUNCTION skip_p2() RETURNS trigger AS $$ BEGIN \
+             IF OLD.purchase_id = 'P2' THEN RETURN NULL; END IF; RETURN NEW; END $$ \
+             LANGUAGE plpgsql",
+            "CREATE TRIGGER skip_p2 BEFORE UPDATE ON instalment \
+             FOR EACH ROW EXECUTE FUNCTION skip_p2()",
+        ]
+    } else {
+        vec![
+            "CREATE TRIGGER skip_p2 BEFORE UPDATE ON instalment \
+             WHEN OLD.purchase_id = 'P2' BEGIN SELECT RAISE(IGNORE); END",
+        ]
+    };
+    for statement in skip_p2 {
+        app.db.db.execute_unprepared(statement).await.unwrap();
+    }
+    let lines = [(national_id(1), 30), (national_id(2), 40)];
+
+    let refused = app.remit("BR-1", PERIOD, &lines).await.unwrap_err();
+
+    assert_eq!(refused.code(), Code::Aborted);
+    assert!(
+        app.my_instalments("E1", pb::InstalmentState::Settled)
+            .await
+            .is_empty()
+    );
+    // Nothing was kept: once the change is over, the same bank reference settles both.
+    let drop = if app.db.is_postgres() {
+        "DROP TRIGGER skip_p2 ON instalment"
+    } else {
+        "DROP TRIGGER skip_p2"
+    };
+    app.db.db.execute_unprepared(drop).await.unwrap();
+    let response = app.remit("BR-1", PERIOD, &lines).await.unwrap();
+    assert!(!response.replayed);
+    assert_eq!(result(&response).settled_amount, 70);
 }

@@ -1,0 +1,608 @@
+//! Recording a remittance (R23).
+//!
+//! The lines are matched employee by employee in national ID order, in chunks of about
+//! [`REMITTANCE_CHUNK_LINES`] lines that never split an employee. Each chunk costs a few
+//! statements whatever its size: a read of its employees' due instalments (and, when some
+//! have none, of which of them the organization knows), one `UPDATE` that settles, one that
+//! completes purchases, and the outbox rows. A set of ids is bound as a single parameter (a
+//! text array on PostgreSQL, a JSON array on SQLite), so no statement runs into the backends'
+//! parameter limits. Only one chunk's instalments and messages are held at a time. All chunks
+//! run in the remittance's one transaction: it settles everything or nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{
+    ArrayType, Condition, Expr, ExprTrait, Func, IntoColumnRef, Query, SelectStatement,
+};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, Value};
+use tavana_kit::ids::NationalId;
+use tavana_kit::jalali::JalaliPeriod;
+use tavana_kit::money::Rial;
+
+use super::{
+    Instalment, NewRemittance, PurchaseSchedule, RecordedRemittance, Remittance, RemittanceRecord,
+    Store, StoredUnmatched, UnmatchedLine, get, is_unique_violation, lock_organization, new_id,
+    to_u32,
+};
+use crate::domain::instalment::InstalmentState;
+use crate::domain::remittance::{
+    self, DueInstalment, Ledger, PartialSettlement, SortedLines, ValidLine,
+};
+use crate::error::SettlementError;
+use crate::messages::{self, Outgoing};
+
+/// Lines matched per chunk (more when the last employee's lines run past it): bounds what a
+/// remittance holds at a time, and the ids one statement carries.
+pub const REMITTANCE_CHUNK_LINES: usize = 20_000;
+/// A chunk reads its employees' instalments as the range of national IDs from its first
+/// employee to its last: one index range, whatever the planner's statistics, which may also
+/// hold employees without a line (they are skipped). Chunks' ranges do not overlap, so a
+/// remittance reads each of the organization's instalments at most once. A chunk of up to this
+/// many employees also names them (one parameter), so that where it pays the database probes
+/// the index for each of them instead of reading the range: a short remittance then reads only
+/// its own employees' rows.
+const PROBE_EMPLOYEES: usize = 1_000;
+/// Unmatched lines per multi-row insert on SQLite (5 parameters each).
+const UNMATCHED_INSERT_CHUNK: usize = 500;
+
+/// Returns `column IN values` with the values bound as one parameter: a text array on
+/// PostgreSQL, a JSON array read by `json_each` on SQLite. The statement's text is the same
+/// for any number of values.
+fn one_of<C: IntoColumnRef>(backend: DbBackend, column: C, values: &[&str]) -> Result<Expr, DbErr> {
+    if backend == DbBackend::Postgres {
+        let array = Value::Array(
+            ArrayType::String,
+            Some(Box::new(
+                values
+                    .iter()
+                    .map(|value| Value::String(Some((*value).to_owned())))
+                    .collect(),
+            )),
+        );
+        return Ok(Expr::col(column).eq(Func::cust("ANY").arg(array)));
+    }
+    let json = serde_json::to_string(values).map_err(|error| DbErr::Custom(error.to_string()))?;
+    let elements = Query::select()
+        .column("value")
+        .from_function(Func::cust("json_each").arg(json), "ids")
+        .to_owned();
+    Ok(Expr::col(column).in_subquery(elements))
+}
+
+/// Returns the condition that selects the employees `national_ids` (ordered, not empty) of a
+/// chunk: the range from the first to the last, and for a few employees their list too (see
+/// [`PROBE_EMPLOYEES`]). SQLite, which has no statistics, picks the range over the list when
+/// it has both, so it gets only the list; PostgreSQL gets both, so that without statistics,
+/// when it filters by the list instead of probing, it still reads no more than the range.
+fn national_ids(backend: DbBackend, national_ids: &[&str]) -> Result<Condition, DbErr> {
+    let (Some(first), Some(last)) = (national_ids.first(), national_ids.last()) else {
+        return Err(DbErr::Custom("no national IDs to select".into()));
+    };
+    let range = Condition::all()
+        .add(Expr::col(Instalment::NationalId).gte(*first))
+        .add(Expr::col(Instalment::NationalId).lte(*last));
+    if national_ids.len() > PROBE_EMPLOYEES {
+        return Ok(range);
+    }
+    let list = one_of(backend, Instalment::NationalId, national_ids)?;
+    Ok(match backend {
+        DbBackend::Postgres => range.add(list),
+        _ => Condition::all().add(list),
+    })
+}
+
+/// The totals of a remittance, summed chunk by chunk.
+#[derive(Default)]
+struct Settled {
+    instalments: u64,
+    amount: Rial,
+}
+
+impl Store {
+    /// Records a remittance and settles what it pays, in one transaction (R23).
+    ///
+    /// The same bank reference again (for the organization) returns the first result with
+    /// `replayed` and settles nothing, also when both arrive at once (unique constraint).
+    #[tracing::instrument(
+        skip_all,
+        fields(organization_id = %remittance.organization_id, period = %remittance.period, lines = remittance.lines.len())
+    )]
+    pub async fn record_remittance(
+        &self,
+        remittance: NewRemittance,
+        partial: PartialSettlement,
+        now: DateTime<Utc>,
+    ) -> Result<RecordedRemittance, SettlementError> {
+        let replayed = |record| RecordedRemittance {
+            record,
+            replayed: true,
+            enqueued: false,
+        };
+        if let Some(record) = self
+            .find_by_bank_reference(
+                &self.db,
+                &remittance.organization_id,
+                &remittance.bank_reference,
+            )
+            .await?
+        {
+            return Ok(replayed(record));
+        }
+
+        let txn = tavana_kit::db::begin_write(&self.db).await?;
+        lock_organization(&txn, &remittance.organization_id).await?;
+        let remittance_id = new_id();
+        if let Err(error) = insert_remittance(&txn, &remittance_id, &remittance, now).await {
+            if !is_unique_violation(&error) {
+                return Err(error.into());
+            }
+            // Recorded by a concurrent call between our read and our lock.
+            txn.rollback().await?;
+            let record = self
+                .find_by_bank_reference(
+                    &self.db,
+                    &remittance.organization_id,
+                    &remittance.bank_reference,
+                )
+                .await?
+                .ok_or(SettlementError::ConcurrentChange)?;
+            return Ok(replayed(record));
+        }
+
+        let NewRemittance {
+            organization_id,
+            period,
+            bank_reference,
+            lines,
+            ..
+        } = remittance;
+        let SortedLines {
+            valid,
+            mut rejected,
+        } = remittance::sort_lines(lines);
+        let mut unmatched = Vec::new();
+        let mut settled = Settled::default();
+        let mut enqueued = false;
+        let period_text = period.to_string();
+        for chunk in remittance::employee_chunks(&valid, REMITTANCE_CHUNK_LINES) {
+            let ledger = load_ledger(&txn, &organization_id, period, chunk).await?;
+            let matching = remittance::match_employees(chunk, ledger, partial)?;
+            if !settle(&txn, &remittance_id, &matching.settled, now).await? {
+                txn.rollback().await?;
+                return Err(SettlementError::ConcurrentChange);
+            }
+            let mut outgoing = complete_purchases(&txn, &matching.settled, now).await?;
+            outgoing.extend(settlement_messages(
+                &remittance_id,
+                &period_text,
+                &matching.settled,
+            ));
+            enqueued |= !outgoing.is_empty();
+            super::outbox::enqueue_bulk(&txn, outgoing).await?;
+            settled.instalments += matching.settled.len() as u64;
+            settled.amount = settled
+                .amount
+                .checked_add(matching.settled_amount)
+                .ok_or(remittance::AmountOverflow)?;
+            unmatched.extend(matching.unmatched);
+        }
+        drop(valid);
+        unmatched.append(&mut rejected);
+        unmatched.sort_by_key(|line| line.line);
+        insert_unmatched(&txn, &remittance_id, &unmatched).await?;
+
+        let totals = Query::update()
+            .table(Remittance::Table)
+            .value(
+                Remittance::SettledInstalments,
+                i64::try_from(settled.instalments).unwrap_or(i64::MAX),
+            )
+            .value(Remittance::SettledAmount, settled.amount.as_i64())
+            .and_where(Expr::col(Remittance::Id).eq(remittance_id.as_str()))
+            .to_owned();
+        txn.execute(&totals).await?;
+        txn.commit().await?;
+
+        tracing::info!(
+            remittance_id = %remittance_id,
+            settled_instalments = settled.instalments,
+            settled_amount = settled.amount.as_i64(),
+            unmatched = unmatched.len(),
+            "remittance recorded"
+        );
+        Ok(RecordedRemittance {
+            record: RemittanceRecord {
+                id: remittance_id,
+                organization_id,
+                period: period_text,
+                bank_reference,
+                settled_instalments: settled.instalments,
+                settled_amount: settled.amount,
+                unmatched: unmatched
+                    .into_iter()
+                    .map(|line| StoredUnmatched {
+                        line: line.line,
+                        code: line.code.as_str().to_owned(),
+                        national_id: line.national_id,
+                        amount: line.amount,
+                    })
+                    .collect(),
+                recorded_at: now,
+            },
+            replayed: false,
+            enqueued,
+        })
+    }
+}
+
+/// Inserts the remittance's row, with its totals still zero.
+async fn insert_remittance(
+    txn: &DatabaseTransaction,
+    remittance_id: &str,
+    remittance: &NewRemittance,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    let lines_amount = remittance
+        .lines
+        .iter()
+        .map(|line| match line {
+            remittance::CheckedLine::Valid(valid) => valid.amount.as_i64(),
+            remittance::CheckedLine::Rejected(rejected) => rejected.amount.as_i64(),
+        })
+        .fold(0i64, i64::saturating_add);
+    let insert = Query::insert()
+        .into_table(Remittance::Table)
+        .columns([
+            Remittance::Id,
+            Remittance::OrganizationId,
+            Remittance::Period,
+            Remittance::BankReference,
+            Remittance::LineCount,
+            Remittance::LinesAmount,
+            Remittance::SettledInstalments,
+            Remittance::SettledAmount,
+            Remittance::RecordedBy,
+            Remittance::RecordedAt,
+        ])
+        .values_panic([
+            remittance_id.into(),
+            remittance.organization_id.as_str().into(),
+            remittance.period.to_string().into(),
+            remittance.bank_reference.as_str().into(),
+            i64::try_from(remittance.lines.len())
+                .unwrap_or(i64::MAX)
+                .into(),
+            lines_amount.into(),
+            0i64.into(),
+            0i64.into(),
+            remittance.recorded_by.as_str().into(),
+            now.into(),
+        ])
+        .to_owned();
+    txn.execute(&insert).await?;
+    Ok(())
+}
+
+/// Reads what the organization's books say about the employees of one chunk: their
+/// unsettled instalments due up to and including `period`, and, for those with none,
+/// whether the organization ever recorded an instalment of theirs.
+async fn load_ledger(
+    txn: &DatabaseTransaction,
+    organization_id: &str,
+    period: JalaliPeriod,
+    lines: &[ValidLine],
+) -> Result<Ledger, DbErr> {
+    let backend = txn.get_database_backend();
+    // The lines are ordered by national ID: their employees, without repeats, in order.
+    let mut employees: Vec<&NationalId> = lines.iter().map(|line| &line.national_id).collect();
+    employees.dedup();
+    if employees.is_empty() {
+        return Ok(Ledger::default());
+    }
+    let texts: Vec<&str> = employees.iter().map(|id| id.as_str()).collect();
+    let mut due = Query::select();
+    due.columns([
+        Instalment::Id,
+        Instalment::PurchaseId,
+        Instalment::EmployeeId,
+        Instalment::NationalId,
+        Instalment::Period,
+        Instalment::Seq,
+        Instalment::Amount,
+    ])
+    .from(Instalment::Table)
+    .and_where(Expr::col(Instalment::OrganizationId).eq(organization_id))
+    .and_where(Expr::col(Instalment::State).eq(InstalmentState::Unsettled.as_str()))
+    .cond_where(national_ids(backend, &texts)?)
+    .and_where(Expr::col(Instalment::Period).lte(period.to_string()));
+
+    let mut ledger = Ledger::default();
+    for row in txn.query_all(&due).await? {
+        let text: String = get(&row, "national_id")?;
+        let Ok(index) = employees.binary_search_by(|id| id.as_str().cmp(text.as_str())) else {
+            // In the range, but without a line in this chunk.
+            continue;
+        };
+        let period: String = get(&row, "period")?;
+        let period = JalaliPeriod::parse(&period)
+            .map_err(|_| DbErr::Custom(format!("stored period {period} is invalid")))?;
+        ledger
+            .due
+            .entry(employees[index].clone())
+            .or_default()
+            .push(DueInstalment {
+                id: get(&row, "id")?,
+                purchase_id: get(&row, "purchase_id")?,
+                employee_id: get(&row, "employee_id")?,
+                period,
+                seq: to_u32(get::<i32>(&row, "seq")?),
+                amount: Rial(get(&row, "amount")?),
+            });
+    }
+
+    // Employees with nothing due: known ones owe nothing, the others are unknown (R23).
+    let nothing_due: Vec<&str> = employees
+        .iter()
+        .filter(|id| !ledger.due.contains_key(**id))
+        .map(|id| id.as_str())
+        .collect();
+    if nothing_due.is_empty() {
+        return Ok(ledger);
+    }
+    let states = InstalmentState::ALL.map(InstalmentState::as_str);
+    let known = Query::select()
+        .distinct()
+        .column(Instalment::NationalId)
+        .from(Instalment::Table)
+        .and_where(Expr::col(Instalment::OrganizationId).eq(organization_id))
+        // Every state, so that the index led by (organization, state) serves the lookup.
+        .and_where(Expr::col(Instalment::State).is_in(states))
+        .cond_where(national_ids(backend, &nothing_due)?)
+        .to_owned();
+    for row in txn.query_all(&known).await? {
+        let text: String = get(&row, "national_id")?;
+        if let Ok(index) = employees.binary_search_by(|id| id.as_str().cmp(text.as_str())) {
+            ledger.known.insert(employees[index].clone());
+        }
+    }
+    Ok(ledger)
+}
+
+/// Settles instalments, guarded by their state: returns false when one of them is no longer
+/// unsettled (someone else changed it), and the caller rolls back.
+async fn settle(
+    txn: &DatabaseTransaction,
+    remittance_id: &str,
+    instalments: &[DueInstalment],
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    if instalments.is_empty() {
+        return Ok(true);
+    }
+    let ids: Vec<&str> = instalments.iter().map(|d| d.id.as_str()).collect();
+    let update = Query::update()
+        .table(Instalment::Table)
+        .value(Instalment::State, InstalmentState::Settled.as_str())
+        .value(Instalment::SettledAt, now)
+        .value(Instalment::RemittanceId, remittance_id)
+        .and_where(one_of(txn.get_database_backend(), Instalment::Id, &ids)?)
+        .and_where(Expr::col(Instalment::State).eq(InstalmentState::Unsettled.as_str()))
+        .to_owned();
+    Ok(txn.execute(&update).await?.rows_affected() == ids.len() as u64)
+}
+
+/// Marks the purchases left with no unsettled instalment as completed and returns the
+/// messages to credit (R18); a purchase completes once.
+async fn complete_purchases(
+    txn: &DatabaseTransaction,
+    settled: &[DueInstalment],
+    now: DateTime<Utc>,
+) -> Result<Vec<Outgoing>, DbErr> {
+    let touched: BTreeSet<&str> = settled.iter().map(|d| d.purchase_id.as_str()).collect();
+    if touched.is_empty() {
+        return Ok(Vec::new());
+    }
+    let touched: Vec<&str> = touched.into_iter().collect();
+    let still_open: SelectStatement = Query::select()
+        .expr(Expr::val(1))
+        .from(Instalment::Table)
+        .and_where(
+            Expr::col((Instalment::Table, Instalment::PurchaseId))
+                .equals((PurchaseSchedule::Table, PurchaseSchedule::PurchaseId)),
+        )
+        .and_where(
+            Expr::col((Instalment::Table, Instalment::State))
+                .eq(InstalmentState::Unsettled.as_str()),
+        )
+        .to_owned();
+    let mark = Query::update()
+        .table(PurchaseSchedule::Table)
+        .value(PurchaseSchedule::CompletedAt, now)
+        .and_where(one_of(
+            txn.get_database_backend(),
+            (PurchaseSchedule::Table, PurchaseSchedule::PurchaseId),
+            &touched,
+        )?)
+        .and_where(Expr::col(PurchaseSchedule::CompletedAt).is_null())
+        .and_where(Expr::exists(still_open).not())
+        .returning_col(PurchaseSchedule::PurchaseId)
+        .to_owned();
+    let mut completed: Vec<String> = txn
+        .query_all(&mark)
+        .await?
+        .iter()
+        .map(|row| get(row, "purchase_id"))
+        .collect::<Result<_, DbErr>>()?;
+    // RETURNING gives no order; the outbox gets the purchases in id order.
+    completed.sort_unstable();
+    Ok(completed
+        .iter()
+        .map(|purchase_id| messages::purchase_settled(purchase_id))
+        .collect())
+}
+
+/// The settlement SMS of each employee whose instalments `settled` holds (R28): one per
+/// employee and remittance. An employee's instalments are all in one chunk (chunks never
+/// split a national ID), so the SMS counts all of them.
+fn settlement_messages(
+    remittance_id: &str,
+    period: &str,
+    settled: &[DueInstalment],
+) -> Vec<Outgoing> {
+    let mut per_employee: BTreeMap<&str, (u64, i64)> = BTreeMap::new();
+    for instalment in settled {
+        let entry = per_employee.entry(&instalment.employee_id).or_default();
+        entry.0 += 1;
+        entry.1 = entry.1.saturating_add(instalment.amount.as_i64());
+    }
+    per_employee
+        .into_iter()
+        .map(|(employee_id, (count, amount))| {
+            messages::settlement_sms(remittance_id, employee_id, period, count, amount)
+        })
+        .collect()
+}
+
+/// Keeps the unmatched lines for review: on PostgreSQL a chunk's worth per statement (an
+/// array per column), on SQLite in multi-row inserts.
+async fn insert_unmatched(
+    txn: &DatabaseTransaction,
+    remittance_id: &str,
+    lines: &[remittance::UnmatchedLine],
+) -> Result<(), DbErr> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    if txn.get_database_backend() == DbBackend::Postgres {
+        let column = |ty, values: Vec<Value>| Value::Array(ty, Some(Box::new(values)));
+        for chunk in lines.chunks(REMITTANCE_CHUNK_LINES) {
+            let statement = Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "INSERT INTO unmatched_line (remittance_id, line, national_id, amount, code) \
+                 SELECT $1, line, national_id, amount, code \
+                 FROM unnest($2::int4[], $3::text[], $4::int8[], $5::text[]) \
+                 AS l(line, national_id, amount, code)",
+                [
+                    remittance_id.into(),
+                    column(
+                        ArrayType::Int,
+                        chunk
+                            .iter()
+                            .map(|line| i32::try_from(line.line).unwrap_or(i32::MAX).into())
+                            .collect(),
+                    ),
+                    column(
+                        ArrayType::String,
+                        chunk
+                            .iter()
+                            .map(|line| line.national_id.as_str().into())
+                            .collect(),
+                    ),
+                    column(
+                        ArrayType::BigInt,
+                        chunk
+                            .iter()
+                            .map(|line| line.amount.as_i64().into())
+                            .collect(),
+                    ),
+                    column(
+                        ArrayType::String,
+                        chunk.iter().map(|line| line.code.as_str().into()).collect(),
+                    ),
+                ],
+            );
+            txn.execute_raw(statement).await?;
+        }
+        return Ok(());
+    }
+    for chunk in lines.chunks(UNMATCHED_INSERT_CHUNK) {
+        let mut insert = Query::insert();
+        insert.into_table(UnmatchedLine::Table).columns([
+            UnmatchedLine::RemittanceId,
+            UnmatchedLine::Line,
+            UnmatchedLine::NationalId,
+            UnmatchedLine::Amount,
+            UnmatchedLine::Code,
+        ]);
+        for line in chunk {
+            insert.values_panic([
+                remittance_id.into(),
+                i32::try_from(line.line).unwrap_or(i32::MAX).into(),
+                line.national_id.as_str().into(),
+                line.amount.as_i64().into(),
+                line.code.as_str().into(),
+            ]);
+        }
+        txn.execute(&insert).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
+
+    use super::*;
+
+    fn select_where(condition: Expr) -> SelectStatement {
+        Query::select()
+            .column(Instalment::Id)
+            .from(Instalment::Table)
+            .and_where(condition)
+            .to_owned()
+    }
+
+    #[test]
+    fn one_of_binds_a_set_as_one_parameter() {
+        let ids = ["a", "b'c", "d\"e"];
+        let (sql, values) =
+            select_where(one_of(DbBackend::Postgres, Instalment::Id, &ids).unwrap())
+                .build(PostgresQueryBuilder);
+        assert_eq!(sql, r#"SELECT "id" FROM "instalment" WHERE "id" = ANY($1)"#);
+        assert_eq!(values.0.len(), 1);
+
+        let (sql, values) = select_where(one_of(DbBackend::Sqlite, Instalment::Id, &ids).unwrap())
+            .build(SqliteQueryBuilder);
+        assert_eq!(
+            sql,
+            r#"SELECT "id" FROM "instalment" WHERE "id" IN (SELECT "value" FROM json_each(?) AS "ids")"#
+        );
+        assert_eq!(
+            values.0,
+            [Value::String(Some(r#"["a","b'c","d\"e"]"#.to_owned()))]
+        );
+    }
+
+    #[test]
+    fn a_few_employees_are_named_and_many_are_read_as_a_range() {
+        let few = ["0012345679", "0499370899"];
+        let sql = |backend, ids: &[&str]| {
+            let query = Query::select()
+                .column(Instalment::Id)
+                .from(Instalment::Table)
+                .cond_where(national_ids(backend, ids).unwrap())
+                .to_owned();
+            match backend {
+                DbBackend::Postgres => query.to_string(PostgresQueryBuilder),
+                _ => query.to_string(SqliteQueryBuilder),
+            }
+        };
+        assert_eq!(
+            sql(DbBackend::Postgres, &few),
+            r#"SELECT "id" FROM "instalment" WHERE "national_id" >= '0012345679' AND "national_id" <= '0499370899' AND "national_id" = ANY(ARRAY ['0012345679','0499370899'])"#
+        );
+        assert_eq!(
+            sql(DbBackend::Sqlite, &few),
+            r#"SELECT "id" FROM "instalment" WHERE "national_id" IN (SELECT "value" FROM json_each('["0012345679","0499370899"]') AS "ids")"#
+        );
+        let many: Vec<String> = (0..=PROBE_EMPLOYEES).map(|n| format!("{n:010}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        for backend in [DbBackend::Postgres, DbBackend::Sqlite] {
+            assert!(sql(backend, &many).ends_with(&format!(
+                r#"WHERE "national_id" >= '0000000000' AND "national_id" <= '{:010}'"#,
+                PROBE_EMPLOYEES
+            )));
+        }
+    }
+}
