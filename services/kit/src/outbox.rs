@@ -12,6 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
 use sea_orm_migration::prelude::{
     Alias, ColumnDef, DeriveIden, Expr, ExprTrait as _, Func, Index, IndexCreateStatement,
@@ -130,8 +131,10 @@ pub struct Message {
     pub payload: Vec<u8>,
 }
 
-/// Rows per multi-row insert, well under the bind-parameter limits of both backends.
-const INSERT_CHUNK: usize = 500;
+/// Rows per statement on SQLite: five parameters each, under its limit of 32,766. Plain
+/// `?` placeholders: numbered ones (`?NNN`) make preparing the statement grow with the
+/// square of the parameter count.
+const SQLITE_ROWS: usize = 6_000;
 
 /// Writes a message to the outbox; call it inside the transaction that makes the change.
 ///
@@ -149,23 +152,70 @@ pub async fn enqueue<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Writes messages to the outbox, many rows per statement; a message already there (same
-/// topic and key) is left alone. Call it inside the transaction that makes the change.
+/// Writes messages to the outbox; a message already there (same topic and key) is left
+/// alone. Call it inside the transaction that makes the change.
 ///
-/// The relay schedules by the wall clock, not an injected one, so rows are due at once.
-pub async fn enqueue_many<C: ConnectionTrait>(conn: &C, messages: &[Message]) -> Result<(), DbErr> {
+/// Built for batches of a million (a remittance): one statement binding three arrays
+/// (`unnest`) on PostgreSQL, statements of [`SQLITE_ROWS`] rows on SQLite, the timestamp
+/// bound once. The relay schedules by the wall clock, not an injected one, so rows are due
+/// at once.
+pub async fn enqueue_many<C: ConnectionTrait>(
+    conn: &C,
+    messages: Vec<Message>,
+) -> Result<(), DbErr> {
+    if messages.is_empty() {
+        return Ok(());
+    }
     let now = Utc::now();
-    for chunk in messages.chunks(INSERT_CHUNK) {
-        let mut insert = insert_statement();
-        for message in chunk {
-            insert.values_panic(row_values(
-                message.topic,
-                &message.dedup_key,
-                message.payload.clone(),
-                now,
-            ));
+    if conn.get_database_backend() == DbBackend::Postgres {
+        let mut topics = Vec::with_capacity(messages.len());
+        let mut keys = Vec::with_capacity(messages.len());
+        let mut payloads = Vec::with_capacity(messages.len());
+        for message in messages {
+            topics.push(Value::String(Some(message.topic.to_owned())));
+            keys.push(Value::String(Some(message.dedup_key)));
+            payloads.push(Value::Bytes(Some(message.payload)));
         }
-        conn.execute(&insert).await?;
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO outbox (topic, dedup_key, payload, created_at, attempts, next_attempt_at) \
+             SELECT topic, dedup_key, payload, $4, 0, $4 \
+             FROM unnest($1::text[], $2::text[], $3::bytea[]) AS m(topic, dedup_key, payload) \
+             ON CONFLICT (topic, dedup_key) DO NOTHING",
+            [
+                Value::Array(ArrayType::String, Some(Box::new(topics))),
+                Value::Array(ArrayType::String, Some(Box::new(keys))),
+                Value::Array(ArrayType::Bytes, Some(Box::new(payloads))),
+                now.into(),
+            ],
+        );
+        conn.execute_raw(statement).await?;
+        return Ok(());
+    }
+    let mut messages = messages.into_iter().peekable();
+    while messages.peek().is_some() {
+        let mut sql = String::from(
+            "INSERT INTO outbox (topic, dedup_key, payload, created_at, attempts, next_attempt_at) VALUES ",
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(5 * SQLITE_ROWS);
+        for (row, message) in messages.by_ref().take(SQLITE_ROWS).enumerate() {
+            if row > 0 {
+                sql.push(',');
+            }
+            sql.push_str("(?, ?, ?, ?, 0, ?)");
+            values.push(message.topic.into());
+            values.push(message.dedup_key.into());
+            values.push(message.payload.into());
+            values.push(now.into());
+            values.push(now.into());
+        }
+        sql.push_str(" ON CONFLICT (topic, dedup_key) DO NOTHING");
+        conn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            sql,
+            values,
+        ))
+        .await?;
     }
     Ok(())
 }

@@ -397,7 +397,7 @@ impl Store {
         active.closed_at = Set(Some(now));
         active.open_employee_id = Set(None);
         let row = active.update(&txn).await?;
-        outbox::enqueue_many(&txn, &messages).await?;
+        outbox::enqueue_many(&txn, messages).await?;
         txn.commit().await?;
         self.wake_outbox();
         Ok(row)
@@ -621,7 +621,7 @@ impl Store {
                 .reset_all()
                 .insert(&txn)
                 .await?;
-            outbox::enqueue_many(&txn, &(new.messages)(&row, &facility_row)).await?;
+            outbox::enqueue_many(&txn, (new.messages)(&row, &facility_row)).await?;
             Self::save_replay(&txn, &new.idempotency, (new.encode)(&row), new.now).await?;
             Ok::<(), DbErr>(())
         }
@@ -741,7 +741,7 @@ impl Store {
             }
             .insert(&txn)
             .await?;
-            outbox::enqueue_many(&txn, &(new.messages)(&updated, &new.refund_id)).await?;
+            outbox::enqueue_many(&txn, (new.messages)(&updated, &new.refund_id)).await?;
             if let Some(scope) = &new.idempotency {
                 Self::save_replay(&txn, scope, (new.encode)(&updated), new.now).await?;
             }

@@ -206,7 +206,7 @@ impl Store {
             .exec_without_returning(&txn)
             .await?;
         insert_history(&txn, &request_id, filing.history).await?;
-        outbox::enqueue_many(&txn, &filing.outbox).await?;
+        outbox::enqueue_many(&txn, filing.outbox).await?;
         txn.commit().await?;
         Ok(filing.request)
     }
@@ -268,7 +268,7 @@ impl Store {
             .exec(&txn)
             .await?;
         insert_history(&txn, request_id, transition.history).await?;
-        outbox::enqueue_many(&txn, &transition.outbox).await?;
+        outbox::enqueue_many(&txn, transition.outbox).await?;
         txn.commit().await?;
         Ok(updated)
     }

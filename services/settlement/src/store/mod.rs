@@ -5,7 +5,6 @@
 //! never interleave for one organization. Big batches are read and written set-based, in
 //! chunks, never one query per line.
 
-mod outbox;
 mod remittance;
 mod tables;
 

@@ -179,7 +179,7 @@ impl Store {
                 &matching.settled,
             ));
             enqueued |= !outgoing.is_empty();
-            super::outbox::enqueue_bulk(&txn, outgoing).await?;
+            tavana_kit::outbox::enqueue_many(&txn, outgoing).await?;
             settled.instalments += matching.settled.len() as u64;
             settled.amount = settled
                 .amount
