@@ -171,24 +171,13 @@ fn to_u64(value: i64) -> u64 {
 
 /// Writes the organization's ledger row: the first statement of every money path.
 async fn lock_organization(txn: &DatabaseTransaction, organization_id: &str) -> Result<(), DbErr> {
-    let upsert = Query::insert()
-        .into_table(OrganizationLedger::Table)
-        .columns([
-            OrganizationLedger::OrganizationId,
-            OrganizationLedger::Version,
-        ])
-        .values_panic([organization_id.into(), 0i64.into()])
-        .on_conflict(
-            OnConflict::column(OrganizationLedger::OrganizationId)
-                .value(
-                    OrganizationLedger::Version,
-                    Expr::col((OrganizationLedger::Table, OrganizationLedger::Version)).add(1),
-                )
-                .to_owned(),
-        )
-        .to_owned();
-    txn.execute(&upsert).await?;
-    Ok(())
+    tavana_kit::db::lock_row(
+        txn,
+        "organization_ledger",
+        "organization_id",
+        organization_id,
+    )
+    .await
 }
 
 /// Inserts the instalments of schedules, in chunks.
