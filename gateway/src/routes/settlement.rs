@@ -254,7 +254,52 @@ fn csv_row(fields: &[&str]) -> Bytes {
     Bytes::from(writer.into_inner().unwrap_or_default())
 }
 
-/// The body of a deduction list, one chunk per employee (never the whole list in memory).
+/// The CSV lines of a run of deduction rows.
+fn deduction_csv(rows: &[pb::DeductionRow]) -> Bytes {
+    let mut writer = csv::WriterBuilder::new().from_writer(Vec::with_capacity(rows.len() * 96));
+    for row in rows {
+        let ids: Vec<&str> = row
+            .instalments
+            .iter()
+            .map(|i| i.instalment_id.as_str())
+            .collect();
+        // Writing to a Vec cannot fail.
+        let _ = writer.write_record([
+            row.national_id.as_str(),
+            row.full_name.as_str(),
+            &row.total.to_string(),
+            &ids.join(";"),
+        ]);
+    }
+    Bytes::from(writer.into_inner().unwrap_or_default())
+}
+
+/// The JSON items of a run of deduction rows, each preceded by a comma unless it is the
+/// list's first (`first` says whether it still is).
+fn deduction_json(rows: &[pb::DeductionRow], first: &mut bool) -> Bytes {
+    let mut out = Vec::with_capacity(rows.len() * 160);
+    for row in rows {
+        if !std::mem::take(first) {
+            out.push(b',');
+        }
+        let value = json!({
+            "national_id": row.national_id,
+            "full_name": row.full_name,
+            "total": row.total,
+            "instalments": row.instalments.iter().map(|i| json!({
+                "id": i.instalment_id,
+                "purchase_id": i.purchase_id,
+                "amount": i.amount,
+            })).collect::<Vec<_>>(),
+        });
+        // Serializing a Value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, &value);
+    }
+    Bytes::from(out)
+}
+
+/// The body of a deduction list, one chunk per message of settlement's stream (a run of
+/// employees; never the whole list in memory).
 fn deduction_body(
     organization_id: String,
     period: String,
@@ -272,36 +317,9 @@ fn deduction_body(
     };
     let mut first = true;
     let rows = stream.map(move |message| {
-        let item = message?.item;
-        let chunk = match item {
-            Some(Item::Row(row)) if csv => {
-                let ids: Vec<&str> = row
-                    .instalments
-                    .iter()
-                    .map(|i| i.instalment_id.as_str())
-                    .collect();
-                csv_row(&[
-                    &row.national_id,
-                    &row.full_name,
-                    &row.total.to_string(),
-                    &ids.join(";"),
-                ])
-            }
-            Some(Item::Row(row)) => {
-                let value = json!({
-                    "national_id": row.national_id,
-                    "full_name": row.full_name,
-                    "total": row.total,
-                    "instalments": row.instalments.iter().map(|i| json!({
-                        "id": i.instalment_id,
-                        "purchase_id": i.purchase_id,
-                        "amount": i.amount,
-                    })).collect::<Vec<_>>(),
-                });
-                let separator = if first { "" } else { "," };
-                first = false;
-                Bytes::from(format!("{separator}{value}"))
-            }
+        let chunk = match message?.item {
+            Some(Item::Rows(batch)) if csv => deduction_csv(&batch.rows),
+            Some(Item::Rows(batch)) => deduction_json(&batch.rows, &mut first),
             Some(Item::Totals(totals)) if csv => csv_row(&[
                 "total",
                 "",
@@ -633,5 +651,56 @@ mod tests {
         assert_eq!(lines[99_999].line, 100_001);
         let total: i64 = lines.iter().map(|l| l.amount).sum();
         assert_eq!(total, (1..=100_000i64).sum::<i64>());
+    }
+
+    fn deduction_row(national_id: &str, instalments: &[(&str, i64)]) -> pb::DeductionRow {
+        pb::DeductionRow {
+            national_id: national_id.into(),
+            full_name: format!("Employee, {national_id}"),
+            total: instalments.iter().map(|(_, amount)| amount).sum(),
+            instalments: instalments
+                .iter()
+                .map(|(id, amount)| pb::DeductionInstalment {
+                    instalment_id: (*id).into(),
+                    purchase_id: format!("P-{id}"),
+                    amount: *amount,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn r22_batches_of_rows_join_into_one_json_list_and_csv_lines() {
+        let batches = [
+            vec![
+                deduction_row("0012345679", &[("I1", 40), ("I2", 60)]),
+                deduction_row("0499370899", &[("I3", 50)]),
+            ],
+            vec![deduction_row("1111111111", &[("I4", 7)])],
+        ];
+
+        let mut first = true;
+        let mut json = b"{\"items\":[".to_vec();
+        for batch in &batches {
+            json.extend_from_slice(&deduction_json(batch, &mut first));
+        }
+        json.extend_from_slice(b"]}");
+        let csv: Vec<u8> = batches.iter().flat_map(|b| deduction_csv(b)).collect();
+
+        let parsed: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        let items = parsed["items"].as_array().unwrap();
+        let ids: Vec<&str> = items
+            .iter()
+            .map(|item| item["national_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["0012345679", "0499370899", "1111111111"]);
+        assert_eq!(items[0]["total"], 100);
+        assert_eq!(items[0]["instalments"][1]["purchase_id"], "P-I2");
+        assert_eq!(
+            String::from_utf8(csv).unwrap(),
+            "0012345679,\"Employee, 0012345679\",100,I1;I2\n\
+             0499370899,\"Employee, 0499370899\",50,I3\n\
+             1111111111,\"Employee, 1111111111\",7,I4\n"
+        );
     }
 }

@@ -29,6 +29,9 @@ use crate::store::{InstalmentView, NewRemittance, NewSchedule, RemittanceRecord,
 /// How many instalments one deduction-list query reads (R22), in whole employees: the list is
 /// never held whole.
 pub const DEDUCTION_BATCH_ROWS: u64 = 5_000;
+/// How many rows one stream message carries at most: a message per employee cost more in
+/// framing and wake-ups than the rows themselves.
+pub const DEDUCTION_MESSAGE_ROWS: usize = 1_000;
 /// How many batches wait in the stream's buffer before the reader slows down.
 const STREAM_BUFFER_BATCHES: usize = 2;
 /// The longest bank reference accepted.
@@ -232,23 +235,27 @@ fn remittance_message(record: RemittanceRecord) -> pb::RemittanceResult {
     }
 }
 
-fn row_message(row: DeductionRow) -> pb::StreamDeductionListResponse {
+fn row_to_proto(row: DeductionRow) -> pb::DeductionRow {
+    pb::DeductionRow {
+        national_id: row.national_id,
+        full_name: row.full_name,
+        total: row.total.as_i64(),
+        instalments: row
+            .instalments
+            .into_iter()
+            .map(|i| pb::DeductionInstalment {
+                instalment_id: i.instalment_id,
+                purchase_id: i.purchase_id,
+                amount: i.amount.as_i64(),
+            })
+            .collect(),
+    }
+}
+
+fn rows_message(rows: Vec<pb::DeductionRow>) -> pb::StreamDeductionListResponse {
     pb::StreamDeductionListResponse {
-        item: Some(pb::stream_deduction_list_response::Item::Row(
-            pb::DeductionRow {
-                national_id: row.national_id,
-                full_name: row.full_name,
-                total: row.total.as_i64(),
-                instalments: row
-                    .instalments
-                    .into_iter()
-                    .map(|i| pb::DeductionInstalment {
-                        instalment_id: i.instalment_id,
-                        purchase_id: i.purchase_id,
-                        amount: i.amount.as_i64(),
-                    })
-                    .collect(),
-            },
+        item: Some(pb::stream_deduction_list_response::Item::Rows(
+            pb::DeductionRows { rows },
         )),
     }
 }
@@ -331,14 +338,21 @@ async fn stream_deductions(
             break;
         };
         after = Some(last.national_id.clone());
-        let mut messages = Vec::with_capacity(rows.len());
+        let mut messages = Vec::new();
+        let mut message_rows = Vec::with_capacity(DEDUCTION_MESSAGE_ROWS.min(rows.len()));
         for row in rows {
             if let Err(overflow) = totals.add(&row) {
                 messages.push(Err(SettlementError::from(overflow).into()));
                 let _ = sender.send(messages).await;
                 return;
             }
-            messages.push(Ok(row_message(row)));
+            message_rows.push(row_to_proto(row));
+            if message_rows.len() == DEDUCTION_MESSAGE_ROWS {
+                messages.push(Ok(rows_message(std::mem::take(&mut message_rows))));
+            }
+        }
+        if !message_rows.is_empty() {
+            messages.push(Ok(rows_message(message_rows)));
         }
         if sender.send(messages).await.is_err() {
             // The reader went away.

@@ -5,8 +5,9 @@ use tavana_kit::caller::Role;
 use tavana_kit::ids::NationalId;
 use tavana_kit::jalali::JalaliPeriod;
 use tavana_kit::money::Rial;
+use tavana_proto::settlement::v1::stream_deduction_list_response::Item;
 use tavana_settlement::domain::instalment::ScheduledInstalment;
-use tavana_settlement::rpc::DEDUCTION_BATCH_ROWS;
+use tavana_settlement::rpc::{DEDUCTION_BATCH_ROWS, DEDUCTION_MESSAGE_ROWS};
 use tavana_settlement::store::NewSchedule;
 use tonic::Code;
 
@@ -82,6 +83,26 @@ async fn r22_the_list_has_one_row_per_employee_in_national_id_order_across_batch
     assert_eq!(first.instalments.len(), 2);
     assert_eq!(first.total, 107);
     assert_eq!(first.full_name, "Employee 0");
+    // Rows come a batch per message (at most DEDUCTION_MESSAGE_ROWS), never an empty one.
+    let messages = app
+        .deduction_messages(&staff(Role::Support), PERIOD)
+        .await
+        .unwrap();
+    let sizes: Vec<usize> = messages
+        .iter()
+        .filter_map(|message| match message {
+            Item::Rows(batch) => Some(batch.rows.len()),
+            Item::Totals(_) => None,
+        })
+        .collect();
+    assert!(
+        sizes
+            .iter()
+            .all(|size| (1..=DEDUCTION_MESSAGE_ROWS).contains(size)),
+        "{sizes:?}"
+    );
+    assert!(sizes.len() < employees as usize / 500, "{sizes:?}");
+    assert_eq!(sizes.iter().sum::<usize>(), employees as usize);
 }
 
 #[tokio::test]

@@ -260,11 +260,12 @@ impl TestApp {
         }
     }
 
-    pub async fn deductions(
+    /// The messages of a deduction list, in order.
+    pub async fn deduction_messages(
         &self,
         caller: &Caller,
         period: &str,
-    ) -> Result<(Vec<pb::DeductionRow>, pb::DeductionTotals), tonic::Status> {
+    ) -> Result<Vec<pb::stream_deduction_list_response::Item>, tonic::Status> {
         let mut stream = self
             .client
             .clone()
@@ -277,11 +278,26 @@ impl TestApp {
             ))
             .await?
             .into_inner();
-        let mut rows = Vec::new();
+        let mut messages = Vec::new();
         while let Some(message) = stream.message().await? {
-            match message.item.unwrap() {
-                pb::stream_deduction_list_response::Item::Row(row) => rows.push(row),
+            messages.push(message.item.unwrap());
+        }
+        Ok(messages)
+    }
+
+    /// The rows and totals of a deduction list; the totals close it.
+    pub async fn deductions(
+        &self,
+        caller: &Caller,
+        period: &str,
+    ) -> Result<(Vec<pb::DeductionRow>, pb::DeductionTotals), tonic::Status> {
+        let mut rows = Vec::new();
+        let mut messages = self.deduction_messages(caller, period).await?.into_iter();
+        while let Some(message) = messages.next() {
+            match message {
+                pb::stream_deduction_list_response::Item::Rows(batch) => rows.extend(batch.rows),
                 pb::stream_deduction_list_response::Item::Totals(totals) => {
+                    assert!(messages.next().is_none(), "a message after the totals");
                     return Ok((rows, totals));
                 }
             }
