@@ -1,6 +1,8 @@
 //! Database connections: SQLite (embedded default) and PostgreSQL (production).
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -9,10 +11,12 @@ use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynch
 use sea_orm::sqlx::{AssertSqlSafe, Connection};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    DbErr, ExecResult, QueryResult, SqliteTransactionMode, Statement, TransactionOptions,
+    TransactionTrait,
 };
 use sea_orm_migration::sea_query::{Alias, Expr, OnConflict, Query};
 use sea_orm_migration::{MigratorTrait, SchemaManager};
+use tokio::sync::OwnedMutexGuard;
 
 /// How long a SQLite connection waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -148,17 +152,110 @@ pub async fn migrate<M: MigratorTrait>(url: &str, max_connections: u32) -> anyho
     Ok(())
 }
 
-/// Begins a transaction that will write. On SQLite it starts `IMMEDIATE`,
-/// taking the write lock at once: a deferred transaction that reads first
-/// and writes later fails with `SQLITE_BUSY` when another writer got in
-/// between (the busy timeout does not apply to that upgrade). PostgreSQL
-/// ignores the mode.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..Default::default()
-    })
-    .await
+/// A transaction that writes. On SQLite it also holds this process's turn to write
+/// the database file (see [`begin_write`]), given back when it ends.
+pub struct WriteTransaction {
+    // Dropped before the turn: a transaction dropped unfinished rolls back first.
+    txn: DatabaseTransaction,
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTransaction {
+    /// Commits and gives the turn to the next writer.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+
+    /// Rolls back and gives the turn to the next writer.
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        self.txn.rollback().await
+    }
+}
+
+impl std::ops::Deref for WriteTransaction {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for WriteTransaction {
+    fn get_database_backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, statement: Statement) -> Result<ExecResult, DbErr> {
+        self.txn.execute_raw(statement).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, statement: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.txn.query_one_raw(statement).await
+    }
+
+    async fn query_all_raw(&self, statement: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.txn.query_all_raw(statement).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.txn.support_returning()
+    }
+}
+
+/// Each SQLite file's queue of writers in this process.
+static SQLITE_WRITERS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(Default::default);
+
+/// Waits for this process's turn to write the SQLite file behind `db`; `None` when the
+/// pool has a single connection (an in-memory database), which queues writers by itself.
+async fn sqlite_write_turn(db: &DatabaseConnection) -> Result<Option<OwnedMutexGuard<()>>, DbErr> {
+    let pool = db.get_sqlite_connection_pool();
+    if pool.options().get_max_connections() <= 1 {
+        return Ok(None);
+    }
+    let file = std::path::absolute(pool.connect_options().get_filename())
+        .map_err(|error| DbErr::Custom(format!("SQLite file path: {error}")))?;
+    let queue = SQLITE_WRITERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(file)
+        .or_default()
+        .clone();
+    tokio::time::timeout(SQLITE_BUSY_TIMEOUT, queue.lock_owned())
+        .await
+        .map(Some)
+        .map_err(|_| DbErr::Custom("database is locked: no turn to write in time".into()))
+}
+
+/// Begins a transaction that will write.
+///
+/// On SQLite, one writer at a time holds the file's write lock. Writers of this process
+/// first queue for their turn in order (a Tokio mutex per file), instead of all racing
+/// for the lock and sleeping in SQLite's busy handler, whose growing sleeps made the
+/// unlucky writer wait hundreds of milliseconds while the lock was free. The busy
+/// timeout still covers other processes and writes outside `begin_write`. The
+/// transaction starts `IMMEDIATE`, taking the write lock at once: a deferred
+/// transaction that reads first and writes later fails with `SQLITE_BUSY` when another
+/// writer got in between (the busy timeout does not apply to that upgrade).
+/// PostgreSQL ignores both.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, DbErr> {
+    let turn = if db.get_database_backend() == DbBackend::Sqlite {
+        sqlite_write_turn(db).await?
+    } else {
+        None
+    };
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?;
+    Ok(WriteTransaction { txn, _turn: turn })
 }
 
 /// Writes the lock row `key` of `table` (columns `key_column` and `version`) as the first
@@ -304,6 +401,65 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(row.try_get::<i64>("", "n").unwrap(), 16);
+    }
+
+    async fn counter_db(dir: &Path, name: &str) -> DatabaseConnection {
+        let db = connect(&sqlite_url(dir, name), 4).await.unwrap();
+        db.execute_unprepared("CREATE TABLE counter (n INTEGER NOT NULL)")
+            .await
+            .unwrap();
+        db
+    }
+
+    async fn count(db: &impl ConnectionTrait) -> i64 {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT count(*) AS n FROM counter",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get("", "n").unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_write_transaction_dropped_unfinished_rolls_back_and_gives_the_turn_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = counter_db(dir.path(), "dropped").await;
+
+        let txn = begin_write(&db).await.unwrap();
+        txn.execute_unprepared("INSERT INTO counter (n) VALUES (1)")
+            .await
+            .unwrap();
+        drop(txn);
+        let next = begin_write(&db).await.unwrap();
+        next.execute_unprepared("INSERT INTO counter (n) VALUES (2)")
+            .await
+            .unwrap();
+        next.commit().await.unwrap();
+
+        assert_eq!(count(&db).await, 1);
+    }
+
+    #[tokio::test]
+    async fn each_sqlite_file_has_its_own_writer_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = counter_db(dir.path(), "first").await;
+        let second = counter_db(dir.path(), "second").await;
+
+        let holding = begin_write(&first).await.unwrap();
+        // Would wait for `holding` (and time out) if both files shared one queue.
+        let other = begin_write(&second).await.unwrap();
+        other
+            .execute_unprepared("INSERT INTO counter (n) VALUES (1)")
+            .await
+            .unwrap();
+        other.commit().await.unwrap();
+        holding.commit().await.unwrap();
+
+        assert_eq!(count(&second).await, 1);
+        assert_eq!(count(&first).await, 0);
     }
 
     #[tokio::test]
