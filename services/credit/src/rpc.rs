@@ -222,16 +222,16 @@ impl CreditService for CreditRpc {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(rpc = "MarkPurchaseSettled"))]
-    async fn mark_purchase_settled(
+    #[tracing::instrument(skip_all, fields(rpc = "MarkPurchasesSettled"))]
+    async fn mark_purchases_settled(
         &self,
-        request: Request<pb::MarkPurchaseSettledRequest>,
-    ) -> Result<Response<pb::MarkPurchaseSettledResponse>, Status> {
+        request: Request<pb::MarkPurchasesSettledRequest>,
+    ) -> Result<Response<pb::MarkPurchasesSettledResponse>, Status> {
         service(&caller(&request))?;
         self.flows
-            .mark_settled(&request.into_inner().purchase_id)
+            .mark_settled(&request.into_inner().purchase_ids)
             .await?;
-        Ok(Response::new(pb::MarkPurchaseSettledResponse {}))
+        Ok(Response::new(pb::MarkPurchasesSettledResponse {}))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "GetCard"))]

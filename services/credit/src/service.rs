@@ -1,5 +1,7 @@
 //! The credit flows: peer reads first, then one store transaction (no RPC inside it).
 
+use std::collections::{HashMap, HashSet};
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use chrono::{DateTime, Utc};
@@ -18,8 +20,8 @@ use crate::domain::idempotency::{IdempotencyKey, request_hash};
 use crate::domain::purchase::{PurchaseKind, PurchaseTerms};
 use crate::peers::Peers;
 use crate::store::{
-    IdempotencyScope, NewFacility, NewPurchase, NewRefund, Replay, Store, card, facility, hold_of,
-    purchase, terms_of,
+    IdempotencyScope, NewFacility, NewPurchase, NewRefund, Replay, Settling, Store, card, facility,
+    hold_of, purchase, terms_of,
 };
 
 /// What opening a facility needs (R12).
@@ -481,34 +483,87 @@ impl CreditFlows {
 
     // ---- settlement (R18) ----
 
-    /// Records that every instalment of a purchase is settled; idempotent (R18).
-    #[tracing::instrument(skip_all, fields(purchase_id = %purchase_id))]
-    pub async fn mark_settled(&self, purchase_id: &str) -> Result<purchase::Model, CreditError> {
-        let row = self
+    /// Records that every instalment of each purchase is settled; idempotent per purchase
+    /// (R18). Returns how many purchases this call marked.
+    ///
+    /// Each purchase is handled as if it came alone: a purchase settled already is left as
+    /// it is, the others are marked in one transaction, and one that cannot be marked now
+    /// (unknown, or its organization's contract cannot be read) does not hold the others
+    /// back. The call then fails as the single call would have for that purchase (unknown
+    /// before a missing facility before a peer failure), so that the sender retries; the
+    /// retry finds the others settled already.
+    #[tracing::instrument(skip_all, fields(purchases = purchase_ids.len()))]
+    pub async fn mark_settled(&self, purchase_ids: &[String]) -> Result<u64, CreditError> {
+        let mut wanted: Vec<&str> = purchase_ids.iter().map(String::as_str).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let rows = self.store.purchases(&wanted).await?;
+        let found: HashSet<&str> = rows.iter().map(|row| row.id.as_str()).collect();
+        let unknown: Vec<&str> = wanted
+            .iter()
+            .copied()
+            .filter(|id| !found.contains(id))
+            .collect();
+        let open: Vec<&purchase::Model> =
+            rows.iter().filter(|row| row.settled_at.is_none()).collect();
+        let mut facility_ids: Vec<&str> = open.iter().map(|row| row.facility_id.as_str()).collect();
+        facility_ids.sort_unstable();
+        facility_ids.dedup();
+        let facilities: HashMap<String, String> = self
             .store
-            .purchase(purchase_id)
+            .facilities(&facility_ids)
             .await?
-            .ok_or(CreditError::PurchaseNotFound)?;
-        if row.settled_at.is_some() {
-            return Ok(row);
+            .into_iter()
+            .map(|facility| (facility.id, facility.organization_id))
+            .collect();
+
+        let mut no_facility = false;
+        let mut peer_error = None;
+        let mut in_force: HashMap<&str, bool> = HashMap::new();
+        let mut settling = Vec::with_capacity(open.len());
+        for row in open {
+            let Some(organization_id) = facilities.get(&row.facility_id) else {
+                no_facility = true;
+                continue;
+            };
+            let needs_contract = row.kind == PurchaseKind::Instalment.as_str()
+                && hold_of(row).is_some_and(|hold| hold.release == HoldRelease::UntilSettled);
+            let contract_in_force = if !needs_contract {
+                true
+            } else if let Some(known) = in_force.get(organization_id.as_str()) {
+                *known
+            } else {
+                // Once per organization and call; one that fails is asked again on retry.
+                match self.peers.contract_in_force(organization_id).await {
+                    Ok(known) => {
+                        in_force.insert(organization_id, known);
+                        known
+                    }
+                    Err(error) => {
+                        peer_error.get_or_insert(error);
+                        continue;
+                    }
+                }
+            };
+            settling.push(Settling {
+                purchase_id: &row.id,
+                facility_id: &row.facility_id,
+                contract_in_force,
+            });
         }
-        let facility = self
-            .store
-            .facility(&row.facility_id)
-            .await?
-            .ok_or(CreditError::NoFacility)?;
-        let needs_contract = row.kind == PurchaseKind::Instalment.as_str()
-            && hold_of(&row).is_some_and(|hold| hold.release == HoldRelease::UntilSettled);
-        let in_force = if needs_contract {
-            self.peers
-                .contract_in_force(&facility.organization_id)
-                .await?
-        } else {
-            true
-        };
-        self.store
-            .mark_settled(&row.facility_id, purchase_id, in_force, self.now())
-            .await
+        let marked = self.store.mark_settled(&settling, self.now()).await?;
+
+        if !unknown.is_empty() {
+            tracing::warn!(unknown = ?unknown, marked, "purchases to mark settled are unknown");
+            return Err(CreditError::PurchaseNotFound);
+        }
+        if no_facility {
+            return Err(CreditError::NoFacility);
+        }
+        if let Some(error) = peer_error {
+            return Err(error);
+        }
+        Ok(marked)
     }
 
     // ---- cards (R21) ----

@@ -1,7 +1,7 @@
 //! tonic handlers of `IdentityService`: read the caller, parse the request into domain
 //! types, authorize, call domain and store, encode the answer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -207,6 +207,61 @@ fn template_from_pb(value: i32) -> Option<SmsTemplate> {
     }
 }
 
+/// Whether notifications came one by one (`NotifyEmployee`) or in a batch
+/// (`NotifyEmployees`): it names their fields in violations.
+#[derive(Clone, Copy)]
+enum Notifications {
+    One,
+    Many,
+}
+
+impl Notifications {
+    /// Returns the name of field `name` of the notification at `index`.
+    fn field(self, index: usize, name: &str) -> String {
+        match self {
+            Notifications::One => name.to_owned(),
+            Notifications::Many => format!("notifications[{index}].{name}"),
+        }
+    }
+}
+
+/// Returns the template a notification asks for, or the violations that refuse it (R28):
+/// identity's own templates (login codes, mobile changes) cannot be requested, and a dedup
+/// key is required. `field` names a field of the notification.
+fn check_notification(
+    notification: &pb::NotifyEmployeeRequest,
+    field: impl Fn(&str) -> String,
+) -> std::result::Result<SmsTemplate, Vec<Violation>> {
+    let template = template_from_pb(notification.template).filter(|template| {
+        !matches!(
+            template,
+            SmsTemplate::LoginCode | SmsTemplate::MobileChanged
+        )
+    });
+    let mut violations = Vec::new();
+    if template.is_none() {
+        violations.push(Violation::new(
+            field("template"),
+            "template_invalid",
+            "This template cannot be sent on request.",
+            "این الگوی پیامک را نمی‌توان درخواست کرد.",
+        ));
+    }
+    let dedup_key = notification.dedup_key.trim();
+    if dedup_key.is_empty() || dedup_key.len() > 200 {
+        violations.push(Violation::new(
+            field("dedup_key"),
+            "required",
+            "The dedup key is required (at most 200 characters).",
+            "کلید یکتایی لازم است (حداکثر ۲۰۰ نویسه).",
+        ));
+    }
+    match template {
+        Some(template) if violations.is_empty() => Ok(template),
+        _ => Err(violations),
+    }
+}
+
 fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: at.timestamp(),
@@ -267,12 +322,18 @@ impl IdentityRpc {
     /// is in the dev inbox, so that a local client or test can read it right after the
     /// call that sent it. Other providers never wait.
     async fn settle_dev_sms(&self, dedup_key: &str) {
-        if self.settings.sms_provider() != SmsProviderKind::Dev {
+        self.settle_dev_sms_all(&[dedup_key.to_owned()]).await;
+    }
+
+    /// Waits as [`Self::settle_dev_sms`] does, for every SMS of `dedup_keys` (without
+    /// repeats) and at most 5 s in all.
+    async fn settle_dev_sms_all(&self, dedup_keys: &[String]) {
+        if self.settings.sms_provider() != SmsProviderKind::Dev || dedup_keys.is_empty() {
             return;
         }
         let waited = tokio::time::timeout(std::time::Duration::from_secs(5), async {
             loop {
-                match store::sms_delivered(&self.db, dedup_key).await {
+                match store::sms_all_delivered(&self.db, dedup_keys).await {
                     Ok(true) => break,
                     Ok(false) => {}
                     Err(error) => {
@@ -285,7 +346,7 @@ impl IdentityRpc {
         })
         .await;
         if waited.is_err() {
-            tracing::warn!("dev sms not delivered within 5 s");
+            tracing::warn!(sms = dedup_keys.len(), "dev sms not delivered within 5 s");
         }
     }
 
@@ -761,55 +822,95 @@ impl IdentityRpc {
     }
 
     /// R28: another service asks for an SMS; the same dedup key queues it only once.
-    #[tracing::instrument(skip_all)]
     async fn notify_employee_inner(
         &self,
         caller: Caller,
         request: pb::NotifyEmployeeRequest,
     ) -> Result<pb::NotifyEmployeeResponse> {
-        allow(&caller, caller.is_service())?;
-        let template = template_from_pb(request.template).filter(|template| {
-            !matches!(
-                template,
-                SmsTemplate::LoginCode | SmsTemplate::MobileChanged
-            )
-        });
-        let mut violations = Vec::new();
-        if template.is_none() {
-            violations.push(Violation::new(
-                "template",
-                "template_invalid",
-                "This template cannot be sent on request.",
-                "این الگوی پیامک را نمی‌توان درخواست کرد.",
-            ));
-        }
-        let dedup_key = request.dedup_key.trim();
-        if dedup_key.is_empty() || dedup_key.len() > 200 {
-            violations.push(Violation::new(
-                "dedup_key",
-                "required",
-                "The dedup key is required (at most 200 characters).",
-                "کلید یکتایی لازم است (حداکثر ۲۰۰ نویسه).",
-            ));
-        }
-        let Some(template) = template.filter(|_| violations.is_empty()) else {
-            return Err(IdentityError::InvalidFields(violations));
-        };
-        let employee = store::find_employee(&self.db, request.employee_id.trim())
-            .await?
-            .ok_or(IdentityError::EmployeeNotFound)?;
-        let params: BTreeMap<String, String> = request.params.into_iter().collect();
-        let sms = SmsMessage::notification(
-            &employee.mobile,
-            template,
-            &params,
-            self.settings.app_download_url(),
-        );
-        let dedup_key = format!("notify:{dedup_key}");
-        store::enqueue_sms(&self.db, &dedup_key, &sms).await?;
-        self.outbox.notify();
-        self.settle_dev_sms(&dedup_key).await;
+        self.notify_employees_inner(caller, vec![request], Notifications::One)
+            .await?;
         Ok(pb::NotifyEmployeeResponse {})
+    }
+
+    /// R28: another service asks for SMS, each checked and queued as `NotifyEmployee`
+    /// queues one; the same dedup key queues an SMS only once. The notifications are
+    /// independent: the valid ones for known employees are queued even when others are
+    /// refused, and then the call fails with `EmployeeNotFound` (worth a retry) before
+    /// `InvalidFields` (never worth one). The employees are read and the SMS written a
+    /// few statements at a time, whatever their number.
+    #[tracing::instrument(skip_all, fields(notifications = notifications.len()))]
+    async fn notify_employees_inner(
+        &self,
+        caller: Caller,
+        notifications: Vec<pb::NotifyEmployeeRequest>,
+        shape: Notifications,
+    ) -> Result<()> {
+        allow(&caller, caller.is_service())?;
+        let mut violations = Vec::new();
+        let mut valid = Vec::with_capacity(notifications.len());
+        for (index, notification) in notifications.into_iter().enumerate() {
+            match check_notification(&notification, |name| shape.field(index, name)) {
+                Ok(template) => valid.push((notification, template)),
+                Err(refused) => violations.extend(refused),
+            }
+        }
+
+        let mut employee_ids: Vec<&str> = valid
+            .iter()
+            .map(|(notification, _)| notification.employee_id.trim())
+            .collect();
+        employee_ids.sort_unstable();
+        employee_ids.dedup();
+        let mobiles: HashMap<String, String> = store::find_employees(&self.db, &employee_ids)
+            .await?
+            .into_iter()
+            .map(|employee| (employee.id, employee.mobile))
+            .collect();
+        let mut unknown = 0usize;
+        let mut keys = HashSet::new();
+        let mut queued = Vec::with_capacity(valid.len());
+        for (notification, template) in &valid {
+            let Some(mobile) = mobiles.get(notification.employee_id.trim()) else {
+                unknown += 1;
+                continue;
+            };
+            let dedup_key = format!("notify:{}", notification.dedup_key.trim());
+            // The first of a key in the call wins, as the first of two calls would.
+            if !keys.insert(dedup_key.clone()) {
+                continue;
+            }
+            let params: BTreeMap<String, String> = notification
+                .params
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+            let sms = SmsMessage::notification(
+                mobile,
+                *template,
+                &params,
+                self.settings.app_download_url(),
+            );
+            queued.push((dedup_key, sms));
+        }
+        let dedup_keys: Vec<String> = queued.iter().map(|(key, _)| key.clone()).collect();
+        store::enqueue_sms_many(&self.db, queued).await?;
+        if !dedup_keys.is_empty() {
+            self.outbox.notify();
+            self.settle_dev_sms_all(&dedup_keys).await;
+        }
+
+        if unknown > 0 {
+            tracing::warn!(
+                unknown,
+                queued = dedup_keys.len(),
+                "notifications for unknown employees"
+            );
+            return Err(IdentityError::EmployeeNotFound);
+        }
+        if !violations.is_empty() {
+            return Err(IdentityError::InvalidFields(violations));
+        }
+        Ok(())
     }
 
     #[tracing::instrument(skip_all)]
@@ -981,6 +1082,19 @@ impl IdentityService for IdentityRpc {
         answer(
             self.notify_employee_inner(caller, request.into_inner())
                 .await,
+        )
+    }
+
+    async fn notify_employees(
+        &self,
+        request: Request<pb::NotifyEmployeesRequest>,
+    ) -> std::result::Result<Response<pb::NotifyEmployeesResponse>, Status> {
+        let caller = tavana_kit::caller::caller(&request);
+        let notifications = request.into_inner().notifications;
+        answer(
+            self.notify_employees_inner(caller, notifications, Notifications::Many)
+                .await
+                .map(|()| pb::NotifyEmployeesResponse {}),
         )
     }
 

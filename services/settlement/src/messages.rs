@@ -1,4 +1,10 @@
 //! The messages this service sends through its outbox, and their delivery.
+//!
+//! A remittance tells its peers in batches: per chunk of lines (see
+//! [`crate::store::REMITTANCE_CHUNK_LINES`]) one message to credit with the purchases the
+//! chunk completed and one to identity with the chunk's settlement SMS, each split at
+//! [`MESSAGE_ITEMS`] items. A million-line remittance so writes about a hundred outbox rows,
+//! not two million, and the relay makes as many calls.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -7,16 +13,27 @@ use async_trait::async_trait;
 use prost::Message;
 use tavana_kit::caller::{Caller, attach};
 use tavana_kit::outbox::{Deliver, DeliveryError, decode_payload};
-use tavana_proto::credit::v1::MarkPurchaseSettledRequest;
+use tavana_proto::credit::v1::MarkPurchasesSettledRequest;
 use tavana_proto::credit::v1::credit_service_client::CreditServiceClient;
 use tavana_proto::identity::v1::identity_service_client::IdentityServiceClient;
-use tavana_proto::identity::v1::{NotifyEmployeeRequest, SmsTemplate};
+use tavana_proto::identity::v1::{NotifyEmployeeRequest, NotifyEmployeesRequest, SmsTemplate};
 use tonic::transport::Channel;
 
-/// Topic of the call that tells credit a purchase is fully settled (R18).
+/// Topic of the call that tells credit a batch of purchases is fully settled (R18).
+pub const MARK_PURCHASES_SETTLED: &str = "credit.mark_purchases_settled";
+/// Topic of a batch of settlement SMS (R28).
+pub const NOTIFY_EMPLOYEES: &str = "identity.notify_employees";
+/// Former topic of one settled purchase, still delivered: an outbox written by an earlier
+/// release may hold such rows.
 pub const MARK_PURCHASE_SETTLED: &str = "credit.mark_purchase_settled";
-/// Topic of the settlement SMS (R28).
+/// Former topic of one settlement SMS, still delivered for the same reason.
 pub const NOTIFY_EMPLOYEE: &str = "identity.notify_employee";
+
+/// The most items (purchases, SMS) one message carries. A settlement SMS is about 200
+/// bytes encoded (two ids, a dedup key, three params): 5,000 make about 1 MB, well inside
+/// the 4 MB a tonic server decodes by default (the kit sets no other limit), where a
+/// whole chunk of 20,000 would not be.
+pub const MESSAGE_ITEMS: usize = 5_000;
 
 /// The name this service calls its peers with.
 pub const SERVICE_NAME: &str = "settlement";
@@ -24,42 +41,71 @@ pub const SERVICE_NAME: &str = "settlement";
 /// A message to write to the outbox.
 pub use tavana_kit::outbox::Message as Outgoing;
 
-/// Tells credit that every instalment of a purchase is settled; once per purchase.
-pub fn purchase_settled(purchase_id: &str) -> Outgoing {
-    Outgoing {
-        topic: MARK_PURCHASE_SETTLED,
-        dedup_key: purchase_id.to_owned(),
-        payload: MarkPurchaseSettledRequest {
-            purchase_id: purchase_id.to_owned(),
-        }
-        .encode_to_vec(),
-    }
+/// Tells credit that every instalment of these purchases (of chunk `chunk` of a remittance)
+/// is settled: one message per [`MESSAGE_ITEMS`] purchases, none for none. A purchase
+/// completes once, so it is in one message only; the dedup keys name the remittance, the
+/// chunk and the part, so they are unique and the same for the same chunk.
+pub fn purchases_settled(
+    remittance_id: &str,
+    chunk: usize,
+    purchase_ids: &[String],
+) -> Vec<Outgoing> {
+    purchase_ids
+        .chunks(MESSAGE_ITEMS)
+        .enumerate()
+        .map(|(part, purchase_ids)| Outgoing {
+            topic: MARK_PURCHASES_SETTLED,
+            dedup_key: format!("settled:{remittance_id}:{chunk}:{part}"),
+            payload: MarkPurchasesSettledRequest {
+                purchase_ids: purchase_ids.to_vec(),
+            }
+            .encode_to_vec(),
+        })
+        .collect()
 }
 
-/// Sends an employee the settlement SMS of one remittance; once per remittance and employee.
+/// Sends the settlement SMS of chunk `chunk` of a remittance: one message per
+/// [`MESSAGE_ITEMS`] notifications, none for none, keyed as [`purchases_settled`]'s.
 pub fn settlement_sms(
+    remittance_id: &str,
+    chunk: usize,
+    notifications: Vec<NotifyEmployeeRequest>,
+) -> Vec<Outgoing> {
+    let mut notifications = notifications.into_iter().peekable();
+    let mut messages = Vec::new();
+    while notifications.peek().is_some() {
+        let part = messages.len();
+        messages.push(Outgoing {
+            topic: NOTIFY_EMPLOYEES,
+            dedup_key: format!("sms:{remittance_id}:{chunk}:{part}"),
+            payload: NotifyEmployeesRequest {
+                notifications: notifications.by_ref().take(MESSAGE_ITEMS).collect(),
+            }
+            .encode_to_vec(),
+        });
+    }
+    messages
+}
+
+/// The settlement SMS of one employee and remittance (R28); identity queues it once per
+/// remittance and employee, by its dedup key, whichever message carries it.
+pub fn settlement_notification(
     remittance_id: &str,
     employee_id: &str,
     period: &str,
     instalments: u64,
     amount: i64,
-) -> Outgoing {
+) -> NotifyEmployeeRequest {
     let params = HashMap::from([
         ("period".to_owned(), period.to_owned()),
         ("instalments".to_owned(), instalments.to_string()),
         ("amount".to_owned(), amount.to_string()),
     ]);
-    let dedup_key = format!("settlement:{remittance_id}:{employee_id}");
-    Outgoing {
-        topic: NOTIFY_EMPLOYEE,
-        payload: NotifyEmployeeRequest {
-            employee_id: employee_id.to_owned(),
-            template: SmsTemplate::Settlement as i32,
-            params,
-            dedup_key: dedup_key.clone(),
-        }
-        .encode_to_vec(),
-        dedup_key,
+    NotifyEmployeeRequest {
+        employee_id: employee_id.to_owned(),
+        template: SmsTemplate::Settlement as i32,
+        params,
+        dedup_key: format!("settlement:{remittance_id}:{employee_id}"),
     }
 }
 
@@ -84,11 +130,21 @@ impl Deliver for PeerDelivery {
     async fn deliver(&self, topic: &str, payload: &[u8]) -> Result<(), DeliveryError> {
         let caller = Caller::service(SERVICE_NAME);
         match topic {
-            MARK_PURCHASE_SETTLED => {
-                let request: MarkPurchaseSettledRequest = decode_payload(payload)?;
+            // A row of the former topic holds `MarkPurchaseSettledRequest { string
+            // purchase_id = 1; }`. A string field and a repeated string field of the same
+            // number are the same on the wire in proto3, so it decodes as a batch of one.
+            MARK_PURCHASES_SETTLED | MARK_PURCHASE_SETTLED => {
+                let request: MarkPurchasesSettledRequest = decode_payload(payload)?;
                 self.credit
                     .clone()
-                    .mark_purchase_settled(attach(request, &caller))
+                    .mark_purchases_settled(attach(request, &caller))
+                    .await?;
+            }
+            NOTIFY_EMPLOYEES => {
+                let request: NotifyEmployeesRequest = decode_payload(payload)?;
+                self.identity
+                    .clone()
+                    .notify_employees(attach(request, &caller))
                     .await?;
             }
             NOTIFY_EMPLOYEE => {
@@ -103,5 +159,69 @@ impl Deliver for PeerDelivery {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message of one settled purchase as the former release wrote it.
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct FormerMarkPurchaseSettledRequest {
+        #[prost(string, tag = "1")]
+        purchase_id: String,
+    }
+
+    #[test]
+    fn r18_a_former_single_purchase_message_decodes_as_a_batch_of_one() {
+        let former = FormerMarkPurchaseSettledRequest {
+            purchase_id: "P1".to_owned(),
+        }
+        .encode_to_vec();
+
+        let batch: MarkPurchasesSettledRequest = decode_payload(&former).unwrap();
+
+        assert_eq!(batch.purchase_ids, ["P1"]);
+    }
+
+    #[test]
+    fn r18_purchases_are_split_at_the_message_size_and_keyed_by_chunk_and_part() {
+        let ids: Vec<String> = (0..MESSAGE_ITEMS + 1).map(|n| format!("P{n}")).collect();
+
+        let messages = purchases_settled("R1", 3, &ids);
+        let none = purchases_settled("R1", 4, &[]);
+
+        let keys: Vec<&str> = messages.iter().map(|m| m.dedup_key.as_str()).collect();
+        assert_eq!(keys, ["settled:R1:3:0", "settled:R1:3:1"]);
+        let sizes: Vec<usize> = messages
+            .iter()
+            .map(|m| {
+                MarkPurchasesSettledRequest::decode(m.payload.as_slice())
+                    .unwrap()
+                    .purchase_ids
+                    .len()
+            })
+            .collect();
+        assert_eq!(sizes, [MESSAGE_ITEMS, 1]);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn r28_a_full_sms_batch_stays_well_inside_the_grpc_message_limit() {
+        let id = "0190a3c4-5b6d-7e8f-9a0b-1c2d3e4f5a6b";
+        let notifications = (0..MESSAGE_ITEMS + 1)
+            .map(|_| settlement_notification(id, id, "1405-09", 12, 9_999_999_999))
+            .collect();
+
+        let messages = settlement_sms(id, 0, notifications);
+
+        assert_eq!(messages.len(), 2);
+        assert!(
+            messages[0].payload.len() < 2 * 1024 * 1024,
+            "{}",
+            messages[0].payload.len()
+        );
+        assert_eq!(messages[1].dedup_key, format!("sms:{id}:0:1"));
     }
 }

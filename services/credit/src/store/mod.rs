@@ -8,12 +8,14 @@
 
 pub mod entities;
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, Func, Query, SelectStatement, UnionType};
+use sea_orm::sea_query::{ArrayType, Expr, ExprTrait, Func, Query, SelectStatement, UnionType};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
-    DatabaseTransaction, DbErr, EntityTrait, FromQueryResult, IntoActiveModel, QueryFilter,
-    QueryOrder, QuerySelect, Set, SqlErr,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, FromQueryResult, IntoActiveModel,
+    QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, Statement, Value,
 };
 use tavana_kit::jalali::JalaliPeriod;
 use tavana_kit::money::Rial;
@@ -84,6 +86,20 @@ pub struct NewRefund<'a> {
     pub messages: &'a (dyn Fn(&purchase::Model, &str) -> Vec<OutboxMessage> + Sync),
     /// Encodes the answer stored for replays.
     pub encode: &'a (dyn Fn(&purchase::Model) -> Vec<u8> + Sync),
+}
+
+/// Ids bound per statement when a statement names many rows: well below the parameter
+/// limits of SQLite (32,766) and PostgreSQL (65,535).
+const IDS_PER_STATEMENT: usize = 1_000;
+
+/// A purchase to record as settled, with what R18 needs to decide about its holds.
+#[derive(Clone, Copy, Debug)]
+pub struct Settling<'a> {
+    pub purchase_id: &'a str,
+    pub facility_id: &'a str,
+    /// Whether the organization's contract is in force; asked only when the purchase has
+    /// instalment holds that wait for settlement, and else true.
+    pub contract_in_force: bool,
 }
 
 /// The database of the credit service.
@@ -768,41 +784,158 @@ impl Store {
 
     // ---- settlement (R18) ----
 
-    /// Records that a purchase is settled; idempotent. An instalment purchase's holds are
-    /// released when `contract_in_force`, or else kept until it is (R18). A credit
-    /// purchase's holds keep their clock release (R17).
-    #[tracing::instrument(skip_all, fields(purchase_id = %purchase_id))]
+    /// Returns the purchases among `purchase_ids` that exist, in no particular order.
+    pub async fn purchases(
+        &self,
+        purchase_ids: &[&str],
+    ) -> Result<Vec<purchase::Model>, CreditError> {
+        let mut rows = Vec::with_capacity(purchase_ids.len());
+        for ids in purchase_ids.chunks(IDS_PER_STATEMENT) {
+            rows.extend(
+                purchase::Entity::find()
+                    .filter(purchase::Column::Id.is_in(ids.iter().copied()))
+                    .all(&self.db)
+                    .await?,
+            );
+        }
+        Ok(rows)
+    }
+
+    /// Returns the facilities among `facility_ids` that exist, in no particular order.
+    pub async fn facilities(
+        &self,
+        facility_ids: &[&str],
+    ) -> Result<Vec<facility::Model>, CreditError> {
+        let mut rows = Vec::with_capacity(facility_ids.len());
+        for ids in facility_ids.chunks(IDS_PER_STATEMENT) {
+            rows.extend(
+                facility::Entity::find()
+                    .filter(facility::Column::Id.is_in(ids.iter().copied()))
+                    .all(&self.db)
+                    .await?,
+            );
+        }
+        Ok(rows)
+    }
+
+    /// Records that purchases are settled, in one transaction; idempotent per purchase. An
+    /// instalment purchase's holds are released when its `contract_in_force`, or else kept
+    /// until it is (R18). A credit purchase's holds keep their clock release (R17). Returns
+    /// how many purchases this call marked (the others were settled already).
+    ///
+    /// It takes the lock of every facility involved (in one statement, in id order on
+    /// PostgreSQL so that two batches never wait for each other in a cycle), reads the
+    /// purchases again under the locks and writes them with at most three `UPDATE`s per
+    /// [`IDS_PER_STATEMENT`] purchases: one per outcome of R18.
+    #[tracing::instrument(skip_all, fields(purchases = settling.len()))]
     pub async fn mark_settled(
         &self,
-        facility_id: &str,
-        purchase_id: &str,
-        contract_in_force: bool,
+        settling: &[Settling<'_>],
         now: DateTime<Utc>,
-    ) -> Result<purchase::Model, CreditError> {
-        let txn = tavana_kit::db::begin_write(&self.db).await?;
-        Self::lock_facility(&txn, facility_id).await?;
-        let row = purchase::Entity::find_by_id(purchase_id.to_owned())
-            .one(&txn)
-            .await?
-            .ok_or(CreditError::PurchaseNotFound)?;
-        if row.settled_at.is_some() {
-            txn.commit().await?;
-            return Ok(row);
+    ) -> Result<u64, CreditError> {
+        if settling.is_empty() {
+            return Ok(0);
         }
-        let is_instalment = row.kind == PurchaseKind::Instalment.as_str();
-        let unreleased = row.hold_released_at.is_none();
-        let mut active = row.into_active_model();
-        active.settled_at = Set(Some(now));
-        if is_instalment && unreleased {
-            if contract_in_force {
-                active.hold_released_at = Set(Some(now));
-            } else {
-                active.hold_waits_for_contract = Set(true);
+        let in_force: HashMap<&str, bool> = settling
+            .iter()
+            .map(|purchase| (purchase.purchase_id, purchase.contract_in_force))
+            .collect();
+        let mut facility_ids: Vec<&str> = settling.iter().map(|p| p.facility_id).collect();
+        facility_ids.sort_unstable();
+        facility_ids.dedup();
+        let purchase_ids: Vec<&str> = in_force.keys().copied().collect();
+
+        let txn = tavana_kit::db::begin_write(&self.db).await?;
+        Self::lock_facilities(&txn, &facility_ids).await?;
+        let mut plain = Vec::new();
+        let mut release = Vec::new();
+        let mut wait = Vec::new();
+        for ids in purchase_ids.chunks(IDS_PER_STATEMENT) {
+            let rows = purchase::Entity::find()
+                .filter(purchase::Column::Id.is_in(ids.iter().copied()))
+                .filter(purchase::Column::SettledAt.is_null())
+                .all(&txn)
+                .await?;
+            for row in rows {
+                let is_instalment = row.kind == PurchaseKind::Instalment.as_str();
+                let unreleased = row.hold_released_at.is_none();
+                let outcome = match (is_instalment && unreleased, in_force.get(row.id.as_str())) {
+                    (false, _) => &mut plain,
+                    (true, Some(true)) => &mut release,
+                    (true, _) => &mut wait,
+                };
+                outcome.push(row.id);
             }
         }
-        let row = active.update(&txn).await?;
+        let mut marked = 0;
+        let holds = [
+            (&plain, None),
+            (
+                &release,
+                Some((purchase::Column::HoldReleasedAt, Expr::value(now))),
+            ),
+            (
+                &wait,
+                Some((purchase::Column::HoldWaitsForContract, Expr::value(true))),
+            ),
+        ];
+        for (ids, hold) in holds {
+            for ids in ids.chunks(IDS_PER_STATEMENT) {
+                let mut update = purchase::Entity::update_many()
+                    .col_expr(purchase::Column::SettledAt, Expr::value(now));
+                if let Some((column, value)) = hold.clone() {
+                    update = update.col_expr(column, value);
+                }
+                marked += update
+                    .filter(purchase::Column::Id.is_in(ids.iter().map(String::as_str)))
+                    .filter(purchase::Column::SettledAt.is_null())
+                    .exec(&txn)
+                    .await?
+                    .rows_affected;
+            }
+        }
         txn.commit().await?;
-        Ok(row)
+        Ok(marked)
+    }
+
+    /// Takes the locks of several facilities (`facility_ids` sorted, without repeats) as
+    /// the transaction's first statement(s); see the module's comment.
+    async fn lock_facilities(
+        txn: &DatabaseTransaction,
+        facility_ids: &[&str],
+    ) -> Result<(), CreditError> {
+        let mut locked = 0;
+        if txn.get_database_backend() == DbBackend::Postgres {
+            // The rows are locked in the order the subquery returns them.
+            let ids = facility_ids
+                .iter()
+                .map(|id| Value::String(Some((*id).to_owned())))
+                .collect();
+            let statement = Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE facility SET version = version + 1 WHERE id IN \
+                 (SELECT id FROM facility WHERE id = ANY($1) ORDER BY id FOR UPDATE)",
+                [Value::Array(ArrayType::String, Some(Box::new(ids)))],
+            );
+            locked = txn.execute_raw(statement).await?.rows_affected();
+        } else {
+            // SQLite's write lock is the database's: the first statement takes it.
+            for ids in facility_ids.chunks(IDS_PER_STATEMENT) {
+                locked += facility::Entity::update_many()
+                    .col_expr(
+                        facility::Column::Version,
+                        Expr::col(facility::Column::Version).add(1),
+                    )
+                    .filter(facility::Column::Id.is_in(ids.iter().copied()))
+                    .exec(txn)
+                    .await?
+                    .rows_affected;
+            }
+        }
+        if locked != facility_ids.len() as u64 {
+            return Err(CreditError::NoFacility);
+        }
+        Ok(())
     }
 
     // ---- cards (R21) ----

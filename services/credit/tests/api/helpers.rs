@@ -155,6 +155,7 @@ fake_impl!(IdentityService, Fake, {
     grant_role(identity::GrantRoleRequest) -> identity::GrantRoleResponse;
     revoke_role(identity::RevokeRoleRequest) -> identity::RevokeRoleResponse;
     list_dev_sms(identity::ListDevSmsRequest) -> identity::ListDevSmsResponse;
+    notify_employees(identity::NotifyEmployeesRequest) -> identity::NotifyEmployeesResponse;
 });
 
 type DeductionStream = std::pin::Pin<
@@ -507,13 +508,18 @@ impl TestApp {
             .map(|response| response.into_inner().purchase.unwrap())
     }
 
-    /// Marks a purchase settled as settlement does.
+    /// Marks a purchase settled as settlement does: a batch of one.
     pub async fn settle(&self, purchase_id: &str) -> Result<(), Status> {
+        self.settle_all(&[purchase_id]).await
+    }
+
+    /// Marks purchases settled in one batch, as settlement does.
+    pub async fn settle_all(&self, purchase_ids: &[&str]) -> Result<(), Status> {
         self.client
             .clone()
-            .mark_purchase_settled(attach(
-                pb::MarkPurchaseSettledRequest {
-                    purchase_id: purchase_id.to_owned(),
+            .mark_purchases_settled(attach(
+                pb::MarkPurchasesSettledRequest {
+                    purchase_ids: purchase_ids.iter().map(|id| (*id).to_owned()).collect(),
                 },
                 &Caller::service("settlement"),
             ))

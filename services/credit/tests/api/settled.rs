@@ -70,9 +70,9 @@ async fn r18_only_services_mark_purchases_settled() {
     let result = app
         .client
         .clone()
-        .mark_purchase_settled(tavana_kit::caller::attach(
-            tavana_proto::credit::v1::MarkPurchaseSettledRequest {
-                purchase_id: bought.purchase.unwrap().purchase_id,
+        .mark_purchases_settled(tavana_kit::caller::attach(
+            tavana_proto::credit::v1::MarkPurchasesSettledRequest {
+                purchase_ids: vec![bought.purchase.unwrap().purchase_id],
             },
             &employee("E1"),
         ))
@@ -102,4 +102,143 @@ async fn r18_a_purchase_releases_the_holds_that_waited_for_the_contract() {
 
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(app.room("E1").await, (0, 2_000));
+}
+
+/// Returns the stored purchase row.
+async fn stored(app: &TestApp, purchase_id: &str) -> tavana_credit::store::purchase::Model {
+    app.store
+        .purchase(purchase_id)
+        .await
+        .unwrap()
+        .expect("a stored purchase")
+}
+
+#[tokio::test]
+async fn r18_a_batch_settles_each_purchase_and_its_redelivery_changes_nothing() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    app.open_facility("E2", 1_000, 3).await;
+    let mut ids = Vec::new();
+    for (employee, amount, key) in [("E1", 300, "k1"), ("E1", 600, "k2"), ("E2", 900, "k3")] {
+        let bought = app
+            .buy(employee, SHOP, PurchaseKind::Instalment, amount, 3, key)
+            .await
+            .unwrap();
+        ids.push(bought.purchase.unwrap().purchase_id);
+    }
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+
+    app.settle_all(&ids).await.unwrap();
+    let first: Vec<_> = futures::future::join_all(ids.iter().map(|id| stored(&app, id))).await;
+    app.advance(chrono::Duration::hours(1));
+    let redelivered = app.settle_all(&ids).await;
+    let second: Vec<_> = futures::future::join_all(ids.iter().map(|id| stored(&app, id))).await;
+
+    assert!(redelivered.is_ok(), "{redelivered:?}");
+    assert_eq!(app.room("E1").await, (1_000, 3_000));
+    assert_eq!(app.room("E2").await, (1_000, 3_000));
+    assert!(first.iter().all(|row| row.settled_at.is_some()));
+    assert!(
+        first
+            .iter()
+            .all(|row| row.hold_released_at == row.settled_at)
+    );
+    assert_eq!(first, second, "a redelivered batch changes nothing");
+}
+
+#[tokio::test]
+async fn r18_a_mixed_batch_treats_each_purchase_as_the_single_call_did() {
+    // Already settled, open instalment, credit (R17 clock release), wholly refunded (R20),
+    // and a purchase credit does not know.
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    let buy = async |kind: PurchaseKind, amount: i64, months: u32, key: &str| {
+        app.buy("E1", SHOP, kind, amount, months, key)
+            .await
+            .unwrap()
+            .purchase
+            .unwrap()
+            .purchase_id
+    };
+    let settled = buy(PurchaseKind::Instalment, 300, 3, "k1").await;
+    let open = buy(PurchaseKind::Instalment, 600, 3, "k2").await;
+    let credit = buy(PurchaseKind::Credit, 100, 0, "k3").await;
+    let refunded = buy(PurchaseKind::Instalment, 300, 3, "k4").await;
+    app.refund(SHOP, &refunded, 300).await.unwrap();
+    app.settle(&settled).await.unwrap();
+    let settled_before = stored(&app, &settled).await;
+    let refunded_before = stored(&app, &refunded).await;
+    app.advance(chrono::Duration::hours(1));
+    let batch = [
+        settled.as_str(),
+        "no-such-purchase",
+        open.as_str(),
+        credit.as_str(),
+        refunded.as_str(),
+        open.as_str(),
+    ];
+
+    let with_unknown = app.settle_all(&batch).await;
+    let after_first = [
+        stored(&app, &settled).await,
+        stored(&app, &open).await,
+        stored(&app, &credit).await,
+        stored(&app, &refunded).await,
+    ];
+    let without_unknown = app.settle_all(&[&settled, &open, &credit, &refunded]).await;
+    let after_second = [
+        stored(&app, &settled).await,
+        stored(&app, &open).await,
+        stored(&app, &credit).await,
+        stored(&app, &refunded).await,
+    ];
+
+    // The unknown purchase fails the call (NOT_FOUND, so settlement retries) without
+    // holding the others back.
+    assert_eq!(problem(with_unknown).code, "purchase_not_found");
+    assert!(without_unknown.is_ok(), "{without_unknown:?}");
+    let [settled_row, open_row, credit_row, refunded_row] = &after_first;
+    let now = app.clock_now();
+    assert_eq!(*settled_row, settled_before);
+    assert_eq!(open_row.settled_at, Some(now));
+    assert_eq!(open_row.hold_released_at, Some(now));
+    assert_eq!(credit_row.settled_at, Some(now));
+    assert_eq!(
+        credit_row.hold_released_at, None,
+        "R17: a credit hold keeps its clock"
+    );
+    assert_eq!(refunded_row.settled_at, Some(now));
+    assert_eq!(
+        refunded_row.hold_released_at,
+        refunded_before.hold_released_at
+    );
+    assert!(!refunded_row.hold_waits_for_contract);
+    assert_eq!(after_first, after_second);
+}
+
+#[tokio::test]
+async fn r18_a_batch_keeps_instalment_holds_until_the_contract_is_in_force() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    app.open_facility("E2", 1_000, 3).await;
+    let mut ids = Vec::new();
+    for (employee, key) in [("E1", "k1"), ("E2", "k2")] {
+        let bought = app
+            .buy(employee, SHOP, PurchaseKind::Instalment, 900, 3, key)
+            .await
+            .unwrap();
+        ids.push(bought.purchase.unwrap().purchase_id);
+    }
+    app.set_contract_in_force(false);
+
+    app.settle_all(&[&ids[0], &ids[1]]).await.unwrap();
+
+    for id in &ids {
+        let row = stored(&app, id).await;
+        assert!(row.settled_at.is_some());
+        assert!(row.hold_waits_for_contract);
+        assert_eq!(row.hold_released_at, None);
+    }
+    assert_eq!(app.room("E1").await, (700, 2_100));
+    assert_eq!(app.room("E2").await, (700, 2_100));
 }

@@ -85,6 +85,14 @@ impl IdentityService for FakeIdentity {
         Ok(Response::new(identity::NotifyEmployeeResponse {}))
     }
 
+    async fn notify_employees(
+        &self,
+        _request: Request<identity::NotifyEmployeesRequest>,
+    ) -> Result<Response<identity::NotifyEmployeesResponse>, Status> {
+        // Guarantee sends its SMS one by one.
+        Err(Status::unimplemented("notify_employees"))
+    }
+
     async fn start_login(
         &self,
         _request: Request<identity::StartLoginRequest>,
@@ -286,11 +294,11 @@ impl CreditService for FakeCredit {
         Err(Status::unimplemented("refund_purchase"))
     }
 
-    async fn mark_purchase_settled(
+    async fn mark_purchases_settled(
         &self,
-        _request: Request<credit::MarkPurchaseSettledRequest>,
-    ) -> Result<Response<credit::MarkPurchaseSettledResponse>, Status> {
-        Err(Status::unimplemented("mark_purchase_settled"))
+        _request: Request<credit::MarkPurchasesSettledRequest>,
+    ) -> Result<Response<credit::MarkPurchasesSettledResponse>, Status> {
+        Err(Status::unimplemented("mark_purchases_settled"))
     }
 
     async fn get_card(

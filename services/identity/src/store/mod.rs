@@ -3,7 +3,7 @@
 pub mod entities;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait as _, Func, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set,
@@ -19,6 +19,10 @@ use crate::error::IdentityError;
 use entities::{
     account, dev_sms, employee, mobile_change, organization, refresh_token, role_grant, session,
 };
+
+/// Keys bound per statement when a statement names many rows: well below the parameter
+/// limits of SQLite (32,766) and PostgreSQL (65,535).
+const IDS_PER_STATEMENT: usize = 1_000;
 
 /// An employee with what is attached to their record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,21 +43,54 @@ pub async fn enqueue_sms<C: ConnectionTrait>(
     tavana_kit::outbox::enqueue(conn, SMS_TOPIC, dedup_key, payload).await
 }
 
-/// Returns true once the outbox has delivered the SMS queued under `dedup_key`.
-pub async fn sms_delivered<C: ConnectionTrait>(conn: &C, dedup_key: &str) -> Result<bool, DbErr> {
+/// Writes many SMS to the outbox, each under its dedup key; one already there (same key)
+/// is left alone (R28).
+pub async fn enqueue_sms_many<C: ConnectionTrait>(
+    conn: &C,
+    messages: Vec<(String, SmsMessage)>,
+) -> Result<(), DbErr> {
+    let messages = messages
+        .into_iter()
+        .map(|(dedup_key, sms)| {
+            Ok(tavana_kit::outbox::Message {
+                topic: SMS_TOPIC,
+                dedup_key,
+                payload: serde_json::to_vec(&sms)
+                    .map_err(|error| DbErr::Custom(error.to_string()))?,
+            })
+        })
+        .collect::<Result<Vec<_>, DbErr>>()?;
+    tavana_kit::outbox::enqueue_many(conn, messages).await
+}
+
+/// Returns true once the outbox has delivered (or given up on) every SMS queued under
+/// `dedup_keys` (without repeats).
+pub async fn sms_all_delivered<C: ConnectionTrait>(
+    conn: &C,
+    dedup_keys: &[String],
+) -> Result<bool, DbErr> {
     use tavana_kit::outbox::Outbox;
-    let query = Query::select()
-        .column(Outbox::Id)
-        .from(Outbox::Table)
-        .and_where(Expr::col(Outbox::Topic).eq(SMS_TOPIC))
-        .and_where(Expr::col(Outbox::DedupKey).eq(dedup_key))
-        .and_where(
-            Expr::col(Outbox::DeliveredAt)
-                .is_not_null()
-                .or(Expr::col(Outbox::FailedAt).is_not_null()),
-        )
-        .to_owned();
-    Ok(conn.query_one(&query).await?.is_some())
+    for keys in dedup_keys.chunks(IDS_PER_STATEMENT) {
+        let query = Query::select()
+            .expr_as(Func::count(Expr::col(Outbox::Id)), "n")
+            .from(Outbox::Table)
+            .and_where(Expr::col(Outbox::Topic).eq(SMS_TOPIC))
+            .and_where(Expr::col(Outbox::DedupKey).is_in(keys.iter().map(String::as_str)))
+            .and_where(
+                Expr::col(Outbox::DeliveredAt)
+                    .is_not_null()
+                    .or(Expr::col(Outbox::FailedAt).is_not_null()),
+            )
+            .to_owned();
+        let done: i64 = match conn.query_one(&query).await? {
+            Some(row) => row.try_get("", "n")?,
+            None => 0,
+        };
+        if u64::try_from(done).unwrap_or(0) < keys.len() as u64 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -138,6 +175,23 @@ pub async fn find_employee<C: ConnectionTrait>(
     employee::Entity::find_by_id(employee_id.to_owned())
         .one(conn)
         .await
+}
+
+/// Returns the employees among `employee_ids` that exist, in no particular order.
+pub async fn find_employees<C: ConnectionTrait>(
+    conn: &C,
+    employee_ids: &[&str],
+) -> Result<Vec<employee::Model>, DbErr> {
+    let mut found = Vec::with_capacity(employee_ids.len());
+    for ids in employee_ids.chunks(IDS_PER_STATEMENT) {
+        found.extend(
+            employee::Entity::find()
+                .filter(employee::Column::Id.is_in(ids.iter().copied()))
+                .all(conn)
+                .await?,
+        );
+    }
+    Ok(found)
 }
 
 /// Returns an employee by national ID (ten digits).

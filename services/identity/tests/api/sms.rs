@@ -1,4 +1,4 @@
-//! SMS delivery (R28): NotifyEmployee, the dev inbox, and the HTTP provider's retries.
+//! SMS delivery (R28): NotifyEmployee(s), the dev inbox, and the HTTP provider's retries.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -88,6 +88,141 @@ async fn r28_only_services_notify() {
         .await
         .unwrap_err();
     assert_eq!(problem(unknown).code, "employee_not_found");
+}
+
+/// Sends `notifications` in one NotifyEmployees call, as settlement does.
+async fn notify_all(
+    service: &TestService,
+    notifications: Vec<pb::NotifyEmployeeRequest>,
+) -> Result<(), tonic::Status> {
+    service
+        .client
+        .clone()
+        .notify_employees(as_caller(
+            pb::NotifyEmployeesRequest { notifications },
+            &Caller::service("settlement"),
+        ))
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn r28_notify_employees_queues_each_sms_once_also_when_the_batch_is_redelivered() {
+    let service = spawn_service().await;
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        service.add_employee(n, "R01").await;
+        ids.push(employee_id(&service, n).await);
+    }
+    let batch = vec![
+        notify_request(&ids[0], "settlement:R1:1"),
+        notify_request(&ids[1], "settlement:R1:2"),
+        // The same key twice in one batch queues once, as two calls would.
+        notify_request(&ids[1], "settlement:R1:2"),
+        notify_request(&ids[2], "settlement:R1:3"),
+        notify_request(&ids[0], "purchase:7"),
+    ];
+
+    notify_all(&service, batch.clone()).await.unwrap();
+    service.outbox_drained().await;
+    let first: Vec<usize> = sms_counts(&service).await;
+    notify_all(&service, batch).await.unwrap();
+    service.outbox_drained().await;
+    let redelivered: Vec<usize> = sms_counts(&service).await;
+
+    assert_eq!(first, [2, 1, 1]);
+    assert_eq!(redelivered, first);
+    let messages = service.sms_to(&mobile(3)).await;
+    assert!(messages[0].text.contains("۱۵۰۰۰۰۰"));
+    assert!(messages[0].sent_at.is_some());
+}
+
+/// How many SMS employees 1 to 3 got.
+async fn sms_counts(service: &TestService) -> Vec<usize> {
+    let mut counts = Vec::new();
+    for n in 1..=3 {
+        counts.push(service.sms_to(&mobile(n)).await.len());
+    }
+    counts
+}
+
+#[tokio::test]
+async fn r28_notify_employees_refuses_invalid_notifications_and_queues_the_valid_ones() {
+    let service = spawn_service().await;
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        service.add_employee(n, "R01").await;
+        ids.push(employee_id(&service, n).await);
+    }
+    let mut login_code = notify_request(&ids[1], "k2");
+    login_code.template = pb::SmsTemplate::LoginCode as i32;
+    let batch = vec![
+        notify_request(&ids[0], "k1"),
+        login_code,
+        notify_request(&ids[2], "  "),
+    ];
+
+    let refused = notify_all(&service, batch).await.unwrap_err();
+    service.outbox_drained().await;
+
+    let refused = problem(refused);
+    assert_eq!(refused.kind, ErrorKind::InvalidArgument);
+    let fields: Vec<(&str, &str)> = refused
+        .violations
+        .iter()
+        .map(|v| (v.field.as_str(), v.code.as_str()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("notifications[1].template", "template_invalid"),
+            ("notifications[2].dedup_key", "required"),
+        ]
+    );
+    assert_eq!(sms_counts(&service).await, [1, 0, 0]);
+}
+
+#[tokio::test]
+async fn r28_notify_employees_queues_the_known_employees_and_asks_to_retry_an_unknown_one() {
+    let service = spawn_service().await;
+    service.add_employee(1, "R01").await;
+    let id = employee_id(&service, 1).await;
+    let mut login_code = notify_request(&id, "k3");
+    login_code.template = pb::SmsTemplate::LoginCode as i32;
+    let batch = vec![
+        notify_request("nobody", "k1"),
+        notify_request(&id, "k2"),
+        login_code,
+    ];
+
+    let unknown = notify_all(&service, batch).await.unwrap_err();
+    service.outbox_drained().await;
+
+    // NOT_FOUND (retried by the sender) wins over the invalid notification.
+    assert_eq!(problem(unknown).code, "employee_not_found");
+    assert_eq!(service.sms_to(&mobile(1)).await.len(), 1);
+}
+
+#[tokio::test]
+async fn r28_only_services_notify_in_batches() {
+    let service = spawn_service().await;
+    service.add_employee(1, "R01").await;
+    let id = employee_id(&service, 1).await;
+
+    let refused = service
+        .client
+        .clone()
+        .notify_employees(as_caller(
+            pb::NotifyEmployeesRequest {
+                notifications: vec![notify_request(&id, "k")],
+            },
+            &support(),
+        ))
+        .await
+        .unwrap_err();
+
+    assert_eq!(problem(refused).kind, ErrorKind::PermissionDenied);
+    assert!(service.sms_to(&mobile(1)).await.is_empty());
 }
 
 #[tokio::test]

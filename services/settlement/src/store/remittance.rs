@@ -4,7 +4,8 @@
 //! [`REMITTANCE_CHUNK_LINES`] lines that never split an employee. Each chunk costs a few
 //! statements whatever its size: a read of its employees' due instalments (and, when some
 //! have none, of which of them the organization knows), one `UPDATE` that settles, one that
-//! completes purchases, and the outbox rows. A set of ids is bound as a single parameter (a
+//! completes purchases, and its outbox rows: one batch to credit and one of SMS to identity
+//! (more past [`messages::MESSAGE_ITEMS`] items), not a row per purchase and employee. A set of ids is bound as a single parameter (a
 //! text array on PostgreSQL, a JSON array on SQLite), so no statement runs into the backends'
 //! parameter limits. Only one chunk's instalments and messages are held at a time. All chunks
 //! run in the remittance's one transaction: it settles everything or nothing.
@@ -165,16 +166,19 @@ impl Store {
         let mut settled = Settled::default();
         let mut enqueued = false;
         let period_text = period.to_string();
-        for chunk in remittance::employee_chunks(&valid, REMITTANCE_CHUNK_LINES) {
+        let chunks = remittance::employee_chunks(&valid, REMITTANCE_CHUNK_LINES);
+        for (chunk_index, chunk) in chunks.enumerate() {
             let ledger = load_ledger(&txn, &organization_id, period, chunk).await?;
             let matching = remittance::match_employees(chunk, ledger, partial)?;
             if !settle(&txn, &remittance_id, &matching.settled, now).await? {
                 txn.rollback().await?;
                 return Err(SettlementError::ConcurrentChange);
             }
-            let mut outgoing = complete_purchases(&txn, &matching.settled, now).await?;
+            let completed = complete_purchases(&txn, &matching.settled, now).await?;
+            let mut outgoing = messages::purchases_settled(&remittance_id, chunk_index, &completed);
             outgoing.extend(settlement_messages(
                 &remittance_id,
+                chunk_index,
                 &period_text,
                 &matching.settled,
             ));
@@ -392,13 +396,13 @@ async fn settle(
     Ok(txn.execute(&update).await?.rows_affected() == ids.len() as u64)
 }
 
-/// Marks the purchases left with no unsettled instalment as completed and returns the
-/// messages to credit (R18); a purchase completes once.
+/// Marks the purchases left with no unsettled instalment as completed and returns them, in
+/// id order, for the message to credit (R18); a purchase completes once.
 async fn complete_purchases(
     txn: &DatabaseTransaction,
     settled: &[DueInstalment],
     now: DateTime<Utc>,
-) -> Result<Vec<Outgoing>, DbErr> {
+) -> Result<Vec<String>, DbErr> {
     let touched: BTreeSet<&str> = settled.iter().map(|d| d.purchase_id.as_str()).collect();
     if touched.is_empty() {
         return Ok(Vec::new());
@@ -434,19 +438,18 @@ async fn complete_purchases(
         .iter()
         .map(|row| get(row, "purchase_id"))
         .collect::<Result<_, DbErr>>()?;
-    // RETURNING gives no order; the outbox gets the purchases in id order.
+    // RETURNING gives no order; the message gets the purchases in id order.
     completed.sort_unstable();
-    Ok(completed
-        .iter()
-        .map(|purchase_id| messages::purchase_settled(purchase_id))
-        .collect())
+    Ok(completed)
 }
 
-/// The settlement SMS of each employee whose instalments `settled` holds (R28): one per
-/// employee and remittance. An employee's instalments are all in one chunk (chunks never
-/// split a national ID), so the SMS counts all of them.
+/// The messages with the settlement SMS of each employee whose instalments `settled` (of
+/// chunk `chunk`) holds (R28): one SMS per employee and remittance. An employee's
+/// instalments are all in one chunk (chunks never split a national ID), so the SMS counts
+/// all of them.
 fn settlement_messages(
     remittance_id: &str,
+    chunk: usize,
     period: &str,
     settled: &[DueInstalment],
 ) -> Vec<Outgoing> {
@@ -456,12 +459,13 @@ fn settlement_messages(
         entry.0 += 1;
         entry.1 = entry.1.saturating_add(instalment.amount.as_i64());
     }
-    per_employee
+    let notifications = per_employee
         .into_iter()
         .map(|(employee_id, (count, amount))| {
-            messages::settlement_sms(remittance_id, employee_id, period, count, amount)
+            messages::settlement_notification(remittance_id, employee_id, period, count, amount)
         })
-        .collect()
+        .collect();
+    messages::settlement_sms(remittance_id, chunk, notifications)
 }
 
 /// Keeps the unmatched lines for review: on PostgreSQL a chunk's worth per statement (an

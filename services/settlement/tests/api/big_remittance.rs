@@ -4,7 +4,7 @@ use chrono::Utc;
 use sea_orm::{ConnectionTrait, Statement};
 use tavana_kit::caller::{Role, attach};
 use tavana_proto::settlement::v1 as pb;
-use tavana_settlement::messages::{MARK_PURCHASE_SETTLED, NOTIFY_EMPLOYEE};
+use tavana_settlement::messages::NOTIFY_EMPLOYEES;
 use tavana_settlement::store::REMITTANCE_CHUNK_LINES;
 
 use crate::deductions::bulk_schedule;
@@ -112,31 +112,34 @@ async fn r23_a_100_000_line_remittance_csv_settles_to_the_rial() {
     assert_eq!(settled_total, expected_settled);
 }
 
-/// Reads the settlement SMS of one employee and remittance from the outbox: (instalments, amount).
+/// Reads the settlement SMS of one employee and remittance from the outbox's batches:
+/// (instalments, amount). It must be there exactly once (R28).
 async fn settlement_sms(
     app: &crate::TestApp,
     remittance_id: &str,
     employee_id: &str,
 ) -> (String, String) {
     use prost::Message;
-    use tavana_proto::identity::v1::NotifyEmployeeRequest;
+    use tavana_proto::identity::v1::NotifyEmployeesRequest;
 
-    let backend = app.db.db.get_database_backend();
-    let row = app
-        .db
-        .db
-        .query_one_raw(Statement::from_string(
-            backend,
-            format!(
-                "SELECT payload FROM outbox WHERE topic = '{NOTIFY_EMPLOYEE}' \
-                 AND dedup_key = 'settlement:{remittance_id}:{employee_id}'"
-            ),
-        ))
+    let dedup_key = format!("settlement:{remittance_id}:{employee_id}");
+    let found: Vec<_> = app
+        .outbox(NOTIFY_EMPLOYEES)
         .await
-        .unwrap()
-        .expect("no settlement SMS in the outbox");
-    let payload: Vec<u8> = row.try_get("", "payload").unwrap();
-    let request = NotifyEmployeeRequest::decode(payload.as_slice()).unwrap();
+        .iter()
+        .flat_map(|(_, payload)| {
+            NotifyEmployeesRequest::decode(payload.as_slice())
+                .unwrap()
+                .notifications
+        })
+        .filter(|notification| notification.dedup_key == dedup_key)
+        .collect();
+    let [request] = found.as_slice() else {
+        panic!(
+            "{} settlement SMS for {employee_id} in the outbox",
+            found.len()
+        );
+    };
     (
         request.params["instalments"].clone(),
         request.params["amount"].clone(),
@@ -203,11 +206,5 @@ async fn r23_an_employee_whose_lines_straddle_a_chunk_boundary_is_matched_whole(
     // One SMS counts both instalments the split employee's two lines settled.
     let sms = settlement_sms(&app, &result.remittance_id, &format!("E{split}")).await;
     assert_eq!(sms, ("2".to_owned(), "60".to_owned()));
-    assert_eq!(
-        app.store
-            .outbox_rows(MARK_PURCHASE_SETTLED, &format!("P{split}"))
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(app.settled_messages_naming(&format!("P{split}")).await, 1);
 }

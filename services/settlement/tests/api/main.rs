@@ -1,6 +1,7 @@
 //! Integration tests of the settlement service over gRPC, on SQLite (default) or PostgreSQL
 //! (`TAVANA_TEST_DB=postgres`).
 
+mod batches;
 mod big_remittance;
 mod deductions;
 mod instalments;
@@ -20,10 +21,11 @@ use tavana_kit::caller::{Caller, Role, RoleGrant, attach};
 use tavana_kit::clock::AdjustableClock;
 use tavana_kit::outbox::{Deliver, DeliveryError};
 use tavana_kit::testing::{TestDb, test_db};
-use tavana_proto::credit::v1::MarkPurchaseSettledRequest;
+use tavana_proto::credit::v1::MarkPurchasesSettledRequest;
+use tavana_proto::identity::v1::{NotifyEmployeeRequest, NotifyEmployeesRequest};
 use tavana_proto::settlement::v1 as pb;
 use tavana_proto::settlement::v1::settlement_service_client::SettlementServiceClient;
-use tavana_settlement::messages::MARK_PURCHASE_SETTLED;
+use tavana_settlement::messages::{MARK_PURCHASES_SETTLED, NOTIFY_EMPLOYEES};
 use tavana_settlement::store::Store;
 use tavana_settlement::{MAX_MESSAGE_SIZE, Settings};
 use tavana_settlement_migration::Migrator;
@@ -40,17 +42,38 @@ pub struct RecordingDelivery {
 }
 
 impl RecordingDelivery {
+    /// The purchases of every delivered batch to credit, in delivery order.
     pub fn settled_purchases(&self) -> Vec<String> {
+        self.payloads(MARK_PURCHASES_SETTLED)
+            .iter()
+            .flat_map(|payload| {
+                MarkPurchasesSettledRequest::decode(payload.as_slice())
+                    .unwrap()
+                    .purchase_ids
+            })
+            .collect()
+    }
+
+    /// The notifications of every delivered batch to identity, in delivery order.
+    pub fn notifications(&self) -> Vec<NotifyEmployeeRequest> {
+        self.payloads(NOTIFY_EMPLOYEES)
+            .iter()
+            .flat_map(|payload| {
+                NotifyEmployeesRequest::decode(payload.as_slice())
+                    .unwrap()
+                    .notifications
+            })
+            .collect()
+    }
+
+    /// The payloads delivered under `topic`.
+    pub fn payloads(&self, topic: &str) -> Vec<Vec<u8>> {
         self.delivered
             .lock()
             .unwrap()
             .iter()
-            .filter(|(topic, _)| topic == MARK_PURCHASE_SETTLED)
-            .map(|(_, payload)| {
-                MarkPurchaseSettledRequest::decode(payload.as_slice())
-                    .unwrap()
-                    .purchase_id
-            })
+            .filter(|(t, _)| t == topic)
+            .map(|(_, payload)| payload.clone())
             .collect()
     }
 
@@ -303,6 +326,50 @@ impl TestApp {
             }
         }
         panic!("the deduction list ended without totals")
+    }
+
+    /// Returns the outbox rows of `topic` as (dedup key, payload), in the order written.
+    pub async fn outbox(&self, topic: &str) -> Vec<(String, Vec<u8>)> {
+        use sea_orm::{ConnectionTrait, Statement};
+        let backend = self.db.db.get_database_backend();
+        let rows = self
+            .db
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                match backend {
+                    sea_orm::DbBackend::Postgres => {
+                        "SELECT dedup_key, payload FROM outbox WHERE topic = $1 ORDER BY id"
+                    }
+                    _ => "SELECT dedup_key, payload FROM outbox WHERE topic = ? ORDER BY id",
+                },
+                [topic.into()],
+            ))
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|row| {
+                (
+                    row.try_get("", "dedup_key").unwrap(),
+                    row.try_get("", "payload").unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Returns how many messages to credit in the outbox name `purchase_id` (R18).
+    pub async fn settled_messages_naming(&self, purchase_id: &str) -> usize {
+        self.outbox(MARK_PURCHASES_SETTLED)
+            .await
+            .iter()
+            .filter(|(_, payload)| {
+                MarkPurchasesSettledRequest::decode(payload.as_slice())
+                    .unwrap()
+                    .purchase_ids
+                    .iter()
+                    .any(|id| id == purchase_id)
+            })
+            .count()
     }
 
     /// Waits until the relay has delivered what `done` looks for.

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tavana_kit::outbox::{OutboxRelay, RelayConfig};
-use tavana_settlement::messages::{MARK_PURCHASE_SETTLED, NOTIFY_EMPLOYEE};
+use tavana_settlement::messages::NOTIFY_EMPLOYEES;
 
 use crate::{PERIOD, RecordingDelivery, national_id, schedule, spawn_service};
 
@@ -17,7 +17,7 @@ async fn r23_credit_is_told_once_when_the_last_instalment_is_settled_even_when_r
     app.remit("BR-1", PERIOD, &[(national_id(1), 30)])
         .await
         .unwrap();
-    app.wait_for(|d| d.count(NOTIFY_EMPLOYEE) == 1).await;
+    app.wait_for(|d| d.notifications().len() == 1).await;
     assert!(app.delivery.settled_purchases().is_empty());
 
     app.remit("BR-2", "1405-10", &[(national_id(1), 30)])
@@ -29,26 +29,15 @@ async fn r23_credit_is_told_once_when_the_last_instalment_is_settled_even_when_r
         .unwrap();
     assert!(replay.replayed);
 
-    app.wait_for(|d| d.settled_purchases() == ["P1"] && d.count(NOTIFY_EMPLOYEE) == 2)
+    app.wait_for(|d| d.settled_purchases() == ["P1"] && d.notifications().len() == 2)
         .await;
-    assert_eq!(
-        app.store
-            .outbox_rows(MARK_PURCHASE_SETTLED, "P1")
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(app.delivery.count(NOTIFY_EMPLOYEES), 2);
+    assert_eq!(app.settled_messages_naming("P1").await, 1);
     // A third remittance finds nothing due and tells credit nothing more.
     app.remit("BR-3", "1405-10", &[(national_id(1), 30)])
         .await
         .unwrap();
-    assert_eq!(
-        app.store
-            .outbox_rows(MARK_PURCHASE_SETTLED, "P1")
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(app.settled_messages_naming("P1").await, 1);
 }
 
 #[tokio::test]
@@ -85,13 +74,7 @@ async fn r23_a_message_committed_while_the_relay_was_down_is_delivered_by_the_ne
 
     assert_eq!(next.settled_purchases(), ["P1"]);
     assert!(app.delivery.settled_purchases().is_empty());
-    assert_eq!(
-        app.store
-            .outbox_rows(MARK_PURCHASE_SETTLED, "P1")
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(app.settled_messages_naming("P1").await, 1);
     let _ = stop.send(());
     relay.await.unwrap();
 }
