@@ -20,6 +20,9 @@ use tokio::sync::OwnedMutexGuard;
 
 /// How long a SQLite connection waits for another writer before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Ids bound per statement when a statement names many rows: well below the parameter
+/// limits of SQLite (32,766) and PostgreSQL (65,535).
+pub const IDS_PER_STATEMENT: usize = 1_000;
 /// How long to wait for a new database connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 

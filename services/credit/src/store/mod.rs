@@ -17,6 +17,7 @@ use sea_orm::{
     DatabaseTransaction, DbBackend, DbErr, EntityTrait, FromQueryResult, IntoActiveModel,
     QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, Statement, Value,
 };
+use tavana_kit::db::IDS_PER_STATEMENT;
 use tavana_kit::jalali::JalaliPeriod;
 use tavana_kit::money::Rial;
 use tavana_kit::outbox::{self, OutboxHandle};
@@ -87,10 +88,6 @@ pub struct NewRefund<'a> {
     /// Encodes the answer stored for replays.
     pub encode: &'a (dyn Fn(&purchase::Model) -> Vec<u8> + Sync),
 }
-
-/// Ids bound per statement when a statement names many rows: well below the parameter
-/// limits of SQLite (32,766) and PostgreSQL (65,535).
-const IDS_PER_STATEMENT: usize = 1_000;
 
 /// A purchase to record as settled, with what R18 needs to decide about its holds.
 #[derive(Clone, Copy, Debug)]

@@ -9,6 +9,7 @@ use sea_orm::{
     IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use tavana_kit::caller::{Role, RoleGrant};
+use tavana_kit::db::IDS_PER_STATEMENT;
 use tavana_kit::error::Violation;
 
 use crate::domain::employee::{
@@ -19,10 +20,6 @@ use crate::error::IdentityError;
 use entities::{
     account, dev_sms, employee, mobile_change, organization, refresh_token, role_grant, session,
 };
-
-/// Keys bound per statement when a statement names many rows: well below the parameter
-/// limits of SQLite (32,766) and PostgreSQL (65,535).
-const IDS_PER_STATEMENT: usize = 1_000;
 
 /// An employee with what is attached to their record.
 #[derive(Clone, Debug, PartialEq, Eq)]

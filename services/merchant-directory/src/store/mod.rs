@@ -4,7 +4,7 @@ pub mod merchant;
 pub mod proposal;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, LikeExpr};
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
     DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, SqlErr, Statement,
@@ -77,26 +77,14 @@ pub async fn find_duplicate(
     db: &impl ConnectionTrait,
     draft: &MerchantDraft,
 ) -> Result<Option<MerchantError>, DbErr> {
-    if let Some(existing) = DuplicateKeys::of_draft(draft).find_merchant(db).await? {
+    let keys = DuplicateKeys::of_draft(draft);
+    if let Some(existing) = keys.find_merchant(db).await? {
         return Ok(Some(MerchantError::Duplicate {
             existing_merchant_id: Some(existing),
             existing_proposal_id: None,
         }));
     }
-    let mut same_store = Condition::any().add(
-        Condition::all()
-            .add(proposal::Column::NameNormalized.eq(&draft.name_normalized))
-            .add(proposal::Column::CityNormalized.eq(&draft.city_normalized)),
-    );
-    if let Some(host) = &draft.website_host {
-        same_store = same_store.add(proposal::Column::WebsiteHost.eq(host));
-    }
-    let pending = proposal::Entity::find()
-        .filter(proposal::Column::Status.eq(ProposalStatus::Pending.as_str()))
-        .filter(same_store)
-        .order_by_asc(proposal::Column::CreatedMicros)
-        .one(db)
-        .await?;
+    let pending = keys.pending_same_store().one(db).await?;
     Ok(pending.map(|existing| MerchantError::Duplicate {
         existing_merchant_id: None,
         existing_proposal_id: Some(existing.id),
@@ -353,6 +341,31 @@ impl DuplicateKeys {
         Ok(self.same_store().one(db).await?.map(|existing| existing.id))
     }
 
+    /// The pending proposals of this store, oldest first.
+    fn pending_same_store(&self) -> Select<proposal::Entity> {
+        let mut same_store = Condition::any().add(
+            Condition::all()
+                .add(proposal::Column::NameNormalized.eq(&self.name_normalized))
+                .add(proposal::Column::CityNormalized.eq(&self.city_normalized)),
+        );
+        if let Some(host) = &self.website_host {
+            same_store = same_store.add(proposal::Column::WebsiteHost.eq(host));
+        }
+        // The status is written into the SQL, not bound: only indexes on pending proposals
+        // serve this lookup (partial indexes `WHERE status = 'pending'`), and PostgreSQL
+        // cannot use a partial index in a prepared statement's generic plan when the status
+        // is a parameter. It switched to that plan after a few lookups and scanned every
+        // proposal ever made on each new one.
+        let pending = Expr::col(proposal::Column::Status).eq(Expr::cust(format!(
+            "'{}'",
+            ProposalStatus::Pending.as_str()
+        )));
+        proposal::Entity::find()
+            .filter(pending)
+            .filter(same_store)
+            .order_by_asc(proposal::Column::CreatedMicros)
+    }
+
     /// The merchants that are this store, oldest first.
     fn same_store(&self) -> Select<merchant::Entity> {
         // The name is matched as the one-value range `BETWEEN name AND name`, not `=`:
@@ -597,7 +610,7 @@ fn search_query(
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{QueryTrait, TransactionTrait};
+    use sea_orm::{QueryTrait, TransactionTrait, Value};
     use tavana_kit::testing::{test_db, test_uses_postgres};
     use tavana_merchant_directory_migration::Migrator;
 
@@ -644,6 +657,58 @@ mod tests {
             !steps
                 .iter()
                 .any(|step| step.contains("ix_merchant_name_trgm")),
+            "{steps:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn r26_pending_proposal_lookup_uses_the_partial_index_in_a_generic_plan() {
+        if !test_uses_postgres() {
+            return;
+        }
+        let test_db = test_db::<Migrator>().await;
+        let keys = DuplicateKeys {
+            name_normalized: "فروشگاه کتاب 7".into(),
+            city_normalized: "تهران".into(),
+            website_host: None,
+        };
+        let statement = keys.pending_same_store().build(DbBackend::Postgres);
+        let arguments: Vec<String> = statement
+            .values
+            .iter()
+            .flat_map(|values| values.0.iter())
+            .map(|value| match value {
+                Value::String(Some(text)) => format!("'{}'", text.replace('\'', "''")),
+                other => panic!("unexpected argument {other:?}"),
+            })
+            .collect();
+        let txn = test_db.db.begin().await.unwrap();
+        for setting in [
+            "SET LOCAL plan_cache_mode = force_generic_plan",
+            "SET LOCAL enable_seqscan = off",
+        ] {
+            txn.execute_unprepared(setting).await.unwrap();
+        }
+        txn.execute_unprepared(&format!("PREPARE pending_lookup AS {}", statement.sql))
+            .await
+            .unwrap();
+
+        let plan = txn
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("EXPLAIN EXECUTE pending_lookup({})", arguments.join(", ")),
+            ))
+            .await
+            .unwrap();
+
+        let steps: Vec<String> = plan
+            .iter()
+            .map(|step| step.try_get::<String>("", "QUERY PLAN").unwrap())
+            .collect();
+        assert!(
+            steps
+                .iter()
+                .any(|step| step.contains("ux_merchant_proposal_pending_name_city")),
             "{steps:?}"
         );
     }
