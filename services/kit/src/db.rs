@@ -10,9 +10,9 @@ use sea_orm::sqlx::postgres::PgConnectOptions;
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::sqlx::{AssertSqlSafe, Connection};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, ExecResult, QueryResult, SqliteTransactionMode, Statement, TransactionOptions,
-    TransactionTrait,
+    ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, ExecResult, QueryFilter, QueryResult,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 use sea_orm_migration::sea_query::{Alias, Expr, OnConflict, Query};
 use sea_orm_migration::{MigratorTrait, SchemaManager};
@@ -259,6 +259,25 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, Db
         })
         .await?;
     Ok(WriteTransaction { txn, _turn: turn })
+}
+
+/// The rows of `E` whose `column` is one of `keys`, in no particular order, read
+/// [`IDS_PER_STATEMENT`] keys per statement.
+pub async fn find_in<E: EntityTrait>(
+    conn: &impl ConnectionTrait,
+    column: E::Column,
+    keys: &[&str],
+) -> Result<Vec<E::Model>, DbErr> {
+    let mut rows = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(IDS_PER_STATEMENT) {
+        rows.extend(
+            E::find()
+                .filter(column.is_in(chunk.iter().copied()))
+                .all(conn)
+                .await?,
+        );
+    }
+    Ok(rows)
 }
 
 /// Writes the lock row `key` of `table` (columns `key_column` and `version`) as the first

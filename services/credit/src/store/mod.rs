@@ -786,16 +786,12 @@ impl Store {
         &self,
         purchase_ids: &[&str],
     ) -> Result<Vec<purchase::Model>, CreditError> {
-        let mut rows = Vec::with_capacity(purchase_ids.len());
-        for ids in purchase_ids.chunks(IDS_PER_STATEMENT) {
-            rows.extend(
-                purchase::Entity::find()
-                    .filter(purchase::Column::Id.is_in(ids.iter().copied()))
-                    .all(&self.db)
-                    .await?,
-            );
-        }
-        Ok(rows)
+        Ok(tavana_kit::db::find_in::<purchase::Entity>(
+            &self.db,
+            purchase::Column::Id,
+            purchase_ids,
+        )
+        .await?)
     }
 
     /// Returns the facilities among `facility_ids` that exist, in no particular order.
@@ -803,16 +799,12 @@ impl Store {
         &self,
         facility_ids: &[&str],
     ) -> Result<Vec<facility::Model>, CreditError> {
-        let mut rows = Vec::with_capacity(facility_ids.len());
-        for ids in facility_ids.chunks(IDS_PER_STATEMENT) {
-            rows.extend(
-                facility::Entity::find()
-                    .filter(facility::Column::Id.is_in(ids.iter().copied()))
-                    .all(&self.db)
-                    .await?,
-            );
-        }
-        Ok(rows)
+        Ok(tavana_kit::db::find_in::<facility::Entity>(
+            &self.db,
+            facility::Column::Id,
+            facility_ids,
+        )
+        .await?)
     }
 
     /// Records that purchases are settled, in one transaction; idempotent per purchase. An
@@ -847,22 +839,18 @@ impl Store {
         let mut plain = Vec::new();
         let mut release = Vec::new();
         let mut wait = Vec::new();
-        for ids in purchase_ids.chunks(IDS_PER_STATEMENT) {
-            let rows = purchase::Entity::find()
-                .filter(purchase::Column::Id.is_in(ids.iter().copied()))
-                .filter(purchase::Column::SettledAt.is_null())
-                .all(&txn)
+        let rows =
+            tavana_kit::db::find_in::<purchase::Entity>(&txn, purchase::Column::Id, &purchase_ids)
                 .await?;
-            for row in rows {
-                let is_instalment = row.kind == PurchaseKind::Instalment.as_str();
-                let unreleased = row.hold_released_at.is_none();
-                let outcome = match (is_instalment && unreleased, in_force.get(row.id.as_str())) {
-                    (false, _) => &mut plain,
-                    (true, Some(true)) => &mut release,
-                    (true, _) => &mut wait,
-                };
-                outcome.push(row.id);
-            }
+        for row in rows.into_iter().filter(|row| row.settled_at.is_none()) {
+            let is_instalment = row.kind == PurchaseKind::Instalment.as_str();
+            let unreleased = row.hold_released_at.is_none();
+            let outcome = match (is_instalment && unreleased, in_force.get(row.id.as_str())) {
+                (false, _) => &mut plain,
+                (true, Some(true)) => &mut release,
+                (true, _) => &mut wait,
+            };
+            outcome.push(row.id);
         }
         let mut marked = 0;
         let holds = [

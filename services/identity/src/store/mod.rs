@@ -179,16 +179,7 @@ pub async fn find_employees<C: ConnectionTrait>(
     conn: &C,
     employee_ids: &[&str],
 ) -> Result<Vec<employee::Model>, DbErr> {
-    let mut found = Vec::with_capacity(employee_ids.len());
-    for ids in employee_ids.chunks(IDS_PER_STATEMENT) {
-        found.extend(
-            employee::Entity::find()
-                .filter(employee::Column::Id.is_in(ids.iter().copied()))
-                .all(conn)
-                .await?,
-        );
-    }
-    Ok(found)
+    tavana_kit::db::find_in::<employee::Entity>(conn, employee::Column::Id, employee_ids).await
 }
 
 /// Returns an employee by national ID (ten digits).

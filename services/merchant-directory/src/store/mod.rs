@@ -616,6 +616,14 @@ mod tests {
 
     use super::*;
 
+    /// The lines of an `EXPLAIN` (PostgreSQL: column `QUERY PLAN`) or `EXPLAIN QUERY PLAN`
+    /// (SQLite: column `detail`).
+    fn plan_steps(plan: &[sea_orm::QueryResult], column: &str) -> Vec<String> {
+        plan.iter()
+            .map(|step| step.try_get::<String>("", column).unwrap())
+            .collect()
+    }
+
     #[test]
     fn fts_phrase_quotes_the_query_and_doubles_its_quotes() {
         assert_eq!(fts_phrase("کتاب"), "\"کتاب\"");
@@ -645,10 +653,7 @@ mod tests {
 
         let plan = txn.query_all_raw(statement).await.unwrap();
 
-        let steps: Vec<String> = plan
-            .iter()
-            .map(|step| step.try_get::<String>("", "QUERY PLAN").unwrap())
-            .collect();
+        let steps = plan_steps(&plan, "QUERY PLAN");
         assert!(
             steps.iter().any(|step| step.contains("Index Scan on")),
             "{steps:?}"
@@ -701,10 +706,7 @@ mod tests {
             .await
             .unwrap();
 
-        let steps: Vec<String> = plan
-            .iter()
-            .map(|step| step.try_get::<String>("", "QUERY PLAN").unwrap())
-            .collect();
+        let steps = plan_steps(&plan, "QUERY PLAN");
         assert!(
             steps
                 .iter()
@@ -730,10 +732,7 @@ mod tests {
 
         let plan = test_db.db.query_all_raw(statement).await.unwrap();
 
-        let steps: Vec<String> = plan
-            .iter()
-            .map(|step| step.try_get::<String>("", "detail").unwrap())
-            .collect();
+        let steps = plan_steps(&plan, "detail");
         assert!(
             steps.iter().any(|step| step.contains("(id=?)")),
             "{steps:?}"

@@ -20,7 +20,6 @@ use sea_orm::{
 use tavana_kit::ids::NationalId;
 use tavana_kit::jalali::JalaliPeriod;
 use tavana_kit::money::Rial;
-use tavana_kit::outbox::Outbox;
 
 pub use self::remittance::REMITTANCE_CHUNK_LINES;
 pub use self::tables::*;
@@ -685,19 +684,5 @@ impl Store {
             unmatched,
             recorded_at: get(&row, "recorded_at")?,
         }))
-    }
-
-    /// Returns how many outbox rows carry `topic` and `dedup_key` (for tests and checks).
-    pub async fn outbox_rows(&self, topic: &str, dedup_key: &str) -> Result<u64, DbErr> {
-        let query = Query::select()
-            .expr_as(Func::count(Expr::col(Asterisk)), "n")
-            .from(Outbox::Table)
-            .and_where(Expr::col(Outbox::Topic).eq(topic))
-            .and_where(Expr::col(Outbox::DedupKey).eq(dedup_key))
-            .to_owned();
-        Ok(match self.db.query_one(&query).await? {
-            Some(row) => to_u64(get(&row, "n")?),
-            None => 0,
-        })
     }
 }
