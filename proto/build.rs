@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "credit",
         "settlement",
         "merchant_directory",
+        "audit",
     ];
     let files: Vec<String> = services
         .iter()

@@ -227,7 +227,8 @@ pub async fn tonic_echo(clients: usize, duration: Duration) -> anyhow::Result<Lo
                 let _ = stopped.await;
             }),
     );
-    let channel = tavana_kit::grpc::channel(&format!("http://{address}"), Duration::from_secs(10))?;
+    let channel =
+        tavana_kit::grpc::unsigned_channel(&format!("http://{address}"), Duration::from_secs(10))?;
     let client = HealthClient::new(channel);
     let stats = load::run(clients, duration, move |_, _| {
         let mut client = client.clone();

@@ -8,6 +8,16 @@
 //! cargo run -p tavana-bench -- --quick --out target/bench/BENCHMARKS.quick.md
 //! ```
 
+// Statistics over f64 and seed indices over small counts: a benchmark tool's
+// conversions, not money. Unwraps and expects report a broken run at once.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
 mod anchors;
 mod load;
 mod report;
@@ -60,12 +70,19 @@ pub struct Options {
 /// The scale of one run.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Scale {
+    /// Seconds each load scenario runs.
     pub seconds: u64,
+    /// Concurrent clients of each load scenario.
     pub clients: usize,
+    /// Employees with a facility who buy.
     pub buyers: u32,
+    /// Instalment lines in the remittance scenario.
     pub instalments: u64,
+    /// Merchants in the directory scenario.
     pub merchants: u64,
+    /// pgbench's scale factor for the TPC-B anchor.
     pub pgbench_scale: u32,
+    /// Whether to run `EXPLAIN ANALYZE` on the hot queries.
     pub analyze: bool,
 }
 

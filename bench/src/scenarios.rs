@@ -658,7 +658,11 @@ async fn remittance_grpc(system: &System, csv: &Path, instalments: u64) -> anyho
         .collect();
     let bytes = text.len() as u64;
     drop(text);
-    let channel = tavana_kit::grpc::channel(&system.settlement_url, Duration::from_secs(3600))?;
+    let channel = tavana_kit::grpc::channel(
+        &system.settlement_url,
+        Duration::from_secs(3600),
+        &system.keyring.suite_signer(tavana_kit::trust::GATEWAY)?,
+    )?;
     let mut client = pb::settlement_service_client::SettlementServiceClient::new(channel)
         .max_decoding_message_size(256 * 1024 * 1024)
         .max_encoding_message_size(256 * 1024 * 1024);

@@ -401,7 +401,11 @@ pub async fn instalments(
     count: u64,
     concurrency: usize,
 ) -> anyhow::Result<BulkRate> {
-    let channel = tavana_kit::grpc::channel(&system.settlement_url, GRPC_TIMEOUT)?;
+    let channel = tavana_kit::grpc::channel(
+        &system.settlement_url,
+        GRPC_TIMEOUT,
+        &system.keyring.suite_signer(tavana_kit::trust::GATEWAY)?,
+    )?;
     let client = settlement::settlement_service_client::SettlementServiceClient::new(channel);
     let caller = Caller::service("credit");
     bulk(count, concurrency, move |i| {
@@ -420,6 +424,9 @@ pub async fn instalments(
                     period: PERIOD.to_owned(),
                     amount: bulk_amount(i),
                 }],
+                version: 1,
+                monthly_credit: 1_000_000_000,
+                ..Default::default()
             };
             client
                 .record_schedule(with_caller(message, &caller))
@@ -453,7 +460,11 @@ pub fn merchant_name(i: u64) -> String {
 /// Proposes and approves `count` merchants through merchant-directory's gRPC, as the
 /// gateway does for a welfare manager and for contracts.
 pub async fn merchants(system: &System, count: u64) -> anyhow::Result<BulkRate> {
-    let channel = tavana_kit::grpc::channel(&system.merchants_url, GRPC_TIMEOUT)?;
+    let channel = tavana_kit::grpc::channel(
+        &system.merchants_url,
+        GRPC_TIMEOUT,
+        &system.keyring.suite_signer(tavana_kit::trust::GATEWAY)?,
+    )?;
     let client =
         md::merchant_directory_service_client::MerchantDirectoryServiceClient::new(channel);
     let welfare = Caller::User {
@@ -488,7 +499,10 @@ pub async fn merchants(system: &System, count: u64) -> anyhow::Result<BulkRate> 
             };
             let proposal = client
                 .propose_merchant(with_caller(
-                    md::ProposeMerchantRequest { data: Some(data) },
+                    md::ProposeMerchantRequest {
+                        data: Some(data),
+                        ..Default::default()
+                    },
                     &welfare,
                 ))
                 .await?

@@ -49,6 +49,8 @@ pub struct System {
     pub settlement_url: String,
     pub merchants_url: String,
     pub admin: Admin,
+    /// Every principal's key: the bench seeds as the gateway and as credit.
+    pub keyring: tavana_kit::trust::Keyring,
     /// The split topology's databases, dropped at the end.
     pub databases: Vec<String>,
     processes: Processes,
@@ -150,12 +152,17 @@ pub async fn start_all_in_one(bin_dir: &Path, log_dir: &Path) -> anyhow::Result<
             .with_context(|| format!("tavana up printed no address for {name}"))
     };
     let admin = Admin::open(&SuiteSettings::default(), data_dir.path()).await?;
+    let keyring = tavana_kit::trust::Keyring::load(
+        &data_dir.path().join("keys"),
+        &tavana_kit::trust::PRINCIPALS,
+    )?;
     Ok(System {
         mode: Mode::AllInOne,
         gateway_url: address("gateway")?,
         settlement_url: address("settlement")?,
         merchants_url: address("merchant-directory")?,
         admin,
+        keyring,
         databases: Vec::new(),
         processes: Processes::AllInOne(child),
         _data_dir: data_dir,
@@ -182,6 +189,7 @@ pub async fn start_split() -> anyhow::Result<System> {
         settlement_url: topology.service_urls["settlement"].clone(),
         merchants_url: topology.service_urls["merchant-directory"].clone(),
         admin,
+        keyring: topology.keyring.clone(),
         databases,
         processes: Processes::Split(topology),
         _data_dir: data_dir,

@@ -63,11 +63,26 @@ impl Admin {
         let role = Role::parse(role).with_context(|| {
             format!("unknown role {role}: employee, region_admin, region_finance, region_welfare_manager, support, contracts")
         })?;
-        anyhow::ensure!(
-            !role.is_regional() || region.is_some(),
-            "role {} needs --region",
-            role.as_str()
-        );
+        // R6 (a regional role needs a region) is identity's rule: its use case answers.
         tavana_identity::admin::grant_role(&self.db, national_id, role, region).await
     }
+}
+
+/// Signs an assertion of `principal` (a service caller of itself) for `audience`, with the
+/// private key in `keys_dir`: the credential of a grpcurl call (docs/security.md).
+pub fn token(
+    keys_dir: &std::path::Path,
+    principal: &str,
+    audience: &str,
+) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        tavana_kit::trust::PRINCIPALS.contains(&audience),
+        "unknown audience {audience}: one of {}",
+        tavana_kit::trust::PRINCIPALS.join(", ")
+    );
+    let keyring = tavana_kit::trust::Keyring::load(keys_dir, &[principal])?;
+    let signer = keyring.signer(principal)?;
+    signer
+        .assertion(&tavana_kit::Caller::service(principal), audience, None)
+        .map_err(|problem| anyhow::anyhow!("{problem}"))
 }

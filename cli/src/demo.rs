@@ -60,7 +60,9 @@ pub async fn load(suite: &Suite, settings: &SuiteSettings, data_dir: &Path) -> a
     let url = suite
         .service_url("merchant-directory")
         .context("merchant-directory runs")?;
-    let channel = tavana_kit::grpc::channel(&url, std::time::Duration::from_secs(10))?;
+    // The demo speaks as the gateway would for the staff who propose and approve.
+    let signer = suite.keyring.signer(tavana_kit::trust::GATEWAY)?;
+    let channel = tavana_kit::grpc::channel(&url, std::time::Duration::from_secs(10), &signer)?;
     let mut merchants = MerchantDirectoryServiceClient::new(channel);
     for merchant in demo_merchants() {
         add_merchant(&mut merchants, merchant).await?;
@@ -96,7 +98,7 @@ fn demo_merchants() -> Vec<MerchantData> {
 }
 
 async fn add_merchant(
-    merchants: &mut MerchantDirectoryServiceClient<tonic::transport::Channel>,
+    merchants: &mut MerchantDirectoryServiceClient<tavana_kit::grpc::Channel>,
     data: MerchantData,
 ) -> anyhow::Result<()> {
     let name = data.name.clone();
@@ -110,7 +112,10 @@ async fn add_merchant(
     };
     let proposed = merchants
         .propose_merchant(tavana_kit::caller::attach(
-            ProposeMerchantRequest { data: Some(data) },
+            ProposeMerchantRequest {
+                data: Some(data),
+                ..Default::default()
+            },
             &manager,
         ))
         .await;

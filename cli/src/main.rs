@@ -24,15 +24,21 @@ struct Cli {
 enum Command {
     /// Runs all five services and the gateway in one process.
     Up {
-        /// The gateway's address.
+        /// The gateway's address. Given more than once, a gateway replica listens on
+        /// each (its own state and portal, sharing the store and the services, as
+        /// replicas behind a load balancer do).
         #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: String,
+        listen: Vec<String>,
         /// Dev mode: dev SMS provider, dev clock and `/v1/dev/*`.
         #[arg(long)]
         dev: bool,
         /// Loads the demo data set (see README) on start.
         #[arg(long)]
         demo: bool,
+        /// Lets `--dev` listen on a non-loopback address (its dev SMS inbox and
+        /// dev clock are then open to the network).
+        #[arg(long)]
+        allow_remote_dev: bool,
     },
     /// Bootstraps data directly in the databases (works while `up` runs).
     Admin {
@@ -59,6 +65,28 @@ enum AdminCommand {
         #[arg(long)]
         region: Option<String>,
     },
+    /// Lists the undelivered outbox messages of every service, or retries one (R31).
+    Outbox {
+        /// Only the messages a receiver refused for good (dead letters).
+        #[arg(long)]
+        failed: bool,
+        /// Makes the message `<service>:<id>` (as listed) due again at once.
+        #[arg(long, value_name = "ID")]
+        retry: Option<String>,
+    },
+    /// Compares credit's purchases with settlement's instalments and prints every
+    /// difference (R31); exits with 1 when there is one.
+    Reconcile,
+    /// Prints an assertion (valid 60 s) for a gRPC call to one service, e.g. for grpcurl:
+    /// `-H "x-tavana-assertion: $(tavana admin token --audience credit)"`.
+    Token {
+        /// The principal to sign as; its `<principal>.key` must be in the key directory.
+        #[arg(long, default_value = "cli")]
+        principal: String,
+        /// The service called: identity, guarantee, credit, settlement, merchant-directory.
+        #[arg(long)]
+        audience: String,
+    },
 }
 
 #[tokio::main]
@@ -67,24 +95,35 @@ async fn main() -> anyhow::Result<()> {
     let settings: SuiteSettings = tavana_kit::config::load(cli.config.as_deref())?;
     tavana_kit::telemetry::init("tavana", &settings.telemetry);
     match cli.command {
-        Command::Up { listen, dev, demo } => {
+        Command::Up {
+            listen,
+            dev,
+            demo,
+            allow_remote_dev,
+        } => {
+            for address in &listen {
+                tavana::suite::check_dev_listen(address, dev, allow_remote_dev)?;
+            }
+            let mut listen = listen.into_iter();
             let options = UpOptions {
                 data_dir: cli.data_dir,
-                listen,
+                listen: listen.next().context("--listen needs an address")?,
+                gateway_replicas: listen.collect(),
                 dev,
                 settings,
             };
             up(options, demo).await
         }
         Command::Admin { command } => {
-            let admin = tavana::admin::Admin::open(&settings, &cli.data_dir).await?;
+            let admin = || tavana::admin::Admin::open(&settings, &cli.data_dir);
             match command {
                 AdminCommand::AddOrganization {
                     id,
                     name,
                     contract_in_force,
                 } => {
-                    admin
+                    admin()
+                        .await?
                         .add_organization(&id, &name, contract_in_force)
                         .await?;
                     println!("organization {id} saved");
@@ -92,7 +131,7 @@ async fn main() -> anyhow::Result<()> {
                 AdminCommand::ImportEmployees { file } => {
                     let csv = std::fs::read(&file)
                         .with_context(|| format!("cannot read {}", file.display()))?;
-                    let report = admin.import_employees(&csv).await?;
+                    let report = admin().await?.import_employees(&csv).await?;
                     println!("{}", serde_json::to_string_pretty(&report)?);
                 }
                 AdminCommand::GrantRole {
@@ -100,15 +139,63 @@ async fn main() -> anyhow::Result<()> {
                     role,
                     region,
                 } => {
-                    admin
+                    admin()
+                        .await?
                         .grant_role(&national_id, &role, region.as_deref())
                         .await?;
                     println!("role {role} granted");
+                }
+                AdminCommand::Outbox { failed, retry } => {
+                    outbox(&settings, &cli.data_dir, failed, retry).await?;
+                }
+                AdminCommand::Reconcile => {
+                    // Credit's and settlement's databases only, not identity's.
+                    let report = tavana::reconcile::run(&settings, &cli.data_dir).await?;
+                    tavana::reconcile::print(&report);
+                    if !report.mismatches.is_empty() {
+                        std::process::exit(1);
+                    }
+                }
+                AdminCommand::Token {
+                    principal,
+                    audience,
+                } => {
+                    // The key directory of `tavana up` unless one is configured.
+                    let keys_dir = match settings.trust.keys_dir.trim() {
+                        "" => cli.data_dir.join("keys"),
+                        dir => PathBuf::from(dir),
+                    };
+                    println!(
+                        "{}",
+                        tavana::admin::token(&keys_dir, &principal, &audience)?
+                    );
                 }
             }
             Ok(())
         }
     }
+}
+
+/// `tavana admin outbox [--failed] [--retry ID]`.
+async fn outbox(
+    settings: &SuiteSettings,
+    data_dir: &std::path::Path,
+    failed: bool,
+    retry: Option<String>,
+) -> anyhow::Result<()> {
+    match retry {
+        Some(id) => {
+            let retried = tavana::outbox::retry(settings, data_dir, &id).await?;
+            anyhow::ensure!(retried, "{id}: no undelivered message with this id");
+            println!("{id} is due again; its service's relay delivers it");
+        }
+        None => {
+            let messages = tavana::outbox::list(settings, data_dir, failed).await?;
+            print!("{}", tavana::outbox::render(&messages));
+            println!("{} message(s)", messages.len());
+        }
+    }
+    Ok(())
 }
 
 async fn up(options: UpOptions, demo: bool) -> anyhow::Result<()> {
@@ -120,6 +207,9 @@ async fn up(options: UpOptions, demo: bool) -> anyhow::Result<()> {
     }
     println!("tavana is up");
     println!("  gateway             {}", suite.gateway_url());
+    for replica in &suite.gateway_replicas {
+        println!("  gateway replica     http://{replica}");
+    }
     for (name, address) in &suite.services {
         println!("  {name:<19} grpc://{address}");
     }

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use tavana_gateway::{AppState, GatewaySettings};
 use tavana_kit::Shared;
 use tavana_kit::clock::{AdjustableClock, SharedClock, SystemClock};
-use tavana_kit::config::{DatabaseSettings, RedisSettings, TelemetrySettings};
+use tavana_kit::config::{DatabaseSettings, RedisSettings, TelemetrySettings, TrustSettings};
+use tavana_kit::trust::{self, Keyring};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -20,14 +21,26 @@ use tokio::task::JoinSet;
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SuiteSettings {
+    /// The identity service.
     pub identity: tavana_identity::Settings,
+    /// The guarantee service.
     pub guarantee: tavana_guarantee::Settings,
+    /// The credit service.
     pub credit: tavana_credit::Settings,
+    /// The settlement service.
     pub settlement: tavana_settlement::Settings,
+    /// The merchant directory.
     pub merchant_directory: tavana_merchant_directory::Settings,
+    /// The HTTP gateway.
     pub gateway: GatewaySettings,
+    /// The shared Redis (sessions, rate limits, codes); in process when unset.
     pub redis: RedisSettings,
+    /// Logs and OTLP traces.
     pub telemetry: TelemetrySettings,
+    /// `/metrics` of the whole process (every series has a `service` label).
+    pub metrics: tavana_kit::metrics::MetricsSettings,
+    /// The key directory; unset, `up` keeps (and creates) every key in `<data-dir>/keys`.
+    pub trust: TrustSettings,
 }
 
 /// How `tavana up` was asked to run.
@@ -37,6 +50,9 @@ pub struct UpOptions {
     pub data_dir: PathBuf,
     /// The gateway's address; port 0 picks a free one.
     pub listen: String,
+    /// More gateway replicas, one on each address: each with its own state and portal,
+    /// sharing only the store (and the services), as replicas behind a load balancer do.
+    pub gateway_replicas: Vec<String>,
     /// Dev mode: dev SMS provider, dev clock, `/v1/dev/*`.
     pub dev: bool,
     /// The settings, from defaults, an optional file and the environment.
@@ -47,10 +63,17 @@ pub struct UpOptions {
 pub struct Suite {
     /// Where the gateway listens.
     pub gateway: SocketAddr,
+    /// Where the further gateway replicas listen ([`UpOptions::gateway_replicas`]).
+    pub gateway_replicas: Vec<SocketAddr>,
     /// Where each service serves gRPC.
     pub services: Vec<(&'static str, SocketAddr)>,
     /// The dev clock, in dev mode.
     pub dev_clock: Option<Arc<AdjustableClock>>,
+    /// The expiring-key store every service and the gateway share.
+    pub store: Arc<dyn tavana_kit::store::KvStore>,
+    /// Every principal's key: the services sign and verify with it, and so do the demo
+    /// loader and tests speaking as the gateway.
+    pub keyring: Keyring,
     stop: watch::Sender<bool>,
     tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
 }
@@ -102,16 +125,50 @@ async fn bind(address: &str) -> anyhow::Result<TcpListener> {
 }
 
 /// Points a service left on its default database at a SQLite file in the
-/// data directory.
-fn default_sqlite(
+/// data directory (`tavana up`, and the `tavana admin` commands beside it).
+pub fn default_sqlite(
     database: &mut DatabaseSettings,
     service_default: &DatabaseSettings,
-    options: &UpOptions,
+    data_dir: &std::path::Path,
+    service: &str,
+) {
+    database_or_data_dir(database, service_default, data_dir, service);
+}
+
+/// Points a service left on its default database at `<data_dir>/<service>.db`, as
+/// `tavana up` does; a configured URL (PostgreSQL) stays.
+pub fn database_or_data_dir(
+    database: &mut DatabaseSettings,
+    service_default: &DatabaseSettings,
+    data_dir: &std::path::Path,
     service: &str,
 ) {
     if database.url.is_empty() || database.url == service_default.url {
-        database.url = tavana_kit::db::sqlite_url(&options.data_dir, service);
+        database.url = tavana_kit::db::sqlite_url(data_dir, service);
     }
+}
+
+/// Refuses `--dev` on an address other machines can reach unless `allow_remote` says so:
+/// dev mode serves everyone's login codes (`/v1/dev/sms`) and moves the clock.
+pub fn check_dev_listen(listen: &str, dev: bool, allow_remote: bool) -> anyhow::Result<()> {
+    if !dev || allow_remote {
+        return Ok(());
+    }
+    let host = listen
+        .rsplit_once(':')
+        .map_or(listen, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    anyhow::ensure!(
+        loopback,
+        "--dev serves every login code and the dev clock: it listens only on loopback \
+         (127.0.0.1, ::1, localhost), not on {listen}; pass --allow-remote-dev to override"
+    );
+    Ok(())
 }
 
 /// Starts the five services and the gateway; returns once all listen.
@@ -130,7 +187,16 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Suite> {
         .connect()
         .await
         .context("cannot connect to the store")?;
-    let shared = Shared { clock, store };
+    let keyring = if settings.trust.keys_dir.trim().is_empty() {
+        Keyring::generate_dev(&options.data_dir.join("keys"), &trust::PRINCIPALS)?
+    } else {
+        settings.trust.keyring(&trust::PRINCIPALS)?
+    };
+    let shared = Shared {
+        clock,
+        store,
+        keyring: keyring.clone(),
+    };
 
     // Bind every listener first, so that each service knows its peers' ports.
     let grpc_listen = |listen: &str| {
@@ -146,6 +212,10 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Suite> {
     let settlement_listener = bind(&grpc_listen(&settings.settlement.grpc.listen)).await?;
     let merchants_listener = bind(&grpc_listen(&settings.merchant_directory.grpc.listen)).await?;
     let gateway_listener = bind(&options.listen).await?;
+    let mut replica_listeners = Vec::with_capacity(options.gateway_replicas.len());
+    for address in &options.gateway_replicas {
+        replica_listeners.push(bind(address).await?);
+    }
 
     let url = |listener: &TcpListener| -> anyhow::Result<String> {
         Ok(format!("http://{}", listener.local_addr()?))
@@ -159,31 +229,31 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Suite> {
     default_sqlite(
         &mut settings.identity.database,
         &tavana_identity::Settings::default().database,
-        &options,
+        &options.data_dir,
         "identity",
     );
     default_sqlite(
         &mut settings.guarantee.database,
         &tavana_guarantee::Settings::default().database,
-        &options,
+        &options.data_dir,
         "guarantee",
     );
     default_sqlite(
         &mut settings.credit.database,
         &tavana_credit::Settings::default().database,
-        &options,
+        &options.data_dir,
         "credit",
     );
     default_sqlite(
         &mut settings.settlement.database,
         &tavana_settlement::Settings::default().database,
-        &options,
+        &options.data_dir,
         "settlement",
     );
     default_sqlite(
         &mut settings.merchant_directory.database,
         &tavana_merchant_directory::Settings::default().database,
-        &options,
+        &options.data_dir,
         "merchant-directory",
     );
 
@@ -222,8 +292,13 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Suite> {
         ("merchant-directory", merchants_listener.local_addr()?),
     ];
     let gateway = gateway_listener.local_addr()?;
+    let gateway_replicas = replica_listeners
+        .iter()
+        .map(TcpListener::local_addr)
+        .collect::<std::io::Result<Vec<_>>>()?;
 
     let (stop, stop_receiver) = watch::channel(false);
+    tavana_kit::metrics::spawn(&settings.metrics, stopped(stop_receiver.clone())).await?;
     let mut tasks = JoinSet::new();
     {
         let (settings, shared, stop) = (settings.identity, shared.clone(), stop_receiver.clone());
@@ -275,29 +350,85 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Suite> {
             ("merchant-directory", result)
         });
     }
-    {
-        let state = AppState::new(settings.gateway, shared.store.clone(), dev_clock.clone())?;
-        // The portal calls the gateway's own HTTP API, on loopback when the
-        // gateway listens on every address.
-        let mut own_address = gateway;
-        if own_address.ip().is_unspecified() {
-            own_address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        let mut portal = tavana_portal::PortalSettings::new(format!("http://{own_address}"));
-        portal.secure_cookie = !options.dev;
-        let app = tavana_gateway::app(state).merge(tavana_portal::router(portal));
+    for listener in std::iter::once(gateway_listener).chain(replica_listeners) {
+        let app = gateway_app(
+            settings.gateway.clone(),
+            &shared,
+            dev_clock.clone(),
+            &keyring,
+            listener.local_addr()?,
+            options.dev,
+        )?;
         let stop = stop_receiver.clone();
         tasks.spawn(async move {
-            let result = tavana_gateway::serve(app, gateway_listener, stopped(stop)).await;
+            let result = tavana_gateway::serve(app, listener, stopped(stop)).await;
             ("gateway", result)
         });
     }
 
     Ok(Suite {
         gateway,
+        gateway_replicas,
         services,
         dev_clock,
+        store: shared.store.clone(),
+        keyring,
         stop,
         tasks,
     })
+}
+
+/// One gateway with the portal beside it, serving at `address`: its own state (rate
+/// limits, caches) and portal; what it shares with other replicas is the store.
+fn gateway_app(
+    settings: GatewaySettings,
+    shared: &Shared,
+    dev_clock: Option<Arc<AdjustableClock>>,
+    keyring: &Keyring,
+    address: SocketAddr,
+    dev: bool,
+) -> anyhow::Result<axum::Router> {
+    let mut state = AppState::new(
+        settings,
+        shared.store.clone(),
+        dev_clock,
+        keyring.signer(trust::GATEWAY)?,
+    )?;
+    // The portal's calls reach the gateway from loopback; this secret, known only
+    // to this process, lets them name the client they are made for.
+    let forward_token = tavana_gateway::edge::new_forward_token();
+    state.forward_token = Some(forward_token.clone().into());
+    let mut portal = tavana_portal::PortalSettings::beside_gateway(address, !dev);
+    portal.forward_token = Some(forward_token);
+    Ok(tavana_gateway::app_with(
+        state,
+        tavana_portal::router(portal, shared.store.clone()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_mode_listens_only_on_loopback_unless_allowed() {
+        for address in [
+            "127.0.0.1:8080",
+            "[::1]:8080",
+            "localhost:8080",
+            "127.0.0.2:1",
+        ] {
+            assert!(check_dev_listen(address, true, false).is_ok(), "{address}");
+        }
+        for address in [
+            "0.0.0.0:8080",
+            "[::]:8080",
+            "192.168.1.5:8080",
+            "example.com:80",
+        ] {
+            assert!(check_dev_listen(address, true, false).is_err(), "{address}");
+            assert!(check_dev_listen(address, true, true).is_ok(), "{address}");
+            assert!(check_dev_listen(address, false, false).is_ok(), "{address}");
+        }
+    }
 }

@@ -13,7 +13,7 @@ use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 use tavana_kit::caller::{Caller, RoleGrant};
-use tavana_proto::identity::v1::GetSigningKeysRequest;
+use tavana_proto::identity::v1::{CheckSessionRequest, GetSigningKeysRequest};
 use tavana_proto::merchant_directory::v1::{AuthenticateMerchantRequest, MerchantStatus};
 use tokio::sync::{Mutex, RwLock};
 use tonic::metadata::{MetadataMap, MetadataValue};
@@ -224,10 +224,7 @@ impl FromRequestParts<AppState> for User {
             .verify(state, token)
             .await
             .ok_or_else(ApiError::unauthenticated)?;
-        let revoked = tavana_kit::revocation::is_revoked(state.store.as_ref(), &claims.sid)
-            .await
-            .map_err(ApiError::internal)?;
-        if revoked {
+        if session_revoked(state, &claims.sid).await? {
             return Err(ApiError::unauthenticated());
         }
         let grants = claims
@@ -245,6 +242,42 @@ impl FromRequestParts<AppState> for User {
             session_id: claims.sid.clone(),
         })
     }
+}
+
+/// Tells whether the session of an access token is revoked: from the cache
+/// in the shared store, or else from identity's sessions table (the durable
+/// record), whose answer is then cached (R5).
+async fn session_revoked(state: &AppState, session_id: &str) -> Result<bool, ApiError> {
+    use tavana_kit::revocation;
+    let store = state.store.as_ref();
+    if let Some(revoked) = revocation::cached(store, session_id)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        return Ok(revoked);
+    }
+    let request = tavana_kit::caller::attach(
+        CheckSessionRequest {
+            session_id: session_id.to_owned(),
+        },
+        &Caller::service("gateway"),
+    );
+    let active = state
+        .identity
+        .clone()
+        .check_session(request)
+        .await?
+        .into_inner()
+        .active;
+    let remembered = if active {
+        revocation::remember_active(store, session_id).await
+    } else {
+        revocation::revoke_session(store, session_id).await
+    };
+    if let Err(error) = remembered {
+        tracing::warn!(%error, "session check not cached");
+    }
+    Ok(!active)
 }
 
 /// A merchant backend authenticated by its API key.

@@ -6,6 +6,19 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tavana_kit::error::{ErrorKind, Problem};
 
+/// The code of the 413 for a body over the route's limit: the one problem whose HTTP
+/// status is not its kind's (it never comes from a service).
+pub const BODY_TOO_LARGE: &str = "body_too_large";
+
+/// Returns the HTTP status of a problem.
+fn http_status(problem: &Problem) -> u16 {
+    if problem.code == BODY_TOO_LARGE {
+        413
+    } else {
+        problem.kind.http_status()
+    }
+}
+
 /// An error answered to an HTTP client as problem+json.
 #[derive(Debug)]
 pub struct ApiError(pub Problem);
@@ -31,6 +44,19 @@ impl ApiError {
         ))
     }
 
+    /// A 413: the body is larger than the route accepts (`limit` bytes).
+    pub fn body_too_large(limit: usize) -> ApiError {
+        ApiError(
+            Problem::new(
+                ErrorKind::InvalidArgument,
+                BODY_TOO_LARGE,
+                "The request body is larger than this route accepts.",
+                "حجم بدنهٔ درخواست بیش از حد مجاز این مسیر است.",
+            )
+            .with_extra("max_body_bytes", limit),
+        )
+    }
+
     /// A 404 that never reveals whether the item exists.
     pub fn not_found() -> ApiError {
         ApiError(Problem::not_found("not_found"))
@@ -52,6 +78,18 @@ impl From<tonic::Status> for ApiError {
     }
 }
 
+/// A malformed code or identifier in a path or body: a 400 naming the field.
+pub fn invalid_id(field: &str, error: &tavana_kit::ids::IdError) -> ApiError {
+    let mut problem = Problem::new(
+        ErrorKind::InvalidArgument,
+        error.code(),
+        error.to_string(),
+        error.message_fa(),
+    );
+    problem.violations.push(error.violation(field));
+    ApiError(problem)
+}
+
 impl From<Problem> for ApiError {
     fn from(problem: Problem) -> ApiError {
         ApiError(problem)
@@ -62,7 +100,7 @@ impl From<Problem> for ApiError {
 /// `detail`, `code`, `message_fa`, `message_en`, `violations`, and the
 /// problem's extra values (e.g. `available_monthly`) as top-level members.
 pub fn problem_body(problem: &Problem) -> Value {
-    let status = problem.kind.http_status();
+    let status = http_status(problem);
     let mut body = Map::new();
     for (key, value) in &problem.extra {
         body.insert(key.clone(), value.clone());
@@ -98,7 +136,7 @@ pub fn problem_body(problem: &Problem) -> Value {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let problem = self.0;
-        let status = StatusCode::from_u16(problem.kind.http_status())
+        let status = StatusCode::from_u16(http_status(&problem))
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let retry_after = problem
             .extra

@@ -22,14 +22,57 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        // JSON Schema's `integer` includes `146.0` (OpenAPI 3.1): whole numbers written
+        // with a fraction are read as the integers they are, as the document promises.
+        let axum::Json(mut value) = axum::Json::<serde_json::Value>::from_request(request, state)
+            .await
+            .map_err(json_rejection)?;
+        whole_numbers_as_integers(&mut value);
+        serde_json::from_value(value).map(ApiJson).map_err(|error| {
+            ApiError::bad_request(
+                "malformed_body",
+                &format!("Failed to deserialize the JSON body into the target type: {error}"),
+                "فیلدهای بدنهٔ درخواست نامعتبر یا ناقص است.",
+            )
+        })
+    }
+}
+
+/// Reads a JSON body read as bytes by a handler (optional or content-negotiated bodies),
+/// with whole numbers written as `146.0` taken as integers, as [`ApiJson`] does.
+pub fn json_from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
+    whole_numbers_as_integers(&mut value);
+    serde_json::from_value(value)
+}
+
+/// Rewrites every number with a zero fraction (`146.0`) as an integer, in place.
+fn whole_numbers_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(number) if !number.is_i64() && !number.is_u64() => {
+            // Only where a float is exact (below 2^53); larger ones stay floats and
+            // are refused as before.
+            if let Some(float) = number.as_f64()
+                && float.fract() == 0.0
+                && float.abs() <= 9_007_199_254_740_992.0
+            {
+                #[allow(clippy::cast_possible_truncation)]
+                let whole = float as i64;
+                *value = Value::from(whole);
+            }
         }
+        Value::Array(items) => items.iter_mut().for_each(whole_numbers_as_integers),
+        Value::Object(members) => members.values_mut().for_each(whole_numbers_as_integers),
+        _ => {}
     }
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        // The limit itself is named by the body-limit layer, which answers this 413.
+        return ApiError::body_too_large(0);
+    }
     let (code, message_fa) = match &rejection {
         JsonRejection::MissingJsonContentType(_) => (
             "unsupported_media_type",
@@ -91,11 +134,12 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
                 "سرآیند Idempotency-Key برای این درخواست لازم است.",
             ));
         }
-        if value.len() > 255 {
+        // As the OpenAPI document says: 1 to 255 visible ASCII characters.
+        if value.len() > 255 || !value.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(ApiError::bad_request(
                 "idempotency_key_invalid",
-                "The Idempotency-Key header must be at most 255 characters.",
-                "سرآیند Idempotency-Key حداکثر ۲۵۵ نویسه است.",
+                "The Idempotency-Key header must be 1 to 255 visible ASCII characters.",
+                "سرآیند Idempotency-Key باید ۱ تا ۲۵۵ نویسهٔ اسکی دیدنی باشد.",
             ));
         }
         Ok(IdempotencyKey(value.to_owned()))
@@ -108,9 +152,24 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 pub struct Paging {
     /// Items per page: default 20, at most 100.
     #[param(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "page_size")]
     pub page_size: Option<u32>,
     /// The `next_page_token` of the previous page.
     pub page_token: Option<String>,
+}
+
+/// Reads `?page_size=`: 1 to 100, as the OpenAPI document says (API.md conventions);
+/// 0 or more than 100 is a 400 `malformed_query`, not a page of another size.
+pub fn page_size<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u32>, D::Error> {
+    let size = Option::<u32>::deserialize(deserializer)?;
+    match size {
+        Some(size) if !(1..=100).contains(&size) => Err(serde::de::Error::custom(
+            "page_size must be between 1 and 100",
+        )),
+        size => Ok(size),
+    }
 }
 
 impl Paging {
@@ -128,4 +187,44 @@ impl Paging {
 /// Turns a service's `next_page_token` into the API's: absent on the last page.
 pub fn next_token(token: String) -> Option<String> {
     (!token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_size_is_1_to_100_as_the_document_says() {
+        let parse = |query: &str| {
+            let uri: axum::http::Uri = format!("/v1/me/purchases?{query}").parse().unwrap();
+            axum::extract::Query::<Paging>::try_from_uri(&uri).map(|query| query.0)
+        };
+
+        assert_eq!(parse("page_size=1").unwrap().page_size, Some(1));
+        assert_eq!(parse("page_size=100").unwrap().page_size, Some(100));
+        assert_eq!(parse("").unwrap().page_size, None);
+        assert!(parse("page_size=0").is_err());
+        assert!(parse("page_size=101").is_err());
+    }
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Months {
+        months: u32,
+        amount: i64,
+    }
+
+    #[test]
+    fn whole_numbers_written_with_a_fraction_are_integers() {
+        let read = |body: &str| json_from_slice::<Months>(body.as_bytes());
+
+        assert_eq!(
+            read(r#"{"months": 146.0, "amount": -3.0}"#).unwrap(),
+            Months {
+                months: 146,
+                amount: -3
+            }
+        );
+        assert!(read(r#"{"months": 1.5, "amount": 1}"#).is_err());
+        assert!(read(r#"{"months": 1, "amount": 1e300}"#).is_err());
+    }
 }

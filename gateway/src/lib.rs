@@ -4,25 +4,24 @@
 //! metadata; it has no database.
 
 pub mod auth;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod routes;
+pub mod schema;
 mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use tavana_kit::error::{ErrorKind, Problem};
-use tavana_kit::store::RateLimit;
+use axum::response::Response;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -44,6 +43,48 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 )]
 struct ApiDoc;
 
+/// Declares on every operation the answers the layers in front of every handler can
+/// give (API.md, Conventions): 400 for a malformed request, 401 and 403 for a missing or
+/// insufficient credential, 413 for a body over the route's limit, 429 for a rate limit.
+struct EdgeResponses;
+
+impl utoipa::Modify for EdgeResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::ResponseBuilder;
+        let common = [
+            (
+                "400",
+                "malformed request (problem+json, `code`, `violations`)",
+            ),
+            ("401", "no or invalid access token or merchant key"),
+            ("403", "wrong role or region"),
+            ("429", "rate limited, with Retry-After"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let has_body = operation.request_body.is_some();
+                let responses = &mut operation.responses.responses;
+                let body_limit = has_body.then_some(("413", "body over the route's limit"));
+                for (status, description) in common.into_iter().chain(body_limit) {
+                    responses.entry(status.to_owned()).or_insert_with(|| {
+                        ResponseBuilder::new()
+                            .description(description)
+                            .build()
+                            .into()
+                    });
+                }
+            }
+        }
+    }
+}
+
 struct BearerAuth;
 
 impl utoipa::Modify for BearerAuth {
@@ -64,7 +105,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// Returns every route with its OpenAPI document.
 pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (routes, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::system::router())
         .merge(routes::identity::router())
         .merge(routes::guarantee::router())
@@ -72,7 +113,11 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(routes::settlement::router())
         .merge(routes::merchants::router())
         .merge(routes::dev::router())
-        .split_for_parts()
+        .merge(routes::audit::router())
+        .split_for_parts();
+    // The routes join the document only here, after `ApiDoc`'s own modifiers ran.
+    utoipa::Modify::modify(&EdgeResponses, &mut openapi);
+    (routes, openapi)
 }
 
 /// Returns the OpenAPI document, as `/openapi.json` serves it.
@@ -82,10 +127,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// Builds the whole application: routes, `/openapi.json`, and the layers.
 pub fn app(state: AppState) -> Router {
+    app_with(state, Router::new())
+}
+
+/// Builds the application with more routes (the portal) merged in before the
+/// layers, so that they pass the same client-IP, rate and body limits.
+pub fn app_with(state: AppState, more: Router) -> Router {
+    tavana_kit::metrics::install();
     let (routes, openapi) = api();
     let openapi_json = openapi.to_json().unwrap_or_else(|_| "{}".to_owned());
     let cors = cors(&state.settings.cors_origins);
-    let max_body = state.settings.max_body_bytes;
     routes
         .route(
             "/openapi.json",
@@ -94,32 +145,72 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .fallback(|| async { ApiError::not_found() })
-        // axum's extractors have their own 2 MiB default; the layer below
-        // is the one limit (bank CSVs run to tens of MiB).
-        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .with_state(state.clone())
+        .merge(more)
+        // `Router::layer` wraps each route after routing, so the layers below see the
+        // matched route template. Innermost first: axum's own 2 MiB extractor limit is
+        // replaced by the per-route limit, checked before the body is read; the rate
+        // limit counts by the client IP resolved just outside it.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            rate_limit_per_ip,
+            edge::limit_body,
         ))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(record_metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            edge::rate_limit_per_ip,
+        ))
+        .layer(axum::middleware::from_fn_with_state(state, edge::client_ip))
         // Outermost first: the request id exists before anything logs, the
-        // trace span carries it, the response carries it back; CORS answers
-        // preflights before the body limit and the rate limit see them.
+        // trace span carries it and the route (never the raw path, which holds
+        // national IDs and card numbers), the response carries it back; CORS
+        // answers preflights before the limits see them.
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                    let request_id = request
-                        .headers()
-                        .get(REQUEST_ID)
-                        .and_then(|value| value.to_str().ok())
-                        .unwrap_or_default();
-                    tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id)
-                }))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                        let request_id = request
+                            .headers()
+                            .get(REQUEST_ID)
+                            .and_then(|value| value.to_str().ok())
+                            .unwrap_or_default();
+                        let span = tracing::info_span!(
+                            "http",
+                            method = %request.method(),
+                            route = %edge::route_of(request),
+                            request_id,
+                            tavana.service = "gateway",
+                        );
+                        // The client's `traceparent` makes this span (and every service
+                        // call under it) part of the client's trace.
+                        tavana_kit::grpc::continue_trace(&span, request.headers());
+                        span
+                    }),
+                )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(cors)
-                .layer(RequestBodyLimitLayer::new(max_body)),
+                .layer(cors),
         )
+}
+
+/// Counts every request and its latency by method, route template and
+/// status (`tavana_http_requests_total`, `tavana_http_request_duration_seconds`).
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tavana_kit::metrics::record_http(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
@@ -146,54 +237,6 @@ fn cors(origins: &[String]) -> CorsLayer {
         ])
         .expose_headers([REQUEST_ID, axum::http::header::RETRY_AFTER])
         .max_age(Duration::from_secs(600))
-}
-
-/// Limits requests per client IP per minute (counters in Redis when
-/// configured, so the limit holds across gateway replicas).
-async fn rate_limit_per_ip(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let forwarded = state
-        .settings
-        .trust_forwarded_for
-        .then(|| {
-            let header = request.headers().get("x-forwarded-for")?.to_str().ok()?;
-            let client = header.split(',').next()?.trim();
-            (!client.is_empty()).then(|| client.to_owned())
-        })
-        .flatten();
-    let ip = forwarded.unwrap_or_else(|| {
-        request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(address)| address.ip().to_string())
-            .unwrap_or_else(|| "unknown".to_owned())
-    });
-    let rule = RateLimit {
-        limit: state.settings.rate_limit_per_ip_per_minute,
-        window: Duration::from_secs(60),
-    };
-    let key = format!("gateway:rate:ip:{ip}");
-    match tavana_kit::store::check_rate(state.store.as_ref(), &key, rule).await {
-        Ok(Ok(())) => next.run(request).await,
-        Ok(Err(retry_after)) => ApiError(
-            Problem::new(
-                ErrorKind::RateLimited,
-                "rate_limited",
-                "Too many requests; try again later.",
-                "درخواست‌ها بیش از حد مجاز است؛ کمی بعد دوباره تلاش کنید.",
-            )
-            .with_extra("retry_after_seconds", retry_after.as_secs().max(1)),
-        )
-        .into_response(),
-        Err(error) => {
-            // The limiter's store failing must not take the API down.
-            tracing::warn!(%error, "rate limiter unavailable");
-            next.run(request).await
-        }
-    }
 }
 
 /// Serves an application built by [`app`] (possibly with more routes merged,

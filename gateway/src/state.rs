@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tavana_kit::clock::AdjustableClock;
+use tavana_kit::grpc::Channel;
 use tavana_kit::store::KvStore;
+use tavana_proto::audit::v1::audit_service_client::AuditServiceClient;
 use tavana_proto::credit::v1::credit_service_client::CreditServiceClient;
 use tavana_proto::guarantee::v1::guarantee_service_client::GuaranteeServiceClient;
 use tavana_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use tavana_proto::merchant_directory::v1::merchant_directory_service_client::MerchantDirectoryServiceClient;
 use tavana_proto::settlement::v1::settlement_service_client::SettlementServiceClient;
-use tonic::transport::Channel;
 
 use crate::auth::{SharedTokenKeys, TokenKeys};
 
@@ -26,11 +27,15 @@ pub const MAX_GRPC_MESSAGE: usize = 256 * 1024 * 1024;
 pub struct GatewaySettings {
     /// Address to listen on.
     pub listen: String,
-    /// Base URLs of the services.
+    /// Base URL of the identity service (gRPC), e.g. `http://127.0.0.1:50051`.
     pub identity_url: String,
+    /// Base URL of the guarantee service (gRPC).
     pub guarantee_url: String,
+    /// Base URL of the credit service (gRPC).
     pub credit_url: String,
+    /// Base URL of the settlement service (gRPC).
     pub settlement_url: String,
+    /// Base URL of the merchant-directory service (gRPC).
     pub merchant_directory_url: String,
     /// Serves `/v1/dev/*` (dev SMS, dev clock); never in production.
     pub dev: bool,
@@ -38,13 +43,21 @@ pub struct GatewaySettings {
     pub cors_origins: Vec<String>,
     /// Requests per minute one client IP may make.
     pub rate_limit_per_ip_per_minute: u64,
-    /// Behind an ingress: take the client IP from `X-Forwarded-For` (set by
-    /// the ingress controller) instead of the connection's peer.
-    pub trust_forwarded_for: bool,
+    /// Card purchases and refunds per minute one merchant API key may make.
+    pub rate_limit_per_merchant_per_minute: u64,
+    /// Card purchases per minute on one card, whatever the merchant (R21).
+    pub rate_limit_per_card_per_minute: u64,
+    /// How many proxies in front of the gateway append to `X-Forwarded-For`
+    /// (an ingress controller is 1): the client IP is the entry that many
+    /// from the right. 0 uses the connection's peer and ignores the header.
+    pub trusted_proxy_hops: usize,
     /// Deadline of one call to a service, in milliseconds.
     pub service_timeout_ms: u64,
-    /// Largest request body, in bytes.
+    /// Largest request body, in bytes (API.md: 64 KiB).
     pub max_body_bytes: usize,
+    /// Largest body of the CSV and JSON uploads (`/v1/employees/import`,
+    /// `/v1/remittances`), in bytes.
+    pub max_upload_bytes: usize,
 }
 
 impl Default for GatewaySettings {
@@ -59,9 +72,12 @@ impl Default for GatewaySettings {
             dev: false,
             cors_origins: Vec::new(),
             rate_limit_per_ip_per_minute: 600,
-            trust_forwarded_for: false,
+            rate_limit_per_merchant_per_minute: 600,
+            rate_limit_per_card_per_minute: 10,
+            trusted_proxy_hops: 0,
             service_timeout_ms: 30_000,
-            max_body_bytes: 64 * 1024 * 1024,
+            max_body_bytes: 64 * 1024,
+            max_upload_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -69,11 +85,20 @@ impl Default for GatewaySettings {
 /// State shared by every handler; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
+    /// Client of the identity service (login, employees, organizations, roles); accepts
+    /// messages up to [`MAX_GRPC_MESSAGE`] for employee imports.
     pub identity: IdentityServiceClient<Channel>,
+    /// Client of the guarantee service (credit requests and their decisions).
     pub guarantee: GuaranteeServiceClient<Channel>,
+    /// Client of the credit service (facilities, balances, purchases, refunds, cards).
     pub credit: CreditServiceClient<Channel>,
+    /// Client of the settlement service (instalments, deductions, remittances);
+    /// accepts messages up to [`MAX_GRPC_MESSAGE`] for remittances.
     pub settlement: SettlementServiceClient<Channel>,
+    /// Client of the merchant-directory service (merchants, proposals, API keys).
     pub merchants: MerchantDirectoryServiceClient<Channel>,
+    /// The audit trail of each service (R32).
+    pub audit: Arc<[AuditServiceClient<Channel>]>,
     /// Keys that verify access tokens.
     pub token_keys: SharedTokenKeys,
     /// Rate-limit counters (Redis, or in-process).
@@ -82,6 +107,10 @@ pub struct AppState {
     pub dev_clock: Option<Arc<AdjustableClock>>,
     /// The settings the gateway runs with.
     pub settings: Arc<GatewaySettings>,
+    /// A secret shared with the portal in the same process: a request that
+    /// carries it is the portal calling on behalf of the client whose IP it
+    /// names (set by `tavana up`; `None` trusts no such request).
+    pub forward_token: Option<Arc<str>>,
 }
 
 impl AppState {
@@ -90,10 +119,22 @@ impl AppState {
         settings: GatewaySettings,
         store: Arc<dyn KvStore>,
         dev_clock: Option<Arc<AdjustableClock>>,
+        signer: tavana_kit::trust::Signer,
     ) -> anyhow::Result<AppState> {
         let timeout = Duration::from_millis(settings.service_timeout_ms);
-        let channel = |url: &str| tavana_kit::grpc::channel(url, timeout);
+        let channel = |url: &str| tavana_kit::grpc::channel(url, timeout, &signer);
+        let audit = [
+            &settings.identity_url,
+            &settings.guarantee_url,
+            &settings.credit_url,
+            &settings.settlement_url,
+            &settings.merchant_directory_url,
+        ]
+        .into_iter()
+        .map(|url| channel(url).map(AuditServiceClient::new))
+        .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(AppState {
+            audit: audit.into(),
             identity: IdentityServiceClient::new(channel(&settings.identity_url)?)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE)
                 .max_encoding_message_size(MAX_GRPC_MESSAGE),
@@ -109,6 +150,7 @@ impl AppState {
             store,
             dev_clock: if settings.dev { dev_clock } else { None },
             settings: Arc::new(settings),
+            forward_token: None,
         })
     }
 }

@@ -2,7 +2,7 @@
 //! forwarded, refreshed once when it has expired, and every refusal read as
 //! the API's problem+json.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
@@ -144,9 +144,34 @@ impl TokenPair {
         Tokens {
             access: self.access_token,
             refresh: self.refresh_token,
-            access_expires: Instant::now() + lifetime.saturating_sub(EXPIRY_MARGIN),
+            access_expires: SystemTime::now() + lifetime.saturating_sub(EXPIRY_MARGIN),
         }
     }
+}
+
+/// The header in which the gateway names the client of a request, and the portal
+/// names it back on the calls it makes for that request.
+const CLIENT_IP: &str = "x-tavana-client-ip";
+/// The header that proves the portal's [`CLIENT_IP`] to the gateway.
+const FORWARD_TOKEN: &str = "x-tavana-forward-token";
+
+tokio::task_local! {
+    /// The client IP of the page request being served.
+    static PAGE_CLIENT_IP: Option<String>;
+}
+
+/// Keeps the client IP the gateway resolved for this page request, so that the API
+/// calls made for it are counted against that client, not against the portal.
+pub async fn remember_client_ip(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let ip = request
+        .headers()
+        .get(CLIENT_IP)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    PAGE_CLIENT_IP.scope(ip, next.run(request)).await
 }
 
 /// The gateway as seen from the portal.
@@ -155,6 +180,7 @@ pub struct Gateway {
     client: reqwest::Client,
     base: String,
     sessions: Sessions,
+    forward_token: Option<String>,
 }
 
 impl Gateway {
@@ -168,7 +194,14 @@ impl Gateway {
             client,
             base: base.trim_end_matches('/').to_owned(),
             sessions,
+            forward_token: None,
         }
+    }
+
+    /// Names the page's client on every call, proved by `token`.
+    pub fn with_forward_token(mut self, token: Option<String>) -> Gateway {
+        self.forward_token = token;
+        self
     }
 
     fn request(&self, call: &Call, access: Option<&str>) -> reqwest::RequestBuilder {
@@ -185,6 +218,10 @@ impl Gateway {
             );
         if !call.query.is_empty() {
             request = request.query(&call.query);
+        }
+        let client_ip = PAGE_CLIENT_IP.try_with(Clone::clone).ok().flatten();
+        if let (Some(token), Some(ip)) = (&self.forward_token, client_ip) {
+            request = request.header(FORWARD_TOKEN, token).header(CLIENT_IP, ip);
         }
         if let Some(access) = access {
             request = request.bearer_auth(access);
@@ -269,7 +306,7 @@ impl Gateway {
         };
         let (tokens, lock) = current(&self.sessions).ok_or(ApiError::SignedOut)?;
         let fresh = |tokens: &Tokens| {
-            Instant::now() < tokens.access_expires && Some(tokens.access.as_str()) != rejected
+            SystemTime::now() < tokens.access_expires && Some(tokens.access.as_str()) != rejected
         };
         if fresh(&tokens) {
             return Ok(tokens.access);
@@ -402,8 +439,8 @@ mod tests {
         format!("http://{address}")
     }
 
-    fn signed_in(sessions: &Sessions, access: &str, expires: Instant) -> String {
-        let (id, _) = sessions.open(None);
+    async fn signed_in(sessions: &Sessions, access: &str, expires: SystemTime) -> String {
+        let (id, _) = sessions.open(None).await;
         sessions.with(&id, |session| {
             session.tokens = Some(Tokens {
                 access: access.to_owned(),
@@ -419,7 +456,7 @@ mod tests {
         let refreshes = Arc::new(AtomicUsize::new(0));
         let sessions = Sessions::default();
         let gateway = Gateway::new(&fake_gateway(refreshes.clone()).await, sessions.clone());
-        let session = signed_in(&sessions, "stale", Instant::now());
+        let session = signed_in(&sessions, "stale", SystemTime::now()).await;
 
         let call = Call::get("/v1/me");
         let (first, second) = tokio::join!(
@@ -447,8 +484,9 @@ mod tests {
         let session = signed_in(
             &sessions,
             "revoked",
-            Instant::now() + Duration::from_secs(600),
-        );
+            SystemTime::now() + Duration::from_secs(600),
+        )
+        .await;
 
         let answer = gateway.json::<Value>(&session, &Call::get("/v1/me")).await;
 
@@ -461,13 +499,13 @@ mod tests {
         let refreshes = Arc::new(AtomicUsize::new(0));
         let sessions = Sessions::default();
         let gateway = Gateway::new(&fake_gateway(refreshes.clone()).await, sessions.clone());
-        let first = signed_in(&sessions, "stale", Instant::now());
+        let first = signed_in(&sessions, "stale", SystemTime::now()).await;
         gateway
             .json::<Value>(&first, &Call::get("/v1/me"))
             .await
             .unwrap();
         // Another session holding the same, now used, refresh token.
-        let second = signed_in(&sessions, "stale", Instant::now());
+        let second = signed_in(&sessions, "stale", SystemTime::now()).await;
 
         let answer = gateway.json::<Value>(&second, &Call::get("/v1/me")).await;
 

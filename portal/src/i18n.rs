@@ -1,7 +1,7 @@
 //! The two languages of the portal: Persian first, English on request.
 
 /// The language a page is written in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Lang {
     /// Persian, right to left; the default.
     #[default]

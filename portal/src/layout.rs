@@ -53,6 +53,15 @@ fn menu(me: Option<&Me>) -> Vec<MenuItem> {
         }
         if me.has_role("support") {
             items.push(item("/portal/support", "پشتیبانی", "Support"));
+            items.push(item(
+                "/portal/support/unmatched",
+                "سطرهای تطبیق‌نیافته",
+                "Unmatched lines",
+            ));
+            items.push(item("/portal/support/audit", "رویدادنگاری", "Audit trail"));
+        }
+        if me.has_role("support") || me.has_role("region_finance") {
+            items.push(item("/portal/overdue", "اقساط معوق", "Overdue instalments"));
         }
     }
     items.push(item(

@@ -4,9 +4,10 @@
 //!
 //! The portal is a client of the gateway's HTTP API (`docs/API.md`): it
 //! forwards the signed-in user's access token and never touches a database
-//! or a service's gRPC. Sessions live in this process (the browser holds
-//! only a random id in an HttpOnly cookie); every form carries a CSRF
-//! synchronizer token. All paths are under `/portal/`.
+//! or a service's gRPC. Sessions live in the shared store (Redis, or
+//! in-process under `tavana up`), so any gateway replica serves any user;
+//! the browser holds only a random id in an HttpOnly cookie. Every form
+//! carries a CSRF synchronizer token. All paths are under `/portal/`.
 
 mod api;
 mod assets;
@@ -53,6 +54,9 @@ pub struct PortalSettings {
     /// Marks the session cookie `Secure`; turn off only for plain-HTTP
     /// local development.
     pub secure_cookie: bool,
+    /// The secret that lets the portal's calls name the client they are made
+    /// for (the gateway of the same process knows it); `None` sends no client IP.
+    pub forward_token: Option<String>,
 }
 
 impl PortalSettings {
@@ -65,7 +69,23 @@ impl PortalSettings {
             gateway_url,
             app_links: default_app_links(),
             secure_cookie,
+            forward_token: None,
         }
+    }
+}
+
+impl PortalSettings {
+    /// Settings of the portal served by the gateway listening on `address`:
+    /// it calls that gateway's HTTP API, on loopback when the gateway listens
+    /// on every address.
+    pub fn beside_gateway(address: std::net::SocketAddr, secure_cookie: bool) -> PortalSettings {
+        let mut own_address = address;
+        if own_address.ip().is_unspecified() {
+            own_address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        let mut settings = PortalSettings::new(format!("http://{own_address}"));
+        settings.secure_cookie = secure_cookie;
+        settings
     }
 }
 
@@ -112,11 +132,12 @@ impl FromRef<Portal> for Sessions {
 }
 
 /// Builds the portal's routes (state applied), all under `/portal/`, ready
-/// to be merged into the gateway's router.
-pub fn router(settings: PortalSettings) -> Router {
-    let sessions = Sessions::default();
+/// to be merged into the gateway's router; sessions are kept in `store`.
+pub fn router(settings: PortalSettings, store: Arc<dyn tavana_kit::store::KvStore>) -> Router {
+    let sessions = Sessions::new(store);
     let portal = Portal {
-        gateway: Gateway::new(&settings.gateway_url, sessions.clone()),
+        gateway: Gateway::new(&settings.gateway_url, sessions.clone())
+            .with_forward_token(settings.forward_token.clone()),
         settings: Arc::new(settings),
         sessions,
     };
@@ -125,6 +146,7 @@ pub fn router(settings: PortalSettings) -> Router {
             portal.clone(),
             session_middleware,
         ))
+        .layer(axum::middleware::from_fn(api::remember_client_ip))
         .with_state(portal)
         // Assets open no session.
         .merge(assets::routes())
@@ -142,7 +164,7 @@ async fn session_middleware(
     next: Next,
 ) -> Response {
     let cookie = cookie_value(request.headers(), COOKIE_NAME);
-    let (id, new) = portal.sessions.open(cookie.as_deref());
+    let (id, new) = portal.sessions.open(cookie.as_deref()).await;
     let lang = request.uri().query().and_then(|query| {
         url::form_urlencoded::parse(query.as_bytes())
             .find(|(key, _)| key == "lang")
@@ -153,6 +175,7 @@ async fn session_middleware(
     }
     request.extensions_mut().insert(SessionId(id.clone()));
     let mut response = next.run(request).await;
+    portal.sessions.save(&id).await;
     let headers = response.headers_mut();
     if new
         && !headers.contains_key(SET_COOKIE)

@@ -1,15 +1,23 @@
 //! Server-side sessions: the browser holds only a random session id in an
 //! HttpOnly cookie; the access and refresh tokens, the CSRF token and the
-//! pending login challenge stay here.
+//! pending login challenge stay on the server, in the shared store (Redis in
+//! split mode and Kubernetes, in-process under `tavana up`), so that any
+//! gateway replica serves any user.
+//!
+//! A request works on this process's copy: [`Sessions::open`] loads the
+//! session from the store when the request starts, handlers read and change
+//! the copy, and [`Sessions::save`] writes it back before the answer leaves.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
 use rand::RngCore;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tavana_kit::store::{KvStore, MemoryStore};
 
 use crate::i18n::Lang;
 
@@ -22,18 +30,18 @@ const SIGNED_IN_IDLE: Duration = Duration::from_secs(8 * 3600);
 const ANONYMOUS_IDLE: Duration = Duration::from_secs(3600);
 
 /// The gateway's tokens of a signed-in session.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Tokens {
     /// Sent as `Authorization: Bearer` to the gateway.
     pub access: String,
     /// Exchanged at `/v1/auth/refresh` when the access token expires.
     pub refresh: String,
     /// When the access token is due to expire (with a margin).
-    pub access_expires: Instant,
+    pub access_expires: SystemTime,
 }
 
 /// One role of the signed-in user, as `/v1/me` lists it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Role {
     /// `employee`, `region_finance`, `support`, …
     pub name: String,
@@ -42,7 +50,7 @@ pub struct Role {
 }
 
 /// Who is signed in, from `/v1/me`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Me {
     /// The name HR has.
     pub full_name: String,
@@ -73,7 +81,7 @@ impl Me {
 }
 
 /// A message shown once on the next page.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Flash {
     /// Success (true) or error (false).
     pub ok: bool,
@@ -84,7 +92,7 @@ pub struct Flash {
 }
 
 /// A login code that was asked for and not used yet.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Challenge {
     /// From `/v1/auth/login-code`.
     pub id: String,
@@ -93,7 +101,7 @@ pub struct Challenge {
 }
 
 /// One browser's session.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Session {
     /// The synchronizer token every form carries.
     pub csrf: String,
@@ -107,8 +115,11 @@ pub struct Session {
     pub challenge: Option<Challenge>,
     /// Shown once, then dropped.
     pub flash: Option<Flash>,
-    /// Serializes refreshes: a refresh token used twice revokes the session.
+    /// Serializes this process's refreshes: a refresh token used twice
+    /// revokes the session.
+    #[serde(skip)]
     pub refresh_lock: Arc<tokio::sync::Mutex<()>>,
+    #[serde(skip, default = "Instant::now")]
     last_seen: Instant,
 }
 
@@ -126,23 +137,52 @@ impl Session {
         }
     }
 
-    fn expired(&self, now: Instant) -> bool {
-        let idle = if self.tokens.is_some() {
+    /// How long the session lives without a request.
+    fn idle(&self) -> Duration {
+        if self.tokens.is_some() {
             SIGNED_IN_IDLE
         } else {
             ANONYMOUS_IDLE
-        };
-        now.duration_since(self.last_seen) > idle
+        }
+    }
+
+    fn expired(&self, now: Instant) -> bool {
+        now.duration_since(self.last_seen) > self.idle()
     }
 }
 
-/// Every live session, by id.
-#[derive(Clone, Default)]
+fn store_key(id: &str) -> String {
+    format!("portal:session:{id}")
+}
+
+/// The sessions: kept in the shared store, worked on in this process.
+#[derive(Clone)]
 pub struct Sessions {
+    /// This process's copies of the sessions of requests in progress (and
+    /// recent ones, until they expire).
     inner: Arc<Mutex<HashMap<String, Session>>>,
+    /// Sessions moved to a new id by [`Sessions::rotate`], old id to new.
+    moved: Arc<Mutex<HashMap<String, String>>>,
+    store: Arc<dyn KvStore>,
+}
+
+impl Default for Sessions {
+    /// Sessions in this process only.
+    fn default() -> Sessions {
+        Sessions::new(Arc::new(MemoryStore::new()))
+    }
 }
 
 impl Sessions {
+    /// Sessions kept in `store`.
+    pub fn new(store: Arc<dyn KvStore>) -> Sessions {
+        Sessions {
+            inner: Arc::default(),
+            moved: Arc::default(),
+            store,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Session>> {
         // A panic while holding the lock leaves plain data behind: keep going.
         self.inner
@@ -150,22 +190,69 @@ impl Sessions {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Returns the id of the live session named by the cookie, or opens a
-    /// new one; the flag tells whether it is new (and needs a cookie).
-    pub fn open(&self, cookie: Option<&str>) -> (String, bool) {
+    fn lock_moved(&self) -> MutexGuard<'_, HashMap<String, String>> {
+        self.moved
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Loads the live session named by the cookie from the store (whichever
+    /// replica wrote it last), or opens a new one; the flag tells whether it
+    /// is new (and needs a cookie). A store that fails reads as no session.
+    pub async fn open(&self, cookie: Option<&str>) -> (String, bool) {
+        if let Some(id) = cookie.filter(|id| !id.is_empty()) {
+            let stored = match self.store.get(&store_key(id)).await {
+                Ok(stored) => stored,
+                Err(error) => {
+                    tracing::warn!(%error, "portal session store unavailable");
+                    None
+                }
+            };
+            if let Some(mut session) =
+                stored.and_then(|json| serde_json::from_str::<Session>(&json).ok())
+            {
+                let mut sessions = self.lock();
+                if let Some(local) = sessions.get(id) {
+                    // One refresh at a time in this process, across reloads.
+                    session.refresh_lock = local.refresh_lock.clone();
+                }
+                sessions.insert(id.to_owned(), session);
+                return (id.to_owned(), false);
+            }
+        }
         let now = Instant::now();
         let mut sessions = self.lock();
-        if let Some(id) = cookie
-            && let Some(session) = sessions.get_mut(id)
-            && !session.expired(now)
-        {
-            session.last_seen = now;
-            return (id.to_owned(), false);
-        }
         sessions.retain(|_, session| !session.expired(now));
         let id = random_token();
         sessions.insert(id.clone(), Session::new());
         (id, true)
+    }
+
+    /// Writes the session (under its new id after a rotation) back to the
+    /// store, to live for its idle time from now.
+    pub async fn save(&self, id: &str) {
+        let moved_to = self.lock_moved().remove(id);
+        if moved_to.is_some()
+            && let Err(error) = self.store.delete(&store_key(id)).await
+        {
+            tracing::warn!(%error, "portal session not moved in the store");
+        }
+        let id = moved_to.as_deref().unwrap_or(id);
+        let saved = {
+            let mut sessions = self.lock();
+            sessions.get_mut(id).map(|session| {
+                session.last_seen = Instant::now();
+                (serde_json::to_string(&*session), session.idle())
+            })
+        };
+        let result = match saved {
+            Some((Ok(json), idle)) => self.store.set(&store_key(id), &json, idle).await,
+            Some((Err(error), _)) => Err(error.into()),
+            None => self.store.delete(&store_key(id)).await,
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "portal session not saved");
+        }
     }
 
     /// Runs `change` on a session; `None` when it is gone.
@@ -181,6 +268,7 @@ impl Sessions {
         session.csrf = random_token();
         let new_id = random_token();
         sessions.insert(new_id.clone(), session);
+        self.lock_moved().insert(id.to_owned(), new_id.clone());
         Some(new_id)
     }
 
@@ -373,18 +461,46 @@ mod tests {
         assert_eq!(me.region_of("support"), None);
     }
 
-    #[test]
-    fn a_rotated_session_keeps_its_data_under_a_new_id_and_csrf() {
+    #[tokio::test]
+    async fn a_rotated_session_keeps_its_data_under_a_new_id_and_csrf() {
         let sessions = Sessions::default();
-        let (id, new) = sessions.open(None);
+        let (id, new) = sessions.open(None).await;
         assert!(new);
         let csrf = sessions.with(&id, |s| s.csrf.clone()).unwrap();
+        sessions.save(&id).await;
 
         let rotated = sessions.rotate(&id).unwrap();
+        sessions.save(&id).await;
 
         assert_ne!(rotated, id);
         assert!(sessions.with(&id, |_| ()).is_none());
         assert_ne!(sessions.with(&rotated, |s| s.csrf.clone()).unwrap(), csrf);
-        assert_eq!(sessions.open(Some(&rotated)), (rotated, false));
+        assert_eq!(sessions.open(Some(&rotated)).await, (rotated, false));
+        assert!(sessions.open(Some(&id)).await.1, "the old id is gone");
+    }
+
+    #[tokio::test]
+    async fn a_session_saved_by_one_replica_is_served_by_another() {
+        let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+        let (first, second) = (Sessions::new(store.clone()), Sessions::new(store));
+        let (id, _) = first.open(None).await;
+        first.with(&id, |s| {
+            s.me = Some(Me {
+                full_name: "Sara".into(),
+                ..Me::default()
+            });
+            s.tokens = Some(Tokens {
+                access: "a".into(),
+                refresh: "r".into(),
+                access_expires: SystemTime::now(),
+            });
+        });
+        first.save(&id).await;
+
+        let (found, new) = second.open(Some(&id)).await;
+
+        assert_eq!((found.as_str(), new), (id.as_str(), false));
+        let name = second.with(&id, |s| s.me.as_ref().map(|me| me.full_name.clone()));
+        assert_eq!(name.flatten().as_deref(), Some("Sara"));
     }
 }

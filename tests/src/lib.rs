@@ -4,6 +4,17 @@
 //! random ports); with `TAVANA_E2E_TOPOLOGY=split` every service and the
 //! gateway run as separate processes on PostgreSQL and Redis ([`split`]).
 
+// Test support: the workspace lints hold outside tests (STYLE.md); this harness
+// panics with its reason when a suite cannot be prepared, as a test does.
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -55,20 +66,44 @@ pub async fn spawn_app() -> TestApp {
     try_spawn_app().await.expect("the suite starts")
 }
 
+/// Starts the split topology with every process exporting its traces to
+/// the OTLP collector at `otlp_endpoint` (split mode only).
+pub async fn spawn_traced_app(otlp_endpoint: &str) -> TestApp {
+    try_spawn_app_with(Some(otlp_endpoint))
+        .await
+        .expect("the suite starts")
+}
+
 async fn try_spawn_app() -> anyhow::Result<TestApp> {
+    try_spawn_app_with(None).await
+}
+
+async fn try_spawn_app_with(otlp_endpoint: Option<&str>) -> anyhow::Result<TestApp> {
     let data_dir = tempfile::tempdir()?;
     let mut settings = SuiteSettings::default();
     // A test suite makes many requests from one address.
     settings.gateway.rate_limit_per_ip_per_minute = 1_000_000;
+    for outbox in [
+        &mut settings.identity.outbox,
+        &mut settings.guarantee.outbox,
+        &mut settings.credit.outbox,
+        &mut settings.settlement.outbox,
+    ] {
+        outbox.immediate_deadline_ms = split::IMMEDIATE_DEADLINE_MS;
+    }
     let topology = if split_mode() {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let topology = split::start(&id).await?;
+        let topology = match otlp_endpoint {
+            Some(endpoint) => split::start_traced(&id, endpoint).await?,
+            None => split::start(&id).await?,
+        };
         settings.identity.database.url = topology.database_urls["identity"].clone();
         Topology::Split(topology)
     } else {
         let options = UpOptions {
             data_dir: PathBuf::from(data_dir.path()),
             listen: "127.0.0.1:0".into(),
+            gateway_replicas: Vec::new(),
             dev: true,
             settings: settings.clone(),
         };
@@ -110,9 +145,37 @@ impl TestApp {
         }
     }
 
+    /// The store the suite shares (the in-process one, or the split
+    /// topology's keys in Redis).
+    pub async fn store(&self) -> std::sync::Arc<dyn tavana_kit::store::KvStore> {
+        match &self.topology {
+            Topology::InProcess(suite) => suite.store.clone(),
+            Topology::Split(split) => {
+                let url = tavana_kit::testing::test_redis_url().expect("split mode has Redis");
+                std::sync::Arc::new(
+                    tavana_kit::store::RedisStore::connect(&url, &split.redis_prefix)
+                        .await
+                        .expect("Redis answers"),
+                )
+            }
+        }
+    }
+
     /// The admin operations of `tavana admin`, on this suite's databases.
     pub fn admin(&self) -> &tavana::admin::Admin {
         &self.admin
+    }
+
+    /// Runs `tavana admin reconcile` (R31) on this suite's credit and settlement databases.
+    pub async fn reconcile(&self) -> tavana_settlement::domain::reconcile::Report {
+        let mut settings = SuiteSettings::default();
+        if let Topology::Split(split) = &self.topology {
+            settings.credit.database.url = split.database_urls["credit"].clone();
+            settings.settlement.database.url = split.database_urls["settlement"].clone();
+        }
+        tavana::reconcile::run(&settings, self._data_dir.path())
+            .await
+            .expect("tavana admin reconcile runs")
     }
 
     /// Creates an organization.
@@ -190,6 +253,8 @@ impl TestApp {
             .as_str()
             .context("challenge_id")?
             .to_owned();
+        // An SMS is sent from the outbox by a provider adapter, with retry (R28): eventual
+        // by contract, so this waits for the dev provider's inbox.
         let code = self.eventually(|| self.last_sms_code(mobile)).await;
         let token = self
             .post(
@@ -290,8 +355,10 @@ impl TestApp {
         self.send(request).await
     }
 
-    /// Polls `probe` until it returns `Some`, for effects that travel
-    /// through an outbox; gives up after 20 seconds.
+    /// Polls `probe` until it returns `Some`; gives up after 20 seconds. Only for effects
+    /// the contract makes eventual (an SMS reaching the dev provider, R28; the relay
+    /// catching up after an outage): an effect that is visible when its call answers (read
+    /// your writes, ARCHITECTURE.md) is asserted at once.
     pub async fn eventually<T, F, Fut>(&self, probe: F) -> T
     where
         F: FnMut() -> Fut,

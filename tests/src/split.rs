@@ -14,6 +14,12 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::process::{Child, Command};
 
+/// How long an answer may wait for its immediate delivery (read your writes) in the
+/// test suites, where every service shares a loaded 2-core machine: the assertions that
+/// follow an answer test the contract, not the machine's speed. Production keeps the
+/// short default of [`tavana_kit::config::OutboxSettings`].
+pub const IMMEDIATE_DEADLINE_MS: u64 = 30_000;
+
 /// A service of the split topology: binary, config section, replicas.
 struct ServiceSpec {
     name: &'static str,
@@ -59,7 +65,22 @@ pub struct SplitTopology {
     pub database_urls: HashMap<&'static str, String>,
     /// The Redis key prefix of this topology.
     pub redis_prefix: String,
+    /// Each process's `/metrics` URL, by process name (`credit-0`, `gateway`).
+    pub metrics_urls: Vec<(String, String)>,
+    /// Every principal's key, made for this run (each process loads only its own
+    /// private key from the directory).
+    pub keyring: tavana_kit::trust::Keyring,
+    _keys_dir: tempfile::TempDir,
     processes: std::sync::Mutex<Vec<(String, Child)>>,
+    /// How each service replica was started, to start it again.
+    commands: HashMap<String, Launch>,
+    id: String,
+}
+
+/// A service replica's binary and environment.
+struct Launch {
+    binary: PathBuf,
+    env: Vec<(String, String)>,
 }
 
 impl SplitTopology {
@@ -74,6 +95,63 @@ impl SplitTopology {
             .find(|(name, _)| name == process)
             .with_context(|| format!("no process {process}"))?;
         child.start_kill()?;
+        Ok(())
+    }
+
+    /// Stops one process as Kubernetes stops a pod (SIGTERM) and waits until it
+    /// has exited: its graceful shutdown has then flushed its trace exporter.
+    pub async fn stop(&self, process: &str) -> anyhow::Result<()> {
+        let mut child = {
+            let mut processes = self
+                .processes
+                .lock()
+                .map_err(|_| anyhow::anyhow!("process list poisoned"))?;
+            let at = processes
+                .iter()
+                .position(|(name, _)| name == process)
+                .with_context(|| format!("no process {process}"))?;
+            processes.remove(at).1
+        };
+        let pid = child
+            .id()
+            .with_context(|| format!("{process} has already exited"))?;
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .context("cannot run kill")?;
+        anyhow::ensure!(sent.success(), "kill -TERM {pid} ({process}) failed");
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .with_context(|| format!("{process} did not stop within 30 s of SIGTERM"))??;
+        anyhow::ensure!(status.success(), "{process} exited with {status}");
+        Ok(())
+    }
+
+    /// Stops `processes` at once, as [`SplitTopology::stop`] does each.
+    pub async fn stop_all(&self, processes: &[&str]) -> anyhow::Result<()> {
+        futures::future::try_join_all(processes.iter().map(|process| self.stop(process)))
+            .await
+            .map(drop)
+    }
+
+    /// Starts a service replica stopped by [`SplitTopology::stop`] again, on its
+    /// port, database and keys (its log goes to `<process>-again.log`).
+    pub fn start_again(&self, process: &str) -> anyhow::Result<()> {
+        let launch = self
+            .commands
+            .get(process)
+            .with_context(|| format!("no service replica {process}"))?;
+        let child = spawn(
+            &self.id,
+            &format!("{process}-again"),
+            &launch.binary,
+            &["serve"],
+            &launch.env,
+        )?;
+        self.processes
+            .lock()
+            .map_err(|_| anyhow::anyhow!("process list poisoned"))?
+            .push((process.to_owned(), child));
         Ok(())
     }
 }
@@ -149,6 +227,8 @@ pub struct Layout {
     pub gateway_port: Option<u16>,
     /// The Redis all processes share.
     pub redis_url: String,
+    /// The OTLP collector every process exports its traces to.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// Starts a fresh split topology for a test; `id` names its databases and keys.
@@ -159,6 +239,20 @@ pub async fn start(id: &str) -> anyhow::Result<SplitTopology> {
         gateway_port: None,
         redis_url: tavana_kit::testing::test_redis_url()
             .context("split mode needs TAVANA_TEST_REDIS_URL")?,
+        otlp_endpoint: None,
+    })
+    .await
+}
+
+/// Starts a fresh split topology whose processes export traces to `otlp_endpoint`.
+pub async fn start_traced(id: &str, otlp_endpoint: &str) -> anyhow::Result<SplitTopology> {
+    start_with(Layout {
+        id: id.to_owned(),
+        database_prefix: "tavana_test_e2e_",
+        gateway_port: None,
+        redis_url: tavana_kit::testing::test_redis_url()
+            .context("split mode needs TAVANA_TEST_REDIS_URL")?,
+        otlp_endpoint: Some(otlp_endpoint.to_owned()),
     })
     .await
 }
@@ -200,13 +294,43 @@ pub async fn start_with(layout: Layout) -> anyhow::Result<SplitTopology> {
         })
         .collect();
 
-    let common = vec![
+    let keys_dir = tempfile::Builder::new()
+        .prefix("tavana-e2e-keys-")
+        .tempdir()?;
+    let keyring =
+        tavana_kit::trust::Keyring::generate_dev(keys_dir.path(), &tavana_kit::trust::PRINCIPALS)?;
+    let mut common = vec![
+        (
+            "TAVANA_TRUST__KEYS_DIR".to_owned(),
+            keys_dir.path().display().to_string(),
+        ),
         ("TAVANA_REDIS__URL".to_owned(), redis_url.clone()),
         ("TAVANA_REDIS__PREFIX".to_owned(), redis_prefix.clone()),
         ("TAVANA_DEV_CLOCK".to_owned(), "shared".to_owned()),
     ];
+    if let Some(endpoint) = &layout.otlp_endpoint {
+        common.push((
+            "TAVANA_TELEMETRY__OTLP_ENDPOINT".to_owned(),
+            endpoint.clone(),
+        ));
+        // Export every few milliseconds, not every five seconds.
+        common.push(("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "50".to_owned()));
+    }
+    let mut metrics_urls = Vec::new();
+    let mut metrics_listen = |process: &str| -> anyhow::Result<(String, String)> {
+        let port = free_port()?;
+        metrics_urls.push((
+            process.to_owned(),
+            format!("http://127.0.0.1:{port}/metrics"),
+        ));
+        Ok((
+            "TAVANA_METRICS__LISTEN".to_owned(),
+            format!("127.0.0.1:{port}"),
+        ))
+    };
     let peer = |name: &str| service_urls[name].clone();
     let mut processes = Vec::new();
+    let mut commands = HashMap::new();
     for service in &SERVICES {
         let section = service.section;
         let binary = bin_dir.join(format!("tavana-{}", service.name));
@@ -231,6 +355,12 @@ pub async fn start_with(layout: Layout) -> anyhow::Result<SplitTopology> {
         if service.name == "identity" {
             env.push(("TAVANA_IDENTITY__DEV".into(), "true".into()));
         }
+        if service.name != "merchant-directory" {
+            env.push((
+                format!("TAVANA_{section}__OUTBOX__IMMEDIATE_DEADLINE_MS"),
+                IMMEDIATE_DEADLINE_MS.to_string(),
+            ));
+        }
         let migration = spawn(
             id,
             &format!("{}-migrate", service.name),
@@ -252,7 +382,15 @@ pub async fn start_with(layout: Layout) -> anyhow::Result<SplitTopology> {
                 format!("127.0.0.1:{port}"),
             ));
             let process = format!("{}-{replica}", service.name);
+            env.push(metrics_listen(&process)?);
             let child = spawn(id, &process, &binary, &["serve"], &env)?;
+            commands.insert(
+                process.clone(),
+                Launch {
+                    binary: binary.clone(),
+                    env,
+                },
+            );
             processes.push((process, child));
         }
     }
@@ -287,6 +425,7 @@ pub async fn start_with(layout: Layout) -> anyhow::Result<SplitTopology> {
             peer("merchant-directory"),
         ),
     ]);
+    env.push(metrics_listen("gateway")?);
     let gateway = spawn(id, "gateway", &bin_dir.join("tavana-gateway"), &[], &env)?;
     processes.push(("gateway".to_owned(), gateway));
 
@@ -295,7 +434,12 @@ pub async fn start_with(layout: Layout) -> anyhow::Result<SplitTopology> {
         service_urls,
         database_urls,
         redis_prefix,
+        metrics_urls,
+        keyring,
+        _keys_dir: keys_dir,
         processes: std::sync::Mutex::new(processes),
+        commands,
+        id: id.to_owned(),
     };
     wait_ready(&topology.gateway_url).await?;
     Ok(topology)

@@ -273,12 +273,12 @@ pub async fn open_facility(
         .await;
     assert_eq!(approved.status, 200, "finance: {approved:?}");
     assert_eq!(approved.body["status"], "approved");
-    // The facility is opened through guarantee's outbox.
-    app.eventually(|| async {
-        let balance = app.get("/v1/me/balance", applicant.auth()).await;
-        (balance.status == 200).then_some(())
-    })
-    .await;
+    // Read your writes: guarantee's outbox opened the facility before the answer.
+    let balance = app.get("/v1/me/balance", applicant.auth()).await;
+    assert_eq!(
+        balance.status, 200,
+        "balance right after approval: {balance:?}"
+    );
     app.advance_clock(72 * 3600 + 60).await;
     approved.body
 }

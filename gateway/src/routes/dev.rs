@@ -23,13 +23,35 @@ pub struct ClockView {
     pub now: DateTime<Utc>,
 }
 
-/// A move of the dev clock: forward by seconds, or to an instant.
+/// Ten years, in seconds: the most one move of the dev clock goes either way.
+const MAX_ADVANCE_SECONDS: u64 = 315_360_000;
+
+/// A move of the dev clock: forward by seconds, or to an instant; exactly one of the two
+/// (`oneOf`, no other member).
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct MoveClock {
-    /// Seconds to move forward (negative moves back).
-    pub advance_seconds: Option<i64>,
+#[serde(untagged)]
+pub enum MoveClock {
+    /// `{"advance_seconds": 3600}`.
+    Advance(AdvanceClock),
+    /// `{"set": "2026-01-01T00:00:00Z"}`.
+    Set(SetClock),
+}
+
+/// Moves the dev clock by a number of seconds.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdvanceClock {
+    /// Seconds to move forward (negative moves back), at most ten years either way.
+    #[schema(minimum = -315_360_000, maximum = 315_360_000)]
+    pub advance_seconds: i64,
+}
+
+/// Sets the dev clock to an instant.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetClock {
     /// An RFC 3339 instant to set the clock to.
-    pub set: Option<DateTime<Utc>>,
+    pub set: DateTime<Utc>,
 }
 
 fn dev_clock(state: &AppState) -> Result<&tavana_kit::clock::AdjustableClock, ApiError> {
@@ -54,16 +76,20 @@ async fn move_clock(
 ) -> Result<axum::Json<ClockView>, ApiError> {
     use tavana_kit::clock::Clock;
     let clock = dev_clock(&state)?;
-    match (body.advance_seconds, body.set) {
-        (Some(seconds), None) => clock.advance(chrono::Duration::seconds(seconds)),
-        (None, Some(instant)) => clock.set(instant),
-        _ => {
-            return Err(ApiError::bad_request(
-                "clock_move_invalid",
-                "Give exactly one of advance_seconds and set.",
-                "دقیقاً یکی از advance_seconds یا set را بدهید.",
-            ));
+    // A body with both, or neither, matches no variant: a 400 `malformed_body`.
+    match body {
+        MoveClock::Advance(AdvanceClock { advance_seconds }) => {
+            let within = advance_seconds.unsigned_abs() <= MAX_ADVANCE_SECONDS;
+            let Some(by) = chrono::Duration::try_seconds(advance_seconds).filter(|_| within) else {
+                return Err(ApiError::bad_request(
+                    "clock_move_invalid",
+                    "advance_seconds is beyond ten years either way.",
+                    "advance_seconds بیش از ده سال است.",
+                ));
+            };
+            clock.advance(by);
         }
+        MoveClock::Set(SetClock { set }) => clock.set(set),
     }
     // Services in other processes (split mode) follow the published offset;
     // answer once they have had time to read it, so a client's next call

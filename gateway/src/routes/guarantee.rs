@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tavana_kit::ids::RegionCode;
 use tavana_proto::guarantee::v1 as pb;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -13,7 +14,7 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::auth::User;
-use crate::error::ApiError;
+use crate::error::{ApiError, invalid_id};
 use crate::extract::{ApiJson, ApiQuery, Paging, next_token};
 
 /// Returns the routes of the guarantee service.
@@ -32,10 +33,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct FileCreditRequestBody {
     /// The guarantor's national ID (10 digits).
+    #[schema(pattern = r"^[0-9]{8,10}$")]
     pub guarantor_national_id: String,
     /// The monthly credit `M` in rial: more than 0, at most a quarter of the net salary.
+    #[schema(minimum = 1)]
     pub monthly_credit: i64,
     /// The instalment ceiling `N`: 1 to 36.
+    #[schema(minimum = 1, maximum = 36)]
     pub instalment_months: i64,
 }
 
@@ -51,8 +55,11 @@ pub struct DecisionBody {
 /// An applicant or a guarantor.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct PartyView {
+    /// The employee's id in Tavana, as `employee_id` of `GET /v1/me`.
     pub employee_id: String,
+    /// The employee's 10-digit national ID (R2).
     pub national_id: String,
+    /// The employee's full name, as HR recorded it (R1).
     pub full_name: String,
 }
 
@@ -65,6 +72,9 @@ pub struct StatusChangeView {
     pub at: Option<DateTime<Utc>>,
     /// Who: `applicant`, `guarantor` or `region_finance`.
     pub by_role: String,
+    /// The employee id of who acted (R32); absent in history recorded before it was kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_employee_id: Option<String>,
     /// The reason given, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -77,11 +87,15 @@ pub struct StatusChangeView {
 /// A credit request with its history.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreditRequestView {
+    /// The request's id: the `{id}` of `GET /v1/credit-requests/{id}`, its cancel and
+    /// its decisions.
     pub id: String,
     /// `pending_guarantor`, `guarantor_rejected`, `pending_finance`, `finance_rejected`,
     /// `approved` or `cancelled`.
     pub status: String,
+    /// The employee who filed the request (R7).
     pub applicant: Option<PartyView>,
+    /// The employee named as guarantor (R8); only they decide the guarantor step (R10).
     pub guarantor: Option<PartyView>,
     /// The applicant's region, whose finance office decides.
     pub region_code: String,
@@ -91,20 +105,26 @@ pub struct CreditRequestView {
     pub instalment_months: u32,
     /// `P = M x N`, in rial.
     pub purchasing_power: i64,
-    /// The guarantor's pending-or-active guarantees, of at most 3 (S4).
-    pub guarantor_active_guarantees: u32,
+    /// The guarantor's pending-or-active guarantees, of at most 3 (S4): shown to the
+    /// guarantor (their own count) and to the finance office, never to the applicant
+    /// (R32: no figure of another person).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guarantor_active_guarantees: Option<u32>,
     /// Every transition, oldest first.
     pub history: Vec<StatusChangeView>,
     /// When the facility becomes usable: finance approval + 72 h (R12).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub activates_at: Option<DateTime<Utc>>,
+    /// When the request was filed (RFC 3339, UTC).
     pub created_at: Option<DateTime<Utc>>,
 }
 
 /// A page of credit requests.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreditRequestPage {
+    /// The requests of this page, at most `page_size`.
     pub items: Vec<CreditRequestView>,
+    /// Pass as `page_token` to get the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_page_token: Option<String>,
 }
@@ -113,10 +133,14 @@ pub struct CreditRequestPage {
 #[derive(Clone, Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StatusQuery {
-    /// Only requests in this status, e.g. `pending_finance`.
+    /// Only requests in this status, e.g. `pending_finance`; empty lists every status.
+    #[param(
+        pattern = r"^(|pending_guarantor|guarantor_rejected|pending_finance|finance_rejected|approved|cancelled)$"
+    )]
     pub status: Option<String>,
     /// Items per page: default 20, at most 100.
     #[param(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "crate::extract::page_size")]
     pub page_size: Option<u32>,
     /// The `next_page_token` of the previous page.
     pub page_token: Option<String>,
@@ -157,14 +181,6 @@ fn parse_status(name: Option<&str>) -> Result<pb::RequestStatus, ApiError> {
     })
 }
 
-fn time(timestamp: Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
-    let timestamp = timestamp?;
-    DateTime::from_timestamp(
-        timestamp.seconds,
-        u32::try_from(timestamp.nanos).unwrap_or(0),
-    )
-}
-
 fn party(party: Option<pb::Party>) -> Option<PartyView> {
     party.map(|party| PartyView {
         employee_id: party.employee_id,
@@ -185,34 +201,60 @@ impl From<pb::CreditRequest> for CreditRequestView {
             monthly_credit: request.monthly_credit,
             instalment_months: request.instalment_months,
             purchasing_power: request.purchasing_power,
-            guarantor_active_guarantees: request.guarantor_active_guarantees,
+            guarantor_active_guarantees: Some(request.guarantor_active_guarantees),
             history: request
                 .history
                 .into_iter()
                 .map(|change| StatusChangeView {
                     status: status_name(change.status()).to_owned(),
-                    at: time(change.at),
+                    at: tavana_proto::datetime(change.at),
                     by_role: change.by_role,
+                    by_employee_id: Some(change.by_employee_id).filter(|id| !id.is_empty()),
                     reason: change.reason,
                     message_fa: change.message_fa,
                     message_en: change.message_en,
                 })
                 .collect(),
-            activates_at: time(request.activates_at),
-            created_at: time(request.created_at),
+            activates_at: tavana_proto::datetime(request.activates_at),
+            created_at: tavana_proto::datetime(request.created_at),
         }
     }
 }
 
-fn view(request: Option<pb::CreditRequest>) -> Result<Json<CreditRequestView>, ApiError> {
+/// Returns a request as `user` may see it: its applicant is not shown the guarantor's
+/// guarantee count (R32: no figure of another person).
+fn seen_by(user: &User, request: pb::CreditRequest) -> CreditRequestView {
+    let mut view = CreditRequestView::from(request);
+    let caller = user.caller().national_id();
+    let applicant = view
+        .applicant
+        .as_ref()
+        .map(|party| party.national_id.as_str());
+    if caller.is_none() || caller == applicant {
+        view.guarantor_active_guarantees = None;
+    }
+    view
+}
+
+fn view(
+    user: &User,
+    request: Option<pb::CreditRequest>,
+) -> Result<Json<CreditRequestView>, ApiError> {
     request
-        .map(|request| Json(request.into()))
+        .map(|request| Json(seen_by(user, request)))
         .ok_or_else(|| ApiError::internal("guarantee service answered without a request"))
 }
 
-fn page(items: Vec<pb::CreditRequest>, next_page_token: String) -> Json<CreditRequestPage> {
+fn page(
+    user: &User,
+    items: Vec<pb::CreditRequest>,
+    next_page_token: String,
+) -> Json<CreditRequestPage> {
     Json(CreditRequestPage {
-        items: items.into_iter().map(Into::into).collect(),
+        items: items
+            .into_iter()
+            .map(|request| seen_by(user, request))
+            .collect(),
         next_page_token: next_token(next_page_token),
     })
 }
@@ -246,7 +288,7 @@ async fn file_credit_request(
         .file_credit_request(user.request(message))
         .await?
         .into_inner();
-    Ok((StatusCode::CREATED, view(response.request)?))
+    Ok((StatusCode::CREATED, view(&user, response.request)?))
 }
 
 /// Lists the signed-in employee's credit requests, newest first.
@@ -269,7 +311,7 @@ async fn list_my_credit_requests(
         .list_my_credit_requests(user.request(message))
         .await?
         .into_inner();
-    Ok(page(response.items, response.next_page_token))
+    Ok(page(&user, response.items, response.next_page_token))
 }
 
 /// Returns a credit request with its history to its applicant, its guarantor or the
@@ -290,7 +332,7 @@ async fn get_credit_request(
         .get_credit_request(user.request(message))
         .await?
         .into_inner();
-    view(response.request)
+    view(&user, response.request)
 }
 
 /// Cancels a pending request, as its applicant (R9).
@@ -311,7 +353,7 @@ async fn cancel_credit_request(
         .cancel_credit_request(user.request(message))
         .await?
         .into_inner();
-    view(response.request)
+    view(&user, response.request)
 }
 
 /// Lists the requests naming the signed-in employee as guarantor (S14), newest first.
@@ -335,7 +377,7 @@ async fn list_guarantee_requests(
         .list_guarantee_requests(user.request(message))
         .await?
         .into_inner();
-    Ok(page(response.items, response.next_page_token))
+    Ok(page(&user, response.items, response.next_page_token))
 }
 
 /// Approves or rejects a request as its named guarantor (R10, S14); an approval checks
@@ -364,12 +406,12 @@ async fn guarantor_decision(
         .decide_as_guarantor(user.request(message))
         .await?
         .into_inner();
-    view(response.request)
+    view(&user, response.request)
 }
 
 /// Lists a region's credit requests for its finance office (S2), newest first.
 #[utoipa::path(get, path = "/v1/regions/{region}/credit-requests", tag = "credit requests",
-    params(("region" = String, Path, description = "the region code"), StatusQuery),
+    params(("region" = String, Path, pattern = r"^[A-Za-z0-9_-]{1,64}$", description = "the region code"), StatusQuery),
     responses((status = 200, body = CreditRequestPage), (status = 400), (status = 401),
         (status = 403)))]
 #[tracing::instrument(skip_all, fields(region = %region))]
@@ -379,8 +421,10 @@ async fn list_region_credit_requests(
     Path(region): Path<String>,
     ApiQuery(query): ApiQuery<StatusQuery>,
 ) -> Result<Json<CreditRequestPage>, ApiError> {
+    // Matched as HR stores it: `teh-19` is region TEH-19.
+    let region = RegionCode::parse(&region).map_err(|error| invalid_id("region", &error))?;
     let message = pb::ListRegionCreditRequestsRequest {
-        region_code: region,
+        region_code: region.into_string(),
         status: parse_status(query.status.as_deref())? as i32,
         page_size: query.page_size.unwrap_or(0).min(100),
         page_token: query.page_token.unwrap_or_default(),
@@ -391,7 +435,7 @@ async fn list_region_credit_requests(
         .list_region_credit_requests(user.request(message))
         .await?
         .into_inner();
-    Ok(page(response.items, response.next_page_token))
+    Ok(page(&user, response.items, response.next_page_token))
 }
 
 /// Approves or rejects a request as region finance of the applicant's region (R10);
@@ -420,5 +464,5 @@ async fn finance_decision(
         .decide_as_finance(user.request(message))
         .await?
         .into_inner();
-    view(response.request)
+    view(&user, response.request)
 }

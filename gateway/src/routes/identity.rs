@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tavana_kit::caller::{Role, RoleGrant};
+use tavana_kit::caller::{Role, RoleGrant, role_from_pb, role_to_pb};
 use tavana_kit::error::{ErrorKind, Problem, Violation};
 use tavana_proto::identity::v1 as pb;
 use utoipa::ToSchema;
@@ -40,14 +40,17 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginCodeBody {
     /// Ten digits (8 or 9 are left-padded); Persian digits accepted.
+    #[schema(pattern = r"^[0-9]{8,10}$")]
     pub national_id: String,
     /// `09…`, `+989…`, `00989…`; Persian digits accepted.
+    #[schema(pattern = r"^(\+98|0098|98|0)?9[0-9]{9}$")]
     pub mobile: String,
 }
 
 /// A login challenge: the same answer whether or not the pair matched (R3).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LoginChallenge {
+    /// The challenge's id (a UUID), to send with the code to `POST /v1/auth/token`.
     pub challenge_id: String,
     /// Seconds the code is valid (120).
     pub expires_in: i64,
@@ -56,14 +59,18 @@ pub struct LoginChallenge {
 /// A challenge and the code the SMS carried.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TokenBody {
+    /// The `challenge_id` that `POST /v1/auth/login-code` answered.
+    #[schema(pattern = r"\S")]
     pub challenge_id: String,
     /// Six digits.
+    #[schema(pattern = r"^[0-9]{6}$")]
     pub code: String,
 }
 
 /// A refresh token to exchange.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RefreshBody {
+    /// The latest `refresh_token` of the session; one already used revokes the session.
     pub refresh_token: String,
 }
 
@@ -74,6 +81,7 @@ pub struct TokenPairView {
     pub access_token: String,
     /// Opaque; rotated on every use, a reused one revokes the session.
     pub refresh_token: String,
+    /// Seconds the access token is valid (900, 15 minutes on the real clock).
     pub expires_in: i64,
     /// `employee`, and staff roles as `role` or `role@REGION`.
     pub roles: Vec<String>,
@@ -82,11 +90,18 @@ pub struct TokenPairView {
 /// An employee's profile (R1).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct EmployeeView {
+    /// The employee's id in Tavana, as in the parties of a credit request.
     pub employee_id: String,
+    /// The 10-digit national ID (R2).
     pub national_id: String,
+    /// The full name, as HR recorded it (R1).
     pub full_name: String,
+    /// The mobile in its canonical form `09xxxxxxxxx` (R2); once the employee has an
+    /// account, only support changes it (R5).
     pub mobile: String,
+    /// The employer organization's id, e.g. `ORG-01`.
     pub organization_id: String,
+    /// The region (district) code, e.g. `TEH-19`, whose staff serve the employee (R6).
     pub region_code: String,
     /// Net salary in rial.
     pub net_salary: i64,
@@ -101,20 +116,32 @@ pub struct EmployeeView {
 /// HR data written by a region's admin (R1).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct EmployeeBody {
+    /// The employee's full name.
+    #[schema(pattern = r"\S")]
     pub full_name: String,
     /// Changes only while the employee has no account (R5).
+    #[schema(pattern = r"^(\+98|0098|98|0)?9[0-9]{9}$")]
     pub mobile: String,
+    /// The employer organization's id, e.g. `ORG-01` (any case); it must exist
+    /// (`organization_unknown`).
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     pub organization_id: String,
+    /// The employee's region code, e.g. `TEH-19` (any case); a `region_admin` writes only
+    /// their own region (R1, R6).
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     pub region_code: String,
-    /// Net salary in rial.
+    /// Net salary in rial, above zero.
+    #[schema(minimum = 1)]
     pub net_salary: i64,
-    /// Gregorian `YYYY-MM-DD`.
+    /// Gregorian `YYYY-MM-DD`, from 1900 (an earlier year is a Jalali date by mistake).
+    #[schema(format = Date, pattern = r"^(19|[2-9][0-9])[0-9]{2}-")]
     pub service_start_date: String,
 }
 
 /// The written employee.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct UpsertedEmployee {
+    /// The employee as written, its fields inline.
     #[serde(flatten)]
     pub employee: EmployeeView,
     /// True when the employee was new.
@@ -124,101 +151,107 @@ pub struct UpsertedEmployee {
 /// One CSV line that was not imported.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RejectedLineView {
+    /// The line's number in the file; the header is line 1.
     pub line: u32,
+    /// Why, as a stable snake_case code, e.g. `national_id_invalid`.
     pub code: String,
+    /// Why, in English.
     pub message_en: String,
+    /// Why, in Persian.
     pub message_fa: String,
 }
 
 /// The outcome of an HR import.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ImportReportView {
+    /// Employees the file added.
     pub created: u32,
+    /// Existing employees the file updated.
     pub updated: u32,
+    /// The lines not imported, each with why; empty when every line was.
     pub rejected: Vec<RejectedLineView>,
 }
 
 /// A mobile change asked by a welfare unit (R5).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct MobileChangeBody {
+    /// The employee's national ID (8 or 9 digits are left-padded, R2).
+    #[schema(pattern = r"^[0-9]{8,10}$")]
     pub national_id: String,
+    /// The new mobile: `09…`, `+989…`, `00989…`; Persian digits accepted.
+    #[schema(pattern = r"^(\+98|0098|98|0)?9[0-9]{9}$")]
     pub new_mobile: String,
     /// The welfare unit that asked.
+    #[schema(pattern = r"\S")]
     pub requested_by_unit: String,
     /// The unit's letter or ticket reference.
+    #[schema(pattern = r"\S")]
     pub reference: String,
 }
 
 /// Whether an organization's contract is in force (S22).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ContractBody {
+    /// True puts the contract in force. While it is not, its employees cannot buy (R14)
+    /// and fully settled instalment purchases keep their room held (R18).
     pub in_force: bool,
 }
 
 /// An organization.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct OrganizationView {
+    /// The organization's id, e.g. `ORG-01`.
     pub organization_id: String,
+    /// The organization's name.
     pub name: String,
+    /// Whether its contract with Tavana is now in force (S22).
     pub contract_in_force: bool,
 }
 
 /// A staff role to grant or revoke (R6).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RoleBody {
+    /// The national ID of the employee who gets or loses the role; never the caller's
+    /// own (R32).
+    #[schema(pattern = r"^[0-9]{8,10}$")]
     pub national_id: String,
     /// `region_admin`, `region_finance`, `region_welfare_manager`, `support`, `contracts`.
+    #[schema(value_type = crate::schema::GrantableRole)]
     pub role: String,
     /// Required for the regional roles, absent for the national ones.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     pub region_code: Option<String>,
 }
 
 /// An employee's staff roles after a grant or revoke.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RolesView {
+    /// The national ID as the request gave it.
     pub national_id: String,
+    /// Every role the employee now holds, as `role` or `role@REGION`.
     pub roles: Vec<String>,
 }
 
 /// A message the dev SMS provider kept.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DevSmsView {
+    /// The message's Persian text, as sent.
     pub text: String,
+    /// Which message it is (R28), e.g. `login_code`, `welcome`, `request_status`,
+    /// `purchase_receipt`, `overdue`.
     pub template: String,
+    /// The six-digit login code; only on `login_code` messages.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// When the dev provider sent it (RFC 3339, UTC).
     pub sent_at: Option<DateTime<Utc>>,
 }
 
 /// Messages sent to one mobile, newest first.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DevSmsList {
+    /// The messages, newest first.
     pub items: Vec<DevSmsView>,
-}
-
-fn role_from_pb(value: i32) -> Option<Role> {
-    match pb::Role::try_from(value).ok()? {
-        pb::Role::Unspecified => None,
-        pb::Role::Employee => Some(Role::Employee),
-        pb::Role::RegionAdmin => Some(Role::RegionAdmin),
-        pb::Role::RegionFinance => Some(Role::RegionFinance),
-        pb::Role::RegionWelfareManager => Some(Role::RegionWelfareManager),
-        pb::Role::Support => Some(Role::Support),
-        pb::Role::Contracts => Some(Role::Contracts),
-        pb::Role::Merchant => Some(Role::Merchant),
-    }
-}
-
-fn role_to_pb(role: Role) -> pb::Role {
-    match role {
-        Role::Employee => pb::Role::Employee,
-        Role::RegionAdmin => pb::Role::RegionAdmin,
-        Role::RegionFinance => pb::Role::RegionFinance,
-        Role::RegionWelfareManager => pb::Role::RegionWelfareManager,
-        Role::Support => pb::Role::Support,
-        Role::Contracts => pb::Role::Contracts,
-        Role::Merchant => pb::Role::Merchant,
-    }
 }
 
 fn role_names(grants: &[pb::RoleGrant]) -> Vec<String> {
@@ -372,7 +405,7 @@ async fn get_me(State(state): State<AppState>, user: User) -> Result<Json<Employ
 /// Creates or updates an employee's HR data (R1): `region_admin` of that region (old and
 /// new), or support. The mobile changes here only while the employee has no account (R5).
 #[utoipa::path(put, path = "/v1/employees/{national_id}", tag = "staff",
-    params(("national_id" = String, Path, description = "the employee's national ID")),
+    params(("national_id" = String, Path, pattern = r"^[0-9]{8,10}$", description = "the employee's national ID")),
     request_body = EmployeeBody,
     responses(
         (status = 200, body = UpsertedEmployee),
@@ -574,7 +607,7 @@ async fn revoke_role(
 /// Lists the messages the dev SMS provider kept for a mobile, newest first; only under
 /// `--dev` and with the dev provider (404 otherwise).
 #[utoipa::path(get, path = "/v1/dev/sms/{mobile}", tag = "dev",
-    params(("mobile" = String, Path, description = "the mobile, in any accepted form")),
+    params(("mobile" = String, Path, pattern = r"^(\+98|0098|98|0)?9[0-9]{9}$", description = "the mobile, in any accepted form")),
     responses((status = 200, body = DevSmsList), (status = 404, description = "not in dev mode")))]
 #[tracing::instrument(skip_all)]
 async fn dev_sms(
@@ -607,9 +640,7 @@ async fn dev_sms(
                 text: sms.text,
                 template: sms.template,
                 code: sms.code,
-                sent_at: sms.sent_at.and_then(|at| {
-                    DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).unwrap_or(0))
-                }),
+                sent_at: tavana_proto::datetime(sms.sent_at),
             })
             .collect(),
     }))

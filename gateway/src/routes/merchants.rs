@@ -31,21 +31,32 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// A contracted merchant as employees see it (R25).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MerchantView {
+    /// The merchant's id (UUID v7): the `merchant_id` of `POST /v1/me/purchases`.
     pub id: String,
+    /// The store's name.
     pub name: String,
     /// `online` or `in_person`.
     pub kind: String,
+    /// The website as a full `https` (or `http`) URL; every `online` merchant has one
+    /// (R25).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub website: Option<String>,
+    /// The city as entered; every `in_person` merchant has one (R25).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
+    /// The province as entered; every `in_person` merchant has one (R25).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub province: Option<String>,
+    /// The street address; every `in_person` merchant has one (R25).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// Its categories, normalized (R27) and sorted; at least one.
     pub categories: Vec<String>,
+    /// Whether it sells on one-month `credit` (R15).
     pub supports_credit: bool,
+    /// Whether it sells in `instalment`s (R15).
     pub supports_instalment: bool,
+    /// A phone number of the store, digits normalized.
     pub contact_phone: String,
     /// `contracted` or `suspended`.
     pub status: String,
@@ -56,7 +67,9 @@ pub struct MerchantView {
 /// A page of merchants.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct MerchantPage {
+    /// The merchants of this page, at most `page_size`.
     pub items: Vec<MerchantView>,
+    /// Pass as `page_token` to get the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_page_token: Option<String>,
 }
@@ -64,25 +77,36 @@ pub struct MerchantPage {
 /// A welfare manager's proposal (R26).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProposalView {
+    /// The proposal's id (UUID v7): the `{id}` of its decision.
     pub id: String,
     /// `pending`, `approved` or `rejected`.
     pub status: String,
-    /// The proposer's region, never taken from the request body.
+    /// The region the proposer named (one of their own), or their only one.
     pub region_code: String,
+    /// The store's name.
     pub name: String,
     /// `online` or `in_person`.
     pub kind: String,
+    /// The website as a full `https` (or `http`) URL; every `online` proposal has one
+    /// (R25).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub website: Option<String>,
+    /// The city as entered; every `in_person` proposal has one (R25).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
+    /// The province as entered; every `in_person` proposal has one (R25).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub province: Option<String>,
+    /// The street address; every `in_person` proposal has one (R25).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// Its categories, normalized (R27) and sorted; at least one.
     pub categories: Vec<String>,
+    /// Whether it sells on one-month `credit` (R15).
     pub supports_credit: bool,
+    /// Whether it sells in `instalment`s (R15).
     pub supports_instalment: bool,
+    /// A phone number of the store, digits normalized.
     pub contact_phone: String,
     /// The proposer's employee id.
     pub proposed_by: String,
@@ -92,7 +116,9 @@ pub struct ProposalView {
     /// The merchant an approval created.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merchant_id: Option<String>,
+    /// When it was proposed (RFC 3339, UTC).
     pub created_at: Option<DateTime<Utc>>,
+    /// When contracts decided it (RFC 3339, UTC); absent while `pending`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<DateTime<Utc>>,
 }
@@ -100,7 +126,9 @@ pub struct ProposalView {
 /// A page of proposals.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProposalPage {
+    /// The proposals of this page, at most `page_size`.
     pub items: Vec<ProposalView>,
+    /// Pass as `page_token` to get the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_page_token: Option<String>,
 }
@@ -108,6 +136,7 @@ pub struct ProposalPage {
 /// A decided proposal; an approval carries the new merchant's API key, shown only here.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DecisionView {
+    /// The proposal as decided, its fields inline.
     #[serde(flatten)]
     pub proposal: ProposalView,
     /// The merchant's API key (`tvk_…`), returned once; only its hash is kept.
@@ -120,6 +149,7 @@ pub struct DecisionView {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct ProposalBody {
+    /// The store's name, at most 200 characters.
     pub name: String,
     /// `online` or `in_person`.
     pub kind: String,
@@ -133,10 +163,16 @@ pub struct ProposalBody {
     pub address: Option<String>,
     /// At least one.
     pub categories: Vec<String>,
-    /// At least one of the two purchase kinds.
+    /// Whether it sells on one-month credit; at least one of `supports_credit` and
+    /// `supports_instalment` must be true.
     pub supports_credit: bool,
+    /// Whether it sells in instalments; see `supports_credit`.
     pub supports_instalment: bool,
+    /// A phone number of the store; required, Persian digits accepted.
     pub contact_phone: String,
+    /// The merchant's region (R26): one of the proposer's welfare-manager
+    /// regions; may be left out by a manager of one region.
+    pub region_code: Option<String>,
 }
 
 /// The contracts department's decision on a proposal.
@@ -152,6 +188,7 @@ pub struct ProposalDecisionBody {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct SuspendBody {
+    /// Why, kept in the audit trail (R32); may be left out.
     pub reason: Option<String>,
 }
 
@@ -161,16 +198,21 @@ pub struct SuspendBody {
 pub struct MerchantQuery {
     /// Part of the name; Persian spellings (Arabic «ي»/«ك», ZWNJ, digits) are folded.
     pub q: Option<String>,
-    /// `online` or `in_person`.
+    /// `online` or `in_person`; empty is no filter.
+    #[param(pattern = r"^(|online|in_person)$")]
     pub kind: Option<String>,
+    /// Only merchants in this city; spellings folded as for `q`.
     pub city: Option<String>,
+    /// Only merchants in this province; spellings folded as for `q`.
     pub province: Option<String>,
     /// One category, matched exactly.
     pub category: Option<String>,
-    /// `credit` or `instalment`.
+    /// `credit` or `instalment`; empty is no filter.
+    #[param(pattern = r"^(|credit|instalment)$")]
     pub purchase_kind: Option<String>,
     /// Items per page: default 20, at most 100.
     #[param(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "crate::extract::page_size")]
     pub page_size: Option<u32>,
     /// The `next_page_token` of the previous page.
     pub page_token: Option<String>,
@@ -180,10 +222,12 @@ pub struct MerchantQuery {
 #[derive(Clone, Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ProposalQuery {
-    /// `pending`, `approved` or `rejected`.
+    /// `pending`, `approved` or `rejected`; empty is no filter.
+    #[param(pattern = r"^(|pending|approved|rejected)$")]
     pub status: Option<String>,
     /// Items per page: default 20, at most 100.
     #[param(minimum = 1, maximum = 100)]
+    #[serde(default, deserialize_with = "crate::extract::page_size")]
     pub page_size: Option<u32>,
     /// The `next_page_token` of the previous page.
     pub page_token: Option<String>,
@@ -258,14 +302,6 @@ fn parse_proposal_status(name: Option<&str>) -> Result<pb::ProposalStatus, ApiEr
     }
 }
 
-fn time(timestamp: Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
-    let timestamp = timestamp?;
-    DateTime::from_timestamp(
-        timestamp.seconds,
-        u32::try_from(timestamp.nanos).unwrap_or(0),
-    )
-}
-
 impl From<pb::Merchant> for MerchantView {
     fn from(merchant: pb::Merchant) -> Self {
         let status = merchant_status_name(merchant.status()).to_owned();
@@ -309,8 +345,8 @@ impl From<pb::Proposal> for ProposalView {
             proposed_by: proposal.proposed_by,
             reason: proposal.reason,
             merchant_id: proposal.merchant_id,
-            created_at: time(proposal.created_at),
-            decided_at: time(proposal.decided_at),
+            created_at: tavana_proto::datetime(proposal.created_at),
+            decided_at: tavana_proto::datetime(proposal.decided_at),
         }
     }
 }
@@ -382,15 +418,16 @@ async fn get_merchant(
     Ok(Json(merchant.into()))
 }
 
-/// Proposes a store of the signed-in welfare manager's region (R26).
+/// Proposes a store in one of the signed-in welfare manager's regions (R26).
 #[utoipa::path(post, path = "/v1/merchant-proposals", tag = "merchants",
     request_body = ProposalBody,
     responses(
         (status = 201, body = ProposalView),
         (status = 400, description = "invalid fields, listed in violations"),
         (status = 401),
-        (status = 403, description = "not a region_welfare_manager"),
+        (status = 403, description = "not a region_welfare_manager, or region_not_yours"),
         (status = 409, description = "merchant_duplicate, with existing_merchant_id or existing_proposal_id"),
+        (status = 422, description = "region_required: a manager of several regions names one"),
     ))]
 #[tracing::instrument(skip_all)]
 async fn propose_merchant(
@@ -414,6 +451,7 @@ async fn propose_merchant(
             supports_instalment: body.supports_instalment,
             contact_phone: body.contact_phone,
         }),
+        region_code: body.region_code.unwrap_or_default(),
     };
     let proposal = state
         .merchants
@@ -506,16 +544,19 @@ async fn suspend_merchant(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<MerchantView>, ApiError> {
+    // No body, or `null`, is no reason (the body is optional).
     let body: SuspendBody = if body.iter().all(u8::is_ascii_whitespace) {
         SuspendBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|error| {
-            ApiError::bad_request(
-                "malformed_body",
-                &error.to_string(),
-                "بدنهٔ درخواست JSON معتبر نیست.",
-            )
-        })?
+        crate::extract::json_from_slice::<Option<SuspendBody>>(&body)
+            .map(Option::unwrap_or_default)
+            .map_err(|error| {
+                ApiError::bad_request(
+                    "malformed_body",
+                    &error.to_string(),
+                    "بدنهٔ درخواست JSON معتبر نیست.",
+                )
+            })?
     };
     let message = pb::SuspendMerchantRequest {
         merchant_id: id,

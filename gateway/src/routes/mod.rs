@@ -1,5 +1,6 @@
 //! Routes, one module per service, plus the gateway's own (health, dev).
 
+pub mod audit;
 pub mod credit;
 pub mod dev;
 pub mod guarantee;

@@ -78,7 +78,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
 }
 
 async fn check(url: &str) -> bool {
-    let Ok(channel) = tavana_kit::grpc::channel(url, Duration::from_secs(2)) else {
+    let Ok(channel) = tavana_kit::grpc::unsigned_channel(url, Duration::from_secs(2)) else {
         return false;
     };
     let request = HealthCheckRequest {

@@ -479,6 +479,7 @@ struct Balance {
     available_monthly: i64,
     available_total: i64,
     next_release_at: Option<String>,
+    overdue_amount: i64,
 }
 
 /// The balance: M, N, P, what is available now and the next release.
@@ -515,8 +516,16 @@ pub async fn balance(State(portal): State<Portal>, ctx: Ctx) -> Response {
             )
             .to_owned(),
         "suspended" => ctx.t("معلق", "Suspended").to_owned(),
+        "closed" => ctx.t("بسته", "Closed").to_owned(),
+        "overdue" => ctx
+            .t(
+                "قسط معوق دارید؛ تا تسویهٔ آن خرید ممکن نیست",
+                "An instalment is overdue; no purchase until it is paid",
+            )
+            .to_owned(),
         other => other.to_owned(),
     };
+    let closable = balance.status != "closed";
     render(
         &ctx,
         title,
@@ -530,13 +539,52 @@ pub async fn balance(State(portal): State<Portal>, ctx: Ctx) -> Response {
                     dt { (ctx.t("قابل استفادهٔ این ماه", "Available this month")) } dd { (amount(balance.available_monthly, lang)) }
                     dt { (ctx.t("قابل استفاده از قدرت خرید", "Available purchasing power")) } dd { (amount(balance.available_total, lang)) }
                     dt { (ctx.t("فعال از", "Active from")) } dd { (when(balance.activates_at.as_deref(), lang)) }
+                    @if balance.overdue_amount > 0 {
+                        dt { (ctx.t("مبلغ معوق", "Overdue amount")) } dd #overdue_amount { (amount(balance.overdue_amount, lang)) }
+                    }
                     @if balance.next_release_at.is_some() {
                         dt { (ctx.t("آزادسازی بعدی اعتبار", "Next credit release")) } dd { (when(balance.next_release_at.as_deref(), lang)) }
                     }
                 }
             }
+            @if closable {
+                form.inline #close-facility method="post" action="/portal/balance/close" {
+                    (csrf_field(&ctx))
+                    p { (ctx.t(
+                        "اگر بدهی و اعتبار رزروشده‌ای ندارید می‌توانید اعتبار را ببندید؛ ضمانت ضامن شما آزاد می‌شود.",
+                        "With nothing owed and nothing held you may close your credit; your guarantor's guarantee is released.",
+                    )) }
+                    button.danger type="submit" { (ctx.t("بستن اعتبار", "Close my credit")) }
+                }
+            }
         },
     )
+}
+
+/// Closes the employee's facility (R30): 409 `facility_has_debt` while something is owed
+/// or held, shown on the balance page.
+pub async fn close_facility(
+    State(portal): State<Portal>,
+    ctx: Ctx,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(answer) = require(&ctx, None) {
+        return answer;
+    }
+    if let Err(refused) = check_csrf(&ctx, &form.csrf) {
+        return refused;
+    }
+    let back = "/portal/balance";
+    let call = Call::post("/v1/me/facility/close", Payload::Empty);
+    match portal.gateway.send(&ctx.session, &call).await {
+        Ok(_) => done(
+            &ctx,
+            &portal.sessions,
+            back,
+            ctx.t("اعتبار بسته شد.", "Your credit is closed."),
+        ),
+        Err(error) => failed_form(&ctx, &portal.sessions, back, error),
+    }
 }
 
 /// `?state=` of the instalments page.
@@ -552,6 +600,7 @@ pub struct InstalmentFilter {
 struct Instalment {
     merchant_name: String,
     period: String,
+    due_period: String,
     amount: i64,
     state: String,
     settled_at: Option<String>,
@@ -568,7 +617,7 @@ pub async fn instalments(
         return answer;
     }
     let state = match filter.state.as_str() {
-        "settled" | "finished" => filter.state.clone(),
+        "settled" | "finished" | "overdue" => filter.state.clone(),
         _ => "unsettled".to_owned(),
     };
     let call = Call::get("/v1/me/instalments")
@@ -581,6 +630,7 @@ pub async fn instalments(
     let lang = ctx.lang;
     let tabs = [
         ("unsettled", ctx.t("پرداخت‌نشده", "Unsettled")),
+        ("overdue", ctx.t("معوق", "Overdue")),
         ("settled", ctx.t("تسویه‌شده", "Settled")),
         ("finished", ctx.t("خریدهای تمام‌شده", "Finished")),
     ];
@@ -602,6 +652,7 @@ pub async fn instalments(
                     thead { tr {
                         th scope="col" { (ctx.t("فروشگاه", "Merchant")) }
                         th scope="col" { (ctx.t("دورهٔ حقوق", "Salary period")) }
+                        th scope="col" { (ctx.t("سررسید اصلی", "First due")) }
                         th scope="col" { (ctx.t("مبلغ", "Amount")) }
                         th scope="col" { (ctx.t("وضعیت", "State")) }
                         th scope="col" { (ctx.t("تاریخ تسویه", "Settled on")) }
@@ -609,11 +660,13 @@ pub async fn instalments(
                     tbody { @for item in &list.items { tr {
                         td { (item.merchant_name) }
                         td { (jalali_period(&item.period, lang)) }
+                        td { (jalali_period(if item.due_period.is_empty() { &item.period } else { &item.due_period }, lang)) }
                         td { (amount(item.amount, lang)) }
                         td { span class={ "badge " (item.state) } { (match item.state.as_str() {
                             "settled" => ctx.t("تسویه‌شده", "Settled"),
                             "unsettled" => ctx.t("پرداخت‌نشده", "Unsettled"),
                             "cancelled" => ctx.t("لغوشده", "Cancelled"),
+                            "overdue" => ctx.t("معوق", "Overdue"),
                             other => other,
                         }) } }
                         td { (when(item.settled_at.as_deref(), lang)) }

@@ -1,5 +1,6 @@
 //! The portal's pages, one module per audience.
 
+mod arrears;
 mod auth;
 mod employee;
 mod merchants;
@@ -35,6 +36,7 @@ pub fn routes() -> Router<Portal> {
             post(employee::cancel_request),
         )
         .route("/portal/balance", get(employee::balance))
+        .route("/portal/balance/close", post(employee::close_facility))
         .route("/portal/instalments", get(employee::instalments))
         .route("/portal/apps", get(employee::apps))
         .route("/portal/guarantees", get(staff::guarantees))
@@ -67,6 +69,14 @@ pub fn routes() -> Router<Portal> {
             post(support::record_remittance),
         )
         .route("/portal/support/deductions", get(support::deductions))
+        .route("/portal/support/periods/close", post(arrears::close_period))
+        .route("/portal/support/unmatched", get(arrears::unmatched))
+        .route(
+            "/portal/support/unmatched/{id}/resolve",
+            post(arrears::resolve),
+        )
+        .route("/portal/overdue", get(arrears::overdue))
+        .route("/portal/support/audit", get(support::audit))
         .route("/portal/merchants", get(merchants::directory))
 }
 

@@ -11,7 +11,9 @@ use serde_json::json;
 
 use super::segment;
 use crate::api::{ApiError, Call, Payload, Problem};
-use crate::format::{ascii_digits, digits, grouped, jalali_period, money};
+use crate::format::{
+    ascii_digits, digits, grouped, jalali_datetime, jalali_period, money, parse_instant,
+};
 use crate::i18n::remittance_code;
 use crate::layout::{check_csrf, csrf_field, done, failed, failed_form, render, require};
 use crate::{Ctx, Portal};
@@ -66,6 +68,18 @@ pub async fn support(ctx: Ctx) -> Response {
                             input #d_period name="period" type="text" required dir="ltr" placeholder="1405-09"; }
                         button type="submit" { (ctx.t("دریافت CSV", "Download CSV")) }
                     }
+                }
+                section.card aria-labelledby="close-title" {
+                    h2 #close-title { (ctx.t("بستن دورهٔ سازمان", "Close an organization's period")) }
+                    form.stack method="post" action="/portal/support/periods/close" {
+                        (csrf_field(&ctx))
+                        label { (ctx.t("شناسهٔ سازمان", "Organization ID"))
+                            input #c_organization_id name="organization_id" type="text" required dir="ltr" placeholder="ORG-01"; }
+                        label { (ctx.t("دورهٔ حقوق (سال-ماه شمسی)", "Salary period (Jalali year-month)"))
+                            input #c_period name="period" type="text" required dir="ltr" placeholder="1405-09" pattern="[0-9۰-۹]{4}-[0-9۰-۹]{2}"; }
+                        button type="submit" { (ctx.t("بستن دوره", "Close the period")) }
+                    }
+                    p.hint { (ctx.t("پس از ثبت واریزی‌ها: اقساط پرداخت‌نشدهٔ دوره معوق می‌شوند و به دورهٔ بعدی منتقل می‌شوند؛ کارمند و ضامن با پیامک باخبر می‌شوند.", "After the remittances: the period's unpaid instalments become overdue and move to a later period; the employee and the guarantor are told by SMS.")) }
                 }
             }
         },
@@ -317,4 +331,127 @@ pub async fn deductions(
         body,
     )
         .into_response()
+}
+
+/// The audit trail's filters and page (R32).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AuditFilter {
+    subject: String,
+    actor: String,
+    page_token: String,
+}
+
+/// Who did an audited action.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct AuditActor {
+    national_id: Option<String>,
+    roles: Vec<String>,
+}
+
+/// One audited staff action, as `GET /v1/admin/audit` lists it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct AuditEvent {
+    at: Option<String>,
+    actor: AuditActor,
+    action: String,
+    subject: String,
+    request_id: Option<String>,
+    details: serde_json::Value,
+}
+
+/// Returns the link to the page after `token` with the same filters.
+fn next_audit_page(filter: &AuditFilter, token: &str) -> String {
+    let mut url = url::form_urlencoded::Serializer::new(String::new());
+    for (key, value) in [("subject", &filter.subject), ("actor", &filter.actor)] {
+        if !value.trim().is_empty() {
+            url.append_pair(key, value.trim());
+        }
+    }
+    url.append_pair("page_token", token);
+    format!("/portal/support/audit?{}", url.finish())
+}
+
+/// Lists the audit trail of staff actions, filtered by subject or actor (R32).
+pub async fn audit(
+    State(portal): State<Portal>,
+    ctx: Ctx,
+    Query(filter): Query<AuditFilter>,
+) -> Response {
+    if let Err(answer) = require(&ctx, Some("support")) {
+        return answer;
+    }
+    let title = ctx.t("رویدادنگاری کارهای کارکنان", "Audit trail of staff actions");
+    let call = Call::get("/v1/admin/audit")
+        .query("subject", &ascii_digits(filter.subject.trim()))
+        .query("actor", &ascii_digits(filter.actor.trim()))
+        .query("page_token", &filter.page_token)
+        .query("page_size", "50");
+    let page: super::employee::Page<AuditEvent> =
+        match portal.gateway.json(&ctx.session, &call).await {
+            Ok(page) => page,
+            Err(error) => return failed(&ctx, &portal.sessions, title, error),
+        };
+    render(
+        &ctx,
+        title,
+        html! {
+            form.card.stack method="get" action="/portal/support/audit" {
+                label { (ctx.t("موضوع (کد ملی، شناسهٔ درخواست، ...)", "Subject (national ID, request id, ...)"))
+                    input #a_subject name="subject" type="text" dir="ltr" value=(filter.subject); }
+                label { (ctx.t("کد ملی انجام‌دهنده", "Actor's national ID"))
+                    input #a_actor name="actor" type="text" inputmode="numeric" dir="ltr" value=(filter.actor); }
+                button type="submit" { (ctx.t("جست‌وجو", "Search")) }
+            }
+            @if page.items.is_empty() {
+                p.hint { (ctx.t("رویدادی یافت نشد.", "No action found.")) }
+            } @else {
+                div.table-wrap { table {
+                    thead { tr {
+                        th { (ctx.t("زمان", "When")) }
+                        th { (ctx.t("انجام‌دهنده", "Actor")) }
+                        th { (ctx.t("کار", "Action")) }
+                        th { (ctx.t("موضوع", "Subject")) }
+                        th { (ctx.t("شناسهٔ درخواست", "Request id")) }
+                        th { (ctx.t("جزئیات", "Details")) }
+                    } }
+                    tbody {
+                        @for event in &page.items {
+                            tr {
+                                td { (event.at.as_deref().and_then(parse_instant).map(|at| jalali_datetime(at, ctx.lang)).unwrap_or_default()) }
+                                td dir="ltr" { (event.actor.national_id.as_deref().unwrap_or("-")) " " small { (event.actor.roles.join(", ")) } }
+                                td dir="ltr" { (event.action) }
+                                td dir="ltr" { (event.subject) }
+                                td dir="ltr" { (event.request_id.as_deref().unwrap_or("-")) }
+                                td dir="ltr" { code { (event.details.to_string()) } }
+                            }
+                        }
+                    }
+                } }
+            }
+            @if let Some(token) = &page.next_page_token {
+                p { a href=(next_audit_page(&filter, token)) { (ctx.t("صفحهٔ بعد", "Next page")) } }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn r32_the_next_audit_page_keeps_the_filters() {
+        let filter = AuditFilter {
+            subject: " 0010000011 ".into(),
+            actor: String::new(),
+            page_token: "old".into(),
+        };
+        assert_eq!(
+            next_audit_page(&filter, "abc-_"),
+            "/portal/support/audit?subject=0010000011&page_token=abc-_"
+        );
+    }
 }

@@ -377,5 +377,46 @@ describe('the portal walk of issue 8', () => {
     const file = await download.path();
     const { readFile } = await import('node:fs/promises');
     assert.match(await readFile(file, 'utf8'), /^national_id,full_name,total/);
+
+    // R29: support closes the period; closing it again answers the first result.
+    for (const _ of [1, 2]) {
+      await page.locator('#c_organization_id').fill('ORG-01');
+      await page.locator('#c_period').fill(period);
+      await page.getByRole('button', { name: 'بستن دوره' }).click();
+      await page.getByText('دوره بسته شد.').waitFor();
+    }
+    await visit(page, 'support-period-closed');
+
+    // R23: the unreadable line waits in the unmatched queue; support returns it.
+    await page.getByRole('link', { name: 'سطرهای تطبیق‌نیافته' }).click();
+    await visit(page, 'unmatched-lines');
+    const openLines = await page.locator('section.card').count();
+    assert.ok(openLines >= 1, 'the unused lines are queued');
+    await page.locator('section.card').first().getByLabel('توضیح').fill('برگشت به حساب سازمان');
+    await page.locator('section.card').first().getByRole('button', { name: 'برگشت به سازمان' }).click();
+    await page.getByText('سطر رسیدگی شد.').waitFor();
+    assert.equal(await page.locator('section.card').count(), openLines - 1);
+
+    // R29: the overdue list.
+    await page.getByRole('link', { name: 'اقساط معوق' }).click();
+    await page.getByRole('heading', { name: 'اقساط معوق' }).waitFor();
+    await visit(page, 'overdue');
+
+    // R32: the mobile change is in the audit trail at once.
+    await page.getByRole('link', { name: 'رویدادنگاری' }).click();
+    await page.getByLabel('موضوع (کد ملی، شناسهٔ درخواست، ...)').fill('0010000046');
+    await page.getByRole('button', { name: 'جست‌وجو' }).click();
+    await page.getByText('employee.mobile_change').first().waitFor();
+    await visit(page, 'support-audit');
+  });
+
+  test('the applicant closes the credit, owing nothing (R30)', async () => {
+    await applicant.goto(`${BASE}/portal/balance`);
+    await applicant.locator('#close-facility').waitFor();
+    await applicant.getByRole('button', { name: 'بستن اعتبار' }).click();
+    await applicant.getByText('اعتبار بسته شد.').waitFor();
+    assert.match(await applicant.locator('#balance').innerText(), /بسته/);
+    assert.equal(await applicant.locator('#close-facility').count(), 0, 'no second close');
+    await visit(applicant, 'facility-closed');
   });
 });

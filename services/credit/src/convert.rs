@@ -14,14 +14,6 @@ use crate::domain::facility::FacilityStatus;
 use crate::domain::purchase::{Deduction, PurchaseKind};
 use crate::store::{OutboxMessage, card, facility, purchase, schedule_of, status_of};
 
-/// Returns a protobuf timestamp.
-pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
-
 /// Reads a protobuf timestamp.
 pub fn from_timestamp(at: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(at.seconds, u32::try_from(at.nanos).ok()?)
@@ -50,20 +42,26 @@ fn status_to_proto(status: FacilityStatus) -> pb::FacilityStatus {
         FacilityStatus::Active => pb::FacilityStatus::Active,
         FacilityStatus::Suspended => pb::FacilityStatus::Suspended,
         FacilityStatus::Closed => pb::FacilityStatus::Closed,
+        FacilityStatus::Overdue => pb::FacilityStatus::Overdue,
     }
 }
 
 /// Returns a facility as seen at `now`.
 pub fn facility_to_proto(row: &facility::Model, now: DateTime<Utc>) -> pb::Facility {
+    facility_in_status(row, status_of(row, now))
+}
+
+/// Returns a facility in a status computed by the caller (with arrears, R29).
+pub fn facility_in_status(row: &facility::Model, status: FacilityStatus) -> pb::Facility {
     pb::Facility {
         facility_id: row.id.clone(),
         credit_request_id: row.credit_request_id.clone(),
         employee_id: row.employee_id.clone(),
-        status: status_to_proto(status_of(row, now)) as i32,
+        status: status_to_proto(status) as i32,
         monthly_credit: row.monthly_credit,
-        max_instalments: u32::try_from(row.max_instalments).unwrap_or(0),
+        max_instalments: stored_count(row.max_instalments),
         purchasing_power: row.purchasing_power,
-        activates_at: Some(timestamp(row.activates_at)),
+        activates_at: Some(tavana_proto::timestamp(row.activates_at)),
     }
 }
 
@@ -94,7 +92,7 @@ pub fn purchase_to_proto(row: &purchase::Model) -> pb::Purchase {
         merchant_name: row.merchant_name.clone(),
         kind: kind as i32,
         amount: row.amount,
-        months: u32::try_from(row.months).unwrap_or(0),
+        months: stored_count(row.months),
         instalments: schedule_of(row)
             .unwrap_or_default()
             .iter()
@@ -102,7 +100,7 @@ pub fn purchase_to_proto(row: &purchase::Model) -> pb::Purchase {
             .collect(),
         refunded_amount: row.refunded_amount,
         settled: row.settled_at.is_some(),
-        created_at: Some(timestamp(row.created_at)),
+        created_at: Some(tavana_proto::timestamp(row.created_at)),
     }
 }
 
@@ -140,11 +138,15 @@ pub fn purchase_messages(row: &purchase::Model, facility: &facility::Model) -> V
             topic: RECORD_SCHEDULE,
             dedup_key: row.id.clone(),
             payload: schedule.encode_to_vec(),
+            ordering_key: None,
+            version: None,
         },
         OutboxMessage {
             topic: NOTIFY_EMPLOYEE,
             dedup_key: format!("purchase-receipt:{}", row.id),
             payload: receipt.encode_to_vec(),
+            ordering_key: None,
+            version: None,
         },
     ]
 }
@@ -167,11 +169,47 @@ pub fn record_schedule_request(
             .iter()
             .map(deduction_to_settlement)
             .collect(),
+        version: version_of(row),
+        monthly_credit: facility.monthly_credit,
+        guarantor_employee_id: facility.guarantor_employee_id.clone(),
+        region_code: facility.region_code.clone(),
     }
 }
 
-/// Returns the message of a refund: cancel the instalments in settlement, keeping the
-/// remaining schedule (R20).
+/// Returns credit's side of R31's reconciliation for one purchase.
+pub fn ledger_entry(row: &purchase::Model, national_id: String) -> pb::PurchaseLedgerEntry {
+    pb::PurchaseLedgerEntry {
+        purchase_id: row.id.clone(),
+        national_id,
+        amount: row.amount,
+        refunded_amount: row.refunded_amount,
+        schedule: schedule_of(row)
+            .unwrap_or_default()
+            .iter()
+            .map(deduction_to_proto)
+            .collect(),
+        version: version_of(row),
+    }
+}
+
+/// Returns a purchase's schedule version as sent to settlement (R20). Documented
+/// saturation: the store writes 1 and only ever adds one, so a stored version below 1
+/// cannot be read; were it read, it is sent as 1, the first version.
+fn version_of(row: &purchase::Model) -> u32 {
+    stored_count(row.schedule_version).max(1)
+}
+
+/// A stored count (instalment ceiling, months, schedule version) as the API's `u32`.
+/// Documented saturation: the store writes these columns only from `u32` values checked
+/// by R12 and R15, so a negative one cannot be read; were it read, it reads as 0 rather
+/// than failing an answer that has already been committed.
+fn stored_count(value: i32) -> u32 {
+    u32::try_from(value).unwrap_or(0)
+}
+
+/// Returns the message of a refund: replace the unsettled instalments in settlement by the
+/// complete schedule that stays due, with the purchase's schedule version after the refund
+/// (R20), so that settlement ends on it whatever order refunds arrive in.
 pub fn refund_messages(row: &purchase::Model, refund_id: &str) -> Vec<OutboxMessage> {
     let request = settlement::CancelInstalmentsRequest {
         purchase_id: row.id.clone(),
@@ -181,11 +219,14 @@ pub fn refund_messages(row: &purchase::Model, refund_id: &str) -> Vec<OutboxMess
             .iter()
             .map(deduction_to_settlement)
             .collect(),
+        version: version_of(row),
     };
     vec![OutboxMessage {
         topic: CANCEL_INSTALMENTS,
         dedup_key: refund_id.to_owned(),
         payload: request.encode_to_vec(),
+        ordering_key: None,
+        version: None,
     }]
 }
 
@@ -198,5 +239,7 @@ pub fn close_messages(row: &facility::Model) -> Vec<OutboxMessage> {
         topic: RELEASE_GUARANTEE,
         dedup_key: row.credit_request_id.clone(),
         payload: request.encode_to_vec(),
+        ordering_key: None,
+        version: None,
     }]
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tavana_kit::caller::{Caller, attach};
+use tavana_kit::grpc::Channel;
 use tavana_kit::outbox::{Deliver, DeliveryError, decode_payload};
 use tavana_proto::guarantee::v1::ReleaseGuaranteeRequest;
 use tavana_proto::guarantee::v1::guarantee_service_client::GuaranteeServiceClient;
@@ -12,7 +13,6 @@ use tavana_proto::identity::v1::NotifyEmployeeRequest;
 use tavana_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use tavana_proto::settlement::v1::settlement_service_client::SettlementServiceClient;
 use tavana_proto::settlement::v1::{CancelInstalmentsRequest, RecordScheduleRequest};
-use tonic::transport::Channel;
 
 use crate::peers::SERVICE_NAME;
 
@@ -39,17 +39,24 @@ impl CreditDelivery {
         guarantee_url: &str,
         identity_url: &str,
         timeout: Duration,
+        signer: &tavana_kit::trust::Signer,
     ) -> anyhow::Result<CreditDelivery> {
         Ok(CreditDelivery {
             settlement: SettlementServiceClient::new(tavana_kit::grpc::channel(
                 settlement_url,
                 timeout,
+                signer,
             )?),
             guarantee: GuaranteeServiceClient::new(tavana_kit::grpc::channel(
                 guarantee_url,
                 timeout,
+                signer,
             )?),
-            identity: IdentityServiceClient::new(tavana_kit::grpc::channel(identity_url, timeout)?),
+            identity: IdentityServiceClient::new(tavana_kit::grpc::channel(
+                identity_url,
+                timeout,
+                signer,
+            )?),
         })
     }
 }

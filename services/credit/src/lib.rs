@@ -7,6 +7,7 @@
 pub mod convert;
 pub mod delivery;
 pub mod domain;
+pub mod error;
 pub mod peers;
 pub mod rpc;
 pub mod service;
@@ -32,6 +33,33 @@ use crate::store::Store;
 /// The gRPC service name, for health checks.
 pub const GRPC_SERVICE_NAME: &str = "tavana.credit.v1.CreditService";
 
+/// Which principals may call each method (default deny; user and merchant callers come
+/// only from the gateway, see `docs/security.md`).
+pub static POLICY: tavana_kit::trust::Policy = {
+    use tavana_kit::trust::*;
+    Policy {
+        service: GRPC_SERVICE_NAME,
+        audience: CREDIT,
+        methods: &[
+            ("OpenFacility", &[GUARANTEE]),
+            ("CloseFacility", &[GATEWAY, CLI]),
+            ("SuspendFacility", &[GATEWAY, CLI]),
+            ("ResumeFacility", &[GATEWAY, CLI]),
+            ("ListPurchaseLedger", &[SETTLEMENT]),
+            ("GetBalance", &[GATEWAY]),
+            ("CreatePurchase", &[GATEWAY]),
+            ("CreateMerchantPurchase", &[GATEWAY]),
+            ("ListPurchases", &[GATEWAY]),
+            ("RefundPurchase", &[GATEWAY]),
+            ("MarkPurchasesSettled", &[SETTLEMENT]),
+            ("GetCard", &[GATEWAY]),
+            ("ChangePin", &[GATEWAY]),
+            ("UnlockCard", &[GATEWAY]),
+            ("SetArrears", &[SETTLEMENT]),
+        ],
+    }
+};
+
 /// The policy maximum of the instalment ceiling `N` when none is configured (R7, R12).
 pub const DEFAULT_MAX_INSTALMENTS: u32 = 36;
 
@@ -43,6 +71,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Its gRPC server.
     pub grpc: GrpcSettings,
+    /// Its outbox: how long an answer waits to deliver what it wrote.
+    pub outbox: tavana_kit::config::OutboxSettings,
     /// Merchant-directory's gRPC URL, for merchants.
     pub merchant_directory_url: String,
     /// Identity's gRPC URL, for organization contracts and SMS.
@@ -60,6 +90,7 @@ impl Default for Settings {
         Settings {
             database: DatabaseSettings::default(),
             grpc: GrpcSettings::default(),
+            outbox: tavana_kit::config::OutboxSettings::default(),
             merchant_directory_url: "http://127.0.0.1:50055".to_owned(),
             identity_url: "http://127.0.0.1:50051".to_owned(),
             settlement_url: "http://127.0.0.1:50054".to_owned(),
@@ -74,6 +105,16 @@ impl Settings {
     pub fn database_url(&self) -> String {
         self.database.url_or_default("credit")
     }
+}
+
+/// Connects to credit's database as it is (tooling such as `tavana admin reconcile`, which
+/// runs beside the service): a schema newer than this build knows is refused.
+pub async fn connect(settings: &Settings) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    tavana_kit::db::connect_checked::<Migrator>(
+        &settings.database_url(),
+        settings.database.max_connections,
+    )
+    .await
 }
 
 /// Applies the pending migrations.
@@ -94,37 +135,44 @@ pub async fn serve(
         settings.database.max_connections,
     )
     .await?;
+    tavana_kit::metrics::watch_database("credit", db.clone());
 
     let timeout = settings.grpc.request_timeout();
+    let signer = shared.keyring.signer(tavana_kit::trust::CREDIT)?;
     let delivery = CreditDelivery::connect(
         &settings.settlement_url,
         &settings.guarantee_url,
         &settings.identity_url,
         timeout,
+        &signer,
     )
     .context("invalid peer url")?;
     let peers = Peers::connect(
         &settings.merchant_directory_url,
         &settings.identity_url,
         timeout,
+        &signer,
     )
     .context("invalid peer url")?;
 
-    let (outbox, relay) = OutboxRelay::start(db.clone(), Arc::new(delivery));
+    let (outbox, relay) = OutboxRelay::start(db.clone(), Arc::new(delivery), &settings.outbox);
 
+    let audit = tavana_kit::audit::server(db.clone());
     let flows = CreditFlows::new(
         Store::new(db, Some(outbox)),
         peers,
         shared.clock.clone(),
         settings.max_instalments,
     );
-    let routes = tonic::service::Routes::new(CreditServiceServer::new(CreditRpc::new(flows)));
+    let routes = tonic::service::Routes::new(CreditServiceServer::new(CreditRpc::new(flows)))
+        .add_service(audit);
     let served = tavana_kit::grpc::serve_grpc(
         listener,
         routes,
         tavana_proto::FILE_DESCRIPTOR_SET,
-        &[GRPC_SERVICE_NAME],
-        timeout,
+        tavana_kit::trust::Gate::new(shared.keyring.clone(), &POLICY)
+            .and(&tavana_kit::audit::POLICY),
+        settings.grpc.clone(),
         shutdown,
     )
     .await;

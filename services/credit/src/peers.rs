@@ -3,15 +3,15 @@
 use std::time::Duration;
 
 use tavana_kit::caller::{Caller, attach};
+use tavana_kit::grpc::Channel;
 use tavana_proto::identity::v1::GetOrganizationRequest;
 use tavana_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use tavana_proto::merchant_directory::v1::merchant_directory_service_client::MerchantDirectoryServiceClient;
 use tavana_proto::merchant_directory::v1::{GetMerchantRequest, MerchantStatus};
 use tonic::Code;
-use tonic::transport::Channel;
 
-use crate::domain::CreditError;
 use crate::domain::purchase::PurchaseKind;
+use crate::error::CreditError;
 
 /// The name this service calls its peers with.
 pub const SERVICE_NAME: &str = "credit";
@@ -44,13 +44,19 @@ impl Peers {
         merchant_directory_url: &str,
         identity_url: &str,
         timeout: Duration,
+        signer: &tavana_kit::trust::Signer,
     ) -> anyhow::Result<Peers> {
         Ok(Peers {
             merchants: MerchantDirectoryServiceClient::new(tavana_kit::grpc::channel(
                 merchant_directory_url,
                 timeout,
+                signer,
             )?),
-            identity: IdentityServiceClient::new(tavana_kit::grpc::channel(identity_url, timeout)?),
+            identity: IdentityServiceClient::new(tavana_kit::grpc::channel(
+                identity_url,
+                timeout,
+                signer,
+            )?),
         })
     }
 

@@ -6,8 +6,9 @@ use tavana_proto::credit::v1::credit_service_server::CreditService;
 use tonic::{Request, Response, Status};
 
 use crate::convert;
-use crate::domain::CreditError;
-use crate::service::{CreditFlows, OpenFacility, PurchaseRequest};
+use crate::error::CreditError;
+use crate::service::{CreditFlows, FacilityTarget, LEDGER_PAGE_MAX, OpenFacility, PurchaseRequest};
+use crate::store::{facility, status_of};
 
 /// The gRPC face of the credit service.
 pub struct CreditRpc {
@@ -19,38 +20,56 @@ impl CreditRpc {
     pub fn new(flows: CreditFlows) -> CreditRpc {
         CreditRpc { flows }
     }
-}
 
-fn employee(caller: &Caller) -> Result<&str, CreditError> {
-    match caller {
-        Caller::User { employee_id, .. } => Ok(employee_id),
-        Caller::Anonymous => Err(CreditError::Unauthenticated),
-        _ => Err(CreditError::PermissionDenied),
+    /// Answers a facility change with the facility as it now is.
+    async fn facility_answer(
+        &self,
+        change: impl Future<Output = Result<facility::Model, CreditError>>,
+    ) -> Result<Option<pb::Facility>, CreditError> {
+        let facility = change.await?;
+        Ok(Some(convert::facility_to_proto(
+            &facility,
+            self.flows.now(),
+        )))
+    }
+
+    /// Suspends (`true`) or resumes a facility named by national ID: support or a service
+    /// only (R30).
+    async fn suspension(
+        &self,
+        caller: &Caller,
+        national_id: &str,
+        suspended: bool,
+        reason: &str,
+    ) -> Result<Option<pb::Facility>, CreditError> {
+        support_or_service(caller)?;
+        let target = named_facility("", national_id)?;
+        self.facility_answer(self.flows.set_suspended(caller, &target, suspended, reason))
+            .await
     }
 }
 
-fn merchant(caller: &Caller) -> Result<&str, CreditError> {
-    match caller {
-        Caller::Merchant { merchant_id } => Ok(merchant_id),
-        Caller::Anonymous => Err(CreditError::Unauthenticated),
-        _ => Err(CreditError::PermissionDenied),
-    }
-}
-
-fn service(caller: &Caller) -> Result<(), CreditError> {
-    match caller {
-        Caller::Service { .. } => Ok(()),
-        Caller::Anonymous => Err(CreditError::Unauthenticated),
-        _ => Err(CreditError::PermissionDenied),
-    }
-}
-
+/// Accepts support users and services (R30, R31, R21's unlock).
 fn support_or_service(caller: &Caller) -> Result<(), CreditError> {
-    match caller {
-        Caller::Service { .. } => Ok(()),
-        Caller::User { .. } if caller.has_role(Role::Support) => Ok(()),
-        Caller::Anonymous => Err(CreditError::Unauthenticated),
-        _ => Err(CreditError::PermissionDenied),
+    if caller.require_service(&[]).is_ok() {
+        return Ok(());
+    }
+    Ok(caller.require_any_role(&[Role::Support])?)
+}
+
+/// The facility a support user or a service names: by national ID, or by id.
+fn named_facility(facility_id: &str, national_id: &str) -> Result<FacilityTarget, CreditError> {
+    if !national_id.trim().is_empty() {
+        Ok(FacilityTarget::NationalId(national_id.trim().to_owned()))
+    } else if !facility_id.trim().is_empty() {
+        Ok(FacilityTarget::Id(facility_id.trim().to_owned()))
+    } else {
+        Err(CreditError::invalid(
+            "national_id",
+            "field_missing",
+            "A required field is missing.",
+            "یک فیلد الزامی خالی است.",
+        ))
     }
 }
 
@@ -61,7 +80,9 @@ impl CreditService for CreditRpc {
         &self,
         request: Request<pb::OpenFacilityRequest>,
     ) -> Result<Response<pb::OpenFacilityResponse>, Status> {
-        service(&caller(&request))?;
+        caller(&request)
+            .require_service(&[])
+            .map_err(CreditError::from)?;
         let message = request.into_inner();
         let activates_at = message
             .activates_at
@@ -84,6 +105,8 @@ impl CreditService for CreditRpc {
                 monthly_credit: message.monthly_credit,
                 max_instalments: message.max_instalments,
                 activates_at,
+                guarantor_employee_id: message.guarantor_employee_id,
+                region_code: message.region_code,
             })
             .await?;
         Ok(Response::new(pb::OpenFacilityResponse {
@@ -96,13 +119,71 @@ impl CreditService for CreditRpc {
         &self,
         request: Request<pb::CloseFacilityRequest>,
     ) -> Result<Response<pb::CloseFacilityResponse>, Status> {
-        support_or_service(&caller(&request))?;
-        let facility = self
-            .flows
-            .close_facility(&request.into_inner().facility_id)
-            .await?;
+        let caller = caller(&request);
+        let message = request.into_inner();
+        // R30: an employee closes their own facility (nothing named); support (or a
+        // service) names anyone's.
+        let target = if message.facility_id.trim().is_empty()
+            && message.national_id.trim().is_empty()
+        {
+            FacilityTarget::Employee(caller.require_user().map_err(CreditError::from)?.to_owned())
+        } else {
+            support_or_service(&caller)?;
+            named_facility(&message.facility_id, &message.national_id)?
+        };
+        let facility = self.flows.close_facility(&caller, &target, &message.reason);
         Ok(Response::new(pb::CloseFacilityResponse {
-            facility: Some(convert::facility_to_proto(&facility, self.flows.now())),
+            facility: self.facility_answer(facility).await?,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "SuspendFacility"))]
+    async fn suspend_facility(
+        &self,
+        request: Request<pb::SuspendFacilityRequest>,
+    ) -> Result<Response<pb::SuspendFacilityResponse>, Status> {
+        let caller = caller(&request);
+        let message = request.into_inner();
+        Ok(Response::new(pb::SuspendFacilityResponse {
+            facility: self
+                .suspension(&caller, &message.national_id, true, &message.reason)
+                .await?,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "ResumeFacility"))]
+    async fn resume_facility(
+        &self,
+        request: Request<pb::ResumeFacilityRequest>,
+    ) -> Result<Response<pb::ResumeFacilityResponse>, Status> {
+        let caller = caller(&request);
+        let message = request.into_inner();
+        Ok(Response::new(pb::ResumeFacilityResponse {
+            facility: self
+                .suspension(&caller, &message.national_id, false, &message.reason)
+                .await?,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "ListPurchaseLedger"))]
+    async fn list_purchase_ledger(
+        &self,
+        request: Request<pb::ListPurchaseLedgerRequest>,
+    ) -> Result<Response<pb::ListPurchaseLedgerResponse>, Status> {
+        support_or_service(&caller(&request))?;
+        let message = request.into_inner();
+        let page_size = if message.page_size == 0 {
+            LEDGER_PAGE_MAX
+        } else {
+            message.page_size
+        };
+        let (items, last_page) = self
+            .flows
+            .purchase_ledger(&message.after_purchase_id, page_size)
+            .await?;
+        Ok(Response::new(pb::ListPurchaseLedgerResponse {
+            items,
+            last_page,
         }))
     }
 
@@ -112,15 +193,19 @@ impl CreditService for CreditRpc {
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
         let caller = caller(&request);
-        let balance = self.flows.balance(employee(&caller)?).await?;
+        let balance = self
+            .flows
+            .balance(caller.require_user().map_err(CreditError::from)?)
+            .await?;
         Ok(Response::new(pb::GetBalanceResponse {
-            facility: Some(convert::facility_to_proto(
+            facility: Some(convert::facility_in_status(
                 &balance.facility,
-                self.flows.now(),
+                status_of(&balance.facility, self.flows.now()).with_arrears(balance.overdue_amount),
             )),
             available_monthly: balance.available.monthly.as_i64(),
             available_total: balance.available.total.as_i64(),
-            next_release_at: balance.next_release_at.map(convert::timestamp),
+            next_release_at: balance.next_release_at.map(tavana_proto::timestamp),
+            overdue_amount: balance.overdue_amount.as_i64(),
         }))
     }
 
@@ -130,9 +215,9 @@ impl CreditService for CreditRpc {
         request: Request<pb::CreatePurchaseRequest>,
     ) -> Result<Response<pb::CreatePurchaseResponse>, Status> {
         let caller = caller(&request);
-        let employee_id = employee(&caller)?;
+        let employee_id = caller.require_user().map_err(CreditError::from)?;
         let message = request.into_inner();
-        let answer = self
+        let result = self
             .flows
             .create_purchase(
                 employee_id,
@@ -144,7 +229,9 @@ impl CreditService for CreditRpc {
                     idempotency_key: message.idempotency_key,
                 },
             )
-            .await?;
+            .await;
+        count_purchase(&result);
+        let answer = result?;
         Ok(Response::new(pb::CreatePurchaseResponse {
             purchase: Some(answer.purchase),
             replayed: answer.replayed,
@@ -157,9 +244,9 @@ impl CreditService for CreditRpc {
         request: Request<pb::CreateMerchantPurchaseRequest>,
     ) -> Result<Response<pb::CreateMerchantPurchaseResponse>, Status> {
         let caller = caller(&request);
-        let merchant_id = merchant(&caller)?;
+        let merchant_id = caller.require_merchant().map_err(CreditError::from)?;
         let message = request.into_inner();
-        let answer = self
+        let result = self
             .flows
             .create_merchant_purchase(
                 merchant_id,
@@ -172,7 +259,9 @@ impl CreditService for CreditRpc {
                     idempotency_key: message.idempotency_key,
                 },
             )
-            .await?;
+            .await;
+        count_purchase(&result);
+        let answer = result?;
         Ok(Response::new(pb::CreateMerchantPurchaseResponse {
             purchase: Some(answer.purchase),
             replayed: answer.replayed,
@@ -185,7 +274,7 @@ impl CreditService for CreditRpc {
         request: Request<pb::ListPurchasesRequest>,
     ) -> Result<Response<pb::ListPurchasesResponse>, Status> {
         let caller = caller(&request);
-        let employee_id = employee(&caller)?;
+        let employee_id = caller.require_user().map_err(CreditError::from)?;
         let message = request.into_inner();
         let (rows, next_page_token) = self
             .flows
@@ -205,10 +294,10 @@ impl CreditService for CreditRpc {
         let caller = caller(&request);
         let merchant_id = match &caller {
             Caller::Service { .. } => None,
-            other => Some(merchant(other)?),
+            other => Some(other.require_merchant().map_err(CreditError::from)?),
         };
         let message = request.into_inner();
-        let row = self
+        let purchase = self
             .flows
             .refund_purchase(
                 merchant_id,
@@ -218,7 +307,7 @@ impl CreditService for CreditRpc {
             )
             .await?;
         Ok(Response::new(pb::RefundPurchaseResponse {
-            purchase: Some(convert::purchase_to_proto(&row)),
+            purchase: Some(purchase),
         }))
     }
 
@@ -227,11 +316,27 @@ impl CreditService for CreditRpc {
         &self,
         request: Request<pb::MarkPurchasesSettledRequest>,
     ) -> Result<Response<pb::MarkPurchasesSettledResponse>, Status> {
-        service(&caller(&request))?;
+        caller(&request)
+            .require_service(&[])
+            .map_err(CreditError::from)?;
+        let message = request.into_inner();
         self.flows
-            .mark_settled(&request.into_inner().purchase_ids)
+            .mark_partly_settled(&message.partly_settled_purchase_ids)
             .await?;
+        self.flows.mark_settled(&message.purchase_ids).await?;
         Ok(Response::new(pb::MarkPurchasesSettledResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(rpc = "SetArrears"))]
+    async fn set_arrears(
+        &self,
+        request: Request<pb::SetArrearsRequest>,
+    ) -> Result<Response<pb::SetArrearsResponse>, Status> {
+        caller(&request)
+            .require_service(&[])
+            .map_err(CreditError::from)?;
+        self.flows.set_arrears(request.into_inner().items).await?;
+        Ok(Response::new(pb::SetArrearsResponse {}))
     }
 
     #[tracing::instrument(skip_all, fields(rpc = "GetCard"))]
@@ -240,7 +345,10 @@ impl CreditService for CreditRpc {
         request: Request<pb::GetCardRequest>,
     ) -> Result<Response<pb::GetCardResponse>, Status> {
         let caller = caller(&request);
-        let card = self.flows.card(employee(&caller)?).await?;
+        let card = self
+            .flows
+            .card(caller.require_user().map_err(CreditError::from)?)
+            .await?;
         Ok(Response::new(pb::GetCardResponse {
             card: Some(convert::card_to_proto(&card)),
         }))
@@ -252,7 +360,7 @@ impl CreditService for CreditRpc {
         request: Request<pb::ChangePinRequest>,
     ) -> Result<Response<pb::ChangePinResponse>, Status> {
         let caller = caller(&request);
-        let employee_id = employee(&caller)?;
+        let employee_id = caller.require_user().map_err(CreditError::from)?;
         let message = request.into_inner();
         self.flows
             .change_pin(employee_id, &message.current_pin, &message.new_pin)
@@ -265,10 +373,21 @@ impl CreditService for CreditRpc {
         &self,
         request: Request<pb::UnlockCardRequest>,
     ) -> Result<Response<pb::UnlockCardResponse>, Status> {
-        support_or_service(&caller(&request))?;
+        let caller = caller(&request);
+        support_or_service(&caller)?;
         self.flows
-            .unlock_card(&request.into_inner().customer_number)
+            .unlock_card(&caller, &request.into_inner().customer_number)
             .await?;
         Ok(Response::new(pb::UnlockCardResponse {}))
+    }
+}
+
+/// Counts a purchase in the metrics: accepted, or refused by its code (a
+/// replay is the first answer again and is not counted twice).
+fn count_purchase(result: &std::result::Result<crate::service::PurchaseAnswer, CreditError>) {
+    match result {
+        Ok(answer) if answer.replayed => {}
+        Ok(_) => tavana_kit::metrics::record_purchase(None),
+        Err(error) => tavana_kit::metrics::record_purchase(Some(error.code())),
     }
 }

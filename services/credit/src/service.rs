@@ -7,57 +7,108 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use chrono::{DateTime, Utc};
 use prost::Message;
 use rand::Rng;
+use tavana_kit::audit::AuditEntry;
+use tavana_kit::caller::Caller;
 use tavana_kit::clock::SharedClock;
 use tavana_kit::ids::NationalId;
+use tavana_kit::money::Rial;
 use tavana_proto::credit::v1 as pb;
 
 use crate::convert;
-use crate::domain::CreditError;
 use crate::domain::budget::{self, Available, HoldRelease};
 use crate::domain::card::{CustomerNumber, Pin, attempts_left};
 use crate::domain::facility::FacilityTerms;
 use crate::domain::idempotency::{IdempotencyKey, request_hash};
 use crate::domain::purchase::{PurchaseKind, PurchaseTerms};
+use crate::domain::rules;
+use crate::error::CreditError;
 use crate::peers::Peers;
 use crate::store::{
-    IdempotencyScope, NewFacility, NewPurchase, NewRefund, Replay, Settling, Store, card, facility,
-    hold_of, purchase, terms_of,
+    IdempotencyScope, NewFacility, NewPurchase, NewRefund, Replay, Settling, Store, card,
+    employee_arrears, facility, hold_of, purchase, terms_of,
 };
+
+/// The audit action of a card unlock by support (R32); the subject is the customer number.
+pub const AUDIT_CARD_UNLOCK: &str = "card.unlock";
+/// The audit action of a facility's close (R30, R32); the subject is the holder's national
+/// ID.
+pub const AUDIT_FACILITY_CLOSE: &str = "facility.close";
+/// The audit action of a facility's suspension by support (R30, R32).
+pub const AUDIT_FACILITY_SUSPEND: &str = "facility.suspend";
+/// The audit action of a facility's resumption by support (R30, R32).
+pub const AUDIT_FACILITY_RESUME: &str = "facility.resume";
 
 /// What opening a facility needs (R12).
 #[derive(Clone, Debug)]
 pub struct OpenFacility {
+    /// The approved credit request the facility is opened for (idempotency key).
     pub credit_request_id: String,
+    /// The employee who holds the facility.
     pub employee_id: String,
+    /// The employee's national ID.
     pub national_id: String,
+    /// The employee's full name.
     pub full_name: String,
+    /// The employee's organization, whose contract R14 checks.
     pub organization_id: String,
+    /// The monthly credit `M` (R12).
     pub monthly_credit: i64,
+    /// The instalment ceiling `N` (R12).
     pub max_instalments: u32,
+    /// When the facility becomes active (R12).
     pub activates_at: DateTime<Utc>,
+    /// The guarantor, told by SMS when an instalment becomes overdue (R29).
+    pub guarantor_employee_id: String,
+    /// The employee's region, for the regional overdue list (R29).
+    pub region_code: String,
 }
 
 /// A purchase request, from the app or a merchant.
 #[derive(Clone, Debug)]
 pub struct PurchaseRequest {
+    /// Credit or instalment (`None` when the request named neither).
     pub kind: Option<PurchaseKind>,
+    /// The amount in rial.
     pub amount: i64,
+    /// The number of instalments (0 or 1 for a credit purchase).
     pub months: u32,
+    /// The client's Idempotency-Key (R19).
     pub idempotency_key: String,
 }
+
+/// Which facility an action names (R30).
+#[derive(Clone, Debug)]
+pub enum FacilityTarget {
+    /// By facility id (services).
+    Id(String),
+    /// The employee's own (open, or else latest).
+    Employee(String),
+    /// The employee with this national ID (support).
+    NationalId(String),
+}
+
+/// The most purchases one page of the reconciliation ledger holds (R31).
+pub const LEDGER_PAGE_MAX: u32 = 1_000;
 
 /// A facility's balance (R16-R18).
 #[derive(Clone, Debug)]
 pub struct Balance {
+    /// The facility.
     pub facility: facility::Model,
+    /// The room left in `M` and `P` (R16).
     pub available: Available,
+    /// When the next hold is released by the clock (R17).
     pub next_release_at: Option<DateTime<Utc>>,
+    /// What is overdue (R29).
+    pub overdue_amount: Rial,
 }
 
 /// The answer to a purchase: the purchase, and whether it is a replay (R19).
 #[derive(Clone, Debug)]
 pub struct PurchaseAnswer {
+    /// The purchase.
     pub purchase: pb::Purchase,
+    /// Whether this is the stored answer of an earlier request (R19).
     pub replayed: bool,
 }
 
@@ -93,6 +144,24 @@ async fn pin_matches(pin: Pin, hash: String) -> Result<bool, CreditError> {
     .map_err(|error| CreditError::Internal(error.into()))
 }
 
+/// Refuses a card purchase after checking the PIN against a stand-in hash, so that an
+/// unknown or locked card takes as long to refuse as a wrong PIN (R21).
+async fn reject_card(pin: Pin) -> CreditError {
+    static STAND_IN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let checked = tokio::task::spawn_blocking(move || {
+        let hash =
+            STAND_IN.get_or_init(|| hash_pin(Pin::entered("0000000000")).unwrap_or_default());
+        Argon2::default()
+            .verify_password(pin.expose().as_bytes(), hash.as_str())
+            .is_ok()
+    })
+    .await;
+    if let Err(error) = checked {
+        return CreditError::Internal(error.into());
+    }
+    CreditError::CardRejected
+}
+
 fn replayed(replay: Replay) -> Result<PurchaseAnswer, CreditError> {
     let purchase = pb::Purchase::decode(replay.0.as_slice())
         .map_err(|error| CreditError::Internal(anyhow::anyhow!("bad stored answer: {error}")))?;
@@ -100,6 +169,42 @@ fn replayed(replay: Replay) -> Result<PurchaseAnswer, CreditError> {
         purchase,
         replayed: true,
     })
+}
+
+/// Returns up to `page_size` (at most [`LEDGER_PAGE_MAX`]) purchases with an id after
+/// `after`, in id order, as credit's side of R31's reconciliation, and whether no purchase
+/// comes after them. `tavana admin reconcile` reads it straight from the database.
+pub async fn purchase_ledger(
+    store: &Store,
+    after: &str,
+    page_size: u32,
+) -> Result<(Vec<pb::PurchaseLedgerEntry>, bool), CreditError> {
+    let limit = u64::from(page_size.clamp(1, LEDGER_PAGE_MAX));
+    let mut rows = store.purchases_after(after, limit + 1).await?;
+    let kept =
+        usize::try_from(limit).map_err(|_| CreditError::internal("page size does not fit"))?;
+    let last_page = rows.len() <= kept;
+    rows.truncate(kept);
+    let mut facility_ids: Vec<&str> = rows.iter().map(|row| row.facility_id.as_str()).collect();
+    facility_ids.sort_unstable();
+    facility_ids.dedup();
+    let national_ids: HashMap<String, String> = store
+        .facilities(&facility_ids)
+        .await?
+        .into_iter()
+        .map(|facility| (facility.id, facility.national_id))
+        .collect();
+    let entries = rows
+        .iter()
+        .map(|row| {
+            let national_id = national_ids
+                .get(&row.facility_id)
+                .cloned()
+                .unwrap_or_default();
+            convert::ledger_entry(row, national_id)
+        })
+        .collect();
+    Ok((entries, last_page))
 }
 
 impl CreditFlows {
@@ -179,13 +284,17 @@ impl CreditFlows {
                 full_name: request.full_name,
                 organization_id: request.organization_id,
                 monthly_credit: terms.monthly_credit().as_i64(),
-                max_instalments: i32::try_from(terms.max_instalments()).unwrap_or(i32::MAX),
+                max_instalments: i32::try_from(terms.max_instalments()).map_err(|_| {
+                    CreditError::internal("max_instalments does not fit the column")
+                })?,
                 purchasing_power: terms.purchasing_power().as_i64(),
                 activates_at: request.activates_at,
                 suspended: false,
                 closed_at: None,
                 created_at: now,
                 version: 0,
+                guarantor_employee_id: request.guarantor_employee_id,
+                region_code: request.region_code,
             },
             card: card::Model {
                 facility_id,
@@ -202,16 +311,109 @@ impl CreditFlows {
         self.store.open_facility(new).await
     }
 
-    /// Closes a facility that owes nothing and releases its guarantee (R13).
-    pub async fn close_facility(&self, facility_id: &str) -> Result<facility::Model, CreditError> {
-        let row = self
+    /// Finds the facility a support or employee action names (R30).
+    pub async fn facility_for(
+        &self,
+        target: &FacilityTarget,
+    ) -> Result<facility::Model, CreditError> {
+        let found = match target {
+            FacilityTarget::Id(id) => self.store.facility(id).await?,
+            FacilityTarget::Employee(employee_id) => {
+                self.store.facility_of_employee(employee_id).await?
+            }
+            FacilityTarget::NationalId(national_id) => {
+                let national_id = NationalId::parse(national_id).map_err(|_| {
+                    CreditError::invalid(
+                        "national_id",
+                        "national_id_invalid",
+                        "The national ID is not valid.",
+                        "کد ملی معتبر نیست.",
+                    )
+                })?;
+                self.store
+                    .facility_of_national_id(national_id.as_str())
+                    .await?
+            }
+        };
+        found.ok_or(CreditError::NoFacility)
+    }
+
+    /// Closes a facility that owes nothing and holds nothing, and releases its guarantee
+    /// at once through the outbox (R13, R30); 409 `facility_has_debt` otherwise. Closing
+    /// a closed facility answers it again.
+    #[tracing::instrument(skip_all)]
+    pub async fn close_facility(
+        &self,
+        caller: &Caller,
+        target: &FacilityTarget,
+        reason: &str,
+    ) -> Result<facility::Model, CreditError> {
+        let row = self.facility_for(target).await?;
+        let now = self.now();
+        let audit = AuditEntry::new(
+            caller,
+            AUDIT_FACILITY_CLOSE,
+            row.national_id.clone(),
+            serde_json::json!({ "facility_id": row.id, "reason": reason }),
+        );
+        let closed = self
             .store
-            .facility(facility_id)
-            .await?
-            .ok_or(CreditError::NoFacility)?;
+            .close_facility(
+                &row.id,
+                now,
+                convert::close_messages(&row),
+                &audit,
+                |owes, holds| rules::r30_ensure_closable(owes, holds, now),
+            )
+            .await?;
+        tracing::info!(facility_id = %closed.id, reason, "facility closed");
+        Ok(closed)
+    }
+
+    /// Suspends (`true`) or resumes a facility (R30, support): a suspended facility takes
+    /// no purchase (`facility_suspended`), its deductions go on. A closed facility stays
+    /// closed (409 `facility_closed`).
+    #[tracing::instrument(skip_all, fields(suspended))]
+    pub async fn set_suspended(
+        &self,
+        caller: &Caller,
+        target: &FacilityTarget,
+        suspended: bool,
+        reason: &str,
+    ) -> Result<facility::Model, CreditError> {
+        let row = self.facility_for(target).await?;
+        if row.closed_at.is_some() {
+            return Err(CreditError::FacilityClosed);
+        }
+        let action = if suspended {
+            AUDIT_FACILITY_SUSPEND
+        } else {
+            AUDIT_FACILITY_RESUME
+        };
+        let audit = AuditEntry::new(
+            caller,
+            action,
+            row.national_id.clone(),
+            serde_json::json!({ "facility_id": row.id, "reason": reason }),
+        );
         self.store
-            .close_facility(facility_id, self.now(), convert::close_messages(&row))
-            .await
+            .set_suspended_audited(&row.id, suspended, &audit)
+            .await?;
+        tracing::info!(facility_id = %row.id, suspended, reason, "facility suspension changed");
+        self.store
+            .facility(&row.id)
+            .await?
+            .ok_or(CreditError::NoFacility)
+    }
+
+    /// Returns up to `page_size` purchases after `after` (id order) as credit's side of
+    /// R31's reconciliation, and whether no purchase comes after them.
+    pub async fn purchase_ledger(
+        &self,
+        after: &str,
+        page_size: u32,
+    ) -> Result<(Vec<pb::PurchaseLedgerEntry>, bool), CreditError> {
+        purchase_ledger(&self.store, after, page_size).await
     }
 
     async fn facility_of(&self, employee_id: &str) -> Result<facility::Model, CreditError> {
@@ -243,10 +445,29 @@ impl CreditFlows {
             held = self.store.held_room(&facility.id, now).await?;
         }
         Ok(Balance {
-            available: budget::available(terms_of(&facility), &held.holds, now),
+            available: budget::available(terms_of(&facility)?, &held.holds, now),
             next_release_at: budget::next_release_at(&held.holds, now),
+            overdue_amount: self.store.overdue_amount(&facility.employee_id).await?,
             facility,
         })
+    }
+
+    // ---- arrears (R29) ----
+
+    /// Records employees' overdue amounts from settlement, each only over an older version.
+    pub async fn set_arrears(&self, items: Vec<pb::EmployeeArrears>) -> Result<u64, CreditError> {
+        let rows: Vec<employee_arrears::Model> = items
+            .into_iter()
+            .filter(|item| !item.employee_id.trim().is_empty())
+            .map(|item| employee_arrears::Model {
+                employee_id: item.employee_id,
+                overdue_amount: item.overdue_amount.max(0),
+                version: item.version,
+                held_monthly: item.held_monthly.max(0),
+                held_until_period: item.held_until_period,
+            })
+            .collect();
+        self.store.set_arrears(&rows).await
     }
 
     // ---- purchases (R14-R16, R19) ----
@@ -290,12 +511,17 @@ impl CreditFlows {
         let key = IdempotencyKey::parse(&request.idempotency_key)?;
         let shape = PurchaseTerms::parse_shape(request.kind, request.amount, request.months)?;
         let number = CustomerNumber::parse(customer_number)?;
-        let card = self
-            .store
-            .card_by_number(number.as_str())
-            .await?
-            .ok_or(CreditError::CardNotFound)?;
-        self.verify_pin(&card, Pin::entered(pin)).await?;
+        let pin = Pin::entered(pin);
+        let Some(card) = self.store.card_by_number(number.as_str()).await? else {
+            return Err(reject_card(pin).await);
+        };
+        // An unknown card, a wrong PIN and a locked card answer alike (R21).
+        match self.verify_pin(&card, pin.clone()).await {
+            Ok(()) => {}
+            Err(CreditError::PinInvalid { .. }) => return Err(CreditError::CardRejected),
+            Err(CreditError::CardLocked) => return Err(reject_card(pin).await),
+            Err(other) => return Err(other),
+        }
         if card.pin_must_change {
             return Err(CreditError::PinMustChange);
         }
@@ -332,7 +558,8 @@ impl CreditFlows {
         if let Some(replay) = self.store.find_replay(&scope).await? {
             return replayed(replay);
         }
-        let max_instalments = u32::try_from(facility.max_instalments).unwrap_or(0);
+        let max_instalments = u32::try_from(facility.max_instalments)
+            .map_err(|_| CreditError::internal("stored facility max_instalments is negative"))?;
         let terms = PurchaseTerms::parse(
             Some(shape.kind()),
             shape.amount().as_i64(),
@@ -354,17 +581,20 @@ impl CreditFlows {
         let encode = convert::encode_purchase;
         let created = self
             .store
-            .create_purchase(NewPurchase {
-                id: uuid::Uuid::now_v7().to_string(),
-                facility_id: facility.id.clone(),
-                merchant_id: merchant_id.to_owned(),
-                merchant_name: merchant.name,
-                terms,
-                now: self.now(),
-                idempotency: scope,
-                messages: &messages,
-                encode: &encode,
-            })
+            .create_purchase(
+                NewPurchase {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    facility_id: facility.id.clone(),
+                    merchant_id: merchant_id.to_owned(),
+                    merchant_name: merchant.name,
+                    terms,
+                    now: self.now(),
+                    idempotency: scope,
+                    messages: &messages,
+                    encode: &encode,
+                },
+                |facts| rules::r14_r16_admit_purchase(facts, terms),
+            )
             .await?;
         match created {
             Ok(row) => {
@@ -390,22 +620,18 @@ impl CreditFlows {
             None
         } else {
             Some(
-                tavana_kit::paging::decode_token::<(i64, String)>(page_token).map_err(|_| {
-                    CreditError::invalid(
-                        "page_token",
-                        "page_token_invalid",
-                        "The page token is not valid.",
-                        "نشانهٔ صفحه معتبر نیست.",
-                    )
-                })?,
+                tavana_kit::paging::decode_token::<(i64, String)>(page_token)
+                    .map_err(|_| CreditError::PageTokenInvalid)?,
             )
         };
         let mut rows = self
             .store
             .list_purchases(employee_id, after, limit + 1)
             .await?;
-        let next = if rows.len() as u64 > limit {
-            rows.truncate(limit as usize);
+        let kept =
+            usize::try_from(limit).map_err(|_| CreditError::internal("page size does not fit"))?;
+        let next = if rows.len() > kept {
+            rows.truncate(kept);
             rows.last()
                 .map(|row| tavana_kit::paging::encode_token(&(row.created_micros, row.id.clone())))
                 .unwrap_or_default()
@@ -425,7 +651,7 @@ impl CreditFlows {
         purchase_id: &str,
         amount: i64,
         idempotency_key: &str,
-    ) -> Result<purchase::Model, CreditError> {
+    ) -> Result<pb::Purchase, CreditError> {
         let row = self
             .store
             .purchase(purchase_id)
@@ -436,7 +662,9 @@ impl CreditFlows {
         {
             return Err(CreditError::PurchaseNotFound);
         }
-        let scope = if idempotency_key.trim().is_empty() {
+        // R20: a merchant's refund moves money and takes an Idempotency-Key like a
+        // purchase (R19); a service (tooling) may refund without one.
+        let scope = if merchant_id.is_none() && idempotency_key.trim().is_empty() {
             None
         } else {
             let key = IdempotencyKey::parse(idempotency_key)?;
@@ -454,6 +682,7 @@ impl CreditFlows {
         };
         let messages = convert::refund_messages;
         let encode = convert::encode_purchase;
+        let now = self.now();
         let refunded = self
             .store
             .refund_purchase(
@@ -462,26 +691,29 @@ impl CreditFlows {
                     refund_id: uuid::Uuid::now_v7().to_string(),
                     purchase_id: purchase_id.to_owned(),
                     amount,
-                    now: self.now(),
+                    now,
                     idempotency: scope,
                     messages: &messages,
                     encode: &encode,
                 },
+                |facts| rules::r20_refund(facts, amount, now),
             )
             .await?;
         match refunded {
-            Ok(row) => Ok(row),
-            // The stored answer is the purchase as it was then; the current row is what a
-            // merchant retrying wants to see, and it is the same purchase.
-            Err(_) => self
-                .store
-                .purchase(purchase_id)
-                .await?
-                .ok_or(CreditError::PurchaseNotFound),
+            Ok(row) => Ok(convert::purchase_to_proto(&row)),
+            // The same key and body answers as the first time did (R19, R20).
+            Err(replay) => Ok(replayed(replay)?.purchase),
         }
     }
 
     // ---- settlement (R18) ----
+
+    /// Records that a remittance settled some instalment of these purchases, so that they
+    /// are refunded no more (R20); idempotent.
+    pub async fn mark_partly_settled(&self, purchase_ids: &[String]) -> Result<u64, CreditError> {
+        let ids: Vec<&str> = purchase_ids.iter().map(String::as_str).collect();
+        self.store.mark_partly_settled(&ids, self.now()).await
+    }
 
     /// Records that every instalment of each purchase is settled; idempotent per purchase
     /// (R18). Returns how many purchases this call marked.
@@ -568,26 +800,32 @@ impl CreditFlows {
 
     // ---- cards (R21) ----
 
-    /// Checks a PIN: a locked card refuses; a wrong PIN counts (atomically, in the
-    /// database) and the fifth locks the card; a right one forgets earlier wrong ones.
+    /// Checks a PIN (R21): an attempt is claimed in the database before the PIN is
+    /// checked, so that parallel guesses get at most 5 checks; a locked card, or one with
+    /// 5 attempts under way, refuses; a wrong PIN stays counted and the fifth locks the
+    /// card; a right one forgets earlier wrong ones.
     async fn verify_pin(&self, card: &card::Model, pin: Pin) -> Result<(), CreditError> {
-        if card.locked {
+        let Some(attempts) = self
+            .store
+            .claim_pin_attempt(&card.facility_id, self.now())
+            .await?
+        else {
             return Err(CreditError::CardLocked);
-        }
+        };
         if pin_matches(pin, card.pin_hash.clone()).await? {
             self.store.reset_wrong_pins(&card.facility_id).await?;
             return Ok(());
         }
-        let (failed, locked) = self
+        let locked = self
             .store
-            .record_wrong_pin(&card.facility_id, self.now())
+            .lock_card_if_exhausted(&card.facility_id, self.now())
             .await?;
-        tracing::info!(failed, locked, "wrong card pin");
+        tracing::info!(attempts, locked, "wrong card pin");
         if locked {
             return Err(CreditError::CardLocked);
         }
         Err(CreditError::PinInvalid {
-            attempts_left: attempts_left(failed),
+            attempts_left: attempts_left(attempts),
         })
     }
 
@@ -622,10 +860,24 @@ impl CreditFlows {
             .await
     }
 
-    /// Unlocks a card (support).
-    pub async fn unlock_card(&self, customer_number: &str) -> Result<(), CreditError> {
+    /// Unlocks a card (support), recorded in the audit trail (R32).
+    pub async fn unlock_card(
+        &self,
+        caller: &Caller,
+        customer_number: &str,
+    ) -> Result<(), CreditError> {
         let number = CustomerNumber::parse(customer_number)?;
-        if !self.store.unlock_card(number.as_str(), self.now()).await? {
+        let audit = AuditEntry::new(
+            caller,
+            AUDIT_CARD_UNLOCK,
+            number.as_str(),
+            serde_json::json!({}),
+        );
+        if !self
+            .store
+            .unlock_card(number.as_str(), self.now(), &audit)
+            .await?
+        {
             return Err(CreditError::CardNotFound);
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! The one error type of the guarantee service and its mapping to gRPC.
 
-use tavana_kit::error::{ErrorKind, Problem, Violation};
+use tavana_kit::error::{ErrorKind, Problem, Violation, codes};
 use tonic::Status;
 
 use crate::domain::{RequestStatus, RuleFailure};
@@ -14,6 +14,15 @@ pub enum GuaranteeError {
     /// The caller knows of the request but may not do this (R6, R10).
     #[error("the caller may not do this")]
     Forbidden,
+    /// The caller filed or guarantees the request they try to decide as finance (R32).
+    #[error("the caller is a party to this credit request")]
+    ConflictOfInterest,
+    /// The caller had too many filings refused lately (R32: no probing of colleagues).
+    #[error("too many refused filings; retry after {retry_after_seconds} s")]
+    TooManyRefusedFilings {
+        /// When the caller may file again.
+        retry_after_seconds: u64,
+    },
     /// The request does not exist or the caller may not know of it.
     #[error("credit request not found")]
     RequestNotFound,
@@ -35,23 +44,28 @@ pub enum GuaranteeError {
     /// A guarantee can be released only for an approved request (R13).
     #[error("credit request is {0}, not approved")]
     NotApproved(RequestStatus),
+    /// The page token is not one this service made.
+    #[error("invalid page token")]
+    PageTokenInvalid,
     /// A peer service could not be reached.
     #[error("peer unavailable: {0}")]
     Unavailable(String),
-    /// A bug or an unexpected database failure.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// A bug or an infrastructure failure; the cause chain goes to the log.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
 }
 
 impl GuaranteeError {
     /// Returns the stable snake_case code of the error.
     pub fn code(&self) -> &'static str {
         match self {
-            GuaranteeError::Unauthenticated => "unauthenticated",
+            GuaranteeError::Unauthenticated => codes::UNAUTHENTICATED,
             GuaranteeError::Forbidden => "forbidden",
+            GuaranteeError::ConflictOfInterest => "conflict_of_interest",
+            GuaranteeError::TooManyRefusedFilings { .. } => "too_many_refused_filings",
             GuaranteeError::RequestNotFound => "credit_request_not_found",
             GuaranteeError::ApplicantNotFound => "employee_not_found",
-            GuaranteeError::Invalid(_) => "invalid_argument",
+            GuaranteeError::Invalid(_) => codes::INVALID_ARGUMENT,
             GuaranteeError::OpenRequestExists => "open_request_exists",
             GuaranteeError::Refused(failures) => failures
                 .first()
@@ -59,22 +73,24 @@ impl GuaranteeError {
                 .unwrap_or("credit_request_refused"),
             GuaranteeError::NotPending(_) => "request_not_pending",
             GuaranteeError::NotApproved(_) => "request_not_approved",
-            GuaranteeError::Unavailable(_) => "unavailable",
-            GuaranteeError::Internal(_) => "internal",
+            GuaranteeError::PageTokenInvalid => codes::PAGE_TOKEN_INVALID,
+            GuaranteeError::Unavailable(_) => codes::UNAVAILABLE,
+            GuaranteeError::Internal(_) => codes::INTERNAL,
         }
     }
 }
 
 impl From<sea_orm::DbErr> for GuaranteeError {
     fn from(error: sea_orm::DbErr) -> GuaranteeError {
-        GuaranteeError::Internal(error.to_string())
+        GuaranteeError::Internal(error.into())
     }
 }
 
-impl From<GuaranteeError> for Problem {
-    fn from(error: GuaranteeError) -> Problem {
-        let code = error.code();
-        match error {
+impl GuaranteeError {
+    /// Returns the problem a client sees.
+    pub fn to_problem(&self) -> Problem {
+        let code = self.code();
+        match self {
             GuaranteeError::Unauthenticated => Problem::unauthenticated(),
             GuaranteeError::Forbidden => Problem::new(
                 ErrorKind::PermissionDenied,
@@ -82,6 +98,21 @@ impl From<GuaranteeError> for Problem {
                 "You are not allowed to do this with this credit request.",
                 "شما اجازهٔ انجام این کار را روی این درخواست اعتبار ندارید.",
             ),
+            GuaranteeError::ConflictOfInterest => Problem::new(
+                ErrorKind::PermissionDenied,
+                code,
+                "You cannot decide a credit request that you filed or guarantee.",
+                "شما نمی‌توانید دربارهٔ درخواستی که خودتان ثبت کرده یا ضامن آن هستید تصمیم بگیرید.",
+            ),
+            GuaranteeError::TooManyRefusedFilings {
+                retry_after_seconds,
+            } => Problem::new(
+                ErrorKind::RateLimited,
+                code,
+                "Too many of your credit requests were refused today; please try again later.",
+                "تعداد زیادی از درخواست‌های اعتبار شما امروز رد شده است؛ لطفاً بعداً دوباره تلاش کنید.",
+            )
+            .with_extra("retry_after_seconds", *retry_after_seconds),
             GuaranteeError::RequestNotFound => Problem::new(
                 ErrorKind::NotFound,
                 code,
@@ -94,7 +125,7 @@ impl From<GuaranteeError> for Problem {
                 "Your employment record was not found; please ask your region's administrative office to register it.",
                 "اطلاعات استخدامی شما یافت نشد؛ لطفاً از امور اداری منطقهٔ خود بخواهید آن را ثبت کند.",
             ),
-            GuaranteeError::Invalid(violations) => Problem::invalid(violations),
+            GuaranteeError::Invalid(violations) => Problem::invalid(violations.iter().cloned()),
             GuaranteeError::OpenRequestExists => Problem::new(
                 ErrorKind::Conflict,
                 code,
@@ -132,14 +163,15 @@ impl From<GuaranteeError> for Problem {
                 "این درخواست اعتبار تأیید نشده است و ضمانتی برای آزادسازی ندارد.",
             )
             .with_extra("status", status.as_str()),
+            GuaranteeError::PageTokenInvalid => Problem::page_token_invalid(),
             GuaranteeError::Unavailable(cause) => Problem::unavailable(cause),
-            GuaranteeError::Internal(cause) => Problem::internal(cause),
+            GuaranteeError::Internal(cause) => Problem::internal(format!("{cause:#}")),
         }
     }
 }
 
 impl From<GuaranteeError> for Status {
     fn from(error: GuaranteeError) -> Status {
-        Status::from(Problem::from(error))
+        error.to_problem().into()
     }
 }

@@ -2,11 +2,11 @@
 
 use chrono::NaiveDate;
 use tavana_kit::caller::{Caller, attach};
+use tavana_kit::grpc::Channel;
 use tavana_kit::money::Rial;
 use tavana_proto::identity::v1::get_employee_request::Key;
 use tavana_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use tavana_proto::identity::v1::{Employee, GetEmployeeRequest};
-use tonic::transport::Channel;
 
 use crate::domain::EmployeeProfile;
 use crate::error::GuaranteeError;
@@ -66,9 +66,9 @@ impl Identity {
 fn profile_of(employee: Employee) -> Result<EmployeeProfile, GuaranteeError> {
     let service_start = NaiveDate::parse_from_str(&employee.service_start_date, "%Y-%m-%d")
         .map_err(|error| {
-            GuaranteeError::Internal(format!(
-                "identity sent an invalid service_start_date: {error}"
-            ))
+            GuaranteeError::Internal(
+                anyhow::Error::new(error).context("identity sent an invalid service_start_date"),
+            )
         })?;
     Ok(EmployeeProfile {
         employee_id: employee.employee_id,

@@ -1,16 +1,16 @@
 //! The tonic handlers: read the caller, convert the message, call the flows, convert back.
 
 use tavana_kit::caller::caller;
+use tavana_kit::ids::RegionCode;
 use tavana_kit::money::Rial;
-use tavana_kit::paging::{decode_token, encode_token, page_size};
+use tavana_kit::paging::page_size;
 use tavana_proto::guarantee::v1 as pb;
 use tavana_proto::guarantee::v1::guarantee_service_server::GuaranteeService;
 use tonic::{Request, Response, Status};
 
-use crate::domain::RequestStatus;
+use crate::convert::{cursor_of, page, request_to_proto, status_filter, token_of};
 use crate::error::GuaranteeError;
 use crate::service::{Decision, FileRequest, GuaranteeFlows};
-use crate::store::{Cursor, RequestView};
 
 /// The gRPC face of the guarantee service.
 pub struct GuaranteeRpc {
@@ -22,112 +22,6 @@ impl GuaranteeRpc {
     pub fn new(flows: GuaranteeFlows) -> GuaranteeRpc {
         GuaranteeRpc { flows }
     }
-}
-
-fn timestamp(at: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
-
-/// Returns the proto status of a domain status.
-pub fn status_to_proto(status: RequestStatus) -> pb::RequestStatus {
-    match status {
-        RequestStatus::PendingGuarantor => pb::RequestStatus::PendingGuarantor,
-        RequestStatus::GuarantorRejected => pb::RequestStatus::GuarantorRejected,
-        RequestStatus::PendingFinance => pb::RequestStatus::PendingFinance,
-        RequestStatus::FinanceRejected => pb::RequestStatus::FinanceRejected,
-        RequestStatus::Approved => pb::RequestStatus::Approved,
-        RequestStatus::Cancelled => pb::RequestStatus::Cancelled,
-    }
-}
-
-fn status_of_name(name: &str) -> pb::RequestStatus {
-    RequestStatus::parse(name)
-        .map(status_to_proto)
-        .unwrap_or(pb::RequestStatus::Unspecified)
-}
-
-/// Reads an optional status filter: unspecified means every status.
-fn status_filter(value: i32) -> Result<Option<RequestStatus>, GuaranteeError> {
-    match pb::RequestStatus::try_from(value) {
-        Ok(pb::RequestStatus::Unspecified) => Ok(None),
-        Ok(pb::RequestStatus::PendingGuarantor) => Ok(Some(RequestStatus::PendingGuarantor)),
-        Ok(pb::RequestStatus::GuarantorRejected) => Ok(Some(RequestStatus::GuarantorRejected)),
-        Ok(pb::RequestStatus::PendingFinance) => Ok(Some(RequestStatus::PendingFinance)),
-        Ok(pb::RequestStatus::FinanceRejected) => Ok(Some(RequestStatus::FinanceRejected)),
-        Ok(pb::RequestStatus::Approved) => Ok(Some(RequestStatus::Approved)),
-        Ok(pb::RequestStatus::Cancelled) => Ok(Some(RequestStatus::Cancelled)),
-        Err(_) => Err(GuaranteeError::Invalid(vec![
-            tavana_kit::error::Violation::new(
-                "status",
-                "status_invalid",
-                "The status filter is not a known status.",
-                "وضعیت انتخاب‌شده برای فیلتر معتبر نیست.",
-            ),
-        ])),
-    }
-}
-
-fn cursor_of(token: &str) -> Result<Option<Cursor>, Status> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    decode_token::<Cursor>(token)
-        .map(Some)
-        .map_err(Status::from)
-}
-
-fn token_of(cursor: Option<Cursor>) -> String {
-    cursor
-        .map(|cursor| encode_token(&cursor))
-        .unwrap_or_default()
-}
-
-/// Converts a request with its history into its proto message.
-pub fn request_to_proto(view: RequestView) -> pb::CreditRequest {
-    let request = view.request;
-    pb::CreditRequest {
-        request_id: request.id,
-        status: status_of_name(&request.status) as i32,
-        applicant: Some(pb::Party {
-            employee_id: request.applicant_employee_id,
-            national_id: request.applicant_national_id,
-            full_name: request.applicant_full_name,
-        }),
-        guarantor: Some(pb::Party {
-            employee_id: request.guarantor_employee_id,
-            national_id: request.guarantor_national_id,
-            full_name: request.guarantor_full_name,
-        }),
-        region_code: request.region_code,
-        monthly_credit: request.monthly_credit,
-        instalment_months: u32::try_from(request.instalment_months).unwrap_or(0),
-        purchasing_power: Rial(request.monthly_credit)
-            .checked_mul(i64::from(request.instalment_months))
-            .map(Rial::as_i64)
-            .unwrap_or(i64::MAX),
-        history: view
-            .history
-            .into_iter()
-            .map(|change| pb::StatusChange {
-                status: status_of_name(&change.status) as i32,
-                at: Some(timestamp(change.at)),
-                by_role: change.by_role,
-                reason: change.reason,
-                message_fa: change.message_fa,
-                message_en: change.message_en,
-            })
-            .collect(),
-        activates_at: request.activates_at.map(timestamp),
-        created_at: Some(timestamp(request.created_at)),
-        guarantor_active_guarantees: view.guarantor_held,
-    }
-}
-
-fn page(views: Vec<RequestView>) -> Vec<pb::CreditRequest> {
-    views.into_iter().map(request_to_proto).collect()
 }
 
 #[tonic::async_trait]
@@ -216,11 +110,14 @@ impl GuaranteeService for GuaranteeRpc {
         let message = request.into_inner();
         let status = status_filter(message.status)?;
         let after = cursor_of(&message.page_token)?;
+        // Matched as HR stores it: `teh-19` is region TEH-19.
+        let region = RegionCode::parse(&message.region_code)
+            .map_err(|error| GuaranteeError::Invalid(vec![error.violation("region_code")]))?;
         let (items, next) = self
             .flows
             .list_region(
                 &caller,
-                &message.region_code,
+                region.as_str(),
                 status,
                 page_size(message.page_size),
                 after.as_ref(),

@@ -2,9 +2,13 @@
 //! `domain` inside the store's transactions, and queue the effects (R7-R13).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use prost::Message;
+use serde_json::json;
+use tavana_kit::audit::AuditEntry;
 use tavana_kit::caller::{Caller, Role};
 use tavana_kit::clock::SharedClock;
 use tavana_kit::error::Violation;
@@ -12,6 +16,7 @@ use tavana_kit::ids::NationalId;
 use tavana_kit::jalali::tehran_date;
 use tavana_kit::money::Rial;
 use tavana_kit::outbox::OutboxHandle;
+use tavana_kit::store::KvStore;
 use tavana_proto::credit::v1::OpenFacilityRequest;
 use tavana_proto::identity::v1::{NotifyEmployeeRequest, SmsTemplate};
 
@@ -35,6 +40,12 @@ pub const ACTIVATION_DELAY_HOURS: i64 = 72;
 const BY_APPLICANT: &str = "applicant";
 const BY_GUARANTOR: &str = "guarantor";
 const BY_REGION_FINANCE: &str = "region_finance";
+
+/// How long refused filings are counted (R32), on the real clock.
+const REFUSED_FILINGS_WINDOW: StdDuration = StdDuration::from_secs(24 * 60 * 60);
+
+/// The audit action of a finance decision (R32).
+pub const AUDIT_FINANCE_DECISION: &str = "credit_request.finance_decision";
 
 /// What an applicant files (R7).
 #[derive(Clone, Debug)]
@@ -64,6 +75,8 @@ pub struct GuaranteeFlows {
     identity: Identity,
     max_instalments: u32,
     outbox: OutboxHandle,
+    kv: Arc<dyn KvStore>,
+    refused_filings_per_day: u64,
 }
 
 fn parties(request: &credit_request::Model) -> Parties<'_> {
@@ -82,20 +95,17 @@ fn denied(caller: &Caller, standing: Standing) -> GuaranteeError {
     }
 }
 
-fn status_of(request: &credit_request::Model) -> Result<RequestStatus, GuaranteeError> {
-    RequestStatus::parse(&request.status)
-        .ok_or_else(|| GuaranteeError::Internal(format!("unknown status {}", request.status)))
-}
-
 /// Returns the Tehran date a request was filed on, the day R8's service length is
 /// measured on.
 fn filed_on(request: &credit_request::Model) -> NaiveDate {
     tehran_date(request.created_at).to_gregorian()
 }
 
+/// The history entry of a transition to `status` by `by` acting as `by_role` (R11, R32).
 fn history(
     status: RequestStatus,
     at: DateTime<Utc>,
+    by: &Caller,
     by_role: &'static str,
     reason: Option<String>,
 ) -> HistoryEntry {
@@ -104,6 +114,8 @@ fn history(
         status,
         at,
         by_role,
+        by_employee_id: by.employee_id().map(str::to_owned),
+        by_national_id: by.national_id().map(str::to_owned),
         reason,
         message_fa: message.fa.to_owned(),
         message_en: message.en.to_owned(),
@@ -134,6 +146,8 @@ fn notify_applicant(
         }
         .encode_to_vec(),
         dedup_key,
+        ordering_key: None,
+        version: None,
     }
 }
 
@@ -161,13 +175,8 @@ fn notify_guarantor(
         }
         .encode_to_vec(),
         dedup_key,
-    }
-}
-
-fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+        ordering_key: None,
+        version: None,
     }
 }
 
@@ -188,10 +197,14 @@ fn open_facility(
             organization_id: applicant.organization_id.clone(),
             monthly_credit: request.monthly_credit,
             max_instalments: u32::try_from(request.instalment_months).unwrap_or(0),
-            activates_at: Some(timestamp(activates_at)),
+            activates_at: Some(tavana_proto::timestamp(activates_at)),
             full_name: applicant.full_name.clone(),
+            guarantor_employee_id: request.guarantor_employee_id.clone(),
+            region_code: applicant.region_code.clone(),
         }
         .encode_to_vec(),
+        ordering_key: None,
+        version: None,
     }
 }
 
@@ -203,6 +216,8 @@ impl GuaranteeFlows {
         identity: Identity,
         max_instalments: u32,
         outbox: OutboxHandle,
+        kv: Arc<dyn KvStore>,
+        refused_filings_per_day: u64,
     ) -> GuaranteeFlows {
         GuaranteeFlows {
             store,
@@ -210,6 +225,45 @@ impl GuaranteeFlows {
             identity,
             max_instalments,
             outbox,
+            kv,
+            refused_filings_per_day,
+        }
+    }
+
+    fn refused_filings_key(employee_id: &str) -> String {
+        format!("guarantee:refused_filings:{employee_id}")
+    }
+
+    /// Refuses a filing by an employee who already had too many refused today (R32):
+    /// refusals name which of a colleague's rules failed, so they are rationed.
+    async fn check_refused_filings(&self, employee_id: &str) -> Result<(), GuaranteeError> {
+        let key = Self::refused_filings_key(employee_id);
+        let count = self
+            .kv
+            .get(&key)
+            .await
+            .map_err(|error| GuaranteeError::Unavailable(error.to_string()))?
+            .and_then(|count| count.parse::<u64>().ok())
+            .unwrap_or(0);
+        if count < self.refused_filings_per_day {
+            return Ok(());
+        }
+        let retry_after = self
+            .kv
+            .ttl(&key)
+            .await
+            .map_err(|error| GuaranteeError::Unavailable(error.to_string()))?
+            .unwrap_or(REFUSED_FILINGS_WINDOW);
+        Err(GuaranteeError::TooManyRefusedFilings {
+            retry_after_seconds: retry_after.as_secs().max(1),
+        })
+    }
+
+    /// Counts a refused filing (R32); a store failure only loses the count.
+    async fn count_refused_filing(&self, employee_id: &str) {
+        let key = Self::refused_filings_key(employee_id);
+        if let Err(error) = self.kv.incr(&key, REFUSED_FILINGS_WINDOW).await {
+            tracing::warn!(%error, "cannot count a refused filing");
         }
     }
 
@@ -223,6 +277,20 @@ impl GuaranteeFlows {
             .employee_id()
             .ok_or(GuaranteeError::Unauthenticated)?
             .to_owned();
+        self.check_refused_filings(&employee_id).await?;
+        let filed = self.file_checked(caller, &employee_id, input).await;
+        if matches!(filed, Err(GuaranteeError::Refused(_))) {
+            self.count_refused_filing(&employee_id).await;
+        }
+        filed
+    }
+
+    async fn file_checked(
+        &self,
+        caller: &Caller,
+        employee_id: &str,
+        input: FileRequest,
+    ) -> Result<RequestView, GuaranteeError> {
         let guarantor_national_id =
             NationalId::parse(&input.guarantor_national_id).map_err(|error| {
                 GuaranteeError::Invalid(vec![Violation::new(
@@ -235,7 +303,7 @@ impl GuaranteeFlows {
 
         let applicant = self
             .identity
-            .by_employee_id(&employee_id)
+            .by_employee_id(employee_id)
             .await?
             .ok_or(GuaranteeError::ApplicantNotFound)?;
         let guarantor = self
@@ -251,9 +319,9 @@ impl GuaranteeFlows {
             max_instalments: self.max_instalments,
         };
         let request_id = uuid::Uuid::new_v4().to_string();
-        let request = self
+        let (request, enqueued) = self
             .store
-            .file(&employee_id, guarantor_national_id.as_str(), |held| {
+            .file(employee_id, guarantor_national_id.as_str(), |held| {
                 let failures = check_filing(&applicant, guarantor.as_ref(), held, filing_input, on);
                 let Some(guarantor) = guarantor.as_ref().filter(|_| failures.is_empty()) else {
                     return Err(GuaranteeError::Refused(if failures.is_empty() {
@@ -284,7 +352,13 @@ impl GuaranteeFlows {
                     version: 0,
                 };
                 Ok(Filing {
-                    history: history(RequestStatus::PendingGuarantor, now, BY_APPLICANT, None),
+                    history: history(
+                        RequestStatus::PendingGuarantor,
+                        now,
+                        caller,
+                        BY_APPLICANT,
+                        None,
+                    ),
                     outbox: vec![
                         notify_guarantor(&request_id, &guarantor.employee_id, &applicant.full_name),
                         notify_applicant(
@@ -297,7 +371,7 @@ impl GuaranteeFlows {
                 })
             })
             .await?;
-        self.outbox.notify();
+        self.outbox.deliver_now(&enqueued).await;
         tracing::info!(request_id = %request.id, "credit request filed");
         self.store.view(request).await
     }
@@ -341,14 +415,15 @@ impl GuaranteeFlows {
             return Err(denied(caller, standing));
         }
         let now = self.clock.now();
-        let updated = self
+        let (updated, enqueued) = self
             .store
             .transition(request_id, |current, status, _held| {
                 if !status.is_pending() {
                     return Err(GuaranteeError::NotPending(status));
                 }
                 Ok(Transition {
-                    history: history(RequestStatus::Cancelled, now, BY_APPLICANT, None),
+                    history: history(RequestStatus::Cancelled, now, caller, BY_APPLICANT, None),
+                    audit: None,
                     approved_at: None,
                     activates_at: None,
                     outbox: vec![notify_applicant(
@@ -359,7 +434,7 @@ impl GuaranteeFlows {
                 })
             })
             .await?;
-        self.outbox.notify();
+        self.outbox.deliver_now(&enqueued).await;
         self.store.view(updated).await
     }
 
@@ -397,7 +472,7 @@ impl GuaranteeFlows {
         if !standing.guarantor {
             return Err(denied(caller, standing));
         }
-        let status = status_of(&request)?;
+        let status = crate::store::parse_status(&request)?;
         if status != RequestStatus::PendingGuarantor {
             return Err(GuaranteeError::NotPending(status));
         }
@@ -407,7 +482,7 @@ impl GuaranteeFlows {
             None
         };
         let now = self.clock.now();
-        let updated = self
+        let (updated, enqueued) = self
             .store
             .transition(request_id, |current, status, held| {
                 if status != RequestStatus::PendingGuarantor {
@@ -425,7 +500,8 @@ impl GuaranteeFlows {
                     None => RequestStatus::GuarantorRejected,
                 };
                 Ok(Transition {
-                    history: history(next, now, BY_GUARANTOR, decision.reason.clone()),
+                    history: history(next, now, caller, BY_GUARANTOR, decision.reason.clone()),
+                    audit: None,
                     approved_at: None,
                     activates_at: None,
                     outbox: vec![notify_applicant(
@@ -436,7 +512,7 @@ impl GuaranteeFlows {
                 })
             })
             .await?;
-        self.outbox.notify();
+        self.outbox.deliver_now(&enqueued).await;
         self.store.view(updated).await
     }
 
@@ -460,7 +536,10 @@ impl GuaranteeFlows {
         if !standing.region_finance {
             return Err(denied(caller, standing));
         }
-        let status = status_of(&request)?;
+        if standing.is_party() {
+            return Err(GuaranteeError::ConflictOfInterest);
+        }
+        let status = crate::store::parse_status(&request)?;
         if status != RequestStatus::PendingFinance {
             return Err(GuaranteeError::NotPending(status));
         }
@@ -470,7 +549,7 @@ impl GuaranteeFlows {
             None
         };
         let now = self.clock.now();
-        let updated = self
+        let (updated, enqueued) = self
             .store
             .transition(request_id, |current, status, held| {
                 if status != RequestStatus::PendingFinance {
@@ -495,15 +574,34 @@ impl GuaranteeFlows {
                     &current.applicant_employee_id,
                     next,
                 ));
+                let audit = AuditEntry::new(
+                    caller,
+                    AUDIT_FINANCE_DECISION,
+                    current.id.as_str(),
+                    json!({
+                        "approve": decision.approve,
+                        "status": next.as_str(),
+                        "applicant_national_id": current.applicant_national_id,
+                        "region_code": current.region_code,
+                        "reason": decision.reason,
+                    }),
+                );
                 Ok(Transition {
-                    history: history(next, now, BY_REGION_FINANCE, decision.reason.clone()),
+                    history: history(
+                        next,
+                        now,
+                        caller,
+                        BY_REGION_FINANCE,
+                        decision.reason.clone(),
+                    ),
+                    audit: Some(audit),
                     approved_at,
                     activates_at,
                     outbox,
                 })
             })
             .await?;
-        self.outbox.notify();
+        self.outbox.deliver_now(&enqueued).await;
         tracing::info!(request_id = %updated.id, status = %updated.status, "finance decided");
         self.store.view(updated).await
     }

@@ -1,14 +1,14 @@
 //! The one error type of the identity service, with stable codes.
 
-use tavana_kit::error::{ErrorKind, Problem, Violation};
+use tavana_kit::error::{ErrorKind, Problem, Violation, codes};
 use tonic::Status;
 
 /// Everything that can go wrong in identity, as a client sees it.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
-    /// One or more fields are invalid.
+    /// One or more fields are invalid; every bad field is listed.
     #[error("invalid fields")]
-    InvalidFields(Vec<Violation>),
+    Invalid(Vec<Violation>),
     /// No caller identity.
     #[error("unauthenticated")]
     Unauthenticated,
@@ -20,7 +20,10 @@ pub enum IdentityError {
     InvalidCode,
     /// Too many codes sent to this mobile (R3).
     #[error("too many login codes")]
-    TooManyCodes { retry_after_seconds: u64 },
+    TooManyCodes {
+        /// Seconds until the next code may be sent.
+        retry_after_seconds: u64,
+    },
     /// The refresh token is unknown, expired or revoked.
     #[error("invalid refresh token")]
     RefreshTokenInvalid,
@@ -45,7 +48,10 @@ pub enum IdentityError {
     /// The dev SMS inbox exists only with the dev provider.
     #[error("dev sms not available")]
     DevSmsUnavailable,
-    /// A bug or an infrastructure failure.
+    /// The caller tried to grant or revoke one of their own roles (R32).
+    #[error("own role")]
+    OwnRole,
+    /// A bug or an infrastructure failure; the cause chain goes to the log.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -69,9 +75,9 @@ impl IdentityError {
     /// Returns the stable snake_case code.
     pub fn code(&self) -> &'static str {
         match self {
-            IdentityError::InvalidFields(_) => "invalid_argument",
-            IdentityError::Unauthenticated => "unauthenticated",
-            IdentityError::PermissionDenied => "permission_denied",
+            IdentityError::Invalid(_) => codes::INVALID_ARGUMENT,
+            IdentityError::Unauthenticated => codes::UNAUTHENTICATED,
+            IdentityError::PermissionDenied => codes::PERMISSION_DENIED,
             IdentityError::InvalidCode => "invalid_code",
             IdentityError::TooManyCodes { .. } => "too_many_codes",
             IdentityError::RefreshTokenInvalid => "refresh_token_invalid",
@@ -82,7 +88,8 @@ impl IdentityError {
             IdentityError::SessionNotFound => "session_not_found",
             IdentityError::MobileChangeRequiresSupport => "mobile_change_requires_support",
             IdentityError::DevSmsUnavailable => "not_found",
-            IdentityError::Internal(_) => "internal",
+            IdentityError::OwnRole => "own_role",
+            IdentityError::Internal(_) => codes::INTERNAL,
         }
     }
 
@@ -90,7 +97,7 @@ impl IdentityError {
     pub fn to_problem(&self) -> Problem {
         let problem = |kind, en: &str, fa: &str| Problem::new(kind, self.code(), en, fa);
         match self {
-            IdentityError::InvalidFields(violations) => Problem::invalid(violations.clone()),
+            IdentityError::Invalid(violations) => Problem::invalid(violations.clone()),
             IdentityError::Unauthenticated => Problem::unauthenticated(),
             IdentityError::PermissionDenied => Problem::permission_denied(),
             IdentityError::InvalidCode => problem(
@@ -142,6 +149,11 @@ impl IdentityError {
                 "این کارمند حساب کاربری دارد: شمارهٔ همراه فقط از راه پشتیبانی و به درخواست واحد رفاه تغییر می‌کند.",
             ),
             IdentityError::DevSmsUnavailable => Problem::not_found("not_found"),
+            IdentityError::OwnRole => problem(
+                ErrorKind::PermissionDenied,
+                "Nobody grants or revokes their own roles; ask another support user.",
+                "هیچ‌کس نقش‌های خودش را اعطا یا لغو نمی‌کند؛ از کاربر پشتیبانی دیگری بخواهید.",
+            ),
             IdentityError::Internal(error) => Problem::internal(format!("{error:#}")),
         }
     }

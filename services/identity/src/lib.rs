@@ -4,9 +4,12 @@
 //! `serve` connects to its database, starts the outbox relay that sends SMS through the
 //! configured provider, and serves `IdentityService` over gRPC.
 
+pub mod convert;
+pub mod delivery;
 pub mod domain;
 pub mod error;
 pub mod rpc;
+pub mod service;
 pub mod sms;
 pub mod store;
 
@@ -21,20 +24,52 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tavana_identity_migration::Migrator;
 use tavana_kit::Shared;
-use tavana_kit::clock::SharedClock;
+use tavana_kit::clock::{SecurityClock, SharedClock};
 use tavana_kit::config::{DatabaseSettings, GrpcSettings};
 use tavana_kit::outbox::OutboxRelay;
 use tavana_proto::identity::v1::identity_service_server::IdentityServiceServer;
 
+use crate::delivery::SmsDelivery;
 use crate::domain::tokens::{DEV_KID, DEV_PRIVATE_KEY_PEM, PublicKey, TokenSigner};
 use crate::rpc::IdentityRpc;
+use crate::service::Identity;
 use crate::sms::{
-    DevProvider, HttpProvider, HttpProviderConfig, LogProvider, SmsDelivery, SmsProvider,
-    SmsProviderKind,
+    DevProvider, HttpProvider, HttpProviderConfig, LogProvider, SmsProvider, SmsProviderKind,
 };
 
 /// The gRPC service name, for health checks.
 pub const GRPC_SERVICE_NAME: &str = "tavana.identity.v1.IdentityService";
+
+/// Which principals may call each method (default deny; user and merchant callers come
+/// only from the gateway, see `docs/security.md`).
+pub static POLICY: tavana_kit::trust::Policy = {
+    use tavana_kit::trust::*;
+    Policy {
+        service: GRPC_SERVICE_NAME,
+        audience: IDENTITY,
+        methods: &[
+            ("StartLogin", &[GATEWAY]),
+            ("VerifyLogin", &[GATEWAY]),
+            ("RefreshSession", &[GATEWAY]),
+            ("Logout", &[GATEWAY]),
+            ("GetSigningKeys", &[GATEWAY]),
+            ("CheckSession", &[GATEWAY]),
+            ("GetMe", &[GATEWAY]),
+            ("GetEmployee", &[GATEWAY, GUARANTEE, CREDIT]),
+            ("UpsertEmployee", &[GATEWAY, CLI]),
+            ("ImportEmployees", &[GATEWAY, CLI]),
+            ("ChangeMobile", &[GATEWAY]),
+            ("AddOrganization", &[GATEWAY, CLI]),
+            ("GetOrganization", &[CREDIT]),
+            ("SetOrganizationContract", &[GATEWAY, CLI]),
+            ("GrantRole", &[GATEWAY, CLI]),
+            ("RevokeRole", &[GATEWAY, CLI]),
+            ("NotifyEmployee", &[GUARANTEE, CREDIT, SETTLEMENT]),
+            ("NotifyEmployees", &[SETTLEMENT]),
+            ("ListDevSms", &[GATEWAY]),
+        ],
+    }
+};
 
 /// Largest gRPC message identity accepts (HR imports).
 pub const MAX_GRPC_MESSAGE: usize = 256 * 1024 * 1024;
@@ -47,6 +82,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Its gRPC server.
     pub grpc: GrpcSettings,
+    /// Its outbox: how long an answer waits to deliver what it wrote.
+    pub outbox: tavana_kit::config::OutboxSettings,
     /// Dev mode: the built-in JWT key and the dev SMS provider are allowed.
     pub dev: bool,
     /// Access and refresh tokens.
@@ -91,7 +128,9 @@ impl Default for JwtSettings {
 /// A public key of an earlier signing key.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PreviousPublicKey {
+    /// The key id that tokens signed with it name.
     pub kid: String,
+    /// The Ed25519 public key, PEM.
     pub public_key_pem: String,
 }
 
@@ -116,6 +155,8 @@ pub struct SmsSettings {
     pub max_retries: usize,
     /// The first retry delay, in milliseconds.
     pub retry_min_delay_ms: u64,
+    /// How long a delivered SMS (its mobile and text) is kept in the outbox, in days.
+    pub retention_days: u32,
 }
 
 impl Default for SmsSettings {
@@ -129,6 +170,7 @@ impl Default for SmsSettings {
             timeout_ms: 10_000,
             max_retries: 3,
             retry_min_delay_ms: 200,
+            retention_days: 30,
         }
     }
 }
@@ -262,10 +304,31 @@ pub fn sms_provider(
     })
 }
 
-/// Serves the identity service on `listener` until `shutdown` completes.
+/// Serves the identity service on `listener` until `shutdown` completes; security time
+/// (tokens, login codes, rate windows) runs on the system clock, whatever `shared.clock`
+/// says.
 pub async fn serve(
     settings: Settings,
     shared: Shared,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    serve_with_security_clock(
+        settings,
+        shared,
+        SecurityClock::system(),
+        listener,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] with security time read from `security`: for identity's own tests of token
+/// lifetimes, code expiry and rate windows.
+pub async fn serve_with_security_clock(
+    settings: Settings,
+    shared: Shared,
+    security: SecurityClock,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -275,26 +338,62 @@ pub async fn serve(
         settings.database.max_connections,
     )
     .await?;
+    tavana_kit::metrics::watch_database("identity", db.clone());
     let provider = sms_provider(&settings, db.clone(), shared.clock.clone())?;
 
-    let (outbox, relay) = OutboxRelay::start(db.clone(), Arc::new(SmsDelivery::new(provider)));
+    let delivery = SmsDelivery::new(provider, signer.login_code_key().clone());
+    let (outbox, relay) = OutboxRelay::start(db.clone(), Arc::new(delivery), &settings.outbox);
 
-    let timeout = settings.grpc.request_timeout();
-    let rpc = IdentityRpc::new(db, shared, signer, settings, outbox);
+    let purge = spawn_sms_purge(
+        db.clone(),
+        chrono::Duration::days(i64::from(settings.sms.retention_days)),
+    );
+
+    let gate = tavana_kit::trust::Gate::new(shared.keyring.clone(), &POLICY)
+        .and(&tavana_kit::audit::POLICY);
+    let grpc = settings.grpc.clone();
+    let audit = tavana_kit::audit::server(db.clone());
+    let rpc = IdentityRpc::new(Identity::new(
+        db, shared, signer, settings, outbox, security,
+    ));
     let server = IdentityServiceServer::new(rpc)
         .max_decoding_message_size(MAX_GRPC_MESSAGE)
         .max_encoding_message_size(MAX_GRPC_MESSAGE);
     let served = tavana_kit::grpc::serve_grpc(
         listener,
-        tonic::service::Routes::new(server),
+        tonic::service::Routes::new(server).add_service(audit),
         tavana_proto::FILE_DESCRIPTOR_SET,
-        &[GRPC_SERVICE_NAME],
-        timeout,
+        gate,
+        grpc,
         shutdown,
     )
     .await;
+    purge.abort();
     relay.stop().await;
     served
+}
+
+/// How often delivered SMS past their retention are purged.
+const SMS_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Purges delivered SMS older than `retention` now and every hour. Retention is security
+/// time: it runs on the real clock, never the dev clock.
+fn spawn_sms_purge(
+    db: DatabaseConnection,
+    retention: chrono::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(SMS_PURGE_INTERVAL);
+        loop {
+            ticks.tick().await;
+            let now = SecurityClock::system().now();
+            match store::purge_delivered_sms(&db, retention, now).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "delivered sms purged"),
+                Err(error) => tracing::warn!(%error, "sms purge failed"),
+            }
+        }
+    })
 }
 
 /// Bootstrap operations straight on identity's database, for `tavana admin` and the
@@ -302,14 +401,18 @@ pub async fn serve(
 pub mod admin {
     use anyhow::Context;
     use sea_orm::DatabaseConnection;
-    use tavana_kit::caller::Role;
+
+    use tavana_kit::caller::{Caller, Role};
     use tavana_kit::clock::SharedClock;
 
-    use crate::domain::employee::EmployeeData;
     pub use crate::domain::employee::{ImportReport, RawEmployee, RejectedLine};
-    use crate::domain::tehran_today;
     use crate::error::IdentityError;
-    use crate::store;
+    use crate::{service, store};
+
+    /// The actor of the admin command line in the audit trail (R32).
+    fn admin_cli() -> Caller {
+        Caller::service("admin-cli")
+    }
 
     fn problem(error: IdentityError) -> anyhow::Error {
         match error {
@@ -338,40 +441,42 @@ pub mod admin {
         name: &str,
         in_force: bool,
     ) -> anyhow::Result<()> {
-        store::upsert_organization(db, id.trim(), name.trim(), in_force, chrono::Utc::now())
+        let id = tavana_kit::ids::OrganizationId::parse(id)
+            .with_context(|| format!("{id}: not an organization id (letters, digits, - or _)"))?;
+        store::upsert_organization(db, id.as_str(), name.trim(), in_force, chrono::Utc::now())
             .await
             .context("cannot add the organization")?;
         Ok(())
     }
 
-    /// Imports an HR CSV; bad lines are reported in the result, not fatal.
+    /// Imports an HR CSV through the service's use case, as the admin command line
+    /// (R1, R32); bad lines are reported in the result, not fatal.
     pub async fn import_employees(
         db: &DatabaseConnection,
         csv: &[u8],
         clock: &SharedClock,
     ) -> anyhow::Result<ImportReport> {
-        let now = clock.now();
-        store::import_employees(db, csv, tehran_today(now), |_, _| true, now)
+        service::import_employees(db, &admin_cli(), csv, clock.now())
             .await
             .map_err(problem)
     }
 
-    /// Creates or updates one employee; returns true when created.
+    /// Creates or updates one employee through the service's use case, as the admin
+    /// command line (R1, R32); returns true when created.
     pub async fn upsert_employee(
         db: &DatabaseConnection,
         data: &RawEmployee,
         clock: &SharedClock,
     ) -> anyhow::Result<bool> {
-        let now = clock.now();
-        let data = EmployeeData::parse(data, tehran_today(now))
-            .map_err(|violations| problem(IdentityError::InvalidFields(violations)))?;
-        let (_, created) = store::upsert_employee(db, &data, |_| true, now)
+        let (_, created) = service::upsert_employee(db, &admin_cli(), data, clock.now())
             .await
             .map_err(problem)?;
         Ok(created)
     }
 
-    /// Grants a staff role to the employee with this national ID.
+    /// Grants a staff role to the employee with this national ID through the service's
+    /// use case (R6: a regional role needs a region, a national one takes none), as the
+    /// admin command line (R32).
     pub async fn grant_role(
         db: &DatabaseConnection,
         national_id: &str,
@@ -380,9 +485,16 @@ pub mod admin {
     ) -> anyhow::Result<()> {
         let national_id = tavana_kit::ids::NationalId::parse(national_id)
             .map_err(|_| anyhow::anyhow!("invalid national ID"))?;
-        store::grant_role(db, national_id.as_str(), role, region, chrono::Utc::now())
-            .await
-            .map_err(problem)?;
+        service::record_grant(
+            db,
+            &admin_cli(),
+            &national_id,
+            role,
+            region,
+            chrono::Utc::now(),
+        )
+        .await
+        .map_err(problem)?;
         Ok(())
     }
 }

@@ -4,7 +4,6 @@
 //! `log` only logs them (masked), `http` calls an SMS gateway's REST API, retrying 5xx
 //! answers and timeouts and giving up at once on 4xx.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -13,9 +12,9 @@ use sea_orm::DatabaseConnection;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tavana_kit::clock::SharedClock;
-use tavana_kit::outbox::{Deliver, DeliveryError};
+use tavana_kit::outbox::DeliveryError;
 
-use crate::domain::sms::{SMS_TOPIC, SmsMessage, SmsTemplate};
+use crate::domain::sms::{SmsMessage, SmsTemplate};
 
 /// Which provider sends SMS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,30 +33,6 @@ pub enum SmsProviderKind {
 pub trait SmsProvider: Send + Sync + 'static {
     /// Sends `sms`; a retryable failure is tried again later by the relay.
     async fn send(&self, sms: &SmsMessage) -> Result<(), DeliveryError>;
-}
-
-/// Delivers the outbox's `sms.send` messages through a provider.
-pub struct SmsDelivery {
-    provider: Arc<dyn SmsProvider>,
-}
-
-impl SmsDelivery {
-    /// Creates the delivery of a provider.
-    pub fn new(provider: Arc<dyn SmsProvider>) -> SmsDelivery {
-        SmsDelivery { provider }
-    }
-}
-
-#[async_trait]
-impl Deliver for SmsDelivery {
-    async fn deliver(&self, topic: &str, payload: &[u8]) -> Result<(), DeliveryError> {
-        if topic != SMS_TOPIC {
-            return Err(DeliveryError::Permanent(format!("unknown topic {topic}")));
-        }
-        let sms: SmsMessage = serde_json::from_slice(payload)
-            .map_err(|error| DeliveryError::Permanent(format!("bad sms payload: {error}")))?;
-        self.provider.send(&sms).await
-    }
 }
 
 /// Keeps messages in the `dev_sms` table.
@@ -102,6 +77,7 @@ impl SmsProvider for LogProvider {
 pub struct HttpProviderConfig {
     /// e.g. `https://sms.example/api`; the provider posts to `/otp` and `/send` under it.
     pub base_url: String,
+    /// The provider's API key.
     pub api_key: SecretString,
     /// The sender line of plain messages.
     pub sender: String,
@@ -210,7 +186,7 @@ impl SmsProvider for HttpProvider {
                 tracing::warn!(
                     mobile = %sms.masked_mobile(),
                     error = ?failure,
-                    retry_in_ms = delay.as_millis() as u64,
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                     "sms send failed, retrying"
                 );
             })

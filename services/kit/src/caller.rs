@@ -301,12 +301,91 @@ impl Caller {
             _ => &[],
         }
     }
+
+    /// The employee id of a signed-in user; anyone else is refused.
+    pub fn require_user(&self) -> Result<&str, Refusal> {
+        match self {
+            Caller::User { employee_id, .. } => Ok(employee_id),
+            Caller::Anonymous => Err(Refusal::Unauthenticated),
+            _ => Err(Refusal::PermissionDenied),
+        }
+    }
+
+    /// The merchant id of a merchant's backend; anyone else is refused.
+    pub fn require_merchant(&self) -> Result<&str, Refusal> {
+        match self {
+            Caller::Merchant { merchant_id } => Ok(merchant_id),
+            Caller::Anonymous => Err(Refusal::Unauthenticated),
+            _ => Err(Refusal::PermissionDenied),
+        }
+    }
+
+    /// The name of a calling service, when it is one of `names` (any service when
+    /// `names` is empty); anyone else is refused.
+    pub fn require_service(&self, names: &[&str]) -> Result<&str, Refusal> {
+        match self {
+            Caller::Service { name } if names.is_empty() || names.contains(&name.as_str()) => {
+                Ok(name)
+            }
+            Caller::Anonymous => Err(Refusal::Unauthenticated),
+            _ => Err(Refusal::PermissionDenied),
+        }
+    }
+
+    /// Accepts a user holding any of `roles` (in any region); anyone else is refused.
+    pub fn require_any_role(&self, roles: &[Role]) -> Result<(), Refusal> {
+        match self {
+            Caller::Anonymous => Err(Refusal::Unauthenticated),
+            _ if roles.iter().any(|role| self.has_role(*role)) => Ok(()),
+            _ => Err(Refusal::PermissionDenied),
+        }
+    }
 }
 
-/// Wraps a message in a request that carries `caller` in its metadata.
+/// Converts a kit role to its protobuf value.
+pub fn role_to_pb(role: Role) -> tavana_proto::identity::v1::Role {
+    match role {
+        Role::Employee => tavana_proto::identity::v1::Role::Employee,
+        Role::RegionAdmin => tavana_proto::identity::v1::Role::RegionAdmin,
+        Role::RegionFinance => tavana_proto::identity::v1::Role::RegionFinance,
+        Role::RegionWelfareManager => tavana_proto::identity::v1::Role::RegionWelfareManager,
+        Role::Support => tavana_proto::identity::v1::Role::Support,
+        Role::Contracts => tavana_proto::identity::v1::Role::Contracts,
+        Role::Merchant => tavana_proto::identity::v1::Role::Merchant,
+    }
+}
+
+/// Converts a protobuf role to the kit's; `None` for unspecified or unknown values.
+pub fn role_from_pb(value: i32) -> Option<Role> {
+    match tavana_proto::identity::v1::Role::try_from(value).ok()? {
+        tavana_proto::identity::v1::Role::Unspecified => None,
+        tavana_proto::identity::v1::Role::Employee => Some(Role::Employee),
+        tavana_proto::identity::v1::Role::RegionAdmin => Some(Role::RegionAdmin),
+        tavana_proto::identity::v1::Role::RegionFinance => Some(Role::RegionFinance),
+        tavana_proto::identity::v1::Role::RegionWelfareManager => Some(Role::RegionWelfareManager),
+        tavana_proto::identity::v1::Role::Support => Some(Role::Support),
+        tavana_proto::identity::v1::Role::Contracts => Some(Role::Contracts),
+        tavana_proto::identity::v1::Role::Merchant => Some(Role::Merchant),
+    }
+}
+
+/// Why a caller may not do something: each service's error enum converts it into its own
+/// `Unauthenticated` and `PermissionDenied` variants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No verified caller.
+    Unauthenticated,
+    /// A verified caller that may not do this.
+    PermissionDenied,
+}
+
+/// Wraps a message in a request that carries `caller` and the current span's W3C trace
+/// context (an outbox delivery's span continues the trace that enqueued it) in its
+/// metadata.
 pub fn attach<T>(message: T, caller: &Caller) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     caller.write_metadata(request.metadata_mut());
+    crate::grpc::inject_trace_context(request.metadata_mut());
     request
 }
 
@@ -329,6 +408,51 @@ mod tests {
                 RoleGrant::regional(Role::RegionFinance, "R07"),
             ],
         }
+    }
+
+    #[test]
+    fn each_requirement_refuses_the_anonymous_as_unauthenticated_and_others_as_denied() {
+        let user = finance_user();
+        let merchant = Caller::Merchant {
+            merchant_id: "M1".into(),
+        };
+        let credit = Caller::service("credit");
+
+        assert_eq!(user.require_user(), Ok("E100"));
+        assert_eq!(merchant.require_merchant(), Ok("M1"));
+        assert_eq!(credit.require_service(&[]), Ok("credit"));
+        assert_eq!(
+            credit.require_service(&["credit", "guarantee"]),
+            Ok("credit")
+        );
+        assert_eq!(
+            user.require_any_role(&[Role::Support, Role::RegionFinance]),
+            Ok(())
+        );
+
+        for require in [
+            |c: &Caller| c.require_user().map(drop),
+            |c: &Caller| c.require_merchant().map(drop),
+            |c: &Caller| c.require_service(&[]).map(drop),
+            |c: &Caller| c.require_any_role(&[Role::Support]),
+        ] {
+            assert_eq!(require(&Caller::Anonymous), Err(Refusal::Unauthenticated));
+        }
+        assert_eq!(merchant.require_user(), Err(Refusal::PermissionDenied));
+        assert_eq!(user.require_merchant(), Err(Refusal::PermissionDenied));
+        assert_eq!(user.require_service(&[]), Err(Refusal::PermissionDenied));
+        assert_eq!(
+            credit.require_service(&["settlement"]),
+            Err(Refusal::PermissionDenied)
+        );
+        assert_eq!(
+            user.require_any_role(&[Role::Support]),
+            Err(Refusal::PermissionDenied)
+        );
+        assert_eq!(
+            credit.require_any_role(&[Role::Support]),
+            Err(Refusal::PermissionDenied)
+        );
     }
 
     #[test]

@@ -31,6 +31,50 @@ impl Clock for SystemClock {
     }
 }
 
+/// Security time: access and refresh token lifetimes, login-code expiry, rate-limit
+/// windows. It is the real clock in every running process; the business clock (the test
+/// clock that `/v1/dev/clock` moves: activation, releases, periods, overdue) never moves
+/// it, so a token issued with the test clock in the past or the future works for its real
+/// lifetime. A distinct type, so that business time cannot be handed to security code.
+#[derive(Clone)]
+pub struct SecurityClock(Option<SharedClock>);
+
+impl SecurityClock {
+    /// The system clock: what every service runs on.
+    pub fn system() -> SecurityClock {
+        SecurityClock(None)
+    }
+
+    /// Security time read from `clock`, for a service's own tests of lifetimes and windows.
+    pub fn for_tests(clock: SharedClock) -> SecurityClock {
+        SecurityClock(Some(clock))
+    }
+
+    /// Returns the current instant in UTC.
+    pub fn now(&self) -> DateTime<Utc> {
+        match &self.0 {
+            Some(clock) => clock.now(),
+            None => Utc::now(),
+        }
+    }
+}
+
+impl Default for SecurityClock {
+    fn default() -> Self {
+        SecurityClock::system()
+    }
+}
+
+impl std::fmt::Debug for SecurityClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "SecurityClock(test)"
+        } else {
+            "SecurityClock(system)"
+        })
+    }
+}
+
 /// A clock that tests and the dev environment can move.
 ///
 /// While running, it reads the system time plus an offset; once frozen, it stands still at

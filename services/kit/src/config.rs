@@ -135,6 +135,8 @@ pub struct GrpcSettings {
     pub listen: String,
     /// The deadline of one request, in milliseconds.
     pub request_timeout_ms: u64,
+    /// Serves gRPC reflection (v1 and v1alpha) for this port's own services.
+    pub reflection: bool,
 }
 
 impl Default for GrpcSettings {
@@ -142,6 +144,7 @@ impl Default for GrpcSettings {
         GrpcSettings {
             listen: "127.0.0.1:0".to_owned(),
             request_timeout_ms: 10_000,
+            reflection: true,
         }
     }
 }
@@ -150,6 +153,24 @@ impl GrpcSettings {
     /// Returns the request deadline.
     pub fn request_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// Outbox settings of a service that sends messages to others.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutboxSettings {
+    /// How long the sender may hold up its own answer to deliver what it just wrote
+    /// (read your writes, ARCHITECTURE.md), in milliseconds; what is not delivered by
+    /// then is left to the relay.
+    pub immediate_deadline_ms: u64,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        OutboxSettings {
+            immediate_deadline_ms: 2_000,
+        }
     }
 }
 
@@ -198,6 +219,26 @@ impl RedisSettings {
     /// Connects the store these settings name: Redis, or in-process without a URL.
     pub async fn connect(&self) -> anyhow::Result<std::sync::Arc<dyn crate::store::KvStore>> {
         crate::store::connect_store(self.url.as_deref(), &self.prefix).await
+    }
+}
+
+/// Where a process finds its keys (section `trust`, e.g. `TAVANA_TRUST__KEYS_DIR`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrustSettings {
+    /// The key directory: `<principal>.key` of this process, `*.pub` of every principal
+    /// it trusts (see `docs/security.md`).
+    pub keys_dir: String,
+}
+
+impl TrustSettings {
+    /// Loads the keyring of a process running `principals`; refuses to start without keys.
+    pub fn keyring(&self, principals: &[&str]) -> anyhow::Result<crate::trust::Keyring> {
+        anyhow::ensure!(
+            !self.keys_dir.trim().is_empty(),
+            "no key directory: set TAVANA_TRUST__KEYS_DIR (see docs/security.md)"
+        );
+        crate::trust::Keyring::load(Path::new(self.keys_dir.trim()), principals)
     }
 }
 

@@ -11,6 +11,25 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 /// The error domain written in every `ErrorInfo`.
 pub const ERROR_DOMAIN: &str = "tavana";
 
+/// The codes several services share, defined once; a service's own codes live in its
+/// `error.rs`, next to the variant they name.
+pub mod codes {
+    /// A required field is missing or empty (a field violation's code).
+    pub const REQUIRED: &str = "required";
+    /// The caller's roles do not allow this.
+    pub const PERMISSION_DENIED: &str = "permission_denied";
+    /// The page token is not one the service made.
+    pub const PAGE_TOKEN_INVALID: &str = "page_token_invalid";
+    /// One or more fields are invalid; the violations name them.
+    pub const INVALID_ARGUMENT: &str = "invalid_argument";
+    /// No caller identity came with the call.
+    pub const UNAUTHENTICATED: &str = "unauthenticated";
+    /// A peer service could not be reached.
+    pub const UNAVAILABLE: &str = "unavailable";
+    /// A bug or an infrastructure failure; the log has the cause.
+    pub const INTERNAL: &str = "internal";
+}
+
 const META_MESSAGE_EN: &str = "message_en";
 const META_MESSAGE_FA: &str = "message_fa";
 const META_EXTRA: &str = "extra";
@@ -202,7 +221,7 @@ impl Problem {
         tracing::error!(error = %cause, "internal error");
         Problem::new(
             ErrorKind::Internal,
-            "internal",
+            codes::INTERNAL,
             "An internal error occurred; please try again later.",
             "خطای داخلی رخ داد؛ لطفاً بعداً دوباره تلاش کنید.",
         )
@@ -212,7 +231,7 @@ impl Problem {
     pub fn invalid(violations: impl IntoIterator<Item = Violation>) -> Problem {
         Problem::new(
             ErrorKind::InvalidArgument,
-            "invalid_argument",
+            codes::INVALID_ARGUMENT,
             "The request has invalid fields.",
             "درخواست فیلدهای نامعتبر دارد.",
         )
@@ -223,7 +242,7 @@ impl Problem {
     pub fn unauthenticated() -> Problem {
         Problem::new(
             ErrorKind::Unauthenticated,
-            "unauthenticated",
+            codes::UNAUTHENTICATED,
             "Authentication is required.",
             "ابتدا وارد شوید.",
         )
@@ -233,10 +252,27 @@ impl Problem {
     pub fn permission_denied() -> Problem {
         Problem::new(
             ErrorKind::PermissionDenied,
-            "permission_denied",
+            codes::PERMISSION_DENIED,
             "You are not allowed to do this.",
             "اجازهٔ این کار را ندارید.",
         )
+    }
+
+    /// Creates the `page_token_invalid` problem of a token the service did not make,
+    /// with its violation on `page_token`.
+    pub fn page_token_invalid() -> Problem {
+        Problem::new(
+            ErrorKind::InvalidArgument,
+            codes::PAGE_TOKEN_INVALID,
+            "The page token is invalid.",
+            "نشانهٔ صفحه نامعتبر است.",
+        )
+        .with_violation(Violation::new(
+            "page_token",
+            codes::PAGE_TOKEN_INVALID,
+            "Use the next_page_token of a previous answer.",
+            "از next_page_token پاسخ قبلی استفاده کنید.",
+        ))
     }
 
     /// Creates a `NotFound` problem with the given code.
@@ -254,7 +290,7 @@ impl Problem {
         tracing::warn!(error = %cause, "dependency unavailable");
         Problem::new(
             ErrorKind::Unavailable,
-            "unavailable",
+            codes::UNAVAILABLE,
             "The service is temporarily unavailable; please try again.",
             "سرویس موقتاً در دسترس نیست؛ لطفاً دوباره تلاش کنید.",
         )

@@ -1,17 +1,23 @@
-//! Identifiers of people: the national ID (R2) and the Iranian mobile number.
+//! Identifiers of people: the national ID (R2) and the Iranian mobile number; and the
+//! codes of regions and organizations, matched as HR stores them.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The ASCII digit of `c`, a digit of the block starting at `zero`.
+fn shift_digit(c: char, zero: char) -> char {
+    char::from_digit(u32::from(c) - u32::from(zero), 10).unwrap_or(c)
+}
+
 /// Replaces Persian (U+06F0..U+06F9) and Arabic-Indic (U+0660..U+0669) digits with ASCII digits.
 pub fn normalize_digits(input: &str) -> String {
     input
         .chars()
         .map(|c| match c {
-            '\u{06F0}'..='\u{06F9}' => char::from(b'0' + (c as u32 - 0x06F0) as u8),
-            '\u{0660}'..='\u{0669}' => char::from(b'0' + (c as u32 - 0x0660) as u8),
+            '\u{06F0}'..='\u{06F9}' => shift_digit(c, '\u{06F0}'),
+            '\u{0660}'..='\u{0669}' => shift_digit(c, '\u{0660}'),
             other => other,
         })
         .collect()
@@ -26,6 +32,12 @@ pub enum IdError {
     /// The text is not a valid Iranian mobile number.
     #[error("mobile number is invalid")]
     InvalidMobile,
+    /// The text is not a valid region code.
+    #[error("region code is invalid")]
+    InvalidRegionCode,
+    /// The text is not a valid organization id.
+    #[error("organization id is invalid")]
+    InvalidOrganizationId,
 }
 
 impl IdError {
@@ -34,7 +46,14 @@ impl IdError {
         match self {
             IdError::InvalidNationalId => "national_id_invalid",
             IdError::InvalidMobile => "mobile_invalid",
+            IdError::InvalidRegionCode => "region_code_invalid",
+            IdError::InvalidOrganizationId => "organization_id_invalid",
         }
+    }
+
+    /// Returns the error as a violation of `field`.
+    pub fn violation(&self, field: &str) -> crate::error::Violation {
+        crate::error::Violation::new(field, self.code(), self.to_string(), self.message_fa())
     }
 
     /// Returns the Persian message shown to users.
@@ -42,9 +61,88 @@ impl IdError {
         match self {
             IdError::InvalidNationalId => "کد ملی معتبر نیست",
             IdError::InvalidMobile => "شماره تلفن همراه معتبر نیست",
+            IdError::InvalidRegionCode => "کد منطقه معتبر نیست",
+            IdError::InvalidOrganizationId => "شناسهٔ سازمان معتبر نیست",
         }
     }
 }
+
+/// Returns a code as HR stores it: trimmed, Persian and Arabic digits folded to ASCII,
+/// ASCII letters in upper case; `None` unless it is 1 to 64 of `A-Z 0-9 - _`.
+fn normalize_code(input: &str) -> Option<String> {
+    let code = normalize_digits(input.trim()).to_ascii_uppercase();
+    let valid = (1..=64).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    valid.then_some(code)
+}
+
+macro_rules! code_type {
+    ($(#[$doc:meta])* $name:ident, $error:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Parses a code as typed (`teh-19`, ` TEH-۱۹ `) into the form HR stores
+            /// (`TEH-19`): every edge (paths, bodies, CSV, CLI, proto) goes through this.
+            pub fn parse(input: &str) -> Result<$name, IdError> {
+                normalize_code(input).map($name).ok_or(IdError::$error)
+            }
+
+            /// Returns the normalized code.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            /// Returns the normalized code as a `String`.
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = IdError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $name::parse(s)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                $name::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+code_type!(
+    /// A region code (R1, R10, R31), e.g. `TEH-19`: `teh-19` and `TEH-19` are one region.
+    RegionCode,
+    InvalidRegionCode
+);
+
+code_type!(
+    /// An employer organization's id, e.g. `ORG-01`: `org-01` and `ORG-01` are one
+    /// organization.
+    OrganizationId,
+    InvalidOrganizationId
+);
 
 /// Removes whitespace and dashes and normalizes the digits.
 fn compact(input: &str) -> String {
@@ -352,5 +450,45 @@ mod tests {
         assert_eq!(mobile.masked(), "0912***4567");
         let json = serde_json::to_string(&mobile).unwrap();
         assert_eq!(serde_json::from_str::<Mobile>(&json).unwrap(), mobile);
+    }
+
+    #[test]
+    fn region_codes_are_matched_as_hr_stores_them() {
+        let stored = RegionCode::parse("TEH-19").unwrap();
+        for typed in ["teh-19", " TEH-19 ", "Teh-۱۹", "teh-١٩"] {
+            assert_eq!(RegionCode::parse(typed).unwrap(), stored, "{typed}");
+        }
+        assert_eq!(stored.as_str(), "TEH-19");
+        assert_eq!(OrganizationId::parse("org-01").unwrap().as_str(), "ORG-01");
+    }
+
+    #[test]
+    fn codes_outside_the_charset_are_refused() {
+        for bad in [
+            "",
+            "   ",
+            "TEH 19",
+            "TEH/19",
+            "تهران",
+            "R01;DROP",
+            &"A".repeat(65),
+        ] {
+            assert_eq!(
+                RegionCode::parse(bad),
+                Err(IdError::InvalidRegionCode),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            OrganizationId::parse("org 1").unwrap_err().code(),
+            "organization_id_invalid"
+        );
+        assert!(serde_json::from_str::<RegionCode>("\"a b\"").is_err());
+        assert_eq!(
+            serde_json::from_str::<RegionCode>("\"r01\"")
+                .unwrap()
+                .as_str(),
+            "R01"
+        );
     }
 }

@@ -87,9 +87,11 @@ impl JalaliPeriod {
         let max = i64::from(MAX_YEAR) * 12 + 11;
         let min = i64::from(MIN_YEAR) * 12;
         let index = index.clamp(min, max);
+        // Documented saturation: the clamp above keeps the year within MIN_YEAR..=MAX_YEAR
+        // and the month within 1..=12, so neither conversion can fail.
         JalaliPeriod {
-            year: (index / 12) as i32,
-            month: (index % 12) as u32 + 1,
+            year: i32::try_from(index.div_euclid(12)).unwrap_or(MAX_YEAR),
+            month: u32::try_from(index.rem_euclid(12)).unwrap_or(0) + 1,
         }
     }
 
@@ -110,7 +112,8 @@ impl JalaliPeriod {
 
     /// Returns how many months `later` comes after `self` (negative when it comes before).
     pub fn months_between(self, later: JalaliPeriod) -> i32 {
-        (later.index() - self.index()) as i32
+        // Both indices lie within the supported years, so the difference fits an i32.
+        i32::try_from(later.index() - self.index()).unwrap_or(i32::MAX)
     }
 
     /// Returns the given day of this period.
@@ -300,7 +303,9 @@ pub fn service_length(start: NaiveDate, on: NaiveDate) -> (u32, u32, u32) {
     ) else {
         return (0, 0, 0);
     };
-    let mut months = (to.year() - from.year()) * 12 + to.month() as i32 - from.month() as i32;
+    // A month is 1..=12, which always fits an i32.
+    let month_of = |date: &ParsiDate| i32::try_from(date.month()).unwrap_or(1);
+    let mut months = (to.year() - from.year()) * 12 + month_of(&to) - month_of(&from);
     let anniversary = |months: i32| from.add_months(months).ok();
     while months > 0 {
         match anniversary(months) {
@@ -309,8 +314,9 @@ pub fn service_length(start: NaiveDate, on: NaiveDate) -> (u32, u32, u32) {
         }
     }
     let base = anniversary(months).unwrap_or(from);
-    let days = base.days_between(&to).unwrap_or(0).unsigned_abs() as u32;
-    let months = months.max(0) as u32;
+    let days =
+        u32::try_from(base.days_between(&to).unwrap_or(0).unsigned_abs()).unwrap_or(u32::MAX);
+    let months = months.max(0).unsigned_abs();
     (months / 12, months % 12, days)
 }
 

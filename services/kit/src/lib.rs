@@ -1,6 +1,7 @@
 //! Shared plumbing of the Tavana services: clock, money, identifiers, the Jalali calendar,
 //! errors, caller identity, storage, the outbox relay, gRPC bootstrap, config and telemetry.
 
+pub mod audit;
 pub mod caller;
 pub mod clock;
 pub mod db;
@@ -11,18 +12,20 @@ pub mod money;
 pub mod shared;
 pub mod store;
 pub mod testing;
+pub mod trust;
 
 pub use shared::Shared;
 pub mod config;
 pub mod grpc;
+pub mod metrics;
 pub mod outbox;
 pub mod paging;
 pub mod telemetry;
 
 pub use caller::{Caller, Role, RoleGrant};
-pub use clock::{AdjustableClock, Clock, SharedClock, SystemClock};
+pub use clock::{AdjustableClock, Clock, SecurityClock, SharedClock, SystemClock};
 pub use error::{ErrorKind, Problem, Violation};
-pub use ids::{Mobile, NationalId};
+pub use ids::{Mobile, NationalId, OrganizationId, RegionCode};
 pub use jalali::{JalaliDate, JalaliPeriod};
 pub use money::Rial;
 mod main_macro;

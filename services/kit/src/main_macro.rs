@@ -4,7 +4,9 @@
 ///
 /// Settings come from defaults, the file in `TAVANA_CONFIG`, and the
 /// environment (`TAVANA_<SECTION>__…`, `TAVANA_REDIS__URL`,
-/// `TAVANA_TELEMETRY__…`). `migrate` applies the service's migrations and
+/// `TAVANA_TELEMETRY__…`, `TAVANA_METRICS__LISTEN` for `/metrics`,
+/// `TAVANA_TRUST__KEYS_DIR`: this service's private key and the public keys it
+/// trusts). `migrate` applies the service's migrations and
 /// exits (a Kubernetes Job runs it before a rollout); `serve` (the default)
 /// serves gRPC until SIGINT or SIGTERM. The service crate must export
 /// `Settings` (with `grpc.listen`), `migrate(&Settings)` and
@@ -19,6 +21,8 @@ macro_rules! service_main {
             $section: $service::Settings,
             redis: $crate::config::RedisSettings,
             telemetry: $crate::config::TelemetrySettings,
+            metrics: $crate::metrics::MetricsSettings,
+            trust: $crate::config::TrustSettings,
         }
 
         #[tokio::main]
@@ -31,10 +35,14 @@ macro_rules! service_main {
                 "migrate" => $service::migrate(&settings.$section).await,
                 "serve" => {
                     let store = settings.redis.connect().await?;
+                    let principal = stringify!($section).replace('_', "-");
                     let shared = $crate::Shared {
                         clock: $crate::clock::process_clock(store.clone()),
                         store,
+                        keyring: settings.trust.keyring(&[principal.as_str()])?,
                     };
+                    $crate::metrics::spawn(&settings.metrics, std::future::pending())
+                        .await?;
                     let listener =
                         tokio::net::TcpListener::bind(&settings.$section.grpc.listen).await?;
                     tracing::info!(address = %listener.local_addr()?, "serving gRPC");

@@ -87,9 +87,69 @@ impl From<i64> for Rial {
     }
 }
 
+/// Spreads `amount` over at most `months` monthly instalments as R15 says: with
+/// `n = min(months, amount)`, `q = A / n` and `r = A mod n`, the first `r` are `q + 1`
+/// and the rest `q`. So the amounts differ by at most one rial, the larger come first, none
+/// exceeds `ceil(A / months)` and none is zero: an amount smaller than the months (after a
+/// refund) is spread over as many instalments as there are rial. Nothing (an empty list)
+/// for an amount that is not positive.
+///
+/// Credit builds every schedule with it and settlement checks every schedule it receives
+/// with [`is_spread`], so that settlement never refuses what credit's rules allow.
+pub fn spread(amount: Rial, months: u32) -> Vec<Rial> {
+    if !amount.is_positive() || months == 0 {
+        return Vec::new();
+    }
+    let n = i64::from(months).min(amount.as_i64());
+    let q = amount.as_i64() / n;
+    let r = amount.as_i64() % n;
+    (0..n)
+        .map(|index| Rial(if index < r { q + 1 } else { q }))
+        .collect()
+}
+
+/// Returns true when `amounts`, in schedule order, are what [`spread`] makes of their sum
+/// over their count (R15): none zero, the larger first, differing by at most one rial.
+pub fn is_spread(amounts: &[Rial]) -> bool {
+    let Some(total) = amounts
+        .iter()
+        .try_fold(Rial::ZERO, |sum, amount| sum.checked_add(*amount))
+    else {
+        return false;
+    };
+    let Ok(count) = u32::try_from(amounts.len()) else {
+        return false;
+    };
+    spread(total, count) == amounts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn r15_spread_puts_the_larger_first_and_never_makes_a_zero() {
+        assert_eq!(spread(Rial(10), 4), [Rial(3), Rial(3), Rial(2), Rial(2)]);
+        assert_eq!(spread(Rial(2), 3), [Rial(1), Rial(1)]);
+        assert_eq!(spread(Rial(1), 12), [Rial(1)]);
+        assert_eq!(spread(Rial(5), 12), vec![Rial(1); 5]);
+        assert_eq!(spread(Rial(12), 12), vec![Rial(1); 12]);
+        assert_eq!(spread(Rial(13), 12)[0], Rial(2));
+        assert!(spread(Rial(0), 3).is_empty());
+        assert!(spread(Rial(-4), 3).is_empty());
+        assert!(spread(Rial(4), 0).is_empty());
+    }
+
+    #[test]
+    fn r15_is_spread_accepts_only_what_spread_makes() {
+        assert!(is_spread(&[Rial(3), Rial(3), Rial(2), Rial(2)]));
+        assert!(is_spread(&[Rial(1)]));
+        assert!(!is_spread(&[Rial(2), Rial(2), Rial(3)]));
+        assert!(!is_spread(&[Rial(1), Rial(1), Rial(0)]));
+        assert!(!is_spread(&[Rial(4), Rial(2)]));
+        assert!(!is_spread(&[Rial(i64::MAX), Rial(i64::MAX)]));
+        assert!(is_spread(&[]));
+    }
 
     #[test]
     fn checked_arithmetic_reports_overflow() {

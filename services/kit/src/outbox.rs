@@ -15,11 +15,13 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
 use sea_orm_migration::prelude::{
-    Alias, ColumnDef, DeriveIden, Expr, ExprTrait as _, Func, Index, IndexCreateStatement,
-    InsertStatement, OnConflict, Query, Table, TableCreateStatement,
+    Alias, ColumnDef, DeriveIden, Expr, ExprTrait as _, Func, Index, IndexCreateStatement, Query,
+    SchemaManager, Table, TableCreateStatement,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// The outbox table and its columns.
 #[derive(Clone, Copy, Debug, DeriveIden)]
@@ -48,6 +50,14 @@ pub enum Outbox {
     FailedAt,
     /// The last delivery error.
     LastError,
+    /// Messages with the same key are delivered one after the other, in id order (e.g. a
+    /// purchase's schedule and its refunds); null for messages without an order.
+    OrderingKey,
+    /// The aggregate's version the message carries, so that a receiver applies it only
+    /// over an older one; null when the message has none.
+    Version,
+    /// The W3C `traceparent` of the span that enqueued the message, if any.
+    Traceparent,
 }
 
 /// Returns the statement that creates the `outbox` table, for a service's migration.
@@ -120,6 +130,47 @@ pub fn create_outbox_indexes() -> Vec<IndexCreateStatement> {
     ]
 }
 
+/// Adds [`Outbox::OrderingKey`], [`Outbox::Version`] and [`Outbox::Traceparent`] and the
+/// index that keeps deliveries of one key in order: the body of each service's migration
+/// `m20261203_170000_extend_outbox` (kept as it is; a later change gets a new function).
+pub async fn extend_outbox_table(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    // One column per statement: SQLite alters one thing at a time.
+    for column in [
+        ColumnDef::new(Outbox::OrderingKey)
+            .string()
+            .null()
+            .to_owned(),
+        ColumnDef::new(Outbox::Version)
+            .big_integer()
+            .null()
+            .to_owned(),
+        ColumnDef::new(Outbox::Traceparent)
+            .string()
+            .null()
+            .to_owned(),
+    ] {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Outbox::Table)
+                    .add_column(column)
+                    .to_owned(),
+            )
+            .await?;
+    }
+    manager
+        .create_index(
+            Index::create()
+                .name("ix_outbox_ordering_key")
+                .table(Outbox::Table)
+                .col(Outbox::OrderingKey)
+                .col(Outbox::Id)
+                .if_not_exists()
+                .to_owned(),
+        )
+        .await
+}
+
 /// A message to write to the outbox, in the transaction of the change it announces.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
@@ -129,125 +180,186 @@ pub struct Message {
     pub dedup_key: String,
     /// The protobuf-encoded request.
     pub payload: Vec<u8>,
+    /// Messages with the same key are delivered in the order they were enqueued: a
+    /// message waits until every older one of its key is delivered (a failed one holds
+    /// the key until an operator retries it).
+    pub ordering_key: Option<String>,
+    /// The aggregate's version this message carries, for receivers that apply a
+    /// version only over an older one; shown by `tavana admin outbox`.
+    pub version: Option<i64>,
 }
 
-/// Rows per statement on SQLite: five parameters each, under its limit of 32,766. Plain
+impl Message {
+    /// A message without an order or version.
+    pub fn new(topic: &'static str, dedup_key: impl Into<String>, payload: Vec<u8>) -> Message {
+        Message {
+            topic,
+            dedup_key: dedup_key.into(),
+            payload,
+            ordering_key: None,
+            version: None,
+        }
+    }
+
+    /// The message, delivered after the older messages of `ordering_key`, carrying
+    /// `version`.
+    pub fn ordered(mut self, ordering_key: impl Into<String>, version: i64) -> Message {
+        self.ordering_key = Some(ordering_key.into());
+        self.version = Some(version);
+        self
+    }
+}
+
+/// The ids of the messages a transaction enqueued: after the commit, hand them to
+/// [`OutboxHandle::deliver_now`] so that the receivers see them before the caller gets
+/// its answer (read your writes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Enqueued {
+    ids: Vec<i64>,
+}
+
+impl Enqueued {
+    /// Adds the messages of another enqueue in the same transaction.
+    pub fn extend(&mut self, other: Enqueued) {
+        self.ids.extend(other.ids);
+    }
+
+    /// Returns the row ids, in insertion order.
+    pub fn ids(&self) -> &[i64] {
+        &self.ids
+    }
+
+    /// Returns true when nothing new was enqueued (a repeated message is not new).
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+/// Rows per statement on SQLite: eight parameters each, under its limit of 32,766. Plain
 /// `?` placeholders: numbered ones (`?NNN`) make preparing the statement grow with the
 /// square of the parameter count.
-const SQLITE_ROWS: usize = 6_000;
+const SQLITE_ROWS: usize = 4_000;
 
 /// Writes a message to the outbox; call it inside the transaction that makes the change.
 ///
 /// A second message with the same `(topic, dedup_key)` is ignored.
 pub async fn enqueue<C: ConnectionTrait>(
     conn: &C,
-    topic: &str,
+    topic: &'static str,
     dedup_key: &str,
     payload: Vec<u8>,
-) -> Result<(), DbErr> {
-    let now = Utc::now();
-    let mut insert = insert_statement();
-    insert.values_panic(row_values(topic, dedup_key, payload, now));
-    conn.execute(&insert).await?;
-    Ok(())
+) -> Result<Enqueued, DbErr> {
+    enqueue_many(conn, vec![Message::new(topic, dedup_key, payload)]).await
+}
+
+/// Returns the W3C `traceparent` of the current span, if it belongs to a trace.
+fn current_traceparent() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let mut carrier = std::collections::HashMap::new();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut carrier);
+    });
+    carrier.remove("traceparent")
 }
 
 /// Writes messages to the outbox; a message already there (same topic and key) is left
-/// alone. Call it inside the transaction that makes the change.
+/// alone. Call it inside the transaction that makes the change; returns the ids of the
+/// new rows.
 ///
-/// Built for batches of a million (a remittance): one statement binding three arrays
+/// Built for batches of a million (a remittance): one statement binding arrays
 /// (`unnest`) on PostgreSQL, statements of [`SQLITE_ROWS`] rows on SQLite, the timestamp
-/// bound once. The relay schedules by the wall clock, not an injected one, so rows are due
-/// at once.
+/// and the current span's `traceparent` bound once. The relay schedules by the wall
+/// clock, not an injected one, so rows are due at once.
 pub async fn enqueue_many<C: ConnectionTrait>(
     conn: &C,
     messages: Vec<Message>,
-) -> Result<(), DbErr> {
+) -> Result<Enqueued, DbErr> {
     if messages.is_empty() {
-        return Ok(());
+        return Ok(Enqueued::default());
     }
     let now = Utc::now();
+    let traceparent = current_traceparent();
+    let mut ids = Vec::with_capacity(messages.len());
     if conn.get_database_backend() == DbBackend::Postgres {
         let mut topics = Vec::with_capacity(messages.len());
         let mut keys = Vec::with_capacity(messages.len());
         let mut payloads = Vec::with_capacity(messages.len());
+        let mut ordering_keys = Vec::with_capacity(messages.len());
+        let mut versions = Vec::with_capacity(messages.len());
         for message in messages {
             topics.push(Value::String(Some(message.topic.to_owned())));
             keys.push(Value::String(Some(message.dedup_key)));
             payloads.push(Value::Bytes(Some(message.payload)));
+            // Array elements are never NULL here: '' stands for none (NULLIF below).
+            ordering_keys.push(Value::String(Some(
+                message.ordering_key.unwrap_or_default(),
+            )));
+            versions.push(Value::String(Some(
+                message.version.map(|v| v.to_string()).unwrap_or_default(),
+            )));
         }
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "INSERT INTO outbox (topic, dedup_key, payload, created_at, attempts, next_attempt_at) \
-             SELECT topic, dedup_key, payload, $4, 0, $4 \
-             FROM unnest($1::text[], $2::text[], $3::bytea[]) AS m(topic, dedup_key, payload) \
-             ON CONFLICT (topic, dedup_key) DO NOTHING",
+            "INSERT INTO outbox (topic, dedup_key, payload, ordering_key, version, traceparent, \
+               created_at, attempts, next_attempt_at) \
+             SELECT topic, dedup_key, payload, NULLIF(ordering_key, ''), \
+               NULLIF(version, '')::bigint, $6, $7, 0, $7 \
+             FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[]) \
+               WITH ORDINALITY AS m(topic, dedup_key, payload, ordering_key, version, n) \
+             ORDER BY n \
+             ON CONFLICT (topic, dedup_key) DO NOTHING \
+             RETURNING id",
             [
                 Value::Array(ArrayType::String, Some(Box::new(topics))),
                 Value::Array(ArrayType::String, Some(Box::new(keys))),
                 Value::Array(ArrayType::Bytes, Some(Box::new(payloads))),
+                Value::Array(ArrayType::String, Some(Box::new(ordering_keys))),
+                Value::Array(ArrayType::String, Some(Box::new(versions))),
+                traceparent.into(),
                 now.into(),
             ],
         );
-        conn.execute_raw(statement).await?;
-        return Ok(());
-    }
-    let mut messages = messages.into_iter().peekable();
-    while messages.peek().is_some() {
-        let mut sql = String::from(
-            "INSERT INTO outbox (topic, dedup_key, payload, created_at, attempts, next_attempt_at) VALUES ",
-        );
-        let mut values: Vec<Value> = Vec::with_capacity(5 * SQLITE_ROWS);
-        for (row, message) in messages.by_ref().take(SQLITE_ROWS).enumerate() {
-            if row > 0 {
-                sql.push(',');
-            }
-            sql.push_str("(?, ?, ?, ?, 0, ?)");
-            values.push(message.topic.into());
-            values.push(message.dedup_key.into());
-            values.push(message.payload.into());
-            values.push(now.into());
-            values.push(now.into());
+        for row in conn.query_all_raw(statement).await? {
+            ids.push(row.try_get::<i64>("", "id")?);
         }
-        sql.push_str(" ON CONFLICT (topic, dedup_key) DO NOTHING");
-        conn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Sqlite,
-            sql,
-            values,
-        ))
-        .await?;
+    } else {
+        let mut messages = messages.into_iter().peekable();
+        while messages.peek().is_some() {
+            let mut sql = String::from(
+                "INSERT INTO outbox (topic, dedup_key, payload, ordering_key, version, \
+                 traceparent, created_at, attempts, next_attempt_at) VALUES ",
+            );
+            let mut values: Vec<Value> = Vec::with_capacity(8 * SQLITE_ROWS);
+            for (row, message) in messages.by_ref().take(SQLITE_ROWS).enumerate() {
+                if row > 0 {
+                    sql.push(',');
+                }
+                sql.push_str("(?, ?, ?, ?, ?, ?, ?, 0, ?)");
+                values.push(message.topic.into());
+                values.push(message.dedup_key.into());
+                values.push(message.payload.into());
+                values.push(message.ordering_key.filter(|key| !key.is_empty()).into());
+                values.push(message.version.into());
+                values.push(traceparent.clone().into());
+                values.push(now.into());
+                values.push(now.into());
+            }
+            sql.push_str(" ON CONFLICT (topic, dedup_key) DO NOTHING RETURNING id");
+            let rows = conn
+                .query_all_raw(Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    sql,
+                    values,
+                ))
+                .await?;
+            for row in rows {
+                ids.push(row.try_get::<i64>("", "id")?);
+            }
+        }
     }
-    Ok(())
-}
-
-fn insert_statement() -> InsertStatement {
-    Query::insert()
-        .into_table(Outbox::Table)
-        .columns([
-            Outbox::Topic,
-            Outbox::DedupKey,
-            Outbox::Payload,
-            Outbox::CreatedAt,
-            Outbox::Attempts,
-            Outbox::NextAttemptAt,
-        ])
-        .on_conflict(
-            OnConflict::columns([Outbox::Topic, Outbox::DedupKey])
-                .do_nothing()
-                .to_owned(),
-        )
-        .to_owned()
-}
-
-fn row_values(topic: &str, dedup_key: &str, payload: Vec<u8>, now: DateTime<Utc>) -> [Expr; 6] {
-    [
-        topic.into(),
-        dedup_key.into(),
-        payload.into(),
-        now.into(),
-        0i32.into(),
-        now.into(),
-    ]
+    // RETURNING does not promise an order.
+    ids.sort_unstable();
+    Ok(Enqueued { ids })
 }
 
 /// Returns the number of messages not yet delivered (and not given up).
@@ -258,6 +370,21 @@ pub async fn pending_count<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
 /// Returns the number of messages given up after a permanent failure.
 pub async fn failed_count<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
     count_where(db, Expr::col(Outbox::FailedAt).is_not_null()).await
+}
+
+/// Deletes the messages of `topic` delivered before `before` and returns how many: the
+/// retention of messages that carry personal data (SMS texts and mobiles).
+pub async fn purge_delivered<C: ConnectionTrait>(
+    db: &C,
+    topic: &str,
+    before: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let delete = Query::delete()
+        .from_table(Outbox::Table)
+        .and_where(Expr::col(Outbox::Topic).eq(topic))
+        .and_where(Expr::col(Outbox::DeliveredAt).lt(before))
+        .to_owned();
+    Ok(db.execute(&delete).await?.rows_affected())
 }
 
 async fn count_where<C: ConnectionTrait>(db: &C, condition: Expr) -> Result<u64, DbErr> {
@@ -349,6 +476,9 @@ pub struct RelayConfig {
     pub min_backoff: Duration,
     /// The longest retry delay.
     pub max_backoff: Duration,
+    /// How long [`OutboxHandle::deliver_now`] may hold up its caller's answer; what it
+    /// could not deliver in that time is left to the relay.
+    pub immediate_deadline: Duration,
 }
 
 impl Default for RelayConfig {
@@ -360,6 +490,7 @@ impl Default for RelayConfig {
             delivery_timeout: Duration::from_secs(20),
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
+            immediate_deadline: Duration::from_secs(2),
         }
     }
 }
@@ -378,25 +509,58 @@ impl RelayConfig {
     }
 }
 
-/// Wakes a running relay.
-#[derive(Clone, Debug, Default)]
+/// Delivers a service's outbox: wakes its relay, and delivers what a transaction just
+/// enqueued at once (read your writes).
+#[derive(Clone, Default)]
 pub struct OutboxHandle {
     notify: Arc<Notify>,
+    courier: Option<Arc<Courier>>,
+}
+
+impl std::fmt::Debug for OutboxHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboxHandle")
+            .field("delivers", &self.courier.is_some())
+            .finish()
+    }
 }
 
 impl OutboxHandle {
-    /// Wakes the relay at once; call it after committing a transaction that enqueued.
+    /// Wakes the relay at once.
     pub fn notify(&self) {
         self.notify.notify_one();
+    }
+
+    /// Delivers the messages a committed transaction enqueued, before the caller answers
+    /// its own caller: each in order behind older undelivered messages of its ordering
+    /// key, all within [`RelayConfig::immediate_deadline`]. What fails or is left is the
+    /// relay's to retry; the caller's answer never depends on it. Call it only after the
+    /// commit (the relay could not see the rows before).
+    pub async fn deliver_now(&self, enqueued: &Enqueued) {
+        if enqueued.is_empty() {
+            return;
+        }
+        let all_delivered = match &self.courier {
+            Some(courier) => courier.deliver_ids(enqueued.ids()).await,
+            None => false,
+        };
+        if !all_delivered {
+            self.notify();
+        }
     }
 }
 
 /// The task that delivers outbox messages.
 pub struct OutboxRelay {
+    courier: Arc<Courier>,
+    notify: Arc<Notify>,
+}
+
+/// Claims and delivers rows; shared by the relay and [`OutboxHandle::deliver_now`].
+struct Courier {
     db: DatabaseConnection,
     deliver: Arc<dyn Deliver>,
     config: RelayConfig,
-    notify: Arc<Notify>,
 }
 
 struct Claimed {
@@ -404,11 +568,15 @@ struct Claimed {
     topic: String,
     payload: Vec<u8>,
     attempts: i32,
+    traceparent: Option<String>,
 }
 
 fn chrono_of(duration: Duration) -> chrono::Duration {
     chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX)
 }
+
+/// Ids per claim of [`OutboxHandle::deliver_now`] (bound parameters on SQLite).
+const IDS_PER_CLAIM: usize = 500;
 
 impl OutboxRelay {
     /// Starts a relay with the default tuning; it stops when `shutdown` completes.
@@ -425,9 +593,14 @@ impl OutboxRelay {
     pub fn start(
         db: DatabaseConnection,
         deliver: Arc<dyn Deliver>,
+        settings: &crate::config::OutboxSettings,
     ) -> (OutboxHandle, RunningRelay) {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (handle, task) = OutboxRelay::spawn(db, deliver, async move {
+        let config = RelayConfig {
+            immediate_deadline: Duration::from_millis(settings.immediate_deadline_ms),
+            ..RelayConfig::default()
+        };
+        let (handle, task) = OutboxRelay::spawn_with_config(db, deliver, config, async move {
             let _ = stopped.await;
         });
         (handle, RunningRelay { stop, task })
@@ -441,34 +614,47 @@ impl OutboxRelay {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> (OutboxHandle, JoinHandle<()>) {
         let notify = Arc::new(Notify::new());
-        let relay = OutboxRelay {
+        let courier = Arc::new(Courier {
             db,
             deliver,
             config,
+        });
+        let relay = OutboxRelay {
+            courier: courier.clone(),
             notify: notify.clone(),
         };
         let task = tokio::spawn(relay.run(shutdown));
-        (OutboxHandle { notify }, task)
+        (
+            OutboxHandle {
+                notify,
+                courier: Some(courier),
+            },
+            task,
+        )
     }
 
     async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         tokio::pin!(shutdown);
+        let courier = &self.courier;
         loop {
-            let full_batch = match self.claim().await {
+            let go_on = match courier.claim(None).await {
                 Ok(rows) => {
-                    let full = rows.len() >= self.config.batch_size as usize;
+                    // A full batch may leave more due rows; a delivery may free the next
+                    // message of its ordering key.
+                    let mut go_on = rows.len() >= courier.config.batch_size as usize;
                     for row in rows {
-                        self.deliver_one(row).await;
+                        go_on |= courier
+                            .deliver_one(row, courier.config.delivery_timeout)
+                            .await;
                     }
-                    full
+                    go_on
                 }
                 Err(error) => {
                     tracing::warn!(error = %error, "outbox claim failed");
                     false
                 }
             };
-            if full_batch {
-                // More may be due: go on at once unless asked to stop.
+            if go_on {
                 if futures::FutureExt::now_or_never(&mut shutdown).is_some() {
                     break;
                 }
@@ -477,38 +663,59 @@ impl OutboxRelay {
             tokio::select! {
                 () = &mut shutdown => break,
                 () = self.notify.notified() => {}
-                () = tokio::time::sleep(self.config.poll_interval) => {}
+                () = tokio::time::sleep(courier.config.poll_interval) => {}
             }
         }
         tracing::debug!("outbox relay stopped");
     }
+}
 
-    /// Leases a batch of due messages in one statement.
-    async fn claim(&self) -> Result<Vec<Claimed>, DbErr> {
+impl Courier {
+    /// Leases a batch of due messages in one statement (only those of `only`, when
+    /// given): none that waits behind an older undelivered message of its ordering key.
+    async fn claim(&self, only: Option<&[i64]>) -> Result<Vec<Claimed>, DbErr> {
         let backend = self.db.get_database_backend();
         let now = Utc::now();
         let lease_until = now + chrono_of(self.config.lease);
-        let sql = match backend {
-            DbBackend::Postgres => format!(
-                "UPDATE outbox SET lease_until = $1 WHERE id IN (\
-                   SELECT id FROM outbox \
-                   WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $2 \
-                     AND (lease_until IS NULL OR lease_until < $3) \
-                   ORDER BY id LIMIT {} FOR UPDATE SKIP LOCKED) \
-                 RETURNING id, topic, payload, attempts",
-                self.config.batch_size
-            ),
-            _ => format!(
-                "UPDATE outbox SET lease_until = ? WHERE id IN (\
-                   SELECT id FROM outbox \
-                   WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= ? \
-                     AND (lease_until IS NULL OR lease_until < ?) \
-                   ORDER BY id LIMIT {}) \
-                 RETURNING id, topic, payload, attempts",
-                self.config.batch_size
-            ),
+        let mut values: Vec<Value> = vec![lease_until.into(), now.into(), now.into()];
+        let (placeholder, lock) = match backend {
+            DbBackend::Postgres => ("$", " FOR UPDATE SKIP LOCKED"),
+            _ => ("?", ""),
         };
-        let values: [Value; 3] = [lease_until.into(), now.into(), now.into()];
+        let p = |n: usize| {
+            if placeholder == "$" {
+                format!("${n}")
+            } else {
+                "?".to_owned()
+            }
+        };
+        let mut only_sql = String::new();
+        if let Some(ids) = only {
+            if backend == DbBackend::Postgres {
+                only_sql = format!(" AND o.id = ANY({}::bigint[])", p(4));
+                let ids = ids.iter().map(|id| Value::BigInt(Some(*id))).collect();
+                values.push(Value::Array(ArrayType::BigInt, Some(Box::new(ids))));
+            } else {
+                let marks = vec!["?"; ids.len()].join(", ");
+                only_sql = format!(" AND o.id IN ({marks})");
+                values.extend(ids.iter().map(|id| Value::BigInt(Some(*id))));
+            }
+        }
+        let sql = format!(
+            "UPDATE outbox SET lease_until = {} WHERE id IN (\
+               SELECT o.id FROM outbox o \
+               WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= {} \
+                 AND (o.lease_until IS NULL OR o.lease_until < {}){only_sql} \
+                 AND (o.ordering_key IS NULL OR NOT EXISTS (\
+                   SELECT 1 FROM outbox e WHERE e.ordering_key = o.ordering_key \
+                     AND e.id < o.id AND e.delivered_at IS NULL)) \
+               ORDER BY o.id LIMIT {}{lock}) \
+             RETURNING id, topic, payload, attempts, traceparent",
+            p(1),
+            p(2),
+            p(3),
+            self.config.batch_size
+        );
         let rows = self
             .db
             .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
@@ -521,6 +728,7 @@ impl OutboxRelay {
                     topic: row.try_get("", "topic")?,
                     payload: row.try_get("", "payload")?,
                     attempts: row.try_get("", "attempts")?,
+                    traceparent: row.try_get("", "traceparent")?,
                 })
             })
             .collect::<Result<Vec<_>, DbErr>>()?;
@@ -529,13 +737,90 @@ impl OutboxRelay {
         Ok(claimed)
     }
 
-    async fn deliver_one(&self, row: Claimed) {
-        let outcome = tokio::time::timeout(
-            self.config.delivery_timeout,
-            self.deliver.deliver(&row.topic, &row.payload),
-        )
-        .await
-        .unwrap_or_else(|_| Err(DeliveryError::Retry("delivery timed out".to_owned())));
+    /// Delivers the rows `ids` now, in order, within the immediate deadline; returns true
+    /// when every one of them was delivered.
+    async fn deliver_ids(&self, ids: &[i64]) -> bool {
+        let deadline = tokio::time::Instant::now() + self.config.immediate_deadline;
+        let mut delivered = 0usize;
+        for window in ids.chunks(IDS_PER_CLAIM) {
+            let mut left: Vec<i64> = window.to_vec();
+            // Claim again after each round: a delivery frees the next message of a key.
+            loop {
+                if tokio::time::Instant::now() >= deadline {
+                    return false;
+                }
+                let rows = match self.claim(Some(&left)).await {
+                    Ok(rows) => rows,
+                    Err(error) => {
+                        tracing::warn!(%error, "outbox claim for immediate delivery failed");
+                        return false;
+                    }
+                };
+                if rows.is_empty() {
+                    break;
+                }
+                let mut rows = rows.into_iter();
+                while let Some(row) = rows.next() {
+                    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    if remaining.is_zero() {
+                        let unattempted: Vec<i64> = std::iter::once(row.id)
+                            .chain(rows.map(|row| row.id))
+                            .collect();
+                        self.release(&unattempted).await;
+                        return false;
+                    }
+                    let id = row.id;
+                    if self
+                        .deliver_one(row, remaining.min(self.config.delivery_timeout))
+                        .await
+                    {
+                        delivered += 1;
+                    }
+                    left.retain(|other| *other != id);
+                }
+                if left.is_empty() {
+                    break;
+                }
+            }
+        }
+        delivered == ids.len()
+    }
+
+    /// Gives claimed rows back to the relay without counting a try.
+    async fn release(&self, ids: &[i64]) {
+        let update = Query::update()
+            .table(Outbox::Table)
+            .value(Outbox::LeaseUntil, Option::<DateTime<Utc>>::None)
+            .and_where(Expr::col(Outbox::Id).is_in(ids.iter().copied()))
+            .to_owned();
+        if let Err(error) = self.db.execute(&update).await {
+            // The leases expire on their own.
+            tracing::warn!(%error, "outbox leases not released");
+        }
+    }
+
+    /// Delivers one claimed row inside a span whose parent is the trace that enqueued
+    /// it, and records the outcome; returns true when the receiver accepted it.
+    async fn deliver_one(&self, row: Claimed, timeout: Duration) -> bool {
+        let span = tracing::info_span!(
+            "outbox.deliver",
+            otel.name = %format!("outbox {}", row.topic),
+            otel.kind = "producer",
+            outbox.id = row.id,
+            outbox.topic = %row.topic,
+        );
+        if let Some(traceparent) = &row.traceparent {
+            let carrier =
+                std::collections::HashMap::from([("traceparent".to_owned(), traceparent.clone())]);
+            let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+                propagator.extract(&carrier)
+            });
+            let _ = span.set_parent(parent);
+        }
+        let outcome = tokio::time::timeout(timeout, self.deliver.deliver(&row.topic, &row.payload))
+            .instrument(span)
+            .await
+            .unwrap_or_else(|_| Err(DeliveryError::Retry("delivery timed out".to_owned())));
         let attempts = row.attempts.saturating_add(1);
         let now = Utc::now();
         let update = match &outcome {
@@ -552,7 +837,7 @@ impl OutboxRelay {
                     outbox_id = row.id,
                     topic = %row.topic,
                     attempts,
-                    retry_in_ms = delay.as_millis() as u64,
+                    retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                     error = %reason,
                     "outbox delivery failed, will retry"
                 );
@@ -571,7 +856,7 @@ impl OutboxRelay {
                     topic = %row.topic,
                     attempts,
                     error = %reason,
-                    "outbox delivery failed permanently, giving up"
+                    "outbox delivery failed permanently, kept as failed"
                 );
                 Query::update()
                     .table(Outbox::Table)
@@ -586,10 +871,101 @@ impl OutboxRelay {
         if let Err(error) = self.db.execute(&update).await {
             // The lease expires and the row is delivered again; receivers are idempotent.
             tracing::warn!(outbox_id = row.id, error = %error, "outbox result not recorded");
-        } else if outcome.is_ok() {
+            return false;
+        }
+        if outcome.is_ok() {
             tracing::debug!(outbox_id = row.id, topic = %row.topic, "outbox message delivered");
         }
+        outcome.is_ok()
     }
+}
+
+/// One message of the outbox, as `tavana admin outbox` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// The row id.
+    pub id: i64,
+    /// The receiver's method.
+    pub topic: String,
+    /// The sender's id for the message.
+    pub dedup_key: String,
+    /// The ordering key, if any.
+    pub ordering_key: Option<String>,
+    /// The version the message carries, if any.
+    pub version: Option<i64>,
+    /// When it was written.
+    pub created_at: DateTime<Utc>,
+    /// Deliveries tried.
+    pub attempts: i32,
+    /// When the next try may happen.
+    pub next_attempt_at: DateTime<Utc>,
+    /// When delivery was given up (a dead letter), if it was.
+    pub failed_at: Option<DateTime<Utc>>,
+    /// The last delivery error.
+    pub last_error: Option<String>,
+}
+
+/// Returns the undelivered messages, oldest first (only the failed ones with
+/// `failed_only`), at most `limit`.
+pub async fn undelivered<C: ConnectionTrait>(
+    db: &C,
+    failed_only: bool,
+    limit: u64,
+) -> Result<Vec<OutboxEntry>, DbErr> {
+    let mut query = Query::select()
+        .columns([
+            Outbox::Id,
+            Outbox::Topic,
+            Outbox::DedupKey,
+            Outbox::OrderingKey,
+            Outbox::Version,
+            Outbox::CreatedAt,
+            Outbox::Attempts,
+            Outbox::NextAttemptAt,
+            Outbox::FailedAt,
+            Outbox::LastError,
+        ])
+        .from(Outbox::Table)
+        .and_where(Expr::col(Outbox::DeliveredAt).is_null())
+        .order_by(Outbox::Id, sea_orm::Order::Asc)
+        .limit(limit)
+        .to_owned();
+    if failed_only {
+        query.and_where(Expr::col(Outbox::FailedAt).is_not_null());
+    }
+    db.query_all(&query)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(OutboxEntry {
+                id: row.try_get("", "id")?,
+                topic: row.try_get("", "topic")?,
+                dedup_key: row.try_get("", "dedup_key")?,
+                ordering_key: row.try_get("", "ordering_key")?,
+                version: row.try_get("", "version")?,
+                created_at: row.try_get("", "created_at")?,
+                attempts: row.try_get("", "attempts")?,
+                next_attempt_at: row.try_get("", "next_attempt_at")?,
+                failed_at: row.try_get("", "failed_at")?,
+                last_error: row.try_get("", "last_error")?,
+            })
+        })
+        .collect()
+}
+
+/// Makes an undelivered message due again at once (a dead letter loses its `failed_at`),
+/// for an operator who fixed the cause; returns false when no undelivered message has
+/// that id. The relay delivers it on its next round.
+pub async fn retry<C: ConnectionTrait>(db: &C, id: i64) -> Result<bool, DbErr> {
+    let update = Query::update()
+        .table(Outbox::Table)
+        .value(Outbox::FailedAt, Option::<DateTime<Utc>>::None)
+        .value(Outbox::LeaseUntil, Option::<DateTime<Utc>>::None)
+        .value(Outbox::NextAttemptAt, Utc::now())
+        .and_where(Expr::col(Outbox::Id).eq(id))
+        .and_where(Expr::col(Outbox::DeliveredAt).is_null())
+        .to_owned();
+    Ok(db.execute(&update).await?.rows_affected() == 1)
 }
 
 #[cfg(test)]

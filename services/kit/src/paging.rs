@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{ErrorKind, Problem, Violation};
+use crate::error::Problem;
 
 /// The page size when none is asked for.
 pub const DEFAULT_PAGE_SIZE: u64 = 20;
@@ -31,20 +31,7 @@ pub fn encode_token<T: Serialize>(position: &T) -> String {
 // Problem is the shared error shape; boxing it here alone would make callers differ.
 #[allow(clippy::result_large_err)]
 pub fn decode_token<T: DeserializeOwned>(token: &str) -> Result<T, Problem> {
-    let invalid = || {
-        Problem::new(
-            ErrorKind::InvalidArgument,
-            "page_token_invalid",
-            "The page token is invalid.",
-            "نشانهٔ صفحه نامعتبر است.",
-        )
-        .with_violations([Violation::new(
-            "page_token",
-            "page_token_invalid",
-            "The page token is invalid.",
-            "نشانهٔ صفحه نامعتبر است.",
-        )])
-    };
+    let invalid = Problem::page_token_invalid;
     let bytes = URL_SAFE_NO_PAD
         .decode(token.trim_end_matches('='))
         .map_err(|_| invalid())?;
@@ -56,6 +43,7 @@ mod tests {
     use serde::Deserialize;
 
     use super::*;
+    use crate::error::ErrorKind;
 
     #[derive(Debug, PartialEq, Serialize, Deserialize)]
     struct After {

@@ -30,6 +30,48 @@ pub trait KvStore: Send + Sync + 'static {
     async fn incr(&self, key: &str, ttl: Duration) -> anyhow::Result<u64>;
     /// Returns the time left before `key` expires (`None` when missing or not expiring).
     async fn ttl(&self, key: &str) -> anyhow::Result<Option<Duration>>;
+    /// Admits one event at `at` under the sliding log `key` when, counting it, no rule
+    /// sees more than `limit` events in any `window` ending at `at`; otherwise records
+    /// nothing and returns how long until it would be admitted. Atomic. The log is kept
+    /// for the longest window (wall clock); `at` is the caller's clock, so a movable
+    /// security clock in tests moves the windows with it.
+    async fn admit(
+        &self,
+        key: &str,
+        at: chrono::DateTime<chrono::Utc>,
+        rules: &[RateLimit],
+    ) -> anyhow::Result<Result<(), Duration>>;
+}
+
+/// The wait until an event at `at` fits every rule, given the earlier events' times
+/// (milliseconds, any order); `None` when it fits now.
+fn sliding_wait(events: &[i64], at: i64, rules: &[RateLimit]) -> Option<Duration> {
+    let mut wait = 0_i64;
+    for rule in rules {
+        let window = i64::try_from(rule.window.as_millis()).unwrap_or(i64::MAX);
+        let mut recent: Vec<i64> = events
+            .iter()
+            .copied()
+            .filter(|&event| event > at.saturating_sub(window))
+            .collect();
+        let Ok(limit) = usize::try_from(rule.limit) else {
+            continue;
+        };
+        if recent.len() < limit {
+            continue;
+        }
+        recent.sort_unstable();
+        // The oldest event that must leave the window for the new one to fit.
+        let Some(&leaving) = recent
+            .len()
+            .checked_sub(limit.max(1))
+            .and_then(|index| recent.get(index))
+        else {
+            continue;
+        };
+        wait = wait.max(leaving.saturating_add(window).saturating_sub(at));
+    }
+    (wait > 0).then(|| Duration::from_millis(u64::try_from(wait).unwrap_or(u64::MAX)))
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -49,6 +91,29 @@ const TAKE_SCRIPT: &str = r"
 local value = redis.call('GET', KEYS[1])
 if value then redis.call('DEL', KEYS[1]) end
 return value
+";
+
+// A sliding log in a sorted set scored by event time (ms). ARGV: the event's time, a
+// unique member, the longest window, then pairs of limit and window. Returns 0 when
+// the event was admitted, or the milliseconds to wait.
+const ADMIT_SCRIPT: &str = r"
+local at = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', at - tonumber(ARGV[3]))
+local wait = 0
+for i = 4, #ARGV, 2 do
+  local limit = tonumber(ARGV[i])
+  local window = tonumber(ARGV[i + 1])
+  local recent = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (at - window), '+inf', 'WITHSCORES')
+  local count = #recent / 2
+  if count >= limit then
+    local leaving = tonumber(recent[(count - math.max(limit, 1)) * 2 + 2])
+    wait = math.max(wait, leaving + window - at)
+  end
+end
+if wait > 0 then return wait end
+redis.call('ZADD', KEYS[1], at, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 0
 ";
 
 // Sets the expiry when the counter is new, or when an earlier expiry was lost.
@@ -160,6 +225,38 @@ impl KvStore for RedisStore {
             .await?;
         Ok(u64::try_from(pttl).ok().map(Duration::from_millis))
     }
+
+    async fn admit(
+        &self,
+        key: &str,
+        at: chrono::DateTime<chrono::Utc>,
+        rules: &[RateLimit],
+    ) -> anyhow::Result<Result<(), Duration>> {
+        let mut connection = self.connection.clone();
+        let admit = redis::Script::new(ADMIT_SCRIPT);
+        let mut script = admit.prepare_invoke();
+        script
+            .key(self.key(key))
+            .arg(at.timestamp_millis())
+            .arg(uuid::Uuid::new_v4().simple().to_string())
+            .arg(millis(longest(rules)));
+        for rule in rules {
+            script.arg(rule.limit).arg(millis(rule.window));
+        }
+        let wait: i64 = script.invoke_async(&mut connection).await?;
+        Ok(match u64::try_from(wait) {
+            Ok(0) | Err(_) => Ok(()),
+            Ok(wait) => Err(Duration::from_millis(wait)),
+        })
+    }
+}
+
+fn longest(rules: &[RateLimit]) -> Duration {
+    rules
+        .iter()
+        .map(|rule| rule.window)
+        .max()
+        .unwrap_or_default()
 }
 
 struct Entry {
@@ -287,6 +384,45 @@ impl KvStore for MemoryStore {
         Ok(MemoryStore::live(&entries, key)
             .map(|entry| entry.expires_at.saturating_duration_since(Instant::now())))
     }
+
+    async fn admit(
+        &self,
+        key: &str,
+        at: chrono::DateTime<chrono::Utc>,
+        rules: &[RateLimit],
+    ) -> anyhow::Result<Result<(), Duration>> {
+        let at = at.timestamp_millis();
+        let longest = longest(rules);
+        let keep_after = at.saturating_sub(i64::try_from(longest.as_millis()).unwrap_or(i64::MAX));
+        let mut entries = self.entries();
+        let mut events: Vec<i64> = MemoryStore::live(&entries, key)
+            .map(|entry| {
+                entry
+                    .value
+                    .split(',')
+                    .filter_map(|event| event.parse().ok())
+                    .filter(|&event| event > keep_after)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(wait) = sliding_wait(&events, at, rules) {
+            return Ok(Err(wait));
+        }
+        events.push(at);
+        let value = events
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        entries.insert(
+            key.to_owned(),
+            Entry {
+                value,
+                expires_at: expiry(longest),
+            },
+        );
+        Ok(Ok(()))
+    }
 }
 
 /// Connects to Redis when `redis_url` is given, or returns an in-process store.
@@ -300,7 +436,8 @@ pub async fn connect_store(
     }
 }
 
-/// A fixed-window rate limit: at most `limit` events per `window`.
+/// A rate limit: at most `limit` events per `window` (fixed windows in [`check_rate`],
+/// sliding ones in [`KvStore::admit`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimit {
     /// The number of events allowed in one window.
@@ -455,5 +592,85 @@ mod tests {
         let store = connect_store(None, "p").await.unwrap();
         store.set("a", "b", LONG).await.unwrap();
         assert_eq!(store.get("a").await.unwrap().as_deref(), Some("b"));
+    }
+
+    const PER_MINUTE: RateLimit = RateLimit {
+        limit: 1,
+        window: Duration::from_secs(60),
+    };
+    const FIVE_AN_HOUR: RateLimit = RateLimit {
+        limit: 5,
+        window: Duration::from_secs(3600),
+    };
+
+    fn at(seconds: f64) -> chrono::DateTime<chrono::Utc> {
+        let start = chrono::DateTime::parse_from_rfc3339("2026-12-03T19:39:59.500Z").unwrap();
+        let millis = format!("{:.0}", seconds * 1000.0).parse::<i64>().unwrap();
+        (start + chrono::Duration::milliseconds(millis)).to_utc()
+    }
+
+    /// The wait of a request `seconds` into the test that the log of `key` refuses.
+    async fn refused(store: &dyn KvStore, key: &str, seconds: f64) -> Duration {
+        store
+            .admit(key, at(seconds), &[PER_MINUTE, FIVE_AN_HOUR])
+            .await
+            .unwrap()
+            .expect_err("refused")
+    }
+
+    #[tokio::test]
+    async fn r3_a_sliding_minute_holds_across_a_minute_boundary() {
+        each_store(async |store| {
+            let rules = [PER_MINUTE, FIVE_AN_HOUR];
+            assert_eq!(store.admit("m", at(0.0), &rules).await.unwrap(), Ok(()));
+            // Half a second later the wall-clock minute has turned; the window has not.
+            let wait = refused(&*store, "m", 0.5).await;
+            assert_eq!(wait, Duration::from_millis(59_500));
+            let wait = refused(&*store, "m", 59.999).await;
+            assert_eq!(wait, Duration::from_millis(1));
+            assert_eq!(store.admit("m", at(60.0), &rules).await.unwrap(), Ok(()));
+            // Another key is not limited.
+            assert_eq!(store.admit("n", at(60.0), &rules).await.unwrap(), Ok(()));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn r3_five_an_hour_slide_and_refusals_are_not_counted() {
+        each_store(async |store| {
+            let rules = [PER_MINUTE, FIVE_AN_HOUR];
+            for minute in 0..5 {
+                let time = at(f64::from(minute) * 600.0);
+                assert_eq!(store.admit("h", time, &rules).await.unwrap(), Ok(()));
+                // A refused request leaves no trace in the log.
+                assert!(store.admit("h", time, &rules).await.unwrap().is_err());
+            }
+            // Five codes at 0, 10, .., 40 minutes: the sixth waits for the first to leave.
+            let wait = refused(&*store, "h", 2700.0).await;
+            assert_eq!(wait, Duration::from_secs(900));
+            assert_eq!(store.admit("h", at(3600.0), &rules).await.unwrap(), Ok(()));
+            // Then the 10-minute code is the one to leave.
+            let wait = refused(&*store, "h", 3660.0).await;
+            assert_eq!(wait, Duration::from_secs(540));
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn r3_concurrent_requests_admit_exactly_one_a_minute() {
+        each_store(async |store| {
+            let attempts = (0..32).map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.admit("c", at(0.0), &[PER_MINUTE]).await })
+            });
+            let mut admitted = 0;
+            for attempt in attempts {
+                if attempt.await.unwrap().unwrap().is_ok() {
+                    admitted += 1;
+                }
+            }
+            assert_eq!(admitted, 1);
+        })
+        .await;
     }
 }

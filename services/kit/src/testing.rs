@@ -1,16 +1,31 @@
-//! Helpers for the services' integration tests: a fresh database and a store per test.
+//! Helpers for the services' integration tests: a fresh database and a store per test,
+//! signed clients, and the check that every method refuses unverified callers.
 //!
 //! The backend follows the environment: `TAVANA_TEST_DB` = `sqlite` (default) or
 //! `postgres` (server from `TAVANA_TEST_PG_URL`), and Redis when `TAVANA_TEST_REDIS_URL`
 //! is set.
+//!
+//! Test support: a setup that cannot be prepared panics with its reason, as in a test.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use http::uri::PathAndQuery;
+use prost::Message;
+use prost_types::FileDescriptorSet;
+use tonic::Code;
+use tonic::metadata::MetadataMap;
+use tonic::transport::Channel;
 
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 
+use crate::caller::Caller;
 use crate::db::{self, quote_ident};
+use crate::grpc;
 use crate::store::{KvStore, MemoryStore, RedisStore};
+use crate::trust::{self, Keyring, Policy, Signer};
 
 /// The default PostgreSQL server for tests.
 pub const DEFAULT_TEST_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -53,17 +68,24 @@ pub fn test_pg_url() -> String {
 
 /// Creates a fresh database migrated with `M`, on the backend chosen by `TAVANA_TEST_DB`.
 ///
+/// The migrations run once per test binary: the first test migrates a template (a
+/// PostgreSQL template database, or an SQLite file) and every test clones it, as the
+/// Rust package registry's server does. The template is named after the binary and its
+/// build time, so a rebuilt binary with changed migrations never sees an old template.
+///
 /// Panics when the database cannot be prepared: it is meant for tests only.
 pub async fn test_db<M: MigratorTrait>() -> TestDb {
-    let test_db = if test_uses_postgres() {
+    let key = template_key::<M>();
+    if test_uses_postgres() {
         let server_url = test_pg_url();
+        let template = postgres_template::<M>(&server_url, &key)
+            .await
+            .expect("cannot prepare the template test database");
         let name = format!("tavana_test_{}", uuid::Uuid::new_v4().simple());
-        let mut url = url::Url::parse(&server_url).expect("TAVANA_TEST_PG_URL is not a URL");
-        url.set_path(&format!("/{name}"));
-        let url = url.to_string();
-        db::ensure_postgres_database(&url)
+        clone_postgres_database(&server_url, &template, &name)
             .await
             .expect("cannot create the test database");
+        let url = database_url(&server_url, &name);
         let db = db::connect(&url, 5)
             .await
             .expect("cannot connect to the test database");
@@ -73,7 +95,12 @@ pub async fn test_db<M: MigratorTrait>() -> TestDb {
             cleanup: Cleanup::Postgres { server_url, name },
         }
     } else {
+        let template = sqlite_template::<M>(&key)
+            .await
+            .expect("cannot prepare the template SQLite database");
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");
+        std::fs::copy(&template, dir.path().join("test.db"))
+            .expect("cannot copy the template SQLite database");
         let url = db::sqlite_url(dir.path(), "test");
         let db = db::connect(&url, 5)
             .await
@@ -83,11 +110,138 @@ pub async fn test_db<M: MigratorTrait>() -> TestDb {
             url,
             cleanup: Cleanup::Sqlite(dir),
         }
-    };
-    M::up(&test_db.db, None)
-        .await
-        .expect("test migration failed");
-    test_db
+    }
+}
+
+/// A name for the migrated template of `M` in this build of this test binary.
+fn template_key<M>() -> String {
+    use sha2::Digest;
+
+    let exe = std::env::current_exe().unwrap_or_default();
+    let built = std::fs::metadata(&exe)
+        .and_then(|metadata| metadata.modified())
+        .ok()
+        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+        .unwrap_or_default();
+    let digest = sha2::Sha256::new()
+        .chain_update(exe.to_string_lossy().as_bytes())
+        .chain_update(built.as_nanos().to_le_bytes())
+        .chain_update(std::any::type_name::<M>().as_bytes())
+        .finalize();
+    hex::encode(&digest[..8])
+}
+
+fn database_url(server_url: &str, name: &str) -> String {
+    let mut url = url::Url::parse(server_url).expect("TAVANA_TEST_PG_URL is not a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// Returns the name of the migrated template database of `M`, creating it when missing.
+/// Concurrent test processes may each build one; the first to rename its copy into place
+/// wins and the others drop theirs.
+async fn postgres_template<M: MigratorTrait>(
+    server_url: &str,
+    key: &str,
+) -> anyhow::Result<String> {
+    use sea_orm::sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+    let template = format!("tavana_test_tpl_{key}");
+    let mut admin = PgConnection::connect(server_url).await?;
+    let exists = sea_orm::sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&template)
+        .fetch_optional(&mut admin)
+        .await?
+        .is_some();
+    if exists {
+        admin.close().await?;
+        return Ok(template);
+    }
+    let building = format!("tavana_test_build_{}", uuid::Uuid::new_v4().simple());
+    let url = database_url(server_url, &building);
+    db::ensure_postgres_database(&url).await?;
+    let db = db::connect(&url, 1).await?;
+    M::up(&db, None).await?;
+    db.close().await?;
+    let renamed = sea_orm::sqlx::query(AssertSqlSafe(format!(
+        "ALTER DATABASE {} RENAME TO {}",
+        quote_ident(&building),
+        quote_ident(&template)
+    )))
+    .execute(&mut admin)
+    .await;
+    admin.close().await?;
+    if renamed.is_err() {
+        // Another process renamed its template into place first.
+        drop_database(server_url, &building).await?;
+    }
+    Ok(template)
+}
+
+/// Creates `name` as a copy of `template`, retrying while PostgreSQL still counts a
+/// session on the template (one that was closing when the copy began).
+async fn clone_postgres_database(
+    server_url: &str,
+    template: &str,
+    name: &str,
+) -> anyhow::Result<()> {
+    use sea_orm::sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+    let mut admin = PgConnection::connect(server_url).await?;
+    let statement = format!(
+        "CREATE DATABASE {} TEMPLATE {}",
+        quote_ident(name),
+        quote_ident(template)
+    );
+    let mut attempt = 0;
+    loop {
+        match sea_orm::sqlx::query(AssertSqlSafe(statement.clone()))
+            .execute(&mut admin)
+            .await
+        {
+            Ok(_) => break,
+            Err(error) if attempt < 50 && is_template_busy(&error) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    admin.close().await?;
+    Ok(())
+}
+
+fn is_template_busy(error: &sea_orm::sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|error| error.code())
+        .is_some_and(|code| code == "55006")
+}
+
+/// Returns the path of the migrated SQLite template of `M`, creating it when missing.
+/// It is written whole (`VACUUM INTO`) and renamed into place, so a reader never sees a
+/// half-built file.
+async fn sqlite_template<M: MigratorTrait>(key: &str) -> anyhow::Result<std::path::PathBuf> {
+    use sea_orm::ConnectionTrait;
+
+    let dir = std::env::temp_dir().join("tavana-test-templates");
+    std::fs::create_dir_all(&dir)?;
+    let template = dir.join(format!("{key}.db"));
+    if template.exists() {
+        return Ok(template);
+    }
+    let building = tempfile::tempdir()?;
+    let db = db::connect(&db::sqlite_url(building.path(), "build"), 1).await?;
+    M::up(&db, None).await?;
+    let whole = dir.join(format!("{key}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    db.execute_unprepared(&format!(
+        "VACUUM INTO '{}'",
+        whole.display().to_string().replace('\'', "''")
+    ))
+    .await?;
+    db.close().await?;
+    std::fs::rename(&whole, &template)?;
+    Ok(template)
 }
 
 impl Drop for TestDb {
@@ -159,4 +313,190 @@ pub async fn test_store() -> Arc<dyn KvStore> {
         }
         None => Arc::new(MemoryStore::new()),
     }
+}
+
+/// A keyring holding a fresh key of every principal, the same for the whole test process.
+pub fn test_keyring() -> Keyring {
+    static KEYRING: OnceLock<Keyring> = OnceLock::new();
+    KEYRING
+        .get_or_init(|| Keyring::ephemeral(&trust::PRINCIPALS).expect("cannot make test keys"))
+        .clone()
+}
+
+/// The signer of tests' clients: the gateway for users and merchants, each service with
+/// its own key for `Caller::service(..)`.
+pub fn test_signer() -> Signer {
+    test_keyring()
+        .suite_signer(trust::GATEWAY)
+        .expect("the test keyring holds the gateway's key")
+}
+
+/// A signed client channel to `url` for tests (see [`test_signer`]).
+pub fn test_channel(url: &str, timeout: Duration) -> grpc::Channel {
+    grpc::channel(url, timeout, &test_signer()).expect("invalid test gRPC URL")
+}
+
+/// The method names of the gRPC service `service` in `descriptor_set`.
+pub fn methods_of(descriptor_set: &[u8], service: &str) -> Vec<String> {
+    let set = FileDescriptorSet::decode(descriptor_set).expect("invalid descriptor set");
+    set.file
+        .iter()
+        .flat_map(|file| {
+            file.service
+                .iter()
+                .filter(|candidate| format!("{}.{}", file.package(), candidate.name()) == service)
+                .flat_map(|candidate| candidate.method.iter().map(|m| m.name().to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Asserts that `policy` names every method of its service in `descriptor_set` and no
+/// other (default deny: a new method without an allow-list entry fails this).
+pub fn assert_policy_covers_every_method(descriptor_set: &[u8], policy: &Policy) {
+    let methods = methods_of(descriptor_set, policy.service);
+    assert!(!methods.is_empty(), "{} has no methods", policy.service);
+    for method in &methods {
+        assert!(
+            policy.allowed(method).is_some(),
+            "{}/{method} has no allow-list entry",
+            policy.service
+        );
+    }
+    for (name, _) in policy.methods {
+        assert!(
+            methods.iter().any(|method| method == name),
+            "allow-list entry {name} is not a method of {}",
+            policy.service
+        );
+    }
+}
+
+/// The caller a principal presents in tests: a support user through the gateway, or the
+/// service itself.
+fn caller_of(principal: &str) -> Caller {
+    if principal == trust::GATEWAY {
+        Caller::User {
+            employee_id: "E-TEST".into(),
+            national_id: "0010000062".into(),
+            grants: vec![
+                crate::RoleGrant::global(crate::Role::Employee),
+                crate::RoleGrant::global(crate::Role::Support),
+            ],
+        }
+    } else {
+        Caller::service(principal)
+    }
+}
+
+async fn raw_call(channel: &Channel, path: &str, metadata: MetadataMap) -> Code {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.expect("the service is not reachable");
+    let mut request = tonic::Request::new(());
+    *request.metadata_mut() = metadata;
+    let path = PathAndQuery::try_from(path).expect("invalid gRPC path");
+    let codec = tonic_prost::ProstCodec::<(), ()>::default();
+    match grpc.unary(request, path, codec).await {
+        Ok(_) => Code::Ok,
+        Err(status) => status.code(),
+    }
+}
+
+fn with_assertion(token: &str) -> MetadataMap {
+    let mut metadata = MetadataMap::new();
+    metadata.insert(
+        trust::ASSERTION_KEY,
+        token.parse().expect("an assertion is ascii"),
+    );
+    metadata
+}
+
+/// Calls every method of `policy.service` (from `descriptor_set`) on the server at `url`
+/// (which trusts [`test_keyring`]) and asserts: UNAUTHENTICATED without a credential, with
+/// forged plain caller metadata, with an assertion signed by an unknown key, with a wrong
+/// audience and with an expired one; PERMISSION_DENIED for a valid assertion from a
+/// principal missing from the method's allow-list.
+pub async fn assert_every_method_guarded(url: &str, descriptor_set: &[u8], policy: &Policy) {
+    assert_policy_covers_every_method(descriptor_set, policy);
+    let channel =
+        grpc::unsigned_channel(url, Duration::from_secs(10)).expect("invalid test gRPC URL");
+    let keyring = test_keyring();
+    let signer = test_signer();
+    let stranger = Keyring::ephemeral(&trust::PRINCIPALS)
+        .and_then(|keyring| keyring.suite_signer(trust::GATEWAY))
+        .expect("cannot make stranger keys");
+    let other_audience = trust::PRINCIPALS
+        .into_iter()
+        .find(|principal| *principal != policy.audience && *principal != trust::CLI)
+        .expect("another principal");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970")
+        .as_secs();
+
+    for method in methods_of(descriptor_set, policy.service) {
+        let path = format!("/{}/{method}", policy.service);
+        let allowed = policy.allowed(&method).unwrap_or_default();
+        let principal = allowed.first().copied().unwrap_or(trust::GATEWAY);
+        let caller = caller_of(principal);
+        let sign = |signer: &Signer, audience: &str, at: u64| {
+            signer
+                .assertion_at(&caller, audience, None, at)
+                .expect("cannot sign")
+        };
+
+        let mut forged = MetadataMap::new();
+        Caller::service(principal).write_metadata(&mut forged);
+        let refused = [
+            ("no credential", MetadataMap::new()),
+            ("forged plain metadata", forged),
+            (
+                "unknown key",
+                with_assertion(&sign(&stranger, policy.audience, now)),
+            ),
+            (
+                "wrong audience",
+                with_assertion(&sign(&signer, other_audience, now)),
+            ),
+            (
+                "expired",
+                with_assertion(&sign(&signer, policy.audience, now - 3_600)),
+            ),
+        ];
+        for (case, metadata) in refused {
+            assert_eq!(
+                raw_call(&channel, &path, metadata).await,
+                Code::Unauthenticated,
+                "{path}: {case}"
+            );
+        }
+
+        let outsider = trust::PRINCIPALS
+            .into_iter()
+            .find(|candidate| !allowed.contains(candidate));
+        if let Some(outsider) = outsider {
+            let token = keyring
+                .suite_signer(trust::GATEWAY)
+                .expect("gateway key")
+                .assertion(&caller_of(outsider), policy.audience, None)
+                .expect("cannot sign");
+            assert_eq!(
+                raw_call(&channel, &path, with_assertion(&token)).await,
+                Code::PermissionDenied,
+                "{path}: valid assertion from {outsider}, not on the allow-list"
+            );
+        }
+    }
+}
+
+/// The caller of a request a fake peer received from a service under test: verified from
+/// its assertion for `audience` with [`test_keyring`] (anonymous when it does not verify).
+pub fn signed_caller<T>(request: &tonic::Request<T>, audience: &str) -> Caller {
+    request
+        .metadata()
+        .get(trust::ASSERTION_KEY)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|token| test_keyring().verify(token, audience).ok())
+        .map(|(_, caller)| caller)
+        .unwrap_or_default()
 }

@@ -1,20 +1,27 @@
 //! Conversions between protobuf messages and the domain and store types.
 
-use chrono::{DateTime, FixedOffset};
+use tavana_kit::paging::decode_token;
 use tavana_proto::merchant_directory::v1 as pb;
+use tavana_proto::timestamp;
 
 use crate::domain::merchant::{
     MerchantInput, MerchantKind, MerchantStatus, PurchaseKind, split_categories,
 };
 use crate::domain::proposal::ProposalStatus;
+use crate::error::MerchantError;
 use crate::store::{merchant, proposal};
 
-/// Converts an instant to a protobuf timestamp.
-pub fn timestamp(at: DateTime<FixedOffset>) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: at.timestamp(),
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+/// Reads a page token: empty means the first page, a token this service did not make
+/// is `page_token_invalid`.
+pub fn decode_cursor<T: serde::de::DeserializeOwned>(
+    token: &str,
+) -> Result<Option<T>, MerchantError> {
+    if token.trim().is_empty() {
+        return Ok(None);
     }
+    decode_token(token)
+        .map(Some)
+        .map_err(|_| MerchantError::PageTokenInvalid)
 }
 
 /// Returns the domain kind of a protobuf kind (`None` when unspecified or unknown).

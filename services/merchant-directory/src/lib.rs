@@ -7,7 +7,9 @@
 pub mod cache;
 pub mod convert;
 pub mod domain;
+pub mod error;
 pub mod rpc;
+pub mod service;
 pub mod store;
 
 use std::future::Future;
@@ -21,9 +23,31 @@ use tavana_proto::merchant_directory::v1::merchant_directory_service_server::Mer
 
 use crate::cache::ListingCache;
 use crate::rpc::MerchantDirectoryRpc;
+use crate::service::MerchantDirectory;
 
 /// The gRPC service name, for health checks.
 pub const GRPC_SERVICE_NAME: &str = "tavana.merchant_directory.v1.MerchantDirectoryService";
+
+/// Which principals may call each method (default deny; user and merchant callers come
+/// only from the gateway, see `docs/security.md`).
+pub static POLICY: tavana_kit::trust::Policy = {
+    use tavana_kit::trust::*;
+    Policy {
+        service: GRPC_SERVICE_NAME,
+        audience: MERCHANT_DIRECTORY,
+        methods: &[
+            ("ProposeMerchant", &[GATEWAY]),
+            ("ListProposals", &[GATEWAY]),
+            ("GetProposal", &[GATEWAY]),
+            ("DecideProposal", &[GATEWAY]),
+            ("SuspendMerchant", &[GATEWAY]),
+            ("RotateMerchantKey", &[GATEWAY]),
+            ("ListMerchants", &[GATEWAY]),
+            ("GetMerchant", &[GATEWAY, CREDIT]),
+            ("AuthenticateMerchant", &[GATEWAY]),
+        ],
+    }
+};
 
 /// How long a cached listing page lives when nothing else is configured.
 pub const DEFAULT_CACHE_TTL_SECONDS: u64 = 30;
@@ -81,15 +105,20 @@ pub async fn serve(
         settings.database.max_connections,
     )
     .await?;
+    tavana_kit::metrics::watch_pool("merchant_directory", db.clone());
     let cache = ListingCache::new(shared.store.clone(), settings.cache_ttl());
-    let service = MerchantDirectoryRpc::new(db, shared.clock.clone(), cache);
-    let routes = tonic::service::Routes::new(MerchantDirectoryServiceServer::new(service));
+    let audit = tavana_kit::audit::server(db.clone());
+    let service =
+        MerchantDirectoryRpc::new(MerchantDirectory::new(db, shared.clock.clone(), cache));
+    let routes = tonic::service::Routes::new(MerchantDirectoryServiceServer::new(service))
+        .add_service(audit);
     tavana_kit::grpc::serve_grpc(
         listener,
         routes,
         tavana_proto::FILE_DESCRIPTOR_SET,
-        &[GRPC_SERVICE_NAME],
-        settings.grpc.request_timeout(),
+        tavana_kit::trust::Gate::new(shared.keyring.clone(), &POLICY)
+            .and(&tavana_kit::audit::POLICY),
+        settings.grpc.clone(),
         shutdown,
     )
     .await

@@ -1,7 +1,8 @@
 //! The one error type of the settlement service, and its mapping to gRPC.
 
 use sea_orm::DbErr;
-use tavana_kit::error::{ErrorKind, Problem, Violation};
+use tavana_kit::caller::Refusal;
+use tavana_kit::error::{ErrorKind, Problem, Violation, codes};
 use tonic::Status;
 
 use crate::domain::remittance::AmountOverflow;
@@ -24,12 +25,25 @@ pub enum SettlementError {
     /// No such remittance.
     #[error("no such remittance")]
     RemittanceNotFound,
-    /// A refund would cancel an instalment that is already settled (R20).
-    #[error("an instalment of the purchase is already settled")]
-    InstalmentAlreadySettled,
     /// Another transaction changed the same instalments; the caller may retry.
     #[error("the instalments changed concurrently")]
     ConcurrentChange,
+    /// A peer (credit, for R31's reconciliation) could not be read.
+    #[error("peer unavailable: {0}")]
+    Unavailable(String),
+    /// The period to close has not begun (R29).
+    #[error("the period has not started")]
+    PeriodNotStarted,
+    /// No such line in the unmatched queue (R23).
+    #[error("no such unmatched line")]
+    UnmatchedLineNotFound,
+    /// The line was resolved before (R23).
+    #[error("the unmatched line is already resolved")]
+    UnmatchedLineResolved,
+    /// An assigned line does not pay exactly what that period asked of the employee (R23);
+    /// the matching's code.
+    #[error("the line does not match: {0}")]
+    LineDoesNotMatch(&'static str),
     /// A sum of rials overflowed.
     #[error("amounts overflow")]
     Overflow(#[from] AmountOverflow),
@@ -42,14 +56,18 @@ impl SettlementError {
     /// Returns the stable snake_case code of the error.
     pub fn code(&self) -> &'static str {
         match self {
-            SettlementError::Unauthenticated => "unauthenticated",
-            SettlementError::PermissionDenied => "permission_denied",
-            SettlementError::Invalid(_) => "invalid_argument",
+            SettlementError::Unauthenticated => codes::UNAUTHENTICATED,
+            SettlementError::PermissionDenied => codes::PERMISSION_DENIED,
+            SettlementError::Invalid(_) => codes::INVALID_ARGUMENT,
             SettlementError::PurchaseNotFound => "purchase_not_found",
             SettlementError::RemittanceNotFound => "remittance_not_found",
-            SettlementError::InstalmentAlreadySettled => "instalment_already_settled",
             SettlementError::ConcurrentChange => "concurrent_change",
-            SettlementError::Overflow(_) | SettlementError::Database(_) => "internal",
+            SettlementError::Unavailable(_) => codes::UNAVAILABLE,
+            SettlementError::PeriodNotStarted => "period_not_started",
+            SettlementError::UnmatchedLineNotFound => "unmatched_line_not_found",
+            SettlementError::UnmatchedLineResolved => "unmatched_line_resolved",
+            SettlementError::LineDoesNotMatch(code) => code,
+            SettlementError::Overflow(_) | SettlementError::Database(_) => codes::INTERNAL,
         }
     }
 
@@ -81,20 +99,48 @@ impl SettlementError {
                 "The remittance was not found.",
                 "واریزی مورد نظر یافت نشد.",
             ),
-            SettlementError::InstalmentAlreadySettled => Problem::new(
-                ErrorKind::RuleRefused,
-                self.code(),
-                "An instalment of this purchase is already settled; it can no longer be refunded.",
-                "قسطی از این خرید تسویه شده است و دیگر نمی‌توان آن را بازپرداخت کرد.",
-            ),
             SettlementError::ConcurrentChange => Problem::new(
                 ErrorKind::Conflict,
                 self.code(),
                 "The instalments were changed at the same time; please try again.",
                 "اقساط هم‌زمان تغییر کردند؛ لطفاً دوباره تلاش کنید.",
             ),
+            SettlementError::Unavailable(cause) => Problem::unavailable(cause),
+            SettlementError::PeriodNotStarted => Problem::new(
+                ErrorKind::RuleRefused,
+                self.code(),
+                "The period's deductions are not due yet (from its 8th); it cannot be closed.",
+                "کسورات این دوره هنوز سررسید نشده است (از هشتم ماه)؛ نمی‌توان آن را بست.",
+            ),
+            SettlementError::UnmatchedLineNotFound => Problem::new(
+                ErrorKind::NotFound,
+                self.code(),
+                "The unmatched line was not found.",
+                "سطر تطبیق‌نیافتهٔ مورد نظر یافت نشد.",
+            ),
+            SettlementError::UnmatchedLineResolved => Problem::new(
+                ErrorKind::Conflict,
+                self.code(),
+                "The line has already been resolved.",
+                "این سطر پیش‌تر رسیدگی شده است.",
+            ),
+            SettlementError::LineDoesNotMatch(_) => Problem::new(
+                ErrorKind::RuleRefused,
+                self.code(),
+                "The line does not pay exactly what that period's deduction list asks of the employee.",
+                "مبلغ این سطر با کسر همان دوره برای این کارمند برابر نیست.",
+            ),
             SettlementError::Overflow(cause) => Problem::internal(cause),
             SettlementError::Database(cause) => Problem::internal(cause),
+        }
+    }
+}
+
+impl From<Refusal> for SettlementError {
+    fn from(refusal: Refusal) -> SettlementError {
+        match refusal {
+            Refusal::Unauthenticated => SettlementError::Unauthenticated,
+            Refusal::PermissionDenied => SettlementError::PermissionDenied,
         }
     }
 }

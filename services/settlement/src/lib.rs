@@ -1,10 +1,13 @@
 //! The settlement service: instalment schedules, deduction lists, remittances and their
 //! reconciliation (R22-R24).
 
+pub mod convert;
+pub mod delivery;
 pub mod domain;
 pub mod error;
-pub mod messages;
+pub mod reconcile;
 pub mod rpc;
+pub mod service;
 pub mod store;
 
 use std::future::Future;
@@ -18,9 +21,10 @@ use tavana_proto::settlement::v1::settlement_service_server::SettlementServiceSe
 use tavana_settlement_migration::Migrator;
 use tonic::service::Routes;
 
+use crate::delivery::PeerDelivery;
 use crate::domain::remittance::PartialSettlement;
-use crate::messages::PeerDelivery;
 use crate::rpc::SettlementRpc;
+use crate::service::SettlementFlows;
 use crate::store::Store;
 
 pub use crate::error::SettlementError;
@@ -32,6 +36,29 @@ pub const MAX_MESSAGE_SIZE: usize = 256 * 1024 * 1024;
 /// The name of the settlement service for health checks.
 pub const SERVICE_NAME: &str = "tavana.settlement.v1.SettlementService";
 
+/// Which principals may call each method (default deny; user and merchant callers come
+/// only from the gateway, see `docs/security.md`).
+pub static POLICY: tavana_kit::trust::Policy = {
+    use tavana_kit::trust::*;
+    Policy {
+        service: SERVICE_NAME,
+        audience: SETTLEMENT,
+        methods: &[
+            ("RecordSchedule", &[CREDIT]),
+            ("CancelInstalments", &[CREDIT]),
+            ("ListMyInstalments", &[GATEWAY]),
+            ("StreamDeductionList", &[GATEWAY]),
+            ("RecordRemittance", &[GATEWAY]),
+            ("GetRemittance", &[GATEWAY]),
+            ("Reconcile", &[GATEWAY]),
+            ("ClosePeriod", &[GATEWAY]),
+            ("ListOverdue", &[GATEWAY]),
+            ("ListUnmatchedLines", &[GATEWAY]),
+            ("ResolveUnmatchedLine", &[GATEWAY]),
+        ],
+    }
+};
+
 /// Settings of the settlement service (section `settlement`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -40,6 +67,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     /// Its gRPC server.
     pub grpc: GrpcSettings,
+    /// Its outbox: how long an answer waits to deliver what it wrote.
+    pub outbox: tavana_kit::config::OutboxSettings,
     /// Base URL of the credit service, told when a purchase is fully settled.
     pub credit_url: String,
     /// Base URL of the identity service, which sends the settlement SMS.
@@ -63,6 +92,16 @@ impl Settings {
     }
 }
 
+/// Connects to settlement's database as it is (tooling such as `tavana admin reconcile`,
+/// which runs beside the service): a schema newer than this build knows is refused.
+pub async fn connect(settings: &Settings) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    tavana_kit::db::connect_checked::<Migrator>(
+        &settings.database_url(),
+        settings.database.max_connections,
+    )
+    .await
+}
+
 /// Applies the migrations to the configured database.
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     tavana_kit::db::migrate::<Migrator>(&settings.database_url(), settings.database.max_connections)
@@ -81,6 +120,7 @@ pub async fn serve(
         &settings.credit_url,
         &settings.identity_url,
         settings.grpc.request_timeout(),
+        &shared.keyring.signer(tavana_kit::trust::SETTLEMENT)?,
     )?;
     serve_with_delivery(settings, shared, listener, Arc::new(delivery), shutdown).await
 }
@@ -98,24 +138,37 @@ pub async fn serve_with_delivery(
         settings.database.max_connections,
     )
     .await?;
+    tavana_kit::metrics::watch_database("settlement", db.clone());
 
-    let (outbox, relay) = OutboxRelay::start(db.clone(), delivery);
+    let (outbox, relay) = OutboxRelay::start(db.clone(), delivery, &settings.outbox);
 
-    let service = SettlementRpc::new(
+    let ledger: Option<Arc<dyn reconcile::Ledger>> = if settings.credit_url.is_empty() {
+        None
+    } else {
+        Some(Arc::new(reconcile::CreditLedger::new(
+            &settings.credit_url,
+            settings.grpc.request_timeout(),
+            &shared.keyring.signer(tavana_kit::trust::SETTLEMENT)?,
+        )?))
+    };
+    let audit = tavana_kit::audit::server(db.clone());
+    let service = SettlementRpc::new(SettlementFlows::new(
         Store::new(db),
         shared.clock.clone(),
         outbox,
         settings.partial_settlement(),
-    );
+        ledger,
+    ));
     let server = SettlementServiceServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     let served = tavana_kit::grpc::serve_grpc(
         listener,
-        Routes::new(server),
+        Routes::new(server).add_service(audit),
         tavana_proto::FILE_DESCRIPTOR_SET,
-        &[SERVICE_NAME],
-        settings.grpc.request_timeout(),
+        tavana_kit::trust::Gate::new(shared.keyring.clone(), &POLICY)
+            .and(&tavana_kit::audit::POLICY),
+        settings.grpc.clone(),
         shutdown,
     )
     .await;

@@ -21,9 +21,13 @@ async fn main() -> anyhow::Result<()> {
         gateway_port: Some(port),
         redis_url: tavana_kit::testing::test_redis_url()
             .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+        otlp_endpoint: std::env::var("TAVANA_TELEMETRY__OTLP_ENDPOINT").ok(),
     })
     .await?;
     println!("split topology ready: gateway {}", topology.gateway_url);
+    for (process, url) in &topology.metrics_urls {
+        println!("metrics of {process}: {url}");
+    }
     let mut services: Vec<_> = topology.service_urls.iter().collect();
     services.sort();
     for (service, urls) in services {

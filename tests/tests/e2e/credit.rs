@@ -186,9 +186,10 @@ async fn r20_r21_card_purchase_refund_and_unlock_through_the_gateway() {
 
     // R20: a partial refund returns room at once.
     let refunded = app
-        .post(
+        .post_idempotent(
             &format!("/v1/merchant/purchases/{id}/refund"),
             Some(&merchant.api_key),
+            "refund-1",
             json!({ "amount": 1_000_000 }),
         )
         .await;
@@ -203,4 +204,56 @@ async fn r20_r21_card_purchase_refund_and_unlock_through_the_gateway() {
     assert_eq!(forbidden.status, 403, "{forbidden:?}");
     let unlocked = app.post(&path, world.support.auth(), json!({})).await;
     assert_eq!(unlocked.status, 204, "{unlocked:?}");
+}
+
+#[tokio::test]
+async fn r21_merchants_get_one_answer_for_unknown_cards_and_wrong_pins_and_a_card_limit() {
+    let app = spawn_app().await;
+    let world = world::seed(&app).await;
+    let merchant = world::approved_merchant(&app, &world, "Kif Shop").await;
+    let applicant = world.applicant.clone();
+    world::open_facility(&app, &world, &applicant, &world.guarantor, M, N).await;
+    let card = app.get("/v1/me/card", applicant.auth()).await;
+    let number = card.body["customer_number"].as_str().unwrap().to_owned();
+    // A valid customer number (Luhn) that no card has.
+    let unknown = "6037990000000014".to_owned();
+    let buy = |number: String, key: String| {
+        let body = json!({ "customer_number": number, "pin": "1111111112", "kind": "credit", "amount": 1_000 });
+        let app = &app;
+        let api_key = merchant.api_key.clone();
+        async move {
+            app.post_idempotent("/v1/merchant/purchases", Some(&api_key), &key, body)
+                .await
+        }
+    };
+
+    let wrong_pin = buy(number.clone(), "w-0".into()).await;
+    let unknown_card = buy(unknown, "u-0".into()).await;
+    let mut answers = Vec::new();
+    for n in 1..=10 {
+        answers.push(buy(number.clone(), format!("w-{n}")).await);
+    }
+
+    assert_eq!(wrong_pin.status, 422, "{wrong_pin:?}");
+    assert_eq!(wrong_pin.code(), "card_rejected");
+    assert_eq!(unknown_card.status, wrong_pin.status);
+    let keys = |answer: &tavana_e2e::Answer| {
+        let mut keys: Vec<String> = answer.body.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(keys(&unknown_card), keys(&wrong_pin));
+    assert_eq!(
+        unknown_card.body["message_en"],
+        wrong_pin.body["message_en"]
+    );
+    // 10 a minute per card (the default): the 11th on this card is refused.
+    let limited = answers.last().unwrap();
+    assert_eq!(limited.status, 429, "{limited:?}");
+    assert!(limited.headers.contains_key("retry-after"));
+    assert!(
+        answers[..9]
+            .iter()
+            .all(|answer| answer.code() == "card_rejected")
+    );
 }

@@ -8,6 +8,8 @@ async fn health_and_readiness_answer_when_every_service_runs() {
     let app = spawn_app().await;
 
     let health = app.get("/healthz", None).await;
+    // Readiness is a probe of the services behind the gateway, not the effect of a write:
+    // it may answer 503 until the gateway's channels to them connect, so it is waited for.
     let ready = app
         .eventually(|| async {
             let ready = app.get("/readyz", None).await;
@@ -147,4 +149,52 @@ async fn a_bank_csv_larger_than_two_mebibytes_is_accepted() {
             .as_array()
             .is_some_and(|lines| !lines.is_empty())
     );
+}
+
+#[tokio::test]
+async fn a_body_over_64_kib_is_refused_with_413_before_it_is_read() {
+    let app = spawn_app().await;
+    let padding = "x".repeat(65 * 1024);
+
+    let request = app
+        .client
+        .post(app.url("/v1/auth/login-code"))
+        .header("content-type", "application/json")
+        .body(format!(
+            "{{\"national_id\":\"0010000011\",\"mobile\":\"09120000001\",\"pad\":\"{padding}\"}}"
+        ));
+    let answer = app.send(request).await;
+
+    assert_eq!(answer.status, 413);
+    assert_eq!(answer.headers["content-type"], "application/problem+json");
+    assert_eq!(answer.code(), "body_too_large");
+    assert_eq!(answer.body["max_body_bytes"], 64 * 1024);
+}
+
+#[tokio::test]
+async fn a_streamed_body_without_length_is_cut_at_the_limit() {
+    let app = spawn_app().await;
+    let chunks = futures::stream::iter((0..80).map(|_| Ok::<_, std::io::Error>(vec![b' '; 1024])));
+
+    let request = app
+        .client
+        .post(app.url("/v1/auth/token"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks));
+    let answer = app.send(request).await;
+
+    assert_eq!(answer.status, 413);
+    assert_eq!(answer.code(), "body_too_large");
+}
+
+#[tokio::test]
+async fn the_openapi_document_declares_the_edge_statuses() {
+    let app = spawn_app().await;
+
+    let document = app.get("/openapi.json", None).await;
+
+    let purchase = &document.body["paths"]["/v1/merchant/purchases"]["post"]["responses"];
+    for status in ["400", "401", "413", "422", "429"] {
+        assert!(purchase.get(status).is_some(), "{status} is declared");
+    }
 }

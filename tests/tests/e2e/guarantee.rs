@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use tavana_e2e::world::{self, Person, World};
-use tavana_e2e::{TestApp, spawn_app};
+use tavana_e2e::{TestApp, mobile, national_id, spawn_app};
 
 async fn file(
     app: &TestApp,
@@ -149,13 +149,10 @@ async fn r9_r12_request_filed_guaranteed_and_approved_opens_a_facility_72_hours_
             .contains("تأیید")
     );
 
-    // R12: the facility appears through the outbox, usable 72 hours after approval.
-    let balance = app
-        .eventually(|| async {
-            let balance = app.get("/v1/me/balance", world.applicant.auth()).await;
-            (balance.status == 200).then_some(balance)
-        })
-        .await;
+    // R12: the facility is there once finance has answered (read your writes), usable
+    // 72 hours after approval.
+    let balance = app.get("/v1/me/balance", world.applicant.auth()).await;
+    assert_eq!(balance.status, 200, "{balance:?}");
     assert_eq!(time(&balance.body["activates_at"]), activates_at);
     assert_eq!(balance.body["monthly_credit"], 50_000_000);
     assert_eq!(balance.body["max_instalments"], 12);
@@ -167,23 +164,30 @@ async fn r8_refusal_lists_every_failed_rule_and_r9_allows_one_open_request() {
     let app = spawn_app().await;
     let world = world::seed(&app).await;
 
-    // The colleague earns less than the applicant, and M is above a quarter of 200,000,000.
+    let codes = |answer: &tavana_e2e::Answer| -> Vec<String> {
+        answer.body["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|violation| violation["code"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // M is above a quarter of 200,000,000 and N above the policy: the applicant's own fields
+    // are refused, each with its code, and the guarantor's rules are not run at all (R32:
+    // filing reveals nothing about the named colleague while one's own fields are invalid).
     let refused = file(&app, &world.applicant, &world.colleague, 50_000_001, 37).await;
     assert_eq!(refused.status, 422, "refused: {refused:?}");
-    let codes: Vec<&str> = refused.body["violations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|violation| violation["code"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        codes,
+        codes(&refused),
         [
-            "guarantor_salary_too_low",
             "monthly_credit_above_quarter",
-            "instalment_months_out_of_range",
+            "instalment_months_out_of_range"
         ]
     );
+    // With valid fields, the colleague who earns less than the applicant is refused (R8).
+    let refused = file(&app, &world.applicant, &world.colleague, 50_000_000, 36).await;
+    assert_eq!(refused.status, 422, "refused: {refused:?}");
+    assert_eq!(codes(&refused), ["guarantor_salary_too_low"]);
 
     let filed = file(&app, &world.applicant, &world.guarantor, 50_000_000, 36).await;
     assert_eq!(filed.status, 201, "filed: {filed:?}");
@@ -269,4 +273,100 @@ async fn r6_r10_forbidden_paths() {
 
     let unauthenticated = app.get(&format!("/v1/credit-requests/{id}"), None).await;
     assert_eq!(unauthenticated.status, 401);
+}
+
+/// API.md, Conventions: codes in paths and bodies are matched as HR stores them, so
+/// `teh-19` in the path is region TEH-19 (R10, S2).
+#[tokio::test]
+async fn r10_region_path_is_matched_as_hr_stores_it() {
+    // Arrange: HR wrote the region in lower case; the role was granted as `Teh-19`.
+    let app = spawn_app().await;
+    world::seed(&app).await;
+    let applicant = world::employee(&app, 31, 200_000_000, "teh-19").await;
+    let guarantor = world::employee(&app, 32, 240_000_000, "TEH-19").await;
+    app.upsert_employee(
+        &national_id(33),
+        "کارمند ۳۳",
+        &mobile(33),
+        world::ORGANIZATION,
+        "teh-19",
+        250_000_000,
+        "2010-09-23",
+    )
+    .await;
+    app.grant_role(&national_id(33), "region_finance", Some("Teh-19"))
+        .await;
+    let finance_token = app.login(&national_id(33), &mobile(33)).await;
+    let filed = file(&app, &applicant, &guarantor, 50_000_000, 12).await;
+    assert_eq!(filed.status, 201, "filed: {filed:?}");
+    let guaranteed = app
+        .post(
+            &format!(
+                "/v1/credit-requests/{}/guarantor-decision",
+                filed.body["id"].as_str().unwrap()
+            ),
+            guarantor.auth(),
+            json!({ "approve": true }),
+        )
+        .await;
+    assert_eq!(guaranteed.status, 200, "guarantor: {guaranteed:?}");
+
+    // Act
+    let lower = app
+        .get("/v1/regions/teh-19/credit-requests", Some(&finance_token))
+        .await;
+    let upper = app
+        .get("/v1/regions/TEH-19/credit-requests", Some(&finance_token))
+        .await;
+    let malformed = app
+        .get("/v1/regions/teh%2019/credit-requests", Some(&finance_token))
+        .await;
+
+    // Assert
+    assert_eq!(lower.status, 200, "{lower:?}");
+    assert_eq!(lower.body["items"][0]["id"], filed.body["id"]);
+    assert_eq!(lower.body["items"][0]["region_code"], "TEH-19");
+    assert_eq!(upper.body, lower.body);
+    assert_eq!(malformed.status, 400, "{malformed:?}");
+    assert_eq!(malformed.body["code"], "region_code_invalid");
+}
+
+#[tokio::test]
+async fn r32_the_applicant_never_sees_the_guarantors_guarantee_count() {
+    // Arrange
+    let app = spawn_app().await;
+    let world = world::seed(&app).await;
+    const FIGURE: &str = "guarantor_active_guarantees";
+
+    // Act: the applicant files and reads the request, alone and in their list.
+    let filed = file(&app, &world.applicant, &world.guarantor, 50_000_000, 12).await;
+    assert_eq!(filed.status, 201, "filed: {filed:?}");
+    let id = filed.body["id"].as_str().unwrap().to_owned();
+    let read = app
+        .get(&format!("/v1/credit-requests/{id}"), world.applicant.auth())
+        .await;
+    let mine = app
+        .get("/v1/me/credit-requests", world.applicant.auth())
+        .await;
+    // The guarantor's own count, and the finance office deciding, still see it.
+    let as_guarantor = app
+        .get("/v1/me/guarantee-requests", world.guarantor.auth())
+        .await;
+    let as_finance = app
+        .get(&format!("/v1/credit-requests/{id}"), world.finance.auth())
+        .await;
+
+    // Assert
+    assert!(filed.body.get(FIGURE).is_none(), "filed: {:?}", filed.body);
+    assert_eq!(read.status, 200, "read: {read:?}");
+    assert!(read.body.get(FIGURE).is_none(), "read: {:?}", read.body);
+    assert_eq!(mine.status, 200);
+    assert!(
+        mine.body["items"][0].get(FIGURE).is_none(),
+        "{:?}",
+        mine.body
+    );
+    assert_eq!(as_guarantor.body["items"][0][FIGURE], 1, "{as_guarantor:?}");
+    assert_eq!(as_finance.status, 200, "finance: {as_finance:?}");
+    assert_eq!(as_finance.body[FIGURE], 1);
 }

@@ -37,6 +37,8 @@ async fn buy_until_accepted(
         "amount": 90_000 + n as i64,
         "months": MONTHS,
     });
+    // A client's retries through an outage (a replica killed mid-call answers 5xx): not a
+    // wait for a write's effect, which is asserted once the purchase answers 201.
     let mut interval = tokio::time::interval(Duration::from_millis(100));
     for _ in 0..300 {
         interval.tick().await;
@@ -124,7 +126,9 @@ async fn killing_a_credit_replica_mid_burst_delivers_every_schedule_once() {
     unique.dedup();
     assert_eq!(unique.len(), PURCHASES, "one purchase per idempotency key");
     // Rows the killed replica had claimed are delivered by the other one
-    // once their lease expires. Paging while schedules still arrive is no
+    // once their lease expires: when the sender dies between commit and
+    // delivery, the relay catches up (ARCHITECTURE.md, "Read your writes"),
+    // which the contract makes eventual. Paging while schedules still arrive is no
     // snapshot, so wait for a scan in which every purchase is complete.
     let schedules = app
         .eventually_within(120, || async {

@@ -4,6 +4,11 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20250101_000001_create_credit_tables;
 mod m20261124_000001_index_purchase_holds;
+mod m20261203_000001_add_employee_arrears;
+mod m20261203_160000_add_purchase_schedule_version;
+mod m20261203_170000_create_audit_event;
+mod m20261203_170000_extend_outbox;
+mod m20261203_230000_add_arrears_hold;
 
 /// The migrations of the credit service, oldest first.
 pub struct Migrator;
@@ -14,6 +19,11 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20250101_000001_create_credit_tables::Migration),
             Box::new(m20261124_000001_index_purchase_holds::Migration),
+            Box::new(m20261203_000001_add_employee_arrears::Migration),
+            Box::new(m20261203_160000_add_purchase_schedule_version::Migration),
+            Box::new(m20261203_170000_extend_outbox::Migration),
+            Box::new(m20261203_170000_create_audit_event::Migration),
+            Box::new(m20261203_230000_add_arrears_hold::Migration),
         ]
     }
 }

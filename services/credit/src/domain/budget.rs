@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use tavana_kit::jalali::{JalaliPeriod, release_instant};
 use tavana_kit::money::Rial;
 
-use super::error::CreditError;
 use super::facility::FacilityTerms;
 use super::purchase::{PurchaseKind, first_deduction_period};
+use crate::error::CreditError;
 
 /// When a hold ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +75,20 @@ pub fn credit_release_instant(purchase_period: JalaliPeriod) -> DateTime<Utc> {
     release_instant(first_deduction_period(purchase_period))
 }
 
+/// Returns the instant the holds of a settled instalment purchase end (R16, R18): once it
+/// is settled, but not before 00:00 Tehran on the 8th of its last deduction period, as a
+/// credit purchase deducted that period would be (R17). An early remittance settles the
+/// last instalment before its period; releasing the room then would let a new purchase be
+/// deducted in that same period on top of it, past `M`.
+pub fn settled_instalment_release(
+    purchase_period: JalaliPeriod,
+    months: u32,
+    settled_at: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let last = first_deduction_period(purchase_period).add_months(months.saturating_sub(1));
+    settled_at.max(release_instant(last))
+}
+
 /// The room left in each budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Available {
@@ -97,7 +111,9 @@ pub fn available(terms: FacilityTerms, holds: &[Hold], now: DateTime<Utc>) -> Av
     );
     let left = |budget: Rial, held: i128| {
         let value = i128::from(budget.as_i64()) - held;
-        Rial(value.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+        // Documented saturation: budgets and holds are i64 rial, so the room is summed in
+        // i128 and saturates at the i64 bounds (it can only go below zero, by what is over).
+        Rial(i64::try_from(value).unwrap_or(if value < 0 { i64::MIN } else { i64::MAX }))
     };
     Available {
         monthly: left(terms.monthly_credit(), monthly),

@@ -2,7 +2,7 @@
 
 use tavana_kit::ids::normalize_digits;
 
-use super::error::CreditError;
+use crate::error::CreditError;
 
 /// Wrong PINs that lock a card (R21).
 pub const MAX_PIN_ATTEMPTS: u32 = 5;

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use tavana_kit::money::Rial;
 
-use super::error::CreditError;
+use crate::error::CreditError;
 
 /// A facility's status as the employee sees it (R12, R14).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +16,8 @@ pub enum FacilityStatus {
     Suspended,
     /// Closed; not usable.
     Closed,
+    /// An instalment is overdue: no purchase until it is settled (R29).
+    Overdue,
 }
 
 impl FacilityStatus {
@@ -26,6 +28,7 @@ impl FacilityStatus {
             FacilityStatus::Active => "active",
             FacilityStatus::Suspended => "suspended",
             FacilityStatus::Closed => "closed",
+            FacilityStatus::Overdue => "overdue",
         }
     }
 
@@ -48,10 +51,25 @@ impl FacilityStatus {
         }
     }
 
+    /// Returns the status with the employee's arrears (R29): a facility that would take
+    /// purchases (or will, once active) is overdue while anything is; suspended and closed
+    /// facilities stay so.
+    pub fn with_arrears(self, overdue_amount: Rial) -> FacilityStatus {
+        match self {
+            FacilityStatus::Active | FacilityStatus::PendingActivation
+                if overdue_amount > Rial::ZERO =>
+            {
+                FacilityStatus::Overdue
+            }
+            other => other,
+        }
+    }
+
     /// Refuses a purchase unless the facility is active (R14).
     pub fn ensure_active(self) -> Result<(), CreditError> {
         match self {
             FacilityStatus::Active => Ok(()),
+            FacilityStatus::Overdue => Err(CreditError::FacilityOverdue),
             other => Err(CreditError::FacilityNotActive(other)),
         }
     }
@@ -147,6 +165,23 @@ mod tests {
         assert!(FacilityTerms::parse(1, 0, 36).is_err());
         assert!(FacilityTerms::parse(1, 37, 36).is_err());
         assert!(FacilityTerms::parse(i64::MAX, 2, 36).is_err());
+    }
+
+    #[test]
+    fn r29_arrears_make_a_usable_facility_overdue_and_one_rial_is_enough() {
+        let at = Utc::now();
+        let active = FacilityStatus::at(at, at, false, false);
+
+        assert_eq!(active.with_arrears(Rial(1)), FacilityStatus::Overdue);
+        assert_eq!(active.with_arrears(Rial::ZERO), FacilityStatus::Active);
+        assert_eq!(
+            FacilityStatus::Suspended.with_arrears(Rial(1)),
+            FacilityStatus::Suspended
+        );
+        assert!(matches!(
+            active.with_arrears(Rial(1)).ensure_active(),
+            Err(CreditError::FacilityOverdue)
+        ));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::error::CreditError;
+use crate::error::CreditError;
 
 /// How long idempotency records are kept at least.
 pub const KEEP_HOURS: i64 = 24;

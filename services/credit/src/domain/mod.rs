@@ -5,15 +5,14 @@
 //! - R16, R17, R18 holds and budgets: [`budget`]
 //! - R19 idempotency: [`idempotency`]
 //! - R21 cards: [`card`]
+//! - R13, R14, R16, R20, R29, R30 decided inside a money transaction: [`rules`]
 
 pub mod budget;
 pub mod card;
-pub mod error;
 pub mod facility;
 pub mod idempotency;
 pub mod purchase;
-
-pub use error::CreditError;
+pub mod rules;
 
 #[cfg(test)]
 mod model_tests;

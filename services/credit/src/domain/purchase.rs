@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use tavana_kit::jalali::{JalaliPeriod, release_instant};
 use tavana_kit::money::Rial;
 
-use super::error::CreditError;
+use crate::error::CreditError;
 
 /// R15's purchase kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -59,6 +59,12 @@ impl PurchaseTerms {
         {
             return Err(CreditError::InstalmentMonthsOutOfRange {
                 max: max_instalments,
+            });
+        }
+        // R15: no instalment of zero rial, so at least one rial a month.
+        if terms.amount.as_i64() < i64::from(terms.months) {
+            return Err(CreditError::AmountBelowMonths {
+                months: terms.months,
             });
         }
         Ok(terms)
@@ -132,21 +138,19 @@ pub struct Deduction {
     pub amount: Rial,
 }
 
-/// Splits `amount` into `months` deductions from `first_period` on (R15): with
-/// `q = A / n` and `r = A mod n`, the first `r` are `q + 1` and the rest `q`, so no
-/// deduction exceeds `ceil(A / n)`, the amount R16 holds in `M`.
-///
-/// Deductions of zero (an amount smaller than the month count, after a partial refund)
-/// are kept so that the schedule keeps its `n` months; settlement sees zero amounts.
+/// Splits `amount` into at most `months` deductions from `first_period` on (R15), with
+/// [`tavana_kit::money::spread`]: with `q = A / n` and `r = A mod n`, the first `r` are
+/// `q + 1` and the rest `q`, so no deduction exceeds `ceil(A / n)`, the amount R16 holds in
+/// `M`. No deduction is ever zero: an amount smaller than the month count (what remains
+/// after a partial refund) is spread over as many months as there are rial, from the first.
 pub fn split_schedule(amount: Rial, months: u32, first_period: JalaliPeriod) -> Vec<Deduction> {
-    let n = i64::from(months.max(1));
-    let q = amount.as_i64() / n;
-    let r = amount.as_i64() % n;
-    (0..months.max(1))
-        .map(|index| Deduction {
+    tavana_kit::money::spread(amount, months.max(1))
+        .into_iter()
+        .zip(0u32..)
+        .map(|(amount, index)| Deduction {
             seq: index + 1,
             period: first_period.add_months(index),
-            amount: Rial(if i64::from(index) < r { q + 1 } else { q }),
+            amount,
         })
         .collect()
 }
@@ -303,7 +307,16 @@ mod tests {
             )),
             "instalment_months_out_of_range"
         );
-        assert!(PurchaseTerms::parse(Some(PurchaseKind::Instalment), 1, 12, 12).is_ok());
+        assert_eq!(
+            code(PurchaseTerms::parse(
+                Some(PurchaseKind::Instalment),
+                1,
+                12,
+                12
+            )),
+            "amount_below_months"
+        );
+        assert!(PurchaseTerms::parse(Some(PurchaseKind::Instalment), 12, 12, 12).is_ok());
     }
 
     #[test]
@@ -317,6 +330,43 @@ mod tests {
             .map(|d| d.amount.as_i64())
             .collect();
         assert_eq!(amounts, vec![333, 333, 333]);
+    }
+
+    #[test]
+    fn r15_an_instalment_purchase_needs_at_least_one_rial_a_month() {
+        let refused = PurchaseTerms::parse(Some(PurchaseKind::Instalment), 2, 3, 12);
+        assert_eq!(refused.unwrap_err().code(), "amount_below_months");
+        assert!(PurchaseTerms::parse(Some(PurchaseKind::Instalment), 3, 3, 12).is_ok());
+        assert!(PurchaseTerms::parse(Some(PurchaseKind::Credit), 1, 1, 12).is_ok());
+    }
+
+    #[test]
+    fn r15_r20_a_refund_leaving_fewer_rial_than_months_spreads_them_one_a_month() {
+        let now = release_instant(period("1405-03")) - chrono::Duration::days(20);
+        let outcome = apply_refund(
+            Rial(1_000_000),
+            12,
+            period("1405-02"),
+            Rial(0),
+            999_995,
+            now,
+        )
+        .unwrap();
+        let amounts: Vec<i64> = outcome
+            .remaining_schedule
+            .iter()
+            .map(|d| d.amount.as_i64())
+            .collect();
+        assert_eq!(amounts, vec![1; 5]);
+        let periods: Vec<String> = outcome
+            .remaining_schedule
+            .iter()
+            .map(|d| d.period.to_string())
+            .collect();
+        assert_eq!(
+            periods,
+            ["1405-03", "1405-04", "1405-05", "1405-06", "1405-07"]
+        );
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub mod facility {
         pub closed_at: Option<DateTimeUtc>,
         pub created_at: DateTimeUtc,
         pub version: i64,
+        /// The guarantor, carried to settlement for the overdue SMS (R29).
+        pub guarantor_employee_id: String,
+        /// The employee's region, carried to settlement for the overdue lists (R29).
+        pub region_code: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -83,6 +87,8 @@ pub mod purchase {
         pub hold_release_at: Option<DateTimeUtc>,
         pub hold_waits_for_contract: bool,
         pub hold_released_at: Option<DateTimeUtc>,
+        pub schedule_version: i32,
+        pub partly_settled_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -125,6 +131,29 @@ pub mod idempotency_record {
         pub request_hash: String,
         pub response: Vec<u8>,
         pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// An employee's overdue amount as settlement last counted it (R29).
+pub mod employee_arrears {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "employee_arrears")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub employee_id: String,
+        pub overdue_amount: i64,
+        pub version: i64,
+        /// Monthly room held for arrears re-aged into periods not due yet (R16, R29).
+        pub held_monthly: i64,
+        /// The last of those periods (`YYYY-MM`), empty when none: held until its 8th.
+        pub held_until_period: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

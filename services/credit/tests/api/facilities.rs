@@ -33,8 +33,9 @@ async fn r12_second_open_facility_of_an_employee_is_a_conflict() {
                 organization_id: ORG.into(),
                 monthly_credit: 1_000,
                 max_instalments: 3,
-                activates_at: Some(tavana_credit::convert::timestamp(app.clock_now())),
+                activates_at: Some(tavana_proto::timestamp(app.clock_now())),
                 full_name: "x".into(),
+                ..Default::default()
             },
             &service(),
         ))
@@ -55,8 +56,9 @@ async fn r12_only_a_service_opens_facilities_and_terms_are_checked() {
         organization_id: ORG.into(),
         monthly_credit: monthly,
         max_instalments: months,
-        activates_at: Some(tavana_credit::convert::timestamp(app.clock_now())),
+        activates_at: Some(tavana_proto::timestamp(app.clock_now())),
         full_name: "x".into(),
+        ..Default::default()
     };
 
     let as_employee = app
@@ -131,12 +133,20 @@ async fn r13_close_refused_while_owed_then_releases_the_guarantee() {
         let facility_id = facility.facility_id.clone();
         async move {
             client
-                .close_facility(attach(pb::CloseFacilityRequest { facility_id }, &support()))
+                .close_facility(attach(
+                    pb::CloseFacilityRequest {
+                        facility_id,
+                        ..Default::default()
+                    },
+                    &support(),
+                ))
                 .await
         }
     };
 
     let refused = close().await;
+    // Settled on time, after the 8th of its last deduction period: nothing held (R16, R18).
+    app.set_clock(after_three_months());
     app.settle(&bought.purchase.unwrap().purchase_id)
         .await
         .unwrap();
@@ -147,7 +157,7 @@ async fn r13_close_refused_while_owed_then_releases_the_guarantee() {
 
     assert_eq!(problem(refused).code, "facility_has_debt");
     assert_eq!(closed.status, pb::FacilityStatus::Closed as i32);
-    assert_eq!(problem(purchase_after).code, "facility_not_active");
+    assert_eq!(problem(purchase_after).code, "facility_closed");
     app.wait_for_peers(|state| {
         state
             .releases
@@ -155,4 +165,308 @@ async fn r13_close_refused_while_owed_then_releases_the_guarantee() {
             .any(|r| r.credit_request_id == "req-E1")
     })
     .await;
+}
+
+fn close_request(national_id: &str) -> pb::CloseFacilityRequest {
+    pb::CloseFacilityRequest {
+        national_id: national_id.to_owned(),
+        reason: "employment ended".to_owned(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn r30_an_employee_closes_their_own_facility_when_nothing_is_owed_or_held() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    let bought = app
+        .buy("E1", SHOP, pb::PurchaseKind::Instalment, 300, 3, "k")
+        .await
+        .unwrap();
+    let id = bought.purchase.unwrap().purchase_id;
+    let close = || {
+        let mut client = app.client.clone();
+        async move {
+            client
+                .close_facility(attach(pb::CloseFacilityRequest::default(), &employee("E1")))
+                .await
+        }
+    };
+
+    let owed = close().await;
+    app.refund(SHOP, &id, 300).await.unwrap();
+    let closed = close().await.unwrap().into_inner().facility.unwrap();
+    let balance = app.balance("E1").await.unwrap();
+
+    let owed = problem(owed);
+    assert_eq!(owed.code, "facility_has_debt");
+    assert_eq!(owed.kind, tavana_kit::error::ErrorKind::Conflict);
+    assert_eq!(closed.status, pb::FacilityStatus::Closed as i32);
+    assert_eq!(
+        balance.facility.unwrap().status,
+        pb::FacilityStatus::Closed as i32
+    );
+}
+
+#[tokio::test]
+async fn r30_a_settled_credit_purchase_still_holds_room_until_the_8th_so_no_close() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    let bought = app
+        .buy("E1", SHOP, pb::PurchaseKind::Credit, 100, 0, "k")
+        .await
+        .unwrap();
+    app.settle(&bought.purchase.unwrap().purchase_id)
+        .await
+        .unwrap();
+
+    let held = app
+        .client
+        .clone()
+        .close_facility(attach(close_request(NATIONAL_ID), &support()))
+        .await;
+
+    assert_eq!(problem(held).code, "facility_has_debt");
+}
+
+#[tokio::test]
+async fn r30_support_suspends_and_resumes_by_national_id() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    let suspend = pb::SuspendFacilityRequest {
+        national_id: NATIONAL_ID.to_owned(),
+        reason: "investigation".to_owned(),
+    };
+
+    let by_employee = app
+        .client
+        .clone()
+        .suspend_facility(attach(suspend.clone(), &employee("E1")))
+        .await;
+    let suspended = app
+        .client
+        .clone()
+        .suspend_facility(attach(suspend, &support()))
+        .await
+        .unwrap()
+        .into_inner();
+    let refused = app
+        .buy("E1", SHOP, pb::PurchaseKind::Credit, 10, 0, "k1")
+        .await;
+    let resumed = app
+        .client
+        .clone()
+        .resume_facility(attach(
+            pb::ResumeFacilityRequest {
+                national_id: NATIONAL_ID.to_owned(),
+                reason: "cleared".to_owned(),
+            },
+            &support(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert_eq!(problem(by_employee).code, "permission_denied");
+    assert_eq!(
+        suspended.facility.unwrap().status,
+        pb::FacilityStatus::Suspended as i32
+    );
+    assert_eq!(problem(refused).code, "facility_suspended");
+    assert_eq!(
+        resumed.facility.unwrap().status,
+        pb::FacilityStatus::Active as i32
+    );
+    assert!(
+        app.buy("E1", SHOP, pb::PurchaseKind::Credit, 10, 0, "k2")
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn r30_a_new_approval_opens_a_facility_beside_an_older_closed_one() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    app.client
+        .clone()
+        .close_facility(attach(close_request(NATIONAL_ID), &support()))
+        .await
+        .unwrap();
+
+    let reopened = app
+        .client
+        .clone()
+        .open_facility(attach(
+            pb::OpenFacilityRequest {
+                credit_request_id: "req-E1-second".into(),
+                employee_id: "E1".into(),
+                national_id: NATIONAL_ID.into(),
+                organization_id: ORG.into(),
+                monthly_credit: 2_000,
+                max_instalments: 3,
+                activates_at: Some(tavana_proto::timestamp(app.clock_now())),
+                full_name: "Test Employee".into(),
+                ..Default::default()
+            },
+            &service(),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .facility
+        .unwrap();
+    let balance = app.balance("E1").await.unwrap();
+
+    assert_eq!(reopened.status, pb::FacilityStatus::Active as i32);
+    assert_eq!(balance.facility.unwrap().monthly_credit, 2_000);
+}
+
+#[tokio::test]
+async fn r31_the_ledger_pages_every_purchase_in_id_order_with_its_schedule() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    for key in ["k1", "k2", "k3"] {
+        app.buy("E1", SHOP, pb::PurchaseKind::Instalment, 10, 3, key)
+            .await
+            .unwrap();
+    }
+    // The ledger credit serves to settlement (the only principal allowed to read it).
+    let store = &app.store;
+    let page = |after: String| async move {
+        let (items, last_page) = tavana_credit::service::purchase_ledger(store, &after, 2)
+            .await
+            .unwrap();
+        pb::ListPurchaseLedgerResponse { items, last_page }
+    };
+    let first = page(String::new()).await;
+    let second = page(first.items[1].purchase_id.clone()).await;
+
+    assert_eq!(first.items.len(), 2);
+    assert!(!first.last_page);
+    assert_eq!(second.items.len(), 1);
+    assert!(second.last_page);
+    assert!(first.items[0].purchase_id < first.items[1].purchase_id);
+    assert!(first.items[1].purchase_id < second.items[0].purchase_id);
+    let entry = &second.items[0];
+    assert_eq!(entry.national_id, NATIONAL_ID);
+    assert_eq!(entry.version, 1);
+    assert_eq!(
+        entry.schedule.iter().map(|i| i.amount).collect::<Vec<_>>(),
+        [4, 3, 3]
+    );
+}
+
+/// Returns the audit trail of the credit service, newest first.
+async fn audit_trail(app: &TestApp) -> Vec<tavana_kit::audit::AuditEntry> {
+    tavana_kit::audit::list(
+        app.store.db(),
+        &tavana_kit::audit::AuditQuery {
+            page_size: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .0
+}
+
+/// Attaches `caller` and a gateway request id.
+fn with_request_id<T>(
+    message: T,
+    caller: &tavana_kit::caller::Caller,
+    id: &str,
+) -> tonic::Request<T> {
+    let mut request = attach(message, caller);
+    request
+        .metadata_mut()
+        .insert("x-request-id", id.parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn r32_support_suspend_resume_and_close_each_leave_an_audit_entry() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    let mut client = app.client.clone();
+
+    client
+        .suspend_facility(with_request_id(
+            pb::SuspendFacilityRequest {
+                national_id: NATIONAL_ID.to_owned(),
+                reason: "investigation".to_owned(),
+            },
+            &support(),
+            "req-suspend",
+        ))
+        .await
+        .unwrap();
+    client
+        .resume_facility(with_request_id(
+            pb::ResumeFacilityRequest {
+                national_id: NATIONAL_ID.to_owned(),
+                reason: "cleared".to_owned(),
+            },
+            &support(),
+            "req-resume",
+        ))
+        .await
+        .unwrap();
+    client
+        .close_facility(with_request_id(
+            close_request(NATIONAL_ID),
+            &support(),
+            "req-close",
+        ))
+        .await
+        .unwrap();
+    // Closing a closed facility changes nothing and records nothing.
+    client
+        .close_facility(attach(close_request(NATIONAL_ID), &support()))
+        .await
+        .unwrap();
+
+    let trail = audit_trail(&app).await;
+    let seen: Vec<(&str, &str, &str)> = trail
+        .iter()
+        .rev()
+        .map(|entry| {
+            (
+                entry.action.as_str(),
+                entry.subject.as_str(),
+                entry.request_id.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("facility.suspend", NATIONAL_ID, "req-suspend"),
+            ("facility.resume", NATIONAL_ID, "req-resume"),
+            ("facility.close", NATIONAL_ID, "req-close"),
+        ]
+    );
+    for entry in &trail {
+        assert_eq!(entry.actor.national_id, "0000000000");
+        assert_eq!(entry.actor.roles, ["support"]);
+    }
+    assert_eq!(trail[0].details["reason"], "employment ended");
+}
+
+#[tokio::test]
+async fn r32_a_refused_close_leaves_no_audit_entry() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    app.buy("E1", SHOP, pb::PurchaseKind::Credit, 100, 0, "k")
+        .await
+        .unwrap();
+
+    let refused = app
+        .client
+        .clone()
+        .close_facility(attach(close_request(NATIONAL_ID), &support()))
+        .await;
+
+    assert_eq!(problem(refused).code, "facility_has_debt");
+    assert!(audit_trail(&app).await.is_empty());
 }

@@ -11,6 +11,7 @@ use tavana_credit_migration::Migrator;
 use tavana_kit::caller::{Caller, Role, RoleGrant, attach};
 use tavana_kit::clock::AdjustableClock;
 use tavana_kit::error::Problem;
+use tavana_kit::grpc::Channel;
 use tavana_kit::testing::{TestDb, test_db, test_store};
 use tavana_proto::credit::v1 as pb;
 use tavana_proto::credit::v1::credit_service_client::CreditServiceClient;
@@ -30,7 +31,7 @@ use tavana_proto::settlement::v1::settlement_service_server::{
 };
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tonic::transport::{Channel, Server};
+use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
 /// The organization of the test employees.
@@ -43,6 +44,8 @@ pub const CREDIT_SHOP: &str = "M-credit";
 pub const SUSPENDED_SHOP: &str = "M-suspended";
 /// A valid national ID (check digit 9).
 pub const NATIONAL_ID: &str = "0012345679";
+/// The guarantor of the test facility (R29: carried to settlement).
+pub const GUARANTOR: &str = "G1";
 
 macro_rules! fake_impl {
     ($trait:path, $ty:ty, { $($custom:item)* }, { $($name:ident($req:ty) -> $resp:ty;)* }) => {
@@ -92,7 +95,7 @@ fake_impl!(MerchantDirectoryService, Fake, {
         &self,
         request: Request<md::GetMerchantRequest>,
     ) -> Result<Response<md::GetMerchantResponse>, Status> {
-        let caller = tavana_kit::caller::caller(&request);
+        let caller = tavana_kit::testing::signed_caller(&request, tavana_kit::trust::MERCHANT_DIRECTORY);
         let mut state = self.0.lock().unwrap();
         state.callers.push(caller);
         match state.merchants.get(&request.get_ref().merchant_id) {
@@ -144,6 +147,7 @@ fake_impl!(IdentityService, Fake, {
     verify_login(identity::VerifyLoginRequest) -> identity::VerifyLoginResponse;
     refresh_session(identity::RefreshSessionRequest) -> identity::RefreshSessionResponse;
     logout(identity::LogoutRequest) -> identity::LogoutResponse;
+    check_session(identity::CheckSessionRequest) -> identity::CheckSessionResponse;
     get_signing_keys(identity::GetSigningKeysRequest) -> identity::GetSigningKeysResponse;
     get_me(identity::GetMeRequest) -> identity::GetMeResponse;
     get_employee(identity::GetEmployeeRequest) -> identity::GetEmployeeResponse;
@@ -165,11 +169,18 @@ type DeductionStream = std::pin::Pin<
 fake_impl!(SettlementService, Fake, {
     type StreamDeductionListStream = DeductionStream;
 
+    async fn reconcile(
+        &self,
+        _request: Request<settlement::ReconcileRequest>,
+    ) -> Result<Response<settlement::ReconcileResponse>, Status> {
+        Err(Status::unimplemented("reconcile"))
+    }
+
     async fn record_schedule(
         &self,
         request: Request<settlement::RecordScheduleRequest>,
     ) -> Result<Response<settlement::RecordScheduleResponse>, Status> {
-        let caller = tavana_kit::caller::caller(&request);
+        let caller = tavana_kit::testing::signed_caller(&request, tavana_kit::trust::SETTLEMENT);
         let mut state = self.0.lock().unwrap();
         state.callers.push(caller);
         state.schedules.push(request.into_inner());
@@ -194,6 +205,10 @@ fake_impl!(SettlementService, Fake, {
     list_my_instalments(settlement::ListMyInstalmentsRequest) -> settlement::ListMyInstalmentsResponse;
     record_remittance(settlement::RecordRemittanceRequest) -> settlement::RecordRemittanceResponse;
     get_remittance(settlement::GetRemittanceRequest) -> settlement::GetRemittanceResponse;
+    close_period(settlement::ClosePeriodRequest) -> settlement::ClosePeriodResponse;
+    list_overdue(settlement::ListOverdueRequest) -> settlement::ListOverdueResponse;
+    list_unmatched_lines(settlement::ListUnmatchedLinesRequest) -> settlement::ListUnmatchedLinesResponse;
+    resolve_unmatched_line(settlement::ResolveUnmatchedLineRequest) -> settlement::ResolveUnmatchedLineResponse;
 });
 
 fake_impl!(GuaranteeService, Fake, {
@@ -218,6 +233,8 @@ fake_impl!(GuaranteeService, Fake, {
 /// A running credit service with its fakes.
 pub struct TestApp {
     pub client: CreditServiceClient<Channel>,
+    /// The service's gRPC URL.
+    pub url: String,
     pub clock: Arc<AdjustableClock>,
     pub peers: Fake,
     _database: TestDb,
@@ -253,6 +270,19 @@ pub fn mid_month() -> DateTime<Utc> {
             .day(15)
             .unwrap(),
     ) + chrono::Duration::hours(12)
+}
+
+/// 00:00 Tehran on the 8th of `period` (`YYYY-MM`): the instant a purchase deducted in it
+/// releases its holds (R17), and a settled instalment purchase whose last deduction period
+/// it is, at the earliest (R16, R18).
+pub fn release_of(period: &str) -> DateTime<Utc> {
+    tavana_kit::jalali::release_instant(tavana_kit::jalali::JalaliPeriod::parse(period).unwrap())
+}
+
+/// After the last deduction period of a 3-month instalment purchase made at `mid_month()`
+/// (1405-03 to 1405-05) has begun: settling it then is on time, not early (R16, R18).
+pub fn after_three_months() -> DateTime<Utc> {
+    release_of("1405-05") + chrono::Duration::days(2)
 }
 
 /// Starts the service at `mid_month()` on a fresh database.
@@ -296,6 +326,7 @@ pub async fn spawn_service_at(now: DateTime<Utc>) -> TestApp {
     let shared = tavana_kit::Shared {
         clock: clock.shared(),
         store: test_store().await,
+        keyring: tavana_kit::testing::test_keyring(),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -307,10 +338,11 @@ pub async fn spawn_service_at(now: DateTime<Utc>) -> TestApp {
         .await
         .unwrap();
     });
-    let channel = tavana_kit::grpc::channel(&url, Duration::from_secs(30)).unwrap();
+    let channel = tavana_kit::testing::test_channel(&url, Duration::from_secs(30));
     let store = tavana_credit::store::Store::new(database.db.clone(), None);
     TestApp {
         client: CreditServiceClient::new(channel),
+        url,
         clock,
         peers,
         _database: database,
@@ -389,8 +421,10 @@ impl TestApp {
                     organization_id: ORG.to_owned(),
                     monthly_credit: monthly,
                     max_instalments: months,
-                    activates_at: Some(tavana_credit::convert::timestamp(activates_at)),
+                    activates_at: Some(tavana_proto::timestamp(activates_at)),
                     full_name: "Test Employee".to_owned(),
+                    guarantor_employee_id: GUARANTOR.to_owned(),
+                    region_code: "TEH-19".to_owned(),
                 },
                 &service(),
             ))
@@ -469,7 +503,7 @@ impl TestApp {
             .filter_map(hold_of)
             .collect();
         let now = self.clock_now();
-        let room = budget::available(terms_of(&facility), &holds, now);
+        let room = budget::available(terms_of(&facility).unwrap(), &holds, now);
         (
             room.monthly.as_i64(),
             room.total.as_i64(),
@@ -487,12 +521,25 @@ impl TestApp {
             .insert(ORG.into(), in_force);
     }
 
-    /// Refunds as a merchant.
+    /// Refunds as a merchant, with a fresh Idempotency-Key.
     pub async fn refund(
         &self,
         merchant_id: &str,
         purchase_id: &str,
         amount: i64,
+    ) -> Result<pb::Purchase, Status> {
+        let key = uuid::Uuid::now_v7().to_string();
+        self.refund_with_key(merchant_id, purchase_id, amount, &key)
+            .await
+    }
+
+    /// Refunds as a merchant with the Idempotency-Key `key` (R19, R20).
+    pub async fn refund_with_key(
+        &self,
+        merchant_id: &str,
+        purchase_id: &str,
+        amount: i64,
+        key: &str,
     ) -> Result<pb::Purchase, Status> {
         self.client
             .clone()
@@ -500,7 +547,7 @@ impl TestApp {
                 pb::RefundPurchaseRequest {
                     purchase_id: purchase_id.to_owned(),
                     amount,
-                    idempotency_key: String::new(),
+                    idempotency_key: key.to_owned(),
                 },
                 &merchant_caller(merchant_id),
             ))
@@ -513,6 +560,24 @@ impl TestApp {
         self.settle_all(&[purchase_id]).await
     }
 
+    /// Tells credit that a remittance settled part of these purchases, as settlement does.
+    pub async fn settle_partly(&self, purchase_ids: &[&str]) -> Result<(), Status> {
+        self.client
+            .clone()
+            .mark_purchases_settled(attach(
+                pb::MarkPurchasesSettledRequest {
+                    purchase_ids: vec![],
+                    partly_settled_purchase_ids: purchase_ids
+                        .iter()
+                        .map(|id| (*id).to_owned())
+                        .collect(),
+                },
+                &Caller::service("settlement"),
+            ))
+            .await
+            .map(|_| ())
+    }
+
     /// Marks purchases settled in one batch, as settlement does.
     pub async fn settle_all(&self, purchase_ids: &[&str]) -> Result<(), Status> {
         self.client
@@ -520,6 +585,7 @@ impl TestApp {
             .mark_purchases_settled(attach(
                 pb::MarkPurchasesSettledRequest {
                     purchase_ids: purchase_ids.iter().map(|id| (*id).to_owned()).collect(),
+                    partly_settled_purchase_ids: vec![],
                 },
                 &Caller::service("settlement"),
             ))

@@ -172,7 +172,7 @@ async fn r14_refusals_have_their_codes() {
     app.store.set_suspended(&facility.id, true).await.unwrap();
     assert_eq!(
         code(app.buy("E1", SHOP, PurchaseKind::Credit, 5, 0, "k11").await),
-        (refused, "facility_not_active".into())
+        (refused, "facility_suspended".into())
     );
 }
 
@@ -245,4 +245,30 @@ async fn purchases_are_listed_newest_first_with_paging() {
         .collect();
     assert_eq!(amounts, vec![12, 11, 10]);
     assert!(second.next_page_token.is_empty());
+}
+
+#[tokio::test]
+async fn r15_two_rial_over_three_months_is_refused_as_amount_below_months() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+
+    let refused = app
+        .buy("E1", SHOP, PurchaseKind::Instalment, 2, 3, "k1")
+        .await;
+    let one_a_month = app
+        .buy("E1", SHOP, PurchaseKind::Instalment, 3, 3, "k2")
+        .await
+        .unwrap();
+
+    let refused = problem(refused);
+    assert_eq!(refused.code, "amount_below_months");
+    assert_eq!(refused.kind, tavana_kit::error::ErrorKind::RuleRefused);
+    let amounts: Vec<i64> = one_a_month
+        .purchase
+        .unwrap()
+        .instalments
+        .iter()
+        .map(|i| i.amount)
+        .collect();
+    assert_eq!(amounts, [1, 1, 1]);
 }

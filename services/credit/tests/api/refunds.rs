@@ -94,3 +94,115 @@ async fn r20_only_the_purchase_merchant_refunds() {
     assert_eq!(problem(unknown).code, "purchase_not_found");
     assert_eq!(problem(zero).code, "refund_amount_out_of_range");
 }
+
+#[tokio::test]
+async fn r20_a_merchant_refund_needs_an_idempotency_key() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    let bought = app
+        .buy("E1", SHOP, PurchaseKind::Credit, 300, 0, "k")
+        .await
+        .unwrap();
+    let id = bought.purchase.unwrap().purchase_id;
+
+    let missing = app.refund_with_key(SHOP, &id, 1, "  ").await;
+
+    let missing = problem(missing);
+    assert_eq!(missing.code, "idempotency_key_missing");
+    assert_eq!(missing.kind, tavana_kit::error::ErrorKind::InvalidArgument);
+}
+
+#[tokio::test]
+async fn r19_r20_a_retried_refund_answers_the_first_answer_and_refunds_once() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    let bought = app
+        .buy("E1", SHOP, PurchaseKind::Instalment, 300, 3, "k")
+        .await
+        .unwrap();
+    let id = bought.purchase.unwrap().purchase_id;
+
+    let first = app
+        .refund_with_key(SHOP, &id, 100, "refund-1")
+        .await
+        .unwrap();
+    let retried = app
+        .refund_with_key(SHOP, &id, 100, "refund-1")
+        .await
+        .unwrap();
+    let other_body = app.refund_with_key(SHOP, &id, 50, "refund-1").await;
+    let second = app
+        .refund_with_key(SHOP, &id, 50, "refund-2")
+        .await
+        .unwrap();
+
+    assert_eq!(first, retried);
+    assert_eq!(first.refunded_amount, 100);
+    assert_eq!(problem(other_body).code, "idempotency_key_reused");
+    assert_eq!(second.refunded_amount, 150);
+}
+
+#[tokio::test]
+async fn r20_every_schedule_message_carries_the_purchase_schedule_version() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    let bought = app
+        .buy("E1", SHOP, PurchaseKind::Instalment, 300, 3, "k")
+        .await
+        .unwrap();
+    let id = bought.purchase.unwrap().purchase_id;
+
+    app.refund(SHOP, &id, 100).await.unwrap();
+    app.refund(SHOP, &id, 50).await.unwrap();
+
+    app.wait_for_peers(|state| {
+        let recorded = state
+            .schedules
+            .iter()
+            .any(|s| s.purchase_id == id && s.version == 1);
+        let mut versions: Vec<(u32, i64)> = state
+            .cancellations
+            .iter()
+            .filter(|c| c.purchase_id == id)
+            .map(|c| (c.version, c.remaining.iter().map(|i| i.amount).sum()))
+            .collect();
+        versions.sort_unstable();
+        recorded && versions == [(2, 200), (3, 150)]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn r15_r20_a_refund_leaving_fewer_rial_than_months_spreads_them_one_a_month() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000_000, 12).await;
+    let bought = app
+        .buy("E1", SHOP, PurchaseKind::Instalment, 1_000_000, 12, "k")
+        .await
+        .unwrap();
+    let id = bought.purchase.unwrap().purchase_id;
+
+    let refunded = app.refund(SHOP, &id, 999_995).await.unwrap();
+
+    let amounts: Vec<i64> = refunded.instalments.iter().map(|i| i.amount).collect();
+    assert_eq!(amounts, [1; 5]);
+    assert_eq!(app.room("E1").await, (1_000_000 - 1, 12_000_000 - 5));
+}
+
+#[tokio::test]
+async fn r20_once_a_remittance_settled_an_instalment_the_purchase_is_refunded_no_more() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    let bought = app
+        .buy("E1", SHOP, PurchaseKind::Instalment, 300, 3, "k")
+        .await
+        .unwrap();
+    let id = bought.purchase.unwrap().purchase_id;
+    let before = app.refund(SHOP, &id, 3).await;
+
+    app.settle_partly(&[&id]).await.unwrap();
+    let after = app.refund(SHOP, &id, 3).await;
+
+    assert_eq!(before.unwrap().refunded_amount, 3);
+    assert_eq!(problem(after).code, "refund_window_closed");
+}

@@ -13,11 +13,42 @@ async fn r18_settled_instalment_purchase_releases_its_holds_idempotently() {
         .await
         .unwrap();
     let id = bought.purchase.unwrap().purchase_id;
+    // Settled in its last deduction period (1405-05), after its 8th (R16, R18).
+    app.set_clock(after_three_months());
 
     app.settle(&id).await.unwrap();
     app.settle(&id).await.unwrap();
 
     assert_eq!(app.room("E1").await, (1_000, 3_000));
+}
+
+#[tokio::test]
+async fn r16_r18_an_early_settlement_keeps_the_room_until_the_8th_of_the_last_period() {
+    // A remittance recorded before the last deduction period (1405-05) settles the purchase
+    // early. Its room comes back on the 8th of 1405-05, not before: a purchase made in
+    // 1405-04 is deducted in 1405-05, already remitted, on top of this one (R16's bound).
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    let bought = app
+        .buy("E1", SHOP, PurchaseKind::Instalment, 900, 3, "k")
+        .await
+        .unwrap();
+    let id = bought.purchase.unwrap().purchase_id;
+
+    app.settle(&id).await.unwrap();
+    app.set_clock(release_of("1405-05") - chrono::Duration::seconds(1));
+    let just_before = app.room("E1").await;
+    app.set_clock(release_of("1405-05"));
+    let at_the_8th = app.room("E1").await;
+    app.settle(&id).await.unwrap();
+    let settled_twice = app.room("E1").await;
+
+    assert_eq!(just_before, (700, 2_100));
+    assert_eq!(at_the_8th, (1_000, 3_000));
+    assert_eq!(settled_twice, (1_000, 3_000));
+    let row = stored(&app, &id).await;
+    assert_eq!(row.hold_release_at, Some(release_of("1405-05")));
+    assert_eq!(row.hold_released_at, None, "the clock releases it");
 }
 
 #[tokio::test]
@@ -35,6 +66,8 @@ async fn r18_holds_wait_for_the_contract_to_be_in_force_again() {
         .unwrap()
         .organizations
         .insert(ORG.into(), false);
+    // Settled on time, after the 8th of its last deduction period (R16).
+    app.set_clock(after_three_months());
 
     app.settle(&id).await.unwrap();
     let while_out_of_force = app.room("E1").await;
@@ -73,6 +106,7 @@ async fn r18_only_services_mark_purchases_settled() {
         .mark_purchases_settled(tavana_kit::caller::attach(
             tavana_proto::credit::v1::MarkPurchasesSettledRequest {
                 purchase_ids: vec![bought.purchase.unwrap().purchase_id],
+                partly_settled_purchase_ids: vec![],
             },
             &employee("E1"),
         ))
@@ -90,6 +124,8 @@ async fn r18_a_purchase_releases_the_holds_that_waited_for_the_contract() {
         .await
         .unwrap();
     app.set_contract_in_force(false);
+    // Settled on time, after the 8th of its last deduction period (R16).
+    app.set_clock(after_three_months());
     app.settle(&bought.purchase.unwrap().purchase_id)
         .await
         .unwrap();
@@ -127,6 +163,8 @@ async fn r18_a_batch_settles_each_purchase_and_its_redelivery_changes_nothing() 
         ids.push(bought.purchase.unwrap().purchase_id);
     }
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    // Settled on time, after the 8th of their last deduction period (R16, R18).
+    app.set_clock(after_three_months());
 
     app.settle_all(&ids).await.unwrap();
     let first: Vec<_> = futures::future::join_all(ids.iter().map(|id| stored(&app, id))).await;
@@ -165,6 +203,8 @@ async fn r18_a_mixed_batch_treats_each_purchase_as_the_single_call_did() {
     let credit = buy(PurchaseKind::Credit, 100, 0, "k3").await;
     let refunded = buy(PurchaseKind::Instalment, 300, 3, "k4").await;
     app.refund(SHOP, &refunded, 300).await.unwrap();
+    // Settled on time, after the 8th of their last deduction period (R16, R18).
+    app.set_clock(after_three_months());
     app.settle(&settled).await.unwrap();
     let settled_before = stored(&app, &settled).await;
     let refunded_before = stored(&app, &refunded).await;

@@ -3,6 +3,9 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20250101_000001_create_credit_requests;
+mod m20261203_170000_create_audit_event;
+mod m20261203_170000_extend_outbox;
+mod m20261203_170100_add_status_change_actor;
 
 /// The migrations of the guarantee service, oldest first.
 pub struct Migrator;
@@ -10,6 +13,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20250101_000001_create_credit_requests::Migration)]
+        vec![
+            Box::new(m20250101_000001_create_credit_requests::Migration),
+            Box::new(m20261203_170000_extend_outbox::Migration),
+            Box::new(m20261203_170000_create_audit_event::Migration),
+            Box::new(m20261203_170100_add_status_change_actor::Migration),
+        ]
     }
 }

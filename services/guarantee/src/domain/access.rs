@@ -34,6 +34,12 @@ impl Standing {
     pub fn may_see(self) -> bool {
         self.applicant || self.guarantor || self.region_finance || self.service
     }
+
+    /// Returns true when the caller is a party to the request, its applicant or its
+    /// guarantor, and so may not decide it as finance (R32, `conflict_of_interest`).
+    pub fn is_party(self) -> bool {
+        self.applicant || self.guarantor
+    }
 }
 
 /// Returns what `caller` is to a request concerning `parties`.
@@ -111,6 +117,20 @@ mod tests {
         assert!(standing(&applicant, PARTIES).applicant);
         assert!(standing(&guarantor, PARTIES).guarantor);
         assert!(standing(&finance, PARTIES).region_finance);
+    }
+
+    #[test]
+    fn r32_finance_officer_who_filed_or_guarantees_is_a_party() {
+        let finance = |id: &str, national_id: &str| {
+            user(
+                id,
+                national_id,
+                vec![RoleGrant::regional(Role::RegionFinance, "R01")],
+            )
+        };
+        assert!(standing(&finance("A", "0000000001"), PARTIES).is_party());
+        assert!(standing(&finance("X", "0000000002"), PARTIES).is_party());
+        assert!(!standing(&finance("F", "0000000003"), PARTIES).is_party());
     }
 
     #[test]

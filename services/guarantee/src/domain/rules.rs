@@ -1,7 +1,10 @@
 //! R7 and R8: what a credit request and its guarantor must satisfy.
 //!
 //! Every failed rule is reported, each with its own code (R8), so the functions here
-//! return the whole list instead of stopping at the first failure.
+//! return the whole list instead of stopping at the first failure. R32: a refusal says
+//! which of the guarantor's rules failed and nothing more, no figure of theirs (salary,
+//! service length, guarantee count), and the guarantor's rules are checked only once
+//! the applicant's own fields are valid.
 
 use chrono::NaiveDate;
 use tavana_kit::jalali::service_length;
@@ -54,21 +57,11 @@ pub enum RuleFailure {
     /// The guarantor works in another region (S1, S15, S18).
     GuarantorOtherRegion,
     /// The guarantor has served 28 years 11 months or more (S18).
-    GuarantorServiceTooLong {
-        /// Whole Jalali years of service.
-        years: u32,
-        /// Whole Jalali months after the years.
-        months: u32,
-        /// Days after the months.
-        days: u32,
-    },
+    GuarantorServiceTooLong,
     /// The guarantor's net salary is lower than the applicant's (S18; equal is allowed).
     GuarantorSalaryTooLow,
     /// The guarantor already holds 3 pending or active guarantees (S4).
-    GuarantorLimitReached {
-        /// How many the guarantor holds.
-        held: u32,
-    },
+    GuarantorLimitReached,
     /// `M` is zero or negative (R7).
     MonthlyCreditNotPositive,
     /// `M` is above a quarter of the applicant's net salary (S10, R7).
@@ -90,9 +83,9 @@ impl RuleFailure {
             RuleFailure::GuarantorNotFound => "guarantor_not_found",
             RuleFailure::GuarantorIsApplicant => "guarantor_is_applicant",
             RuleFailure::GuarantorOtherRegion => "guarantor_other_region",
-            RuleFailure::GuarantorServiceTooLong { .. } => "guarantor_service_too_long",
+            RuleFailure::GuarantorServiceTooLong => "guarantor_service_too_long",
             RuleFailure::GuarantorSalaryTooLow => "guarantor_salary_too_low",
-            RuleFailure::GuarantorLimitReached { .. } => "guarantor_limit_reached",
+            RuleFailure::GuarantorLimitReached => "guarantor_limit_reached",
             RuleFailure::MonthlyCreditNotPositive => "monthly_credit_not_positive",
             RuleFailure::MonthlyCreditAboveQuarter { .. } => "monthly_credit_above_quarter",
             RuleFailure::InstalmentMonthsOutOfRange { .. } => "instalment_months_out_of_range",
@@ -121,19 +114,16 @@ impl RuleFailure {
             RuleFailure::GuarantorOtherRegion => {
                 "The guarantor must work in the same region as you.".to_owned()
             }
-            RuleFailure::GuarantorServiceTooLong {
-                years,
-                months,
-                days,
-            } => format!(
-                "The guarantor's service ({years} years, {months} months, {days} days) must be less than 28 years and 11 months."
-            ),
+            RuleFailure::GuarantorServiceTooLong => {
+                "The guarantor's service must be less than 28 years and 11 months.".to_owned()
+            }
             RuleFailure::GuarantorSalaryTooLow => {
                 "The guarantor's net salary must be equal to or above yours.".to_owned()
             }
-            RuleFailure::GuarantorLimitReached { held } => format!(
-                "The guarantor already holds {held} pending or active guarantees; the limit is 3."
-            ),
+            RuleFailure::GuarantorLimitReached => {
+                "The guarantor cannot take on another guarantee; one person may guarantee at most 3 colleagues."
+                    .to_owned()
+            }
             RuleFailure::MonthlyCreditNotPositive => {
                 "The monthly credit must be more than zero.".to_owned()
             }
@@ -158,19 +148,16 @@ impl RuleFailure {
             RuleFailure::GuarantorOtherRegion => {
                 "ضامن باید در همان منطقه‌ای که شما خدمت می‌کنید شاغل باشد.".to_owned()
             }
-            RuleFailure::GuarantorServiceTooLong {
-                years,
-                months,
-                days,
-            } => format!(
-                "سابقهٔ خدمت ضامن ({years} سال، {months} ماه و {days} روز) باید کمتر از ۲۸ سال و ۱۱ ماه باشد."
-            ),
+            RuleFailure::GuarantorServiceTooLong => {
+                "سابقهٔ خدمت ضامن باید کمتر از ۲۸ سال و ۱۱ ماه باشد.".to_owned()
+            }
             RuleFailure::GuarantorSalaryTooLow => {
                 "حقوق خالص ضامن باید برابر یا بیشتر از حقوق خالص شما باشد.".to_owned()
             }
-            RuleFailure::GuarantorLimitReached { held } => format!(
-                "ضامن در حال حاضر {held} ضمانت در انتظار یا فعال دارد؛ هر نفر حداکثر ضامن ۳ نفر می‌تواند باشد."
-            ),
+            RuleFailure::GuarantorLimitReached => {
+                "ضامن نمی‌تواند ضمانت دیگری بپذیرد؛ هر نفر حداکثر ضامن ۳ نفر می‌تواند باشد."
+                    .to_owned()
+            }
             RuleFailure::MonthlyCreditNotPositive => {
                 "اعتبار ماهانه باید بیشتر از صفر باشد.".to_owned()
             }
@@ -211,21 +198,15 @@ pub fn check_guarantor(
     if guarantor.region_code != applicant.region_code {
         failures.push(RuleFailure::GuarantorOtherRegion);
     }
-    let (years, months, days) = service_length(guarantor.service_start, on);
+    let (years, months, _days) = service_length(guarantor.service_start, on);
     if years * 12 + months >= SERVICE_LIMIT_MONTHS {
-        failures.push(RuleFailure::GuarantorServiceTooLong {
-            years,
-            months,
-            days,
-        });
+        failures.push(RuleFailure::GuarantorServiceTooLong);
     }
     if guarantor.net_salary < applicant.net_salary {
         failures.push(RuleFailure::GuarantorSalaryTooLow);
     }
     if guarantees_held >= GUARANTEE_LIMIT {
-        failures.push(RuleFailure::GuarantorLimitReached {
-            held: guarantees_held,
-        });
+        failures.push(RuleFailure::GuarantorLimitReached);
     }
     failures
 }
@@ -247,8 +228,9 @@ pub fn check_amounts(applicant: &EmployeeProfile, input: FilingInput) -> Vec<Rul
     failures
 }
 
-/// Checks R7 and R8 for a new request filed on `on` (Tehran date): every failed rule,
-/// guarantor rules first.
+/// Checks R7 and R8 for a new request filed on `on` (Tehran date): every failed rule.
+/// The guarantor's rules are checked only when the applicant's own fields pass (R32):
+/// a request refused for its amounts says nothing about the person it names.
 pub fn check_filing(
     applicant: &EmployeeProfile,
     guarantor: Option<&EmployeeProfile>,
@@ -256,9 +238,11 @@ pub fn check_filing(
     input: FilingInput,
     on: NaiveDate,
 ) -> Vec<RuleFailure> {
-    let mut failures = check_guarantor(applicant, guarantor, guarantees_held, on);
-    failures.extend(check_amounts(applicant, input));
-    failures
+    let failures = check_amounts(applicant, input);
+    if !failures.is_empty() {
+        return failures;
+    }
+    check_guarantor(applicant, guarantor, guarantees_held, on)
 }
 
 #[cfg(test)]
@@ -449,13 +433,23 @@ mod tests {
         assert_eq!(check(0), ["instalment_months_out_of_range"]);
     }
 
-    #[test]
-    fn r8_every_failed_rule_is_reported() {
-        let applicant = employee("A", "0000000001", 100);
+    fn failing_guarantor() -> EmployeeProfile {
         let mut guarantor = employee("G", "0000000002", 99);
         guarantor.region_code = "R09".to_owned();
         guarantor.service_start = jalali(1370, 1, 1);
-        let failures = check_filing(&applicant, Some(&guarantor), 3, input(26, 40), filed_on());
+        guarantor
+    }
+
+    #[test]
+    fn r8_every_failed_rule_is_reported() {
+        let applicant = employee("A", "0000000001", 100);
+        let failures = check_filing(
+            &applicant,
+            Some(&failing_guarantor()),
+            3,
+            input(25, 36),
+            filed_on(),
+        );
         assert_eq!(
             codes(&failures),
             [
@@ -463,10 +457,48 @@ mod tests {
                 "guarantor_service_too_long",
                 "guarantor_salary_too_low",
                 "guarantor_limit_reached",
-                "monthly_credit_above_quarter",
-                "instalment_months_out_of_range",
             ]
         );
+    }
+
+    #[test]
+    fn r32_invalid_amounts_report_no_guarantor_rule() {
+        let applicant = employee("A", "0000000001", 100);
+        for guarantor in [Some(failing_guarantor()), None] {
+            let failures =
+                check_filing(&applicant, guarantor.as_ref(), 3, input(26, 40), filed_on());
+            assert_eq!(
+                codes(&failures),
+                [
+                    "monthly_credit_above_quarter",
+                    "instalment_months_out_of_range",
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn r32_guarantor_refusals_carry_no_figure_of_the_guarantor() {
+        let applicant = employee("A", "0000000001", 100);
+        let failures = check_guarantor(&applicant, Some(&failing_guarantor()), 3, filed_on());
+        assert_eq!(failures.len(), 4);
+        for failure in &failures {
+            for message in [failure.message_en(), failure.message_fa()] {
+                // The only figures left are the rule's own limits (28 years 11 months, 3).
+                let figures: String = message
+                    .replace("28", "")
+                    .replace("11", "")
+                    .replace("۲۸", "")
+                    .replace("۱۱", "")
+                    .replace(['3', '۳'], "");
+                assert!(
+                    !figures
+                        .chars()
+                        .any(|c| c.is_ascii_digit() || ('۰'..='۹').contains(&c)),
+                    "{message}"
+                );
+            }
+        }
     }
 
     #[test]

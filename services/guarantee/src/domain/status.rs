@@ -81,6 +81,11 @@ impl fmt::Display for RequestStatus {
     }
 }
 
+/// A rule over a request's status and its guarantee's release flag, such as
+/// [`holds_guarantee`]. The store turns it into its SQL condition with
+/// [`statuses_where`], so the rule that counts rows is this function.
+pub type StatusRule = fn(RequestStatus, bool) -> bool;
+
 /// Returns true when a request in `status` holds one of its guarantor's guarantees (S4,
 /// R8, R13): while pending, and once approved until the guarantee is released.
 pub fn holds_guarantee(status: RequestStatus, released: bool) -> bool {
@@ -91,6 +96,15 @@ pub fn holds_guarantee(status: RequestStatus, released: bool) -> bool {
 /// a pending request, or an approved one whose guarantee is not yet released.
 pub fn blocks_new_request(status: RequestStatus, released: bool) -> bool {
     holds_guarantee(status, released)
+}
+
+/// Returns the statuses for which `rule` holds when the release flag is `released`, in
+/// flow order: the store's SQL condition is this list, one per value of the flag.
+pub fn statuses_where(rule: StatusRule, released: bool) -> Vec<RequestStatus> {
+    RequestStatus::ALL
+        .into_iter()
+        .filter(|status| rule(*status, released))
+        .collect()
 }
 
 #[cfg(test)]
@@ -114,6 +128,35 @@ mod tests {
         assert!(!holds_guarantee(RequestStatus::GuarantorRejected, false));
         assert!(!holds_guarantee(RequestStatus::FinanceRejected, false));
         assert!(!holds_guarantee(RequestStatus::Cancelled, false));
+    }
+
+    #[test]
+    fn r9_a_request_blocks_a_new_one_exactly_while_it_holds_a_guarantee() {
+        for status in RequestStatus::ALL {
+            for released in [false, true] {
+                assert_eq!(
+                    blocks_new_request(status, released),
+                    holds_guarantee(status, released),
+                    "{status} released={released}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn r8_statuses_where_lists_exactly_the_statuses_the_rule_accepts() {
+        assert_eq!(
+            statuses_where(holds_guarantee, false),
+            [
+                RequestStatus::PendingGuarantor,
+                RequestStatus::PendingFinance,
+                RequestStatus::Approved
+            ]
+        );
+        assert_eq!(
+            statuses_where(holds_guarantee, true),
+            RequestStatus::PENDING
+        );
     }
 
     #[test]

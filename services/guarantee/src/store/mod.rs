@@ -13,12 +13,13 @@ use sea_orm::{
     DatabaseTransaction, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
+use tavana_kit::audit::AuditEntry;
 use tavana_kit::db::lock_row;
 use tavana_kit::outbox;
 
 pub use self::entities::{credit_request, status_change};
 use crate::domain::RequestStatus;
-use crate::domain::status::holds_guarantee;
+use crate::domain::status::{StatusRule, blocks_new_request, holds_guarantee, statuses_where};
 use crate::error::GuaranteeError;
 
 /// A message to send through the outbox, written in the same transaction as its change.
@@ -33,6 +34,10 @@ pub struct HistoryEntry {
     pub at: DateTime<Utc>,
     /// The role of whoever made the change: `applicant`, `guarantor`, `region_finance`.
     pub by_role: &'static str,
+    /// The employee id of whoever made the change (R32).
+    pub by_employee_id: Option<String>,
+    /// The national ID of whoever made the change (R32).
+    pub by_national_id: Option<String>,
     /// The reason given, if any.
     pub reason: Option<String>,
     /// The status message in Persian.
@@ -63,6 +68,8 @@ pub struct Transition {
     pub activates_at: Option<DateTime<Utc>>,
     /// Notifications and the facility to open.
     pub outbox: Vec<OutboxMessage>,
+    /// The audit entry of a staff decision (R32), written in the same transaction.
+    pub audit: Option<AuditEntry>,
 }
 
 /// A request with its history and its guarantor's current count of guarantees.
@@ -107,19 +114,27 @@ pub struct Store {
     db: DatabaseConnection,
 }
 
-fn status_names(statuses: &[RequestStatus]) -> Vec<&'static str> {
-    statuses.iter().map(|status| status.as_str()).collect()
-}
-
-/// Returns the condition "holds a guarantee": pending, or approved and not released.
-fn holds_guarantee_condition() -> Condition {
-    Condition::any()
-        .add(credit_request::Column::Status.is_in(status_names(&RequestStatus::PENDING)))
-        .add(
+/// Returns the SQL condition that matches exactly the rows for which the domain rule
+/// `rule(status, released)` holds: for each value of the release flag, the statuses
+/// [`statuses_where`] lists. The rule itself lives once, in `domain::status`; the
+/// `counting` integration tests check the two agree for every status on both backends.
+fn rule_condition(rule: StatusRule) -> Condition {
+    let mut condition = Condition::any();
+    for released in [false, true] {
+        let statuses: Vec<&'static str> = statuses_where(rule, released)
+            .into_iter()
+            .map(RequestStatus::as_str)
+            .collect();
+        if statuses.is_empty() {
+            continue;
+        }
+        condition = condition.add(
             Condition::all()
-                .add(credit_request::Column::Status.eq(RequestStatus::Approved.as_str()))
-                .add(credit_request::Column::Released.eq(false)),
-        )
+                .add(credit_request::Column::Released.eq(released))
+                .add(credit_request::Column::Status.is_in(statuses)),
+        );
+    }
+    condition
 }
 
 async fn insert_history(
@@ -133,6 +148,8 @@ async fn insert_history(
         status: ActiveValue::Set(entry.status.as_str().to_owned()),
         at: ActiveValue::Set(entry.at),
         by_role: ActiveValue::Set(entry.by_role.to_owned()),
+        by_employee_id: ActiveValue::Set(entry.by_employee_id),
+        by_national_id: ActiveValue::Set(entry.by_national_id),
         reason: ActiveValue::Set(entry.reason),
         message_fa: ActiveValue::Set(entry.message_fa),
         message_en: ActiveValue::Set(entry.message_en),
@@ -151,7 +168,7 @@ async fn count_held<C: ConnectionTrait>(
 ) -> Result<u32, GuaranteeError> {
     let mut query = credit_request::Entity::find()
         .filter(credit_request::Column::GuarantorNationalId.eq(national_id))
-        .filter(holds_guarantee_condition());
+        .filter(rule_condition(holds_guarantee));
     if let Some(except) = except {
         query = query.filter(credit_request::Column::Id.ne(except));
     }
@@ -159,9 +176,11 @@ async fn count_held<C: ConnectionTrait>(
     Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
-fn parse_status(model: &credit_request::Model) -> Result<RequestStatus, GuaranteeError> {
+/// Returns the status of a request row; an unknown name is a bug (the column holds only
+/// names written by [`RequestStatus::as_str`]).
+pub fn parse_status(model: &credit_request::Model) -> Result<RequestStatus, GuaranteeError> {
     RequestStatus::parse(&model.status)
-        .ok_or_else(|| GuaranteeError::Internal(format!("unknown status {}", model.status)))
+        .ok_or_else(|| anyhow::anyhow!("unknown status {}", model.status).into())
 }
 
 impl Store {
@@ -185,14 +204,14 @@ impl Store {
         applicant_employee_id: &str,
         guarantor_national_id: &str,
         decide: impl FnOnce(u32) -> Result<Filing, GuaranteeError>,
-    ) -> Result<credit_request::Model, GuaranteeError> {
+    ) -> Result<(credit_request::Model, outbox::Enqueued), GuaranteeError> {
         let txn = tavana_kit::db::begin_write(&self.db).await?;
         lock_row(&txn, "applicant_lock", "employee_id", applicant_employee_id).await?;
         lock_row(&txn, "guarantor_lock", "national_id", guarantor_national_id).await?;
 
         let open = credit_request::Entity::find()
             .filter(credit_request::Column::ApplicantEmployeeId.eq(applicant_employee_id))
-            .filter(holds_guarantee_condition())
+            .filter(rule_condition(blocks_new_request))
             .count(&txn)
             .await?;
         if open > 0 {
@@ -206,9 +225,9 @@ impl Store {
             .exec_without_returning(&txn)
             .await?;
         insert_history(&txn, &request_id, filing.history).await?;
-        outbox::enqueue_many(&txn, filing.outbox).await?;
+        let enqueued = outbox::enqueue_many(&txn, filing.outbox).await?;
         txn.commit().await?;
-        Ok(filing.request)
+        Ok((filing.request, enqueued))
     }
 
     /// Changes a request's status in one transaction: locks the request row, reads it
@@ -223,7 +242,7 @@ impl Store {
             RequestStatus,
             u32,
         ) -> Result<Transition, GuaranteeError>,
-    ) -> Result<credit_request::Model, GuaranteeError> {
+    ) -> Result<(credit_request::Model, outbox::Enqueued), GuaranteeError> {
         let txn = tavana_kit::db::begin_write(&self.db).await?;
         let locked = credit_request::Entity::update_many()
             .col_expr(
@@ -268,9 +287,12 @@ impl Store {
             .exec(&txn)
             .await?;
         insert_history(&txn, request_id, transition.history).await?;
-        outbox::enqueue_many(&txn, transition.outbox).await?;
+        let enqueued = outbox::enqueue_many(&txn, transition.outbox).await?;
+        if let Some(entry) = &transition.audit {
+            tavana_kit::audit::record_in(&txn, entry).await?;
+        }
         txn.commit().await?;
-        Ok(updated)
+        Ok((updated, enqueued))
     }
 
     /// Marks the guarantee of an approved request released (R13); idempotent. Returns
@@ -395,8 +417,10 @@ impl Store {
             .limit(page_size + 1)
             .all(&self.db)
             .await?;
-        let next = if rows.len() as u64 > page_size {
-            rows.truncate(page_size as usize);
+        // Page sizes are at most 100 (checked at the edge): the conversion cannot fail.
+        let page_len = usize::try_from(page_size).unwrap_or(usize::MAX);
+        let next = if rows.len() > page_len {
+            rows.truncate(page_len);
             rows.last().map(|last| Cursor {
                 created_micros: last.created_micros,
                 id: last.id.clone(),
@@ -410,11 +434,4 @@ impl Store {
         }
         Ok((views, next))
     }
-}
-
-/// Returns true when a request row holds its guarantor's guarantee now.
-pub fn row_holds_guarantee(model: &credit_request::Model) -> bool {
-    RequestStatus::parse(&model.status)
-        .map(|status| holds_guarantee(status, model.released))
-        .unwrap_or(false)
 }

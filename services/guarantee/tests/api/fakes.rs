@@ -49,7 +49,7 @@ impl IdentityService for FakeIdentity {
         &self,
         request: Request<identity::GetEmployeeRequest>,
     ) -> Result<Response<identity::GetEmployeeResponse>, Status> {
-        let caller = tavana_kit::caller::caller(&request);
+        let caller = tavana_kit::testing::signed_caller(&request, tavana_kit::trust::IDENTITY);
         if caller.service_name() != Some("guarantee") {
             return Err(Status::permission_denied("services only"));
         }
@@ -119,6 +119,13 @@ impl IdentityService for FakeIdentity {
         _request: Request<identity::LogoutRequest>,
     ) -> Result<Response<identity::LogoutResponse>, Status> {
         Err(Status::unimplemented("logout"))
+    }
+
+    async fn check_session(
+        &self,
+        _request: Request<identity::CheckSessionRequest>,
+    ) -> Result<Response<identity::CheckSessionResponse>, Status> {
+        Err(Status::unimplemented("check_session"))
     }
 
     async fn get_signing_keys(
@@ -231,7 +238,7 @@ impl CreditService for FakeCredit {
         &self,
         request: Request<credit::OpenFacilityRequest>,
     ) -> Result<Response<credit::OpenFacilityResponse>, Status> {
-        let caller = tavana_kit::caller::caller(&request);
+        let caller = tavana_kit::testing::signed_caller(&request, tavana_kit::trust::CREDIT);
         if caller.service_name() != Some("guarantee") {
             return Err(Status::permission_denied("services only"));
         }
@@ -257,6 +264,27 @@ impl CreditService for FakeCredit {
         _request: Request<credit::CloseFacilityRequest>,
     ) -> Result<Response<credit::CloseFacilityResponse>, Status> {
         Err(Status::unimplemented("close_facility"))
+    }
+
+    async fn suspend_facility(
+        &self,
+        _request: Request<credit::SuspendFacilityRequest>,
+    ) -> Result<Response<credit::SuspendFacilityResponse>, Status> {
+        Err(Status::unimplemented("suspend_facility"))
+    }
+
+    async fn resume_facility(
+        &self,
+        _request: Request<credit::ResumeFacilityRequest>,
+    ) -> Result<Response<credit::ResumeFacilityResponse>, Status> {
+        Err(Status::unimplemented("resume_facility"))
+    }
+
+    async fn list_purchase_ledger(
+        &self,
+        _request: Request<credit::ListPurchaseLedgerRequest>,
+    ) -> Result<Response<credit::ListPurchaseLedgerResponse>, Status> {
+        Err(Status::unimplemented("list_purchase_ledger"))
     }
 
     async fn get_balance(
@@ -320,6 +348,13 @@ impl CreditService for FakeCredit {
         _request: Request<credit::UnlockCardRequest>,
     ) -> Result<Response<credit::UnlockCardResponse>, Status> {
         Err(Status::unimplemented("unlock_card"))
+    }
+
+    async fn set_arrears(
+        &self,
+        _request: Request<credit::SetArrearsRequest>,
+    ) -> Result<Response<credit::SetArrearsResponse>, Status> {
+        Err(Status::unimplemented("set_arrears"))
     }
 }
 

@@ -1,12 +1,26 @@
 //! Integration tests of the guarantee service over gRPC, against fake identity and
 //! credit servers, on SQLite or PostgreSQL (`TAVANA_TEST_DB`).
 
+// The workspace lints hold outside tests (STYLE.md): test code may leave helpers
+// undocumented and convert small counts with `as`.
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap
+)]
+
 mod access;
+mod counting;
+mod duties;
 mod fakes;
 mod filing;
 mod flow;
 mod outbox;
 mod races;
+mod trust;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,6 +32,7 @@ use tavana_guarantee_migration::Migrator;
 use tavana_kit::caller::{Caller, Role, RoleGrant, attach};
 use tavana_kit::clock::AdjustableClock;
 use tavana_kit::error::Problem;
+use tavana_kit::grpc::Channel;
 use tavana_kit::jalali::{JalaliDate, start_of_day};
 use tavana_kit::testing::{TestDb, test_db, test_store};
 use tavana_proto::guarantee::v1 as pb;
@@ -25,7 +40,6 @@ use tavana_proto::guarantee::v1::guarantee_service_client::GuaranteeServiceClien
 use tavana_proto::identity::v1::Employee;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 
 use crate::fakes::{FakeCredit, FakeIdentity, serve_credit, serve_identity};
 
@@ -35,6 +49,8 @@ const DEAD_CREDIT_URL: &str = "http://127.0.0.1:1";
 /// One running guarantee service with its fakes.
 pub struct TestApp {
     pub client: GuaranteeServiceClient<Channel>,
+    /// The service's gRPC URL.
+    pub url: String,
     pub identity: FakeIdentity,
     pub credit: FakeCredit,
     pub clock: Arc<AdjustableClock>,
@@ -105,6 +121,7 @@ async fn start_service(
     clock: &Arc<AdjustableClock>,
 ) -> (
     GuaranteeServiceClient<Channel>,
+    String,
     oneshot::Sender<()>,
     JoinHandle<anyhow::Result<()>>,
 ) {
@@ -116,6 +133,7 @@ async fn start_service(
     let shared = tavana_kit::Shared {
         clock: clock.shared(),
         store: test_store().await,
+        keyring: tavana_kit::testing::test_keyring(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -123,8 +141,8 @@ async fn start_service(
     let task = tokio::spawn(tavana_guarantee::serve(settings, shared, listener, async {
         let _ = stopped.await;
     }));
-    let channel = tavana_kit::grpc::channel(&url, Duration::from_secs(30)).unwrap();
-    (GuaranteeServiceClient::new(channel), stop, task)
+    let channel = tavana_kit::testing::test_channel(&url, Duration::from_secs(30));
+    (GuaranteeServiceClient::new(channel), url, stop, task)
 }
 
 /// Starts the service with fake identity and credit on a fresh database.
@@ -144,9 +162,11 @@ pub async fn spawn_app_with_credit(credit_up: bool) -> TestApp {
         DEAD_CREDIT_URL.to_owned()
     };
     let clock = AdjustableClock::frozen(filing_instant());
-    let (client, stop, task) = start_service(&db.url, &identity_url, &credit_url, &clock).await;
+    let (client, url, stop, task) =
+        start_service(&db.url, &identity_url, &credit_url, &clock).await;
     TestApp {
         client,
+        url,
         identity,
         credit,
         clock,
@@ -169,9 +189,10 @@ impl TestApp {
             task.await.unwrap().unwrap();
         }
         let credit_url = serve_credit(self.credit.clone()).await;
-        let (client, stop, task) =
+        let (client, url, stop, task) =
             start_service(&self.db.url, &self.identity_url, &credit_url, &self.clock).await;
         self.client = client;
+        self.url = url;
         self.stop = Some(stop);
         self.task = Some(task);
     }

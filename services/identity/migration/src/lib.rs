@@ -3,6 +3,8 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20250101_000001_create_identity_tables;
+mod m20261203_170000_create_audit_event;
+mod m20261203_170000_extend_outbox;
 
 /// The migrations of the identity service, oldest first.
 pub struct Migrator;
@@ -10,6 +12,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20250101_000001_create_identity_tables::Migration)]
+        vec![
+            Box::new(m20250101_000001_create_identity_tables::Migration),
+            Box::new(m20261203_170000_extend_outbox::Migration),
+            Box::new(m20261203_170000_create_audit_event::Migration),
+        ]
     }
 }

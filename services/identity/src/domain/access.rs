@@ -1,6 +1,8 @@
 //! Who may do what (R1, R5, R6).
 
 use tavana_kit::caller::{Caller, Role};
+use tavana_kit::error::Violation;
+use tavana_kit::ids::RegionCode;
 
 /// Returns true when the caller may write HR data of an employee in `region` (R1, R6):
 /// a service, support, or a `region_admin` of exactly that region.
@@ -53,6 +55,48 @@ pub fn may_manage_roles(caller: &Caller) -> bool {
     caller.has_role(Role::Support) || caller.service_name() == Some("cli")
 }
 
+/// Returns true when `caller` would grant or revoke a role of their own, the holder of
+/// `national_id` (R32: nobody changes their own roles).
+pub fn is_own_role_change(caller: &Caller, national_id: &str) -> bool {
+    caller.national_id() == Some(national_id)
+}
+
+/// A grant's region as HR stores it (`teh-19` is TEH-19); blank is none.
+fn normalize_region(region: Option<&str>) -> Result<Option<String>, Vec<Violation>> {
+    match region.filter(|region| !region.trim().is_empty()) {
+        None => Ok(None),
+        Some(region) => RegionCode::parse(region)
+            .map(|region| Some(region.into_string()))
+            .map_err(|error| vec![error.violation("region_code")]),
+    }
+}
+
+/// Returns the region a grant of `role` is held for (R6): a regional role needs one, a
+/// national role takes none; the region is normalized as HR stores it.
+pub fn grant_region(role: Role, region: Option<&str>) -> Result<Option<String>, Vec<Violation>> {
+    let region = normalize_region(region)?;
+    match (role.is_regional(), region.as_deref()) {
+        (true, None) => Err(vec![Violation::new(
+            "region_code",
+            "region_required",
+            "This role is held for one region: give its region code.",
+            "این نقش برای یک منطقه است: کد منطقه را بدهید.",
+        )]),
+        (false, Some(_)) => Err(vec![Violation::new(
+            "region_code",
+            "region_not_allowed",
+            "This role is national: give no region code.",
+            "این نقش کشوری است: کد منطقه ندهید.",
+        )]),
+        _ => Ok(region),
+    }
+}
+
+/// Returns the region of a grant to revoke, normalized as HR stores it (R6).
+pub fn revoke_region(region: Option<&str>) -> Result<Option<String>, Vec<Violation>> {
+    normalize_region(region)
+}
+
 #[cfg(test)]
 mod tests {
     use tavana_kit::caller::RoleGrant;
@@ -65,6 +109,41 @@ mod tests {
             national_id: "0012345679".into(),
             grants,
         }
+    }
+
+    #[test]
+    fn r6_a_regional_role_needs_a_region_and_a_national_role_takes_none() {
+        assert_eq!(
+            grant_region(Role::RegionAdmin, None).unwrap_err()[0].code,
+            "region_required"
+        );
+        assert_eq!(
+            grant_region(Role::RegionAdmin, Some("  ")).unwrap_err()[0].code,
+            "region_required"
+        );
+        assert_eq!(
+            grant_region(Role::Support, Some("R02")).unwrap_err()[0].code,
+            "region_not_allowed"
+        );
+        assert_eq!(grant_region(Role::Support, None), Ok(None));
+    }
+
+    #[test]
+    fn r6_a_grant_region_is_stored_as_hr_writes_it() {
+        assert_eq!(
+            grant_region(Role::RegionFinance, Some("r02")),
+            Ok(Some("R02".to_owned()))
+        );
+        assert_eq!(revoke_region(Some("r02")), Ok(Some("R02".to_owned())));
+        assert_eq!(revoke_region(None), Ok(None));
+    }
+
+    #[test]
+    fn r32_a_role_change_of_ones_own_national_id_is_refused() {
+        let support = user(vec![RoleGrant::global(Role::Support)]);
+        assert!(is_own_role_change(&support, "0012345679"));
+        assert!(!is_own_role_change(&support, "0010000011"));
+        assert!(!is_own_role_change(&Caller::service("cli"), "0012345679"));
     }
 
     #[test]

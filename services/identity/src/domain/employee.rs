@@ -2,7 +2,7 @@
 
 use chrono::{Datelike, NaiveDate};
 use tavana_kit::error::Violation;
-use tavana_kit::ids::{Mobile, NationalId, normalize_digits};
+use tavana_kit::ids::{Mobile, NationalId, OrganizationId, RegionCode, normalize_digits};
 use tavana_kit::money::Rial;
 
 /// The CSV header of the HR import, in order.
@@ -19,37 +19,43 @@ pub const CSV_COLUMNS: [&str; 7] = [
 /// HR data as received, before parsing.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 pub struct RawEmployee {
+    /// The national ID as written (Persian digits and spaces allowed, R2).
     pub national_id: String,
+    /// The full name.
     pub full_name: String,
+    /// The mobile as written (`09..`, `+989..`, Persian digits).
     pub mobile: String,
+    /// The employing organization's id.
     pub organization_id: String,
+    /// The region's code, e.g. `R01`.
     pub region_code: String,
+    /// The monthly net salary in rial, as written.
     pub net_salary: String,
+    /// The service start date, Gregorian `YYYY-MM-DD`.
     pub service_start_date: String,
 }
 
 /// Valid HR data of one employee (R1): every field parsed and normalized (R2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EmployeeData {
+    /// The national ID, check digit verified (R2).
     pub national_id: NationalId,
+    /// The full name, trimmed.
     pub full_name: String,
+    /// The mobile in its canonical `09xxxxxxxxx` form.
     pub mobile: Mobile,
+    /// The employing organization's id.
     pub organization_id: String,
+    /// The region's code.
     pub region_code: String,
+    /// The monthly net salary; a quarter of it is the most M can be (R7).
     pub net_salary: Rial,
+    /// The service start date (R8 counts service length from it).
     pub service_start_date: NaiveDate,
 }
 
 fn violation(field: &str, code: &str, en: &str, fa: &str) -> Violation {
     Violation::new(field, code, en, fa)
-}
-
-/// Returns true for a code of letters, digits, `-` and `_`, 1 to 64 characters long.
-fn is_code(text: &str) -> bool {
-    (1..=64).contains(&text.len())
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 impl EmployeeData {
@@ -95,25 +101,16 @@ impl EmployeeData {
             })
             .ok();
 
-        let organization_id = raw.organization_id.trim().to_owned();
-        if !is_code(&organization_id) {
-            violations.push(violation(
-                "organization_id",
-                "organization_id_invalid",
-                "The organization id is invalid.",
-                "شناسهٔ سازمان معتبر نیست.",
-            ));
-        }
+        // Codes as HR stores them: `org-01` is ORG-01, `teh-۱۹` is TEH-19.
+        let organization_id = OrganizationId::parse(&raw.organization_id)
+            .map(OrganizationId::into_string)
+            .map_err(|error| violations.push(error.violation("organization_id")))
+            .unwrap_or_default();
 
-        let region_code = raw.region_code.trim().to_uppercase();
-        if !is_code(&region_code) {
-            violations.push(violation(
-                "region_code",
-                "region_code_invalid",
-                "The region code is invalid.",
-                "کد منطقه معتبر نیست.",
-            ));
-        }
+        let region_code = RegionCode::parse(&raw.region_code)
+            .map(RegionCode::into_string)
+            .map_err(|error| violations.push(error.violation("region_code")))
+            .unwrap_or_default();
 
         let salary_text: String = normalize_digits(raw.net_salary.trim())
             .chars()
@@ -286,15 +283,20 @@ pub struct RejectedLine {
     pub line: u32,
     /// A stable code, e.g. `national_id_invalid` or `mobile_change_requires_support`.
     pub code: String,
+    /// Why, in English.
     pub message_en: String,
+    /// Why, in Persian.
     pub message_fa: String,
 }
 
 /// The outcome of an HR import: a bad line rejects only itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ImportReport {
+    /// Employees created.
     pub created: u32,
+    /// Employees updated.
     pub updated: u32,
+    /// Lines refused, each with its reason (R1).
     pub rejected: Vec<RejectedLine>,
 }
 

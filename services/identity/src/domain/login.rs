@@ -28,12 +28,6 @@ pub const CODES_PER_HOUR: RateLimit = RateLimit {
 pub struct LoginCode(String);
 
 impl LoginCode {
-    /// Draws a uniformly random code of six digits.
-    pub fn generate() -> LoginCode {
-        let number: u32 = rand::rng().random_range(0..1_000_000);
-        LoginCode(format!("{number:06}"))
-    }
-
     /// Returns the digits, for the SMS.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -44,6 +38,43 @@ impl std::fmt::Debug for LoginCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("LoginCode(******)")
     }
+}
+
+/// The secret login codes are derived from (R3): a code is the keyed hash of its random
+/// challenge id, so it is never stored, not even in the SMS outbox, and any replica's relay
+/// renders the SMS at send time.
+#[derive(Clone)]
+pub struct LoginCodeKey([u8; 32]);
+
+impl std::fmt::Debug for LoginCodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoginCodeKey(***)")
+    }
+}
+
+impl LoginCodeKey {
+    /// Derives the key from a secret (the token signing key), for this one purpose.
+    pub fn derive_from(secret: &[u8]) -> LoginCodeKey {
+        LoginCodeKey(hmac_sha256(secret, b"tavana login codes v1"))
+    }
+
+    /// Returns the code of a challenge: six digits from HMAC-SHA256 of its id.
+    pub fn code(&self, challenge_id: &str) -> LoginCode {
+        let digest = hmac_sha256(&self.0, challenge_id.as_bytes());
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&digest[..8]);
+        LoginCode(format!("{:06}", u64::from_be_bytes(head) % 1_000_000))
+    }
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    // HMAC takes a key of any length; `new_from_slice` never fails for it.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+        return [0; 32];
+    };
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 /// Returns a fresh random salt, hex-encoded.
@@ -81,7 +112,7 @@ pub struct Challenge {
     pub salt: String,
     /// `hash_code(salt, code)`.
     pub code_hash: String,
-    /// When the code was issued, by the injected clock.
+    /// When the code was issued, by the security clock.
     pub issued_at: DateTime<Utc>,
 }
 
@@ -99,7 +130,7 @@ impl Challenge {
     }
 
     /// Returns true once the code's lifetime has passed (the store's TTL runs on the wall
-    /// clock; this check runs on the injected clock, so tests can move time).
+    /// clock; this check runs on the security clock, which identity's tests can move).
     pub fn is_expired(&self, now: DateTime<Utc>, lifetime: Duration) -> bool {
         let lifetime = chrono::Duration::from_std(lifetime).unwrap_or(chrono::Duration::MAX);
         now >= self.issued_at + lifetime
@@ -111,39 +142,44 @@ impl Challenge {
     }
 }
 
-/// Returns the rate-limit key of a mobile for one window of the injected clock, with the
-/// seconds left in that window. Fixed windows follow the injected clock, so tests can move
-/// time past them.
-pub fn rate_window(
-    prefix: &str,
-    mobile: &str,
-    rule: RateLimit,
-    now: DateTime<Utc>,
-) -> (String, Duration) {
-    let window = rule.window.as_secs().max(1) as i64;
-    let seconds = now.timestamp();
-    let index = seconds.div_euclid(window);
-    let left = window - seconds.rem_euclid(window);
-    (
-        format!("{prefix}:{window}:{mobile}:{index}"),
-        Duration::from_secs(left as u64),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
 
     use super::*;
 
+    fn key() -> LoginCodeKey {
+        LoginCodeKey::derive_from(b"test signing key")
+    }
+
     #[test]
     fn r3_codes_have_six_digits() {
-        for _ in 0..200 {
-            let code = LoginCode::generate();
+        let key = key();
+        for n in 0..200 {
+            let code = key.code(&format!("challenge-{n}"));
             assert_eq!(code.as_str().len(), CODE_DIGITS);
             assert!(code.as_str().bytes().all(|b| b.is_ascii_digit()));
         }
-        assert!(!format!("{:?}", LoginCode::generate()).contains(|c: char| c.is_ascii_digit()));
+        assert!(!format!("{:?}", key.code("c")).contains(|c: char| c.is_ascii_digit()));
+        assert!(!format!("{key:?}").contains("test"));
+    }
+
+    #[test]
+    fn r3_a_code_is_rendered_again_only_with_the_key() {
+        let key = key();
+        let other = LoginCodeKey::derive_from(b"another signing key");
+
+        let codes: std::collections::HashSet<String> = (0..50)
+            .map(|n| key.code(&format!("challenge-{n}")).as_str().to_owned())
+            .collect();
+
+        assert_eq!(key.code("c1").as_str(), key.code("c1").as_str());
+        assert!(codes.len() > 45, "codes of different challenges differ");
+        let differ = (0..20).any(|n| {
+            let id = format!("challenge-{n}");
+            key.code(&id).as_str() != other.code(&id).as_str()
+        });
+        assert!(differ);
     }
 
     #[test]
@@ -163,26 +199,9 @@ mod tests {
     #[test]
     fn r3_code_expires_after_its_lifetime() {
         let now = Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap();
-        let challenge = Challenge::new("E1".into(), &LoginCode::generate(), now);
+        let challenge = Challenge::new("E1".into(), &key().code("c"), now);
         let lifetime = Duration::from_secs(120);
         assert!(!challenge.is_expired(now + chrono::Duration::seconds(119), lifetime));
         assert!(challenge.is_expired(now + chrono::Duration::seconds(120), lifetime));
-    }
-
-    #[test]
-    fn rate_windows_follow_the_clock() {
-        let now = Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 15).unwrap();
-        let (key, left) = rate_window("sms", "09121234567", CODES_PER_MINUTE, now);
-        assert_eq!(left, Duration::from_secs(45));
-        let (next, _) = rate_window(
-            "sms",
-            "09121234567",
-            CODES_PER_MINUTE,
-            now + chrono::Duration::seconds(45),
-        );
-        assert_ne!(key, next);
-        let (hour, left) = rate_window("sms", "09121234567", CODES_PER_HOUR, now);
-        assert_eq!(left, Duration::from_secs(3585));
-        assert_ne!(hour, key);
     }
 }

@@ -3,6 +3,8 @@
 
 pub mod access;
 pub mod employee;
+pub mod fields;
+pub mod hr_csv;
 pub mod login;
 pub mod sms;
 pub mod tokens;

@@ -3,9 +3,12 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use tavana_kit::error::{Violation, codes};
 
-/// The outbox topic of an SMS to send.
-pub const SMS_TOPIC: &str = "sms.send";
+use super::login::LoginCodeKey;
+
+/// Where the login code goes in a queued login SMS.
+pub const CODE_PLACEHOLDER: &str = "{code}";
 
 /// Which text an SMS carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -25,6 +28,10 @@ pub enum SmsTemplate {
     Settlement,
     /// The mobile number was changed by support (R5).
     MobileChanged,
+    /// An instalment became overdue when its period was closed (R29).
+    Overdue,
+    /// An instalment of a colleague one guarantees became overdue (R29).
+    OverdueGuarantor,
 }
 
 impl SmsTemplate {
@@ -38,6 +45,8 @@ impl SmsTemplate {
             SmsTemplate::PurchaseReceipt => "purchase_receipt",
             SmsTemplate::Settlement => "settlement",
             SmsTemplate::MobileChanged => "mobile_changed",
+            SmsTemplate::Overdue => "overdue",
+            SmsTemplate::OverdueGuarantor => "overdue_guarantor",
         }
     }
 }
@@ -47,11 +56,16 @@ impl SmsTemplate {
 pub struct SmsMessage {
     /// The canonical mobile number `09…`.
     pub mobile: String,
+    /// Which message it is (R28).
     pub template: SmsTemplate,
     /// The Persian text.
     pub text: String,
-    /// The login code, for template-based OTP providers (login codes only).
+    /// The login code, for template-based OTP providers (login codes only); never in
+    /// the outbox, only in the message rendered at send time.
     pub code: Option<String>,
+    /// The login challenge whose code the relay derives at send time (login codes only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge_id: Option<String>,
 }
 
 impl std::fmt::Debug for SmsMessage {
@@ -63,17 +77,29 @@ impl std::fmt::Debug for SmsMessage {
 }
 
 impl SmsMessage {
-    /// The login code SMS (R3).
-    pub fn login_code(mobile: &str, code: &str, lifetime_minutes: u64) -> SmsMessage {
+    /// The login code SMS (R3) as queued: the text keeps a [`CODE_PLACEHOLDER`] and the
+    /// code itself is derived from the challenge id only when the SMS is sent.
+    pub fn login_code(mobile: &str, challenge_id: &str, lifetime_minutes: u64) -> SmsMessage {
         SmsMessage {
             mobile: mobile.to_owned(),
             template: SmsTemplate::LoginCode,
             text: format!(
-                "کد ورود شما به توانا: {code}\nاین کد تا {} دقیقه معتبر است؛ آن را به هیچ‌کس ندهید.",
+                "کد ورود شما به توانا: {CODE_PLACEHOLDER}\nاین کد تا {} دقیقه معتبر است؛ آن را به هیچ‌کس ندهید.",
                 persian_digits(&lifetime_minutes.to_string())
             ),
-            code: Some(code.to_owned()),
+            code: None,
+            challenge_id: Some(challenge_id.to_owned()),
         }
+    }
+
+    /// Returns the message as sent: a queued login code gets its code, derived with `key`.
+    pub fn rendered(mut self, key: &LoginCodeKey) -> SmsMessage {
+        if let Some(challenge_id) = self.challenge_id.take() {
+            let code = key.code(&challenge_id);
+            self.text = self.text.replace(CODE_PLACEHOLDER, code.as_str());
+            self.code = Some(code.as_str().to_owned());
+        }
+        self
     }
 
     /// The welcome SMS with the app download link (R4, S6).
@@ -85,6 +111,7 @@ impl SmsMessage {
                 "{full_name} عزیز، حساب کارت اعتباری رفاهی توانای شما ساخته شد.\nبرنامهٔ توانا و آموزش‌ها را از این نشانی دریافت کنید: {app_download_url}"
             ),
             code: None,
+            challenge_id: None,
         }
     }
 
@@ -96,6 +123,7 @@ impl SmsMessage {
             text: "شمارهٔ همراه شما در توانا به درخواست واحد رفاه به این شماره تغییر کرد. از این پس با همین شماره وارد شوید."
                 .to_owned(),
             code: None,
+            challenge_id: None,
         }
     }
 
@@ -142,12 +170,27 @@ impl SmsMessage {
                 persian_digits(param("period")),
                 persian_digits(param("amount"))
             ),
+            SmsTemplate::Overdue => format!(
+                "قسط دورهٔ {} شما به مبلغ {} ریال پرداخت نشد و معوق است. تا تسویهٔ آن، خرید با کارت توانا ممکن نیست.",
+                persian_digits(param("period")),
+                persian_digits(param("amount"))
+            ),
+            SmsTemplate::OverdueGuarantor => format!(
+                "قسط دورهٔ {} {} که ضمانت او را کرده‌اید، به مبلغ {} ریال معوق است.",
+                persian_digits(param("period")),
+                match param("full_name") {
+                    "" => "همکارتان",
+                    name => name,
+                },
+                persian_digits(param("amount"))
+            ),
         };
         SmsMessage {
             mobile: mobile.to_owned(),
             template,
             text,
             code: None,
+            challenge_id: None,
         }
     }
 
@@ -169,17 +212,136 @@ pub fn persian_digits(text: &str) -> String {
         .collect()
 }
 
+/// A notification another service asks for (R28), before it is checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notification {
+    /// The employee to text.
+    pub employee_id: String,
+    /// The template asked for; `None` when unspecified or unknown.
+    pub template: Option<SmsTemplate>,
+    /// The key that queues the SMS only once.
+    pub dedup_key: String,
+    /// The template's parameters.
+    pub params: BTreeMap<String, String>,
+}
+
+/// Whether notifications came one by one (`NotifyEmployee`) or in a batch
+/// (`NotifyEmployees`): it names their fields in violations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotificationShape {
+    /// One notification: its fields are named plainly.
+    One,
+    /// A batch: fields are named `notifications[i].name`.
+    Many,
+}
+
+impl NotificationShape {
+    /// Returns the name of field `name` of the notification at `index`.
+    pub fn field(self, index: usize, name: &str) -> String {
+        match self {
+            NotificationShape::One => name.to_owned(),
+            NotificationShape::Many => format!("notifications[{index}].{name}"),
+        }
+    }
+}
+
+/// Returns the template a notification asks for, or the violations that refuse it (R28):
+/// identity's own templates (login codes, mobile changes) cannot be requested, and a dedup
+/// key of at most 200 bytes is required. `field` names a field of the notification.
+pub fn check_notification(
+    notification: &Notification,
+    field: impl Fn(&str) -> String,
+) -> Result<SmsTemplate, Vec<Violation>> {
+    let template = notification.template.filter(|template| {
+        !matches!(
+            template,
+            SmsTemplate::LoginCode | SmsTemplate::MobileChanged
+        )
+    });
+    let mut violations = Vec::new();
+    if template.is_none() {
+        violations.push(Violation::new(
+            field("template"),
+            "template_invalid",
+            "This template cannot be sent on request.",
+            "این الگوی پیامک را نمی‌توان درخواست کرد.",
+        ));
+    }
+    let dedup_key = notification.dedup_key.trim();
+    if dedup_key.is_empty() || dedup_key.len() > 200 {
+        violations.push(Violation::new(
+            field("dedup_key"),
+            codes::REQUIRED,
+            "The dedup key is required (at most 200 characters).",
+            "کلید یکتایی لازم است (حداکثر ۲۰۰ نویسه).",
+        ));
+    }
+    match template {
+        Some(template) if violations.is_empty() => Ok(template),
+        _ => Err(violations),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn notification(template: Option<SmsTemplate>, dedup_key: &str) -> Notification {
+        Notification {
+            employee_id: "E1".into(),
+            template,
+            dedup_key: dedup_key.into(),
+            params: BTreeMap::new(),
+        }
+    }
+
     #[test]
-    fn login_code_sms_is_persian_and_carries_the_code() {
-        let sms = SmsMessage::login_code("09121234567", "042137", 2);
-        assert!(sms.text.contains("042137"));
-        assert!(sms.text.contains("۲ دقیقه"));
-        assert_eq!(sms.code.as_deref(), Some("042137"));
-        assert!(!format!("{sms:?}").contains("042137"));
+    fn r28_identitys_own_templates_cannot_be_requested() {
+        for template in [SmsTemplate::LoginCode, SmsTemplate::MobileChanged] {
+            let refused =
+                check_notification(&notification(Some(template), "k"), str::to_owned).unwrap_err();
+            assert_eq!(refused[0].code, "template_invalid");
+        }
+    }
+
+    #[test]
+    fn r28_a_notification_needs_a_dedup_key_and_names_its_fields_in_a_batch() {
+        let refused = check_notification(&notification(Some(SmsTemplate::Welcome), " "), |name| {
+            NotificationShape::Many.field(2, name)
+        })
+        .unwrap_err();
+
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].field, "notifications[2].dedup_key");
+        assert_eq!(refused[0].code, "required");
+    }
+
+    #[test]
+    fn r28_a_valid_notification_gives_its_template() {
+        assert_eq!(
+            check_notification(
+                &notification(Some(SmsTemplate::Overdue), "k"),
+                str::to_owned
+            ),
+            Ok(SmsTemplate::Overdue)
+        );
+    }
+
+    #[test]
+    fn r3_login_code_is_queued_without_the_code_and_rendered_at_send_time() {
+        let key = LoginCodeKey::derive_from(b"signing key");
+        let code = key.code("challenge-1").as_str().to_owned();
+
+        let queued = SmsMessage::login_code("09121234567", "challenge-1", 2);
+        let payload = String::from_utf8(serde_json::to_vec(&queued).unwrap()).unwrap();
+        let sent = queued.rendered(&key);
+
+        assert!(!payload.contains(&code), "the outbox payload holds no code");
+        assert!(sent.text.contains(&code));
+        assert!(sent.text.contains("۲ دقیقه"));
+        assert!(!sent.text.contains(CODE_PLACEHOLDER));
+        assert_eq!(sent.code.as_deref(), Some(code.as_str()));
+        assert!(!format!("{sent:?}").contains(&code));
     }
 
     #[test]
@@ -204,7 +366,7 @@ mod tests {
 
     #[test]
     fn payload_round_trips_through_json() {
-        let sms = SmsMessage::login_code("09121234567", "123456", 2);
+        let sms = SmsMessage::login_code("09121234567", "challenge-1", 2);
         let json = serde_json::to_vec(&sms).unwrap();
         assert_eq!(serde_json::from_slice::<SmsMessage>(&json).unwrap(), sms);
     }

@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tavana_kit::caller::{Role, RoleGrant};
 
+use super::login::LoginCodeKey;
+
 /// Issuer and audience of every access token.
 pub const ISSUER: &str = "tavana";
 /// The audience of every access token.
@@ -43,16 +45,22 @@ pub struct Claims {
     pub roles: Vec<String>,
     /// The session id.
     pub sid: String,
+    /// Issued at, seconds since the Unix epoch.
     pub iat: i64,
+    /// Expires at, seconds since the Unix epoch.
     pub exp: i64,
+    /// The issuer.
     pub iss: String,
+    /// The audience (the gateway).
     pub aud: String,
 }
 
 /// A public key that verifies access tokens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PublicKey {
+    /// The key id named in a token's header.
     pub kid: String,
+    /// The Ed25519 public key, PEM.
     pub pem: String,
 }
 
@@ -62,6 +70,7 @@ pub struct TokenSigner {
     kid: String,
     encoding: EncodingKey,
     public_keys: Vec<PublicKey>,
+    login_code_key: LoginCodeKey,
 }
 
 impl std::fmt::Debug for TokenSigner {
@@ -101,7 +110,14 @@ impl TokenSigner {
             kid: kid.to_owned(),
             encoding,
             public_keys,
+            login_code_key: LoginCodeKey::derive_from(&signing.to_bytes()),
         })
+    }
+
+    /// Returns the key login codes are derived from, itself derived from the signing key
+    /// (so every replica has it and there is no other secret to keep).
+    pub fn login_code_key(&self) -> &LoginCodeKey {
+        &self.login_code_key
     }
 
     /// Returns the `kid` of the current key.

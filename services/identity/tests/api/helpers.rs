@@ -11,17 +11,19 @@ use tavana_kit::Shared;
 use tavana_kit::caller::{Caller, Role, RoleGrant};
 use tavana_kit::clock::{AdjustableClock, SharedClock};
 use tavana_kit::error::Problem;
+use tavana_kit::grpc::Channel;
 use tavana_kit::store::KvStore;
 use tavana_kit::testing::TestDb;
 use tavana_proto::identity::v1 as pb;
 use tavana_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use tokio::sync::oneshot;
-use tonic::transport::Channel;
 
 pub const ORG: &str = "ORG-01";
 
 pub struct TestService {
     pub client: IdentityServiceClient<Channel>,
+    /// The service's gRPC URL.
+    pub url: String,
     pub db: TestDb,
     pub clock: Arc<AdjustableClock>,
     #[allow(dead_code)]
@@ -88,14 +90,24 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestService {
     let shared = Shared {
         clock: clock.shared(),
         store: store.clone(),
+        keyring: tavana_kit::testing::test_keyring(),
     };
-    let task = tokio::spawn(tavana_identity::serve(settings, shared, listener, async {
-        let _ = stopped.await;
-    }));
+    // The tests move security time too (code expiry, rate windows, token lifetimes).
+    let security = tavana_kit::clock::SecurityClock::for_tests(clock.shared());
+    let task = tokio::spawn(tavana_identity::serve_with_security_clock(
+        settings,
+        shared,
+        security,
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let channel =
-        tavana_kit::grpc::channel(&format!("http://{address}"), Duration::from_secs(10)).unwrap();
+        tavana_kit::testing::test_channel(&format!("http://{address}"), Duration::from_secs(10));
     let service = TestService {
         client: IdentityServiceClient::new(channel),
+        url: format!("http://{address}"),
         db,
         clock,
         store,

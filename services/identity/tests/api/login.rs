@@ -422,3 +422,64 @@ async fn r4_concurrent_first_logins_send_one_welcome() {
         .count();
     assert_eq!(welcomes, 1);
 }
+
+async fn outbox_payloads(service: &TestService) -> Vec<String> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let db = &service.db.db;
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT payload FROM outbox",
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| String::from_utf8(row.try_get::<Vec<u8>>("", "payload").unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn r3_the_login_code_is_never_stored_in_the_sms_outbox() {
+    let service = spawn_service().await;
+    service.add_employee(1, "R01").await;
+
+    service
+        .start_login(&national_id(1), &mobile(1))
+        .await
+        .unwrap();
+    let code = service.code_for(&mobile(1)).await;
+
+    let payloads = outbox_payloads(&service).await;
+    assert_eq!(payloads.len(), 1);
+    assert!(!payloads[0].contains(&code), "{}", payloads[0]);
+    let sms = service.sms_to(&mobile(1)).await;
+    assert!(sms[0].text.contains(&code), "the SMS as sent carries it");
+}
+
+#[tokio::test]
+async fn delivered_sms_are_purged_after_their_retention() {
+    let service = spawn_service().await;
+    service.add_employee(1, "R01").await;
+    service
+        .start_login(&national_id(1), &mobile(1))
+        .await
+        .unwrap();
+    service.outbox_drained().await;
+    let retention = chrono::Duration::days(30);
+    let now = chrono::Utc::now();
+
+    let within = tavana_identity::store::purge_delivered_sms(&service.db.db, retention, now)
+        .await
+        .unwrap();
+    let after = tavana_identity::store::purge_delivered_sms(
+        &service.db.db,
+        retention,
+        now + retention + chrono::Duration::minutes(1),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(within, 0, "kept for 30 days");
+    assert_eq!(after, 1);
+    assert!(outbox_payloads(&service).await.is_empty());
+}

@@ -72,6 +72,21 @@ async fn unknown_and_expired_refresh_tokens_are_refused() {
 }
 
 #[tokio::test]
+async fn a_session_ends_at_its_absolute_lifetime_however_often_it_rotates() {
+    let service = spawn_service().await;
+    service.add_employee(1, "R01").await;
+    let first = service.login(1).await;
+    service.advance(20 * 24 * 3600);
+    let second = service.refresh(&first.refresh_token).await.unwrap();
+
+    service.advance(11 * 24 * 3600);
+    let after_lifetime = service.refresh(&second.refresh_token).await;
+
+    let refused = problem(after_lifetime.unwrap_err());
+    assert_eq!(refused.code, "refresh_token_invalid", "30 days after login");
+}
+
+#[tokio::test]
 async fn logout_revokes_only_the_callers_session() {
     let service = spawn_service().await;
     service.add_employee(1, "R01").await;
@@ -263,6 +278,7 @@ async fn serve_refuses_to_start_without_a_key_outside_dev() {
     let shared = tavana_kit::Shared {
         clock: tavana_kit::clock::SystemClock::shared(),
         store: std::sync::Arc::new(tavana_kit::store::MemoryStore::new()),
+        keyring: tavana_kit::testing::test_keyring(),
     };
     let served = tavana_identity::serve(settings, shared, listener, async {}).await;
     assert!(served.is_err());

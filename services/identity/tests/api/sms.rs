@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use tavana_identity::domain::login::LoginCodeKey;
 use tavana_identity::domain::sms::SmsMessage;
 use tavana_identity::sms::{HttpProvider, HttpProviderConfig, SmsProvider, SmsProviderKind};
 use tavana_kit::caller::Caller;
@@ -309,14 +310,15 @@ fn provider(base_url: String) -> HttpProvider {
 #[tokio::test]
 async fn r28_http_provider_retries_5xx_then_succeeds() {
     let (url, calls, bodies) = fake_gateway(vec![503, 500]).await;
-    let sms = SmsMessage::login_code("09121234567", "123456", 2);
+    let key = LoginCodeKey::derive_from(b"signing key");
+    let sms = SmsMessage::login_code("09121234567", "challenge-1", 2).rendered(&key);
 
     provider(url).send(&sms).await.unwrap();
 
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     let body = bodies.lock().unwrap()[0].clone();
     assert_eq!(body["template"], "tavana-otp");
-    assert_eq!(body["token"], "123456");
+    assert_eq!(body["token"], key.code("challenge-1").as_str());
     assert_eq!(body["receptor"], "09121234567");
 }
 

@@ -6,6 +6,9 @@ use sea_orm::TransactionTrait;
 use sea_orm_migration::prelude::*;
 use tokio::sync::oneshot;
 
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
 use super::*;
 use crate::testing::{TestDb, test_db};
 
@@ -28,11 +31,26 @@ impl MigrationTrait for CreateOutbox {
     }
 }
 
+struct ExtendOutbox;
+
+impl MigrationName for ExtendOutbox {
+    fn name(&self) -> &str {
+        "m20261203_170000_extend_outbox"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for ExtendOutbox {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        extend_outbox_table(manager).await
+    }
+}
+
 struct TestMigrator;
 
 impl MigratorTrait for TestMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateOutbox)]
+        vec![Box::new(CreateOutbox), Box::new(ExtendOutbox)]
     }
 }
 
@@ -44,6 +62,12 @@ struct Recorder {
     failures: u32,
     permanent: bool,
     total_tries: AtomicU32,
+    /// The trace id of the span each delivery ran in.
+    trace_ids: Mutex<Vec<String>>,
+    /// While true, every try fails (the receiver is down).
+    down: std::sync::atomic::AtomicBool,
+    /// Payloads refused (retryably) while listed.
+    refused: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Recorder {
@@ -63,8 +87,19 @@ impl Recorder {
 impl Deliver for Recorder {
     async fn deliver(&self, topic: &str, payload: &[u8]) -> Result<(), DeliveryError> {
         self.total_tries.fetch_add(1, Ordering::SeqCst);
+        {
+            use opentelemetry::trace::TraceContextExt as _;
+            let context = tracing::Span::current().context();
+            let trace_id = context.span().span_context().trace_id().to_string();
+            self.trace_ids.lock().unwrap().push(trace_id);
+        }
         if self.permanent {
             return Err(DeliveryError::Permanent("receiver refused".into()));
+        }
+        if self.down.load(Ordering::SeqCst)
+            || self.refused.lock().unwrap().contains(&payload.to_vec())
+        {
+            return Err(DeliveryError::Retry("receiver down".into()));
         }
         let tries = {
             let mut tries = self.tries.lock().unwrap();
@@ -178,10 +213,13 @@ async fn retryable_failure_is_retried_until_it_succeeds() {
         .unwrap();
     relay.handle.notify();
 
-    eventually("delivery", async || !recorder.delivered().is_empty()).await;
+    // The receiver sees the message before the relay records it delivered.
+    eventually("delivery recorded", async || {
+        pending_count(&test_db.db).await.unwrap() == 0
+    })
+    .await;
     assert_eq!(recorder.total_tries.load(Ordering::SeqCst), 3);
     assert_eq!(recorder.delivered().len(), 1);
-    assert_eq!(pending_count(&test_db.db).await.unwrap(), 0);
     relay.stop().await;
 }
 
@@ -338,7 +376,7 @@ async fn schema_newer_than_the_binary_is_refused() {
         .await
         .unwrap_err();
 
-    assert!(error.to_string().contains("m20250101_000000_create_outbox"));
+    assert!(error.to_string().contains("m20261203_170000_extend_outbox"));
 }
 
 #[tokio::test]
@@ -350,4 +388,322 @@ async fn connect_and_migrate_is_repeatable() {
         .unwrap();
 
     assert_eq!(pending_count(&db).await.unwrap(), 0);
+}
+
+/// Answers nothing, ever: a receiver that hangs.
+struct Hanging;
+
+#[async_trait]
+impl Deliver for Hanging {
+    async fn deliver(&self, _topic: &str, _payload: &[u8]) -> Result<(), DeliveryError> {
+        std::future::pending().await
+    }
+}
+
+/// A handle whose relay has stopped, so that what a test sees delivered was delivered by
+/// `deliver_now` alone.
+async fn handle_only(
+    test_db: &TestDb,
+    deliver: Arc<dyn Deliver>,
+    config: RelayConfig,
+) -> OutboxHandle {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (handle, task) =
+        OutboxRelay::spawn_with_config(test_db.db.clone(), deliver, config, async move {
+            let _ = stopped.await;
+        });
+    stop.send(()).unwrap();
+    task.await.unwrap();
+    handle
+}
+
+async fn commit_messages(test_db: &TestDb, messages: Vec<Message>) -> Enqueued {
+    let txn = test_db.db.begin().await.unwrap();
+    let enqueued = enqueue_many(&txn, messages).await.unwrap();
+    txn.commit().await.unwrap();
+    enqueued
+}
+
+#[tokio::test]
+async fn read_your_writes_deliver_now_delivers_before_it_returns() {
+    // Arrange
+    let test_db = test_db::<TestMigrator>().await;
+    let recorder = Arc::new(Recorder::default());
+    let handle = handle_only(&test_db, recorder.clone(), fast_config()).await;
+    let enqueued = commit_messages(
+        &test_db,
+        vec![
+            Message::new("credit.open_facility", "req-1", b"open".to_vec()),
+            Message::new("identity.notify_employee", "sms-1", b"sms".to_vec()),
+        ],
+    )
+    .await;
+
+    // Act
+    handle.deliver_now(&enqueued).await;
+
+    // Assert: delivered when the call returns, not later.
+    assert_eq!(
+        recorder.delivered(),
+        [
+            ("credit.open_facility".to_owned(), b"open".to_vec()),
+            ("identity.notify_employee".to_owned(), b"sms".to_vec()),
+        ]
+    );
+    assert_eq!(pending_count(&test_db.db).await.unwrap(), 0);
+}
+
+/// Retries at once when woken: what a test sees retried was retried by the relay.
+fn no_backoff() -> RelayConfig {
+    RelayConfig {
+        min_backoff: Duration::ZERO,
+        max_backoff: Duration::ZERO,
+        ..fast_config()
+    }
+}
+
+#[tokio::test]
+async fn read_your_writes_receiver_down_the_answer_goes_on_and_the_relay_catches_up() {
+    // Arrange
+    let test_db = test_db::<TestMigrator>().await;
+    let recorder = Arc::new(Recorder::default());
+    recorder.down.store(true, Ordering::SeqCst);
+    let handle = handle_only(&test_db, recorder.clone(), no_backoff()).await;
+    let enqueued = commit_messages(
+        &test_db,
+        vec![Message::new(
+            "settlement.record_schedule",
+            "p-1",
+            b"p1".to_vec(),
+        )],
+    )
+    .await;
+
+    // Act
+    handle.deliver_now(&enqueued).await;
+
+    // Assert: the sender's answer is not held up; once the receiver is back, the relay
+    // delivers on its own.
+    assert!(recorder.delivered().is_empty());
+    assert_eq!(pending_count(&test_db.db).await.unwrap(), 1);
+    recorder.down.store(false, Ordering::SeqCst);
+    let relay = start(&test_db, recorder.clone());
+    eventually("the relay's retry", async || {
+        recorder.delivered().len() == 1
+    })
+    .await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn read_your_writes_a_hanging_receiver_holds_the_answer_only_until_the_deadline() {
+    // Arrange
+    let test_db = test_db::<TestMigrator>().await;
+    let config = RelayConfig {
+        immediate_deadline: Duration::from_millis(100),
+        ..fast_config()
+    };
+    let handle = handle_only(&test_db, Arc::new(Hanging), config).await;
+    let enqueued = commit_messages(
+        &test_db,
+        vec![
+            Message::new("t", "1", b"1".to_vec()),
+            Message::new("t", "2", b"2".to_vec()),
+        ],
+    )
+    .await;
+
+    // Act
+    handle.deliver_now(&enqueued).await;
+
+    // Assert: both are still the relay's to deliver; the second was never leased away.
+    assert_eq!(pending_count(&test_db.db).await.unwrap(), 2);
+    let entries = undelivered(&test_db.db, false, 10).await.unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1].attempts, 0);
+}
+
+#[tokio::test]
+async fn ordering_key_one_transaction_delivers_its_messages_in_order_at_once() {
+    // Arrange: a schedule (version 1) and its refund (version 2), one ordering key.
+    let test_db = test_db::<TestMigrator>().await;
+    let recorder = Arc::new(Recorder::default());
+    let handle = handle_only(&test_db, recorder.clone(), fast_config()).await;
+    let enqueued = commit_messages(
+        &test_db,
+        vec![
+            Message::new("settlement.record_schedule", "p-1", b"v1".to_vec()).ordered("p-1", 1),
+            Message::new("settlement.cancel_instalments", "r-1", b"v2".to_vec()).ordered("p-1", 2),
+        ],
+    )
+    .await;
+
+    // Act
+    handle.deliver_now(&enqueued).await;
+
+    // Assert
+    let payloads: Vec<Vec<u8>> = recorder.delivered().into_iter().map(|(_, p)| p).collect();
+    assert_eq!(payloads, [b"v1".to_vec(), b"v2".to_vec()]);
+}
+
+#[tokio::test]
+async fn ordering_key_a_newer_message_waits_behind_an_undelivered_older_one() {
+    // Arrange: the receiver refuses the older message of key p-1 for now.
+    let test_db = test_db::<TestMigrator>().await;
+    let recorder = Arc::new(Recorder::default());
+    recorder.refused.lock().unwrap().push(b"v1".to_vec());
+    let handle = handle_only(&test_db, recorder.clone(), no_backoff()).await;
+    let older = commit_messages(
+        &test_db,
+        vec![Message::new("settlement.record_schedule", "p-1", b"v1".to_vec()).ordered("p-1", 1)],
+    )
+    .await;
+    handle.deliver_now(&older).await;
+    let newer = commit_messages(
+        &test_db,
+        vec![
+            Message::new("settlement.cancel_instalments", "r-1", b"v2".to_vec()).ordered("p-1", 2),
+            Message::new("identity.notify_employee", "sms-1", b"other".to_vec()),
+        ],
+    )
+    .await;
+
+    // Act
+    handle.deliver_now(&newer).await;
+
+    // Assert: the unordered message went; v2 waits for v1, then both go in order.
+    assert_eq!(
+        recorder.delivered(),
+        [("identity.notify_employee".to_owned(), b"other".to_vec())]
+    );
+    recorder.refused.lock().unwrap().clear();
+    let relay = start(&test_db, recorder.clone());
+    eventually("the relay delivers the key in order", async || {
+        recorder.delivered().len() == 3
+    })
+    .await;
+    let payloads: Vec<Vec<u8>> = recorder.delivered().into_iter().map(|(_, p)| p).collect();
+    assert_eq!(payloads[1..], [b"v1".to_vec(), b"v2".to_vec()]);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn dead_letter_r31_is_kept_listed_and_delivered_once_retried() {
+    // Arrange: the receiver refuses for good, then the cause is fixed.
+    let test_db = test_db::<TestMigrator>().await;
+    let refusing = Arc::new(Recorder {
+        permanent: true,
+        ..Recorder::default()
+    });
+    let handle = handle_only(&test_db, refusing.clone(), fast_config()).await;
+    let enqueued = commit_messages(
+        &test_db,
+        vec![
+            Message::new("settlement.record_schedule", "p-1", b"v1".to_vec()).ordered("p-1", 1),
+            Message::new("settlement.cancel_instalments", "r-1", b"v2".to_vec()).ordered("p-1", 2),
+        ],
+    )
+    .await;
+    handle.deliver_now(&enqueued).await;
+
+    // Act
+    let failed = undelivered(&test_db.db, true, 10).await.unwrap();
+    let all = undelivered(&test_db.db, false, 10).await.unwrap();
+
+    // Assert: the refused message is kept with its error; the next of its key waits.
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].dedup_key, "p-1");
+    assert_eq!(failed[0].ordering_key.as_deref(), Some("p-1"));
+    assert_eq!(failed[0].version, Some(1));
+    assert!(failed[0].failed_at.is_some());
+    assert_eq!(failed[0].last_error.as_deref(), Some("receiver refused"));
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[1].attempts, 0);
+
+    // Act: the operator retries once the receiver accepts.
+    assert!(retry(&test_db.db, failed[0].id).await.unwrap());
+    assert!(!retry(&test_db.db, 9_999).await.unwrap());
+    let recorder = Arc::new(Recorder::default());
+    let relay = start(&test_db, recorder.clone());
+
+    // Assert: the relay delivers both, in order.
+    eventually("delivery after the retry", async || {
+        recorder.delivered().len() == 2
+    })
+    .await;
+    let payloads: Vec<Vec<u8>> = recorder.delivered().into_iter().map(|(_, p)| p).collect();
+    assert_eq!(payloads, [b"v1".to_vec(), b"v2".to_vec()]);
+    assert_eq!(failed_count(&test_db.db).await.unwrap(), 0);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_message_enqueues_nothing_to_deliver() {
+    let test_db = test_db::<TestMigrator>().await;
+
+    let first = enqueue(&test_db.db, "credit.open", "req-1", b"x".to_vec())
+        .await
+        .unwrap();
+    let second = enqueue(&test_db.db, "credit.open", "req-1", b"y".to_vec())
+        .await
+        .unwrap();
+
+    assert_eq!(first.ids().len(), 1);
+    assert!(second.is_empty());
+}
+
+#[tokio::test]
+async fn trace_context_is_stored_at_enqueue_and_parents_the_delivery() {
+    use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+    // Arrange: a subscriber that exports spans to OpenTelemetry, on this test's thread.
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+    let subscriber = tracing_subscriber::layer::SubscriberExt::with(
+        tracing_subscriber::registry(),
+        tracing_opentelemetry::layer().with_tracer(provider.tracer("test")),
+    );
+    let _default = tracing::subscriber::set_default(subscriber);
+    let test_db = test_db::<TestMigrator>().await;
+    let recorder = Arc::new(Recorder::default());
+    let handle = handle_only(&test_db, recorder.clone(), fast_config()).await;
+    let request_span = tracing::info_span!("finance approval");
+    let trace_id = request_span
+        .context()
+        .span()
+        .span_context()
+        .trace_id()
+        .to_string();
+    let enqueued = commit_messages(
+        &test_db,
+        vec![Message::new("credit.open_facility", "req-1", b"x".to_vec())],
+    )
+    .instrument(request_span)
+    .await;
+
+    // Act: delivered from another trace altogether.
+    handle
+        .deliver_now(&enqueued)
+        .instrument(tracing::info_span!("elsewhere"))
+        .await;
+
+    // Assert
+    let row = test_db
+        .db
+        .query_one(
+            &Query::select()
+                .column(Outbox::Traceparent)
+                .from(Outbox::Table)
+                .to_owned(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let traceparent: String = row.try_get("", "traceparent").unwrap();
+    assert!(
+        traceparent.starts_with(&format!("00-{trace_id}-")),
+        "{traceparent}"
+    );
+    assert_eq!(*recorder.trace_ids.lock().unwrap(), [trace_id]);
 }

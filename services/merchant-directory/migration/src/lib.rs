@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20250101_000001_create_merchants;
 mod m20261124_000001_index_merchant_names;
+mod m20261203_170000_create_audit_event;
 
 /// The migrations of the merchant-directory service, oldest first.
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20250101_000001_create_merchants::Migration),
             Box::new(m20261124_000001_index_merchant_names::Migration),
+            Box::new(m20261203_170000_create_audit_event::Migration),
         ]
     }
 }

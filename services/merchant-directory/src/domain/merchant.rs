@@ -1,9 +1,10 @@
 //! What a merchant is (R25): its kind, what it supports, where it is, its categories.
 
+use tavana_kit::caller::{Caller, Role};
 use tavana_kit::error::Violation;
 use tavana_kit::ids::normalize_digits;
 
-use super::normalize::{normalize_text, website_host};
+use super::normalize::{normalize_text, parse_website};
 
 /// The longest name, city, province or category accepted, in characters.
 pub const MAX_TEXT_CHARS: usize = 200;
@@ -70,6 +71,15 @@ impl MerchantStatus {
     }
 }
 
+/// Returns true when `caller` may see a merchant whose stored status is `status` (R26):
+/// a contracted merchant is public; a suspended one is seen only by other services
+/// (credit must see the status to refuse purchases) and by the contracts department.
+pub fn visible_to(caller: &Caller, status: &str) -> bool {
+    status == MerchantStatus::Contracted.as_str()
+        || caller.is_service()
+        || caller.has_role(Role::Contracts)
+}
+
 /// A purchase kind a merchant supports (R14, R25).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PurchaseKind {
@@ -114,7 +124,7 @@ pub struct MerchantDraft {
     pub name_normalized: String,
     /// Online or in person.
     pub kind: MerchantKind,
-    /// The website as typed, trimmed.
+    /// The website in normal form (R25).
     pub website: Option<String>,
     /// The website's host without `www.`.
     pub website_host: Option<String>,
@@ -187,8 +197,8 @@ impl MerchantDraft {
         check_length(&mut violations, "province", &province, MAX_TEXT_CHARS);
         check_length(&mut violations, "address", &address, MAX_ADDRESS_CHARS);
 
-        let website_host = website.as_deref().and_then(website_host);
-        if website.is_some() && website_host.is_none() {
+        let parsed_website = website.as_deref().and_then(parse_website);
+        if website.is_some() && parsed_website.is_none() {
             violations.push(violation(
                 "website",
                 "website_invalid",
@@ -316,8 +326,8 @@ impl MerchantDraft {
             name,
             name_normalized,
             kind,
-            website,
-            website_host,
+            website: parsed_website.as_ref().map(|website| website.url.clone()),
+            website_host: parsed_website.map(|website| website.host),
             city_normalized: city.as_deref().map(normalize_text).unwrap_or_default(),
             city,
             province_normalized: province.as_deref().map(normalize_text).unwrap_or_default(),
@@ -352,7 +362,31 @@ pub fn split_categories(stored: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use tavana_kit::caller::RoleGrant;
+
     use super::*;
+
+    #[test]
+    fn r26_a_suspended_merchant_is_hidden_from_employees_and_the_public() {
+        let employee = Caller::User {
+            employee_id: "E1".into(),
+            national_id: "0000000000".into(),
+            grants: vec![RoleGrant::global(Role::Employee)],
+        };
+        let contracts = Caller::User {
+            employee_id: "E2".into(),
+            national_id: "0000000001".into(),
+            grants: vec![RoleGrant::global(Role::Contracts)],
+        };
+        let suspended = MerchantStatus::Suspended.as_str();
+        let contracted = MerchantStatus::Contracted.as_str();
+
+        assert!(visible_to(&Caller::Anonymous, contracted));
+        assert!(visible_to(&employee, contracted));
+        assert!(!visible_to(&Caller::Anonymous, suspended));
+        assert!(!visible_to(&employee, suspended));
+        assert!(visible_to(&contracts, suspended));
+    }
 
     fn online() -> MerchantInput {
         MerchantInput {

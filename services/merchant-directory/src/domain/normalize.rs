@@ -58,11 +58,21 @@ pub fn normalize_text(text: &str) -> String {
     normalized
 }
 
-/// Returns the host of a website for duplicate detection (R26): scheme, `www.`, port,
-/// path, query and a trailing dot are dropped and the host is lowercased, so that
-/// `https://www.DigiKala.com/` and `digikala.com` are the same store. `None` when the
-/// text is not a web address with a dotted host.
-pub fn website_host(website: &str) -> Option<String> {
+/// A merchant's website as stored (R25): an `http`/`https` URL in normal form (host
+/// lowercased, default port and credentials never kept), with its host for duplicate
+/// detection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Website {
+    /// The normalised URL, e.g. `https://shop.example.ir/` for `Shop.Example.IR`.
+    pub url: String,
+    /// The host without `www.` and a trailing dot (R26).
+    pub host: String,
+}
+
+/// Parses a website as typed (a scheme is optional, `https` by default). `None` when it
+/// is not an `http`/`https` address with a dotted host, or when it carries a user name
+/// or password.
+pub fn parse_website(website: &str) -> Option<Website> {
     let trimmed = website.trim();
     if trimmed.is_empty() || trimmed.chars().any(char::is_whitespace) {
         return None;
@@ -73,7 +83,10 @@ pub fn website_host(website: &str) -> Option<String> {
         format!("https://{trimmed}")
     };
     let url = url::Url::parse(&with_scheme).ok()?;
-    if !matches!(url.scheme(), "http" | "https") {
+    if !matches!(url.scheme(), "http" | "https")
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
         return None;
     }
     let host = url.host_str()?.trim_end_matches('.').to_lowercase();
@@ -82,7 +95,18 @@ pub fn website_host(website: &str) -> Option<String> {
     if labels.len() < 2 || labels.iter().any(|label| label.is_empty()) {
         return None;
     }
-    Some(host)
+    Some(Website {
+        url: url.to_string(),
+        host,
+    })
+}
+
+/// Returns the host of a website for duplicate detection (R26): scheme, `www.`, port,
+/// path, query and a trailing dot are dropped and the host is lowercased, so that
+/// `https://www.DigiKala.com/` and `digikala.com` are the same store. `None` when the
+/// text is not a website [`parse_website`] accepts.
+pub fn website_host(website: &str) -> Option<String> {
+    parse_website(website).map(|website| website.host)
 }
 
 #[cfg(test)]
@@ -162,5 +186,23 @@ mod tests {
         assert_eq!(website_host("not a site"), None);
         assert_eq!(website_host("ftp://files.example.com"), None);
         assert_eq!(website_host("https://"), None);
+        assert_eq!(website_host("javascript:alert(1)"), None);
+        assert_eq!(website_host("data:text/html,x"), None);
+    }
+
+    #[test]
+    fn r25_website_is_stored_normalised_without_credentials() {
+        let parsed = |text: &str| parse_website(text).map(|website| website.url);
+
+        assert_eq!(
+            parsed("Shop.Example.IR").as_deref(),
+            Some("https://shop.example.ir/")
+        );
+        assert_eq!(
+            parsed("HTTP://WWW.Shop.Example.ir:80/Path?q=1").as_deref(),
+            Some("http://www.shop.example.ir/Path?q=1")
+        );
+        assert_eq!(parsed("https://user:secret@shop.example.ir"), None);
+        assert_eq!(parsed("https://user@shop.example.ir"), None);
     }
 }

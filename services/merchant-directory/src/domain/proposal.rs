@@ -3,7 +3,7 @@
 use tavana_kit::caller::{Caller, Role};
 use tavana_kit::error::Violation;
 
-use super::error::MerchantError;
+use crate::error::MerchantError;
 
 /// The longest decision reason accepted, in characters.
 pub const MAX_REASON_CHARS: usize = 1000;

@@ -9,12 +9,13 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
     DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, SqlErr, Statement,
 };
+use tavana_kit::audit::AuditEntry;
 
-use crate::domain::MerchantError;
 use crate::domain::merchant::{MerchantDraft, MerchantStatus, PurchaseKind, join_categories};
 use crate::domain::normalize::normalize_text;
 use crate::domain::proposal::{Decision, ProposalScope, ProposalStatus};
 use crate::domain::search::{MerchantCursor, MerchantSearch, ProposalCursor};
+use crate::error::MerchantError;
 
 /// What a new proposal stores beside its description.
 #[derive(Clone, Debug)]
@@ -186,8 +187,8 @@ pub async fn list_proposals(
         .limit(page_size + 1)
         .all(db)
         .await?;
-    let next = if items.len() as u64 > page_size {
-        items.truncate(page_size as usize);
+    let next = if items.len() > page_len(page_size) {
+        items.truncate(page_len(page_size));
         items.last().map(|last| ProposalCursor {
             created_micros: last.created_micros,
             id: last.id.clone(),
@@ -223,6 +224,7 @@ pub async fn decide_proposal(
     decided_by: &str,
     now: DateTime<Utc>,
     approval: Option<Approval>,
+    audit: &AuditEntry,
 ) -> Result<(proposal::Model, Option<merchant::Model>), MerchantError> {
     let status = if decision.approve {
         ProposalStatus::Approved
@@ -309,6 +311,7 @@ pub async fn decide_proposal(
             get_merchant(&txn, &approval.merchant_id).await?
         }
     };
+    tavana_kit::audit::record_in(&txn, audit).await?;
     txn.commit().await?;
     Ok((proposal, merchant))
 }
@@ -410,15 +413,18 @@ pub async fn find_merchant_by_key_hash(
         .await
 }
 
-/// Suspends a merchant (R26); suspending a suspended merchant changes nothing. Returns
-/// the merchant and whether it changed.
+/// Suspends a merchant (R26), with its audit entry in the same transaction (R32);
+/// suspending a suspended merchant changes nothing and is not audited again. Returns the
+/// merchant and whether it changed.
 #[tracing::instrument(skip_all, fields(merchant_id = %merchant_id))]
 pub async fn suspend_merchant(
     db: &DatabaseConnection,
     merchant_id: &str,
     reason: Option<String>,
     now: DateTime<Utc>,
+    audit: &AuditEntry,
 ) -> Result<(merchant::Model, bool), MerchantError> {
+    let txn = tavana_kit::db::begin_write(db).await?;
     let updated = merchant::Entity::update_many()
         .col_expr(
             merchant::Column::Status,
@@ -431,12 +437,17 @@ pub async fn suspend_merchant(
         .col_expr(merchant::Column::SuspensionReason, Expr::value(reason))
         .filter(merchant::Column::Id.eq(merchant_id))
         .filter(merchant::Column::Status.eq(MerchantStatus::Contracted.as_str()))
-        .exec(db)
+        .exec(&*txn)
         .await?;
-    let merchant = get_merchant(db, merchant_id)
+    let merchant = get_merchant(&*txn, merchant_id)
         .await?
         .ok_or(MerchantError::MerchantNotFound)?;
-    Ok((merchant, updated.rows_affected > 0))
+    let changed = updated.rows_affected > 0;
+    if changed {
+        tavana_kit::audit::record_in(&*txn, audit).await?;
+    }
+    txn.commit().await?;
+    Ok((merchant, changed))
 }
 
 /// Replaces a merchant's key hash; the old key stops working at once.
@@ -494,7 +505,9 @@ async fn name_candidates(db: &DatabaseConnection, q: &str) -> Result<Option<Vec<
              WHERE merchant_name_search MATCH ? LIMIT ?",
             [
                 fts_phrase(q).into(),
-                (MAX_NAME_CANDIDATES as i64 + 1).into(),
+                i64::try_from(MAX_NAME_CANDIDATES + 1)
+                    .unwrap_or(i64::MAX)
+                    .into(),
             ],
         ))
         .await?;
@@ -525,8 +538,8 @@ pub async fn search_merchants(
         });
     }
     let mut items = search_query(search, candidates).all(db).await?;
-    let next = if items.len() as u64 > search.page_size {
-        items.truncate(search.page_size as usize);
+    let next = if items.len() > page_len(search.page_size) {
+        items.truncate(page_len(search.page_size));
         items.last().map(|last| MerchantCursor {
             name: last.name_normalized.clone(),
             id: last.id.clone(),
@@ -606,6 +619,12 @@ fn search_query(
         .order_by_asc(merchant::Column::NameNormalized)
         .order_by_asc(merchant::Column::Id)
         .limit(search.page_size + 1)
+}
+
+/// A page size as a length: sizes are at most 100 (checked at the edge), so the
+/// conversion saturates only on a 16-bit target.
+fn page_len(page_size: u64) -> usize {
+    usize::try_from(page_size).unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]

@@ -1,5 +1,9 @@
 //! The `merchant_proposal` table.
 
+// Entity columns mirror the migrations, which document them; the models carry no
+// behaviour of their own.
+#![allow(missing_docs)]
+
 use sea_orm::entity::prelude::*;
 
 /// A welfare manager's proposal of a merchant.

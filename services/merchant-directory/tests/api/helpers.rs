@@ -8,6 +8,7 @@ use tavana_kit::caller::{Caller, Role, RoleGrant, attach};
 use tavana_kit::clock::AdjustableClock;
 use tavana_kit::config::DatabaseSettings;
 use tavana_kit::error::Problem;
+use tavana_kit::grpc::Channel;
 use tavana_kit::store::{KvStore, MemoryStore};
 use tavana_kit::testing::{TestDb, test_db};
 use tavana_merchant_directory::Settings;
@@ -15,11 +16,12 @@ use tavana_merchant_directory_migration::Migrator;
 use tavana_proto::merchant_directory::v1::merchant_directory_service_client::MerchantDirectoryServiceClient;
 use tavana_proto::merchant_directory::v1::*;
 use tokio::sync::oneshot;
-use tonic::transport::Channel;
 
 /// A running merchant directory on a fresh database.
 pub struct TestApp {
     pub client: MerchantDirectoryServiceClient<Channel>,
+    /// The service's gRPC URL.
+    pub url: String,
     pub db: Arc<TestDb>,
     pub store: Arc<dyn KvStore>,
     _stop: oneshot::Sender<()>,
@@ -54,6 +56,7 @@ pub async fn spawn_with(
     let shared = Shared {
         clock: AdjustableClock::new().shared(),
         store: store.clone(),
+        keyring: tavana_kit::testing::test_keyring(),
     };
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -63,9 +66,10 @@ pub async fn spawn_with(
         .await
         .unwrap();
     });
-    let channel = tavana_kit::grpc::channel(&address.to_string(), Duration::from_secs(10)).unwrap();
+    let channel = tavana_kit::testing::test_channel(&address.to_string(), Duration::from_secs(10));
     TestApp {
         client: MerchantDirectoryServiceClient::new(channel),
+        url: format!("http://{address}"),
         db,
         store,
         _stop: stop,
@@ -153,7 +157,33 @@ impl TestApp {
     ) -> Result<Proposal, tonic::Status> {
         self.client
             .clone()
-            .propose_merchant(attach(ProposeMerchantRequest { data: Some(data) }, caller))
+            .propose_merchant(attach(
+                ProposeMerchantRequest {
+                    data: Some(data),
+                    ..Default::default()
+                },
+                caller,
+            ))
+            .await
+            .map(|response| response.into_inner().proposal.unwrap())
+    }
+
+    /// Proposes as `caller` in the region `region_code` (R26).
+    pub async fn propose_in(
+        &self,
+        caller: &Caller,
+        region_code: &str,
+        data: MerchantData,
+    ) -> Result<Proposal, tonic::Status> {
+        self.client
+            .clone()
+            .propose_merchant(attach(
+                ProposeMerchantRequest {
+                    data: Some(data),
+                    region_code: region_code.to_owned(),
+                },
+                caller,
+            ))
             .await
             .map(|response| response.into_inner().proposal.unwrap())
     }

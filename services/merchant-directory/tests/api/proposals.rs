@@ -65,6 +65,36 @@ async fn r25_online_merchant_without_website_is_refused() {
 }
 
 #[tokio::test]
+async fn r25_website_is_stored_normalised_and_credentials_or_other_schemes_are_refused() {
+    let app = spawn_service().await;
+
+    let stored = app
+        .propose(&manager("R01"), online("Shop One", "Shop.Example.IR/Sale"))
+        .await
+        .unwrap();
+    let with_credentials = app
+        .propose(
+            &manager("R01"),
+            online("Shop Two", "https://admin:secret@two.example.ir"),
+        )
+        .await
+        .unwrap_err();
+    let script = app
+        .propose(&manager("R01"), online("Shop Three", "javascript:alert(1)"))
+        .await
+        .unwrap_err();
+
+    assert_eq!(
+        stored.data.unwrap().website.as_deref(),
+        Some("https://shop.example.ir/Sale")
+    );
+    for refused in [with_credentials, script] {
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert_eq!(problem(&refused).violations[0].code, "website_invalid");
+    }
+}
+
+#[tokio::test]
 async fn r26_same_name_and_city_in_another_spelling_is_a_duplicate_of_a_pending_proposal() {
     let app = spawn_service().await;
     let first = app
@@ -192,6 +222,7 @@ async fn r26_concurrent_proposals_of_one_store_make_one_proposal() {
                 .propose_merchant(attach(
                     ProposeMerchantRequest {
                         data: Some(in_person("نانوایی برکت", "شیراز")),
+                        ..Default::default()
                     },
                     &manager(&format!("R0{i}")),
                 ))
@@ -266,8 +297,52 @@ async fn r26_manager_of_several_regions_must_have_one_region_to_propose() {
         .await
         .unwrap_err();
 
-    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(status.code(), Code::FailedPrecondition);
     assert_eq!(problem(&status).code, "region_required");
+}
+
+fn manager_of_r01_and_r02() -> Caller {
+    Caller::User {
+        employee_id: "manager-2".into(),
+        national_id: "0012345679".into(),
+        grants: vec![
+            RoleGrant::regional(Role::RegionWelfareManager, "R01"),
+            RoleGrant::regional(Role::RegionWelfareManager, "R02"),
+        ],
+    }
+}
+
+#[tokio::test]
+async fn r26_manager_of_several_regions_proposes_in_the_region_named() {
+    let app = spawn_service().await;
+
+    let proposal = app
+        .propose_in(
+            &manager_of_r01_and_r02(),
+            "R02",
+            online("DigiKala", "digikala.com"),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(proposal.region_code, "R02");
+}
+
+#[tokio::test]
+async fn r26_a_region_named_that_is_not_the_proposers_is_refused() {
+    let app = spawn_service().await;
+
+    let status = app
+        .propose_in(
+            &manager_of_r01_and_r02(),
+            "R03",
+            online("DigiKala", "digikala.com"),
+        )
+        .await
+        .unwrap_err();
+
+    assert_eq!(status.code(), Code::PermissionDenied);
+    assert_eq!(problem(&status).code, "region_not_yours");
 }
 
 #[tokio::test]
@@ -575,4 +650,55 @@ async fn r26_approving_a_store_that_became_a_merchant_meanwhile_is_a_duplicate()
         .await
         .unwrap();
     assert_eq!(pending.len(), 1);
+}
+
+#[tokio::test]
+async fn r32_a_decision_and_a_suspension_each_leave_one_audit_entry() {
+    let app = spawn_service().await;
+    let (merchant_id, _) = app.add_merchant(in_person("نان سنگک بربری", "کرج")).await;
+    let rejected = app
+        .propose(&manager("R01"), in_person("کتاب‌فروشی", "کرج"))
+        .await
+        .unwrap();
+    app.decide(
+        &contracts(),
+        &rejected.proposal_id,
+        false,
+        Some("خارج از سیاست"),
+    )
+    .await
+    .unwrap();
+
+    app.suspend(&merchant_id).await;
+    app.suspend(&merchant_id).await;
+
+    let (entries, _) = tavana_kit::audit::list(
+        &app.db.db,
+        &tavana_kit::audit::AuditQuery {
+            page_size: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let actions: Vec<(&str, &str)> = entries
+        .iter()
+        .rev()
+        .map(|entry| (entry.action.as_str(), entry.subject.as_str()))
+        .collect();
+    let approved_subject = entries.last().unwrap().subject.clone();
+    assert_eq!(
+        actions,
+        [
+            ("merchant_proposal.decision", approved_subject.as_str()),
+            ("merchant_proposal.decision", rejected.proposal_id.as_str()),
+            ("merchant.suspend", merchant_id.as_str()),
+        ]
+    );
+    assert_eq!(entries.last().unwrap().details["merchant_id"], merchant_id);
+    assert!(
+        entries
+            .iter()
+            .all(|entry| entry.actor.roles.contains(&"contracts".to_owned()))
+    );
 }

@@ -5,6 +5,9 @@ pub use sea_orm_migration::prelude::*;
 mod m20250101_000001_create_settlement_tables;
 mod m20250101_000002_create_outbox;
 mod m20261124_000001_index_instalment_org_state;
+mod m20261203_000002_create_period_close;
+mod m20261203_170000_create_audit_event;
+mod m20261203_170000_extend_outbox;
 
 /// The settlement service's migrations, oldest first.
 pub struct Migrator;
@@ -16,6 +19,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000001_create_settlement_tables::Migration),
             Box::new(m20250101_000002_create_outbox::Migration),
             Box::new(m20261124_000001_index_instalment_org_state::Migration),
+            Box::new(m20261203_000002_create_period_close::Migration),
+            Box::new(m20261203_170000_extend_outbox::Migration),
+            Box::new(m20261203_170000_create_audit_event::Migration),
         ]
     }
 }

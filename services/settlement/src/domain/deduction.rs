@@ -17,6 +17,8 @@ pub struct DueEntry {
     pub purchase_id: String,
     /// Its amount.
     pub amount: Rial,
+    /// The period it was first due in (earlier than the list's for re-aged arrears, R29).
+    pub due_period: String,
 }
 
 /// One instalment behind a row.
@@ -28,6 +30,8 @@ pub struct RowInstalment {
     pub purchase_id: String,
     /// Its amount.
     pub amount: Rial,
+    /// The period it was first due in.
+    pub due_period: String,
 }
 
 /// One employee's deduction for the period.
@@ -90,6 +94,7 @@ pub fn group_rows(entries: Vec<DueEntry>) -> Result<Vec<DeductionRow>, AmountOve
             instalment_id: entry.instalment_id,
             purchase_id: entry.purchase_id,
             amount: entry.amount,
+            due_period: entry.due_period,
         });
     }
     Ok(rows)
@@ -106,6 +111,7 @@ mod tests {
             instalment_id: id.to_owned(),
             purchase_id: format!("P-{id}"),
             amount: Rial(amount),
+            due_period: "1405-09".to_owned(),
         }
     }
 

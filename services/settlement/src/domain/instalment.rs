@@ -16,15 +16,21 @@ pub enum InstalmentState {
     Settled,
     /// Cancelled by a refund (R20); never deducted.
     Cancelled,
+    /// Left unsettled when its period was closed, and re-aged to a later period (R29).
+    Overdue,
 }
 
 impl InstalmentState {
     /// Every state.
-    pub const ALL: [InstalmentState; 3] = [
+    pub const ALL: [InstalmentState; 4] = [
         InstalmentState::Unsettled,
         InstalmentState::Settled,
         InstalmentState::Cancelled,
+        InstalmentState::Overdue,
     ];
+
+    /// The states a remittance may still settle: due and not paid (R23, R29).
+    pub const OPEN: [InstalmentState; 2] = [InstalmentState::Unsettled, InstalmentState::Overdue];
 
     /// Returns the stored name of the state.
     pub fn as_str(self) -> &'static str {
@@ -32,6 +38,7 @@ impl InstalmentState {
             InstalmentState::Unsettled => "unsettled",
             InstalmentState::Settled => "settled",
             InstalmentState::Cancelled => "cancelled",
+            InstalmentState::Overdue => "overdue",
         }
     }
 
@@ -41,6 +48,7 @@ impl InstalmentState {
             "unsettled" => Some(InstalmentState::Unsettled),
             "settled" => Some(InstalmentState::Settled),
             "cancelled" => Some(InstalmentState::Cancelled),
+            "overdue" => Some(InstalmentState::Overdue),
             _ => None,
         }
     }
@@ -65,6 +73,8 @@ pub enum StateFilter {
     Finished,
     /// Cancelled by refunds.
     Cancelled,
+    /// Overdue: left unsettled when their period was closed (R29).
+    Overdue,
 }
 
 /// One instalment of a schedule as credit sends it.
@@ -147,6 +157,22 @@ pub fn parse_schedule(
             });
         }
     }
+    // R15, as credit builds schedules (`tavana_kit::money::spread`): the amounts in
+    // schedule order differ by at most one rial, the larger first. Settlement refuses
+    // nothing that credit's rules allow, and nothing else.
+    if violations.is_empty() {
+        let mut by_seq: Vec<&ScheduledInstalment> = schedule.iter().collect();
+        by_seq.sort_by_key(|instalment| instalment.seq);
+        let amounts: Vec<Rial> = by_seq.iter().map(|instalment| instalment.amount).collect();
+        if !tavana_kit::money::is_spread(&amounts) {
+            violations.push(Violation::new(
+                field,
+                "schedule_not_spread",
+                "The instalments must differ by at most one rial, the larger first (R15).",
+                "اقساط باید حداکثر یک ریال با هم فرق داشته باشند و بزرگ‌ترها اول بیایند.",
+            ));
+        }
+    }
     if violations.is_empty() {
         Ok(schedule)
     } else {
@@ -195,6 +221,26 @@ mod tests {
     }
 
     #[test]
+    fn r15_a_schedule_that_credit_could_not_have_made_is_refused() {
+        let uneven = parse_schedule(
+            "instalments",
+            &[raw(1, "1405-09", 2), raw(2, "1405-10", 4)],
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(uneven[0].code, "schedule_not_spread");
+        // What credit makes of 2 rial over 3 months after R15's amendment: two of 1.
+        assert!(
+            parse_schedule(
+                "remaining",
+                &[raw(1, "1405-09", 1), raw(2, "1405-10", 1)],
+                true
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn only_a_refund_may_leave_an_empty_schedule() {
         assert!(parse_schedule("instalments", &[], false).is_err());
         assert_eq!(parse_schedule("remaining", &[], true).unwrap(), vec![]);
@@ -202,11 +248,7 @@ mod tests {
 
     #[test]
     fn states_round_trip() {
-        for state in [
-            InstalmentState::Unsettled,
-            InstalmentState::Settled,
-            InstalmentState::Cancelled,
-        ] {
+        for state in InstalmentState::ALL {
             assert_eq!(InstalmentState::parse(state.as_str()), Some(state));
         }
         assert_eq!(InstalmentState::parse("paid"), None);

@@ -4,7 +4,11 @@
 //! - R23, remittances and their matching: [`remittance`].
 //! - R24, the employee's view of instalments: [`instalment::StateFilter`].
 //! - R20, schedules and refunds: [`instalment::parse_schedule`].
+//! - R29, overdue instalments re-aged within `M`: [`arrears`].
+//! - R31, credit and settlement agree: [`reconcile`].
 
+pub mod arrears;
 pub mod deduction;
 pub mod instalment;
+pub mod reconcile;
 pub mod remittance;

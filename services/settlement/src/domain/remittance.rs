@@ -1,7 +1,9 @@
 //! R23: matching a remittance's lines against the instalments they pay.
 //!
-//! Each valid line pays its employee's unsettled instalments due up to and including the
-//! remittance's period, oldest first (period, then position). An exact match settles them
+//! Each valid line pays what the remittance's period's deduction list asked of its employee
+//! (R22): their unsettled instalments of that period, arrears re-aged into it included
+//! (R29), never those of older months, so an instalment missed earlier does not block this
+//! one. Instalments are taken in order (original period, then position). An exact match settles them
 //! all; anything else is kept as an unmatched line with a code and, unless partial
 //! settlement is configured, settles nothing. One employee's lines are taken in document
 //! order, so a second line sees what the first settled. Nothing is dropped: every line
@@ -29,7 +31,7 @@ pub enum UnmatchedCode {
     AmountNotPositive,
     /// No instalment was ever recorded for that employee in this organization.
     UnknownEmployee,
-    /// The employee owes nothing due up to the period.
+    /// The employee owes nothing in the period.
     NothingDue,
     /// The amount is less than what is due.
     AmountShort,
@@ -139,12 +141,14 @@ pub struct DueInstalment {
     pub purchase_id: String,
     /// Whose it is.
     pub employee_id: String,
-    /// The period it is deducted from.
+    /// The period it was first due in (earlier than the remittance's for re-aged arrears).
     pub period: JalaliPeriod,
     /// Its position in the purchase's schedule.
     pub seq: u32,
     /// Its amount.
     pub amount: Rial,
+    /// True for overdue arrears (R29): settling it may lift the employee's block.
+    pub overdue: bool,
 }
 
 /// What the organization's books say about the employees of a remittance.
@@ -153,7 +157,7 @@ pub struct Ledger {
     /// National IDs with at least one instalment ever recorded in this organization; an
     /// employee with instalments in `due` is known whether or not listed here.
     pub known: HashSet<NationalId>,
-    /// Each employee's unsettled instalments due up to the remittance's period.
+    /// Each employee's unsettled instalments of the remittance's period (R22, R23).
     pub due: HashMap<NationalId, Vec<DueInstalment>>,
 }
 
@@ -364,6 +368,7 @@ mod tests {
             period: period(at),
             seq,
             amount: Rial(amount),
+            overdue: false,
         }
     }
 
@@ -607,7 +612,7 @@ mod tests {
             };
             let mut ledger = Ledger::default();
             for (employee, amounts) in owed.iter().enumerate() {
-                let national_id = nid(&nth_national_id(employee as u32));
+                let national_id = nid(&nth_national_id(u32::try_from(employee).expect("a few employees")));
                 if known[employee] {
                     ledger.known.insert(national_id.clone());
                 }
@@ -617,7 +622,7 @@ mod tests {
                         .enumerate()
                         .map(|(seq, amount)| {
                             let id = format!("{employee}-{seq}");
-                            due(&id, &id, "1405-08", seq as u32, *amount)
+                            due(&id, &id, "1405-08", u32::try_from(seq).expect("a few instalments"), *amount)
                         })
                         .collect();
                     ledger.due.insert(national_id, instalments);
@@ -627,7 +632,11 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(index, (employee, amount))| {
-                    line(index as u32 + 1, &nth_national_id(*employee), *amount)
+                    line(
+                        u32::try_from(index).expect("a few lines") + 1,
+                        &nth_national_id(*employee),
+                        *amount,
+                    )
                 })
                 .collect();
 

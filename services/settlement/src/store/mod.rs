@@ -5,14 +5,16 @@
 //! never interleave for one organization. Big batches are read and written set-based, in
 //! chunks, never one query per line.
 
+mod arrears;
 mod remittance;
 mod tables;
+mod unmatched;
 
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{
-    Asterisk, Condition, Expr, ExprTrait, Func, OnConflict, Order, Query, SelectStatement,
+    Alias, Condition, Expr, ExprTrait, OnConflict, Order, Query, SelectStatement,
 };
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, QueryResult, SqlErr,
@@ -21,10 +23,15 @@ use tavana_kit::ids::NationalId;
 use tavana_kit::jalali::JalaliPeriod;
 use tavana_kit::money::Rial;
 
-pub use self::remittance::REMITTANCE_CHUNK_LINES;
+pub use self::arrears::{ClosedPeriod, OverdueFilter, OverdueView, PeriodCloseRecord, region_key};
+pub use self::remittance::{Announcement, REMITTANCE_CHUNK_LINES, SettledChunk};
 pub use self::tables::*;
+pub use self::unmatched::{
+    LineId, QueueCursor, QueueFilter, QueueStatus, QueuedLine, Resolution, ResolvedLine,
+};
 use crate::domain::deduction::DueEntry;
 use crate::domain::instalment::{InstalmentState, ScheduledInstalment, StateFilter};
+use crate::domain::reconcile::HeldInstalment;
 use crate::domain::remittance::CheckedLine;
 use crate::error::SettlementError;
 
@@ -50,6 +57,15 @@ pub struct NewSchedule {
     pub merchant_name: String,
     /// The instalments.
     pub instalments: Vec<ScheduledInstalment>,
+    /// The schedule's version (R20): 1 for a purchase's first schedule.
+    pub version: u32,
+    /// The facility's monthly credit `M`, which bounds re-aged arrears (R29); zero when
+    /// the sender did not say.
+    pub monthly_credit: Rial,
+    /// The guarantor told when an instalment becomes overdue (R29); empty when unknown.
+    pub guarantor_employee_id: String,
+    /// The buyer's region, normalised (see [`region_key`]); empty when unknown.
+    pub region_code: String,
 }
 
 /// One instalment as an employee sees it (R24).
@@ -65,6 +81,8 @@ pub struct InstalmentView {
     pub seq: u32,
     /// The period it is deducted from.
     pub period: String,
+    /// The period it was first due in: earlier than `period` once re-aged (R29).
+    pub due_period: String,
     /// Its amount.
     pub amount: Rial,
     /// Its state.
@@ -138,8 +156,8 @@ pub struct RecordedRemittance {
     pub record: RemittanceRecord,
     /// True when the bank reference was recorded before and nothing was settled now.
     pub replayed: bool,
-    /// True when outbox messages were written (the relay may be woken).
-    pub enqueued: bool,
+    /// The outbox messages written, to deliver once committed.
+    pub enqueued: tavana_kit::outbox::Enqueued,
 }
 
 /// The settlement database.
@@ -160,12 +178,30 @@ fn is_unique_violation(error: &DbErr) -> bool {
     matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
-fn to_u32(value: i32) -> u32 {
-    u32::try_from(value).unwrap_or_default()
+/// Reads a stored seq, line number or count, which the service never writes negative: a
+/// negative one is corruption, reported (an internal error with the value), never read as 0.
+fn to_u32(value: i32) -> Result<u32, DbErr> {
+    u32::try_from(value).map_err(|_| DbErr::Type(format!("stored {value} is negative")))
 }
 
-fn to_u64(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or_default()
+/// Reads a stored count (see [`to_u32`]).
+fn to_u64(value: i64) -> Result<u64, DbErr> {
+    u64::try_from(value).map_err(|_| DbErr::Type(format!("stored count {value} is negative")))
+}
+
+/// Writes a seq or a line number into its INTEGER column; one past `i32::MAX` cannot be
+/// stored and is an internal error naming it (a line id's parse refuses such numbers, so
+/// only a remittance line or a schedule seq that large gets here).
+fn to_i32(value: u32) -> Result<i32, DbErr> {
+    i32::try_from(value).map_err(|_| DbErr::Type(format!("{value} does not fit an INTEGER column")))
+}
+
+/// Writes a count into its BIGINT column; a count of rows held in memory is far below
+/// `i64::MAX`, and one that is not is an internal error naming it.
+fn to_i64<T: TryInto<i64> + Copy + std::fmt::Display>(value: T) -> Result<i64, DbErr> {
+    value
+        .try_into()
+        .map_err(|_| DbErr::Type(format!("count {value} does not fit a BIGINT column")))
 }
 
 /// Writes the organization's ledger row: the first statement of every money path.
@@ -216,7 +252,7 @@ async fn insert_instalments<C: ConnectionTrait>(
                 schedule.organization_id.clone().into(),
                 schedule.merchant_id.clone().into(),
                 schedule.merchant_name.clone().into(),
-                i32::try_from(instalment.seq).unwrap_or(i32::MAX).into(),
+                to_i32(instalment.seq)?.into(),
                 instalment.period.to_string().into(),
                 instalment.amount.as_i64().into(),
                 InstalmentState::Unsettled.as_str().into(),
@@ -274,14 +310,20 @@ impl Store {
                 PurchaseSchedule::OrganizationId,
                 PurchaseSchedule::Version,
                 PurchaseSchedule::CreatedAt,
+                PurchaseSchedule::MonthlyCredit,
+                PurchaseSchedule::GuarantorEmployeeId,
+                PurchaseSchedule::RegionCode,
             ]);
             for schedule in chunk {
                 insert.values_panic([
                     schedule.purchase_id.clone().into(),
                     schedule.employee_id.clone().into(),
                     schedule.organization_id.clone().into(),
-                    0i64.into(),
+                    i64::from(Ord::max(schedule.version, 1)).into(),
                     now.into(),
+                    schedule.monthly_credit.as_i64().into(),
+                    schedule.guarantor_employee_id.clone().into(),
+                    schedule.region_code.clone().into(),
                 ]);
             }
             match txn.execute(&insert).await {
@@ -316,14 +358,25 @@ impl Store {
             .collect()
     }
 
-    /// Cancels a purchase's unsettled instalments and records what stays due (R20).
+    /// Replaces a purchase's unsettled instalments by the schedule that stays due after a
+    /// refund (R20), when `version` is newer than the stored one.
     ///
-    /// Idempotent by `refund_id`; refused when an instalment of the purchase is settled.
-    #[tracing::instrument(skip_all, fields(purchase_id = %purchase_id, refund_id = %refund_id))]
+    /// Idempotent by `refund_id`. Versions make the order of delivery irrelevant: an older
+    /// version arriving after a newer one is recorded and changes nothing, so settlement
+    /// always ends on credit's latest schedule (`version` 0, from an older sender, is
+    /// applied over whatever is stored). A purchase not recorded yet answers
+    /// `purchase_not_found`, and the sender retries once its schedule has arrived.
+    ///
+    /// Never refused for the state of the instalments: credit refunds only purchases of
+    /// which no instalment is settled (it is told of every settlement). Should a refund
+    /// cross a remittance in flight, the settled instalments stay as they are and the new
+    /// schedule replaces the others; R31's reconciliation then lists the purchase.
+    #[tracing::instrument(skip_all, fields(purchase_id = %purchase_id, refund_id = %refund_id, version))]
     pub async fn cancel_instalments(
         &self,
         purchase_id: &str,
         refund_id: &str,
+        version: u32,
         remaining: Vec<ScheduledInstalment>,
         now: DateTime<Utc>,
     ) -> Result<(), SettlementError> {
@@ -347,7 +400,7 @@ impl Store {
         };
         let organization_id: String = get(&row, "organization_id")?;
         let national_id: String = get(&row, "national_id")?;
-        let schedule = NewSchedule {
+        let mut schedule = NewSchedule {
             purchase_id: purchase_id.to_owned(),
             employee_id: get(&row, "employee_id")?,
             national_id: NationalId::parse(&national_id)
@@ -357,6 +410,11 @@ impl Store {
             merchant_id: get(&row, "merchant_id")?,
             merchant_name: get(&row, "merchant_name")?,
             instalments: remaining,
+            version,
+            // Only the instalments are inserted: the purchase's schedule row stays.
+            monthly_credit: Rial::ZERO,
+            guarantor_employee_id: String::new(),
+            region_code: String::new(),
         };
 
         let txn = tavana_kit::db::begin_write(&self.db).await?;
@@ -372,19 +430,46 @@ impl Store {
             txn.commit().await?;
             return Ok(());
         }
+        let stored = Query::select()
+            .column(PurchaseSchedule::Version)
+            .from(PurchaseSchedule::Table)
+            .and_where(Expr::col(PurchaseSchedule::PurchaseId).eq(purchase_id))
+            .to_owned();
+        let stored: i64 = match txn.query_one(&stored).await? {
+            Some(row) => get(&row, "version")?,
+            None => 0,
+        };
+        let applied = if version == 0 {
+            stored.saturating_add(1)
+        } else {
+            i64::from(version)
+        };
+        if applied <= stored {
+            // An older schedule than the one held: recorded, and nothing changes.
+            tracing::info!(stored, "older schedule version ignored");
+            txn.commit().await?;
+            return Ok(());
+        }
         let settled = Query::select()
-            .expr_as(Func::count(Expr::col(Asterisk)), "n")
+            .column(Instalment::Seq)
             .from(Instalment::Table)
             .and_where(Expr::col(Instalment::PurchaseId).eq(purchase_id))
             .and_where(Expr::col(Instalment::State).eq(InstalmentState::Settled.as_str()))
             .to_owned();
-        let settled: i64 = match txn.query_one(&settled).await? {
-            Some(row) => get(&row, "n")?,
-            None => 0,
-        };
-        if settled > 0 {
-            txn.rollback().await?;
-            return Err(SettlementError::InstalmentAlreadySettled);
+        let settled: BTreeSet<u32> = txn
+            .query_all(&settled)
+            .await?
+            .iter()
+            .map(|row| get::<i32>(row, "seq").and_then(to_u32))
+            .collect::<Result<_, DbErr>>()?;
+        if !settled.is_empty() {
+            tracing::warn!(
+                settled = settled.len(),
+                "refund crossed a remittance: settled instalments kept"
+            );
+            schedule
+                .instalments
+                .retain(|instalment| !settled.contains(&instalment.seq));
         }
         let cancel = Query::update()
             .table(Instalment::Table)
@@ -394,8 +479,61 @@ impl Store {
             .to_owned();
         txn.execute(&cancel).await?;
         insert_instalments(&txn, &[&schedule], now).await?;
+        let bump = Query::update()
+            .table(PurchaseSchedule::Table)
+            .value(PurchaseSchedule::Version, applied)
+            .and_where(Expr::col(PurchaseSchedule::PurchaseId).eq(purchase_id))
+            .to_owned();
+        txn.execute(&bump).await?;
         txn.commit().await?;
         Ok(())
+    }
+
+    /// Returns the instalments (all but the cancelled) of the purchases with an id after
+    /// `after` and, when given, up to `upto`, in purchase id order: settlement's side of
+    /// R31's reconciliation for one page of credit's purchases (a range scan of
+    /// `ix_instalment_purchase`).
+    pub async fn held_instalments(
+        &self,
+        after: &str,
+        upto: Option<&str>,
+    ) -> Result<Vec<HeldInstalment>, SettlementError> {
+        let mut query = Query::select();
+        query
+            .columns([
+                Instalment::PurchaseId,
+                Instalment::NationalId,
+                Instalment::Period,
+                Instalment::Amount,
+            ])
+            .expr_as(
+                Expr::cust("COALESCE(due_period, period)"),
+                Alias::new("scheduled_period"),
+            )
+            .from(Instalment::Table)
+            .and_where(Expr::col(Instalment::PurchaseId).gt(after))
+            .and_where(Expr::col(Instalment::State).ne(InstalmentState::Cancelled.as_str()));
+        if let Some(upto) = upto {
+            query.and_where(Expr::col(Instalment::PurchaseId).lte(upto));
+        }
+        query
+            .order_by(Instalment::PurchaseId, Order::Asc)
+            .order_by(Instalment::Seq, Order::Asc);
+        Ok(self
+            .db
+            .query_all(&query)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(HeldInstalment {
+                    purchase_id: get(row, "purchase_id")?,
+                    national_id: get(row, "national_id")?,
+                    period: get(row, "period")?,
+                    due_period: get(row, "scheduled_period")?,
+                    amount: Rial(get(row, "amount")?),
+                })
+            })
+            .collect::<Result<Vec<_>, DbErr>>()?)
     }
 
     /// Lists an employee's instalments by state, oldest period first (R24).
@@ -419,6 +557,7 @@ impl Store {
                 Instalment::State,
                 Instalment::SettledAt,
             ])
+            .expr_as(Expr::cust("COALESCE(due_period, period)"), "first_period")
             .from(Instalment::Table)
             .and_where(Expr::col(Instalment::EmployeeId).eq(employee_id));
         let state = |state: InstalmentState| Expr::col(Instalment::State).eq(state.as_str());
@@ -429,7 +568,14 @@ impl Store {
                 );
             }
             StateFilter::Unsettled => {
-                query.and_where(state(InstalmentState::Unsettled));
+                // Overdue instalments are unsettled too (R24, R29).
+                query.and_where(
+                    Expr::col(Instalment::State)
+                        .is_in(InstalmentState::OPEN.map(InstalmentState::as_str)),
+                );
+            }
+            StateFilter::Overdue => {
+                query.and_where(state(InstalmentState::Overdue));
             }
             StateFilter::Settled => {
                 query.and_where(state(InstalmentState::Settled));
@@ -473,8 +619,9 @@ impl Store {
                     id: get(row, "id")?,
                     purchase_id: get(row, "purchase_id")?,
                     merchant_name: get(row, "merchant_name")?,
-                    seq: to_u32(get::<i32>(row, "seq")?),
+                    seq: to_u32(get::<i32>(row, "seq")?)?,
                     period: get(row, "period")?,
+                    due_period: get(row, "first_period")?,
                     amount: Rial(get(row, "amount")?),
                     state: InstalmentState::parse(&state)
                         .ok_or_else(|| DbErr::Custom(format!("unknown state {state}")))?,
@@ -483,7 +630,9 @@ impl Store {
             })
             .collect::<Result<Vec<_>, DbErr>>()?;
         let next = if items.len() as u64 > page_size {
-            items.truncate(page_size as usize);
+            // Saturating is exact: a page size is at most paging's maximum, and no
+            // longer than the rows read, so it fits a usize wherever it is truncated.
+            items.truncate(usize::try_from(page_size).unwrap_or(usize::MAX));
             items.last().map(|last| InstalmentCursor {
                 period: last.period.clone(),
                 id: last.id.clone(),
@@ -523,6 +672,7 @@ impl Store {
                     Instalment::Amount,
                     Instalment::Seq,
                 ])
+                .expr_as(Expr::cust("COALESCE(due_period, period)"), "first_period")
                 .from(Instalment::Table)
                 .and_where(Expr::col(Instalment::OrganizationId).eq(organization_id))
                 .and_where(Expr::col(Instalment::Period).eq(period.as_str()))
@@ -575,6 +725,7 @@ impl Store {
                         instalment_id: get(row, "id")?,
                         purchase_id: get(row, "purchase_id")?,
                         amount: Rial(get(row, "amount")?),
+                        due_period: get(row, "first_period")?,
                     })
                 })
                 .collect();
@@ -582,7 +733,7 @@ impl Store {
         let as_json = Query::select()
             .expr_as(
                 Expr::cust(
-                    "json_group_array(json_array(national_id, full_name, id, purchase_id, amount) \
+                    "json_group_array(json_array(national_id, full_name, id, purchase_id, amount, first_period) \
                      ORDER BY national_id, purchase_id, seq)",
                 ),
                 "entries",
@@ -593,17 +744,21 @@ impl Store {
             return Ok(Vec::new());
         };
         let text: String = get(&row, "entries")?;
-        let entries: Vec<(String, String, String, String, i64)> = serde_json::from_str(&text)
-            .map_err(|error| DbErr::Custom(format!("deduction batch is not JSON: {error}")))?;
+        let entries: Vec<(String, String, String, String, i64, String)> =
+            serde_json::from_str(&text)
+                .map_err(|error| DbErr::Custom(format!("deduction batch is not JSON: {error}")))?;
         Ok(entries
             .into_iter()
             .map(
-                |(national_id, full_name, instalment_id, purchase_id, amount)| DueEntry {
-                    national_id,
-                    full_name,
-                    instalment_id,
-                    purchase_id,
-                    amount: Rial(amount),
+                |(national_id, full_name, instalment_id, purchase_id, amount, due_period)| {
+                    DueEntry {
+                        national_id,
+                        full_name,
+                        instalment_id,
+                        purchase_id,
+                        amount: Rial(amount),
+                        due_period,
+                    }
                 },
             )
             .collect())
@@ -667,7 +822,7 @@ impl Store {
             .iter()
             .map(|line| {
                 Ok(StoredUnmatched {
-                    line: to_u32(get::<i32>(line, "line")?),
+                    line: to_u32(get::<i32>(line, "line")?)?,
                     national_id: get(line, "national_id")?,
                     amount: Rial(get(line, "amount")?),
                     code: get(line, "code")?,
@@ -679,7 +834,7 @@ impl Store {
             organization_id: get(&row, "organization_id")?,
             period: get(&row, "period")?,
             bank_reference: get(&row, "bank_reference")?,
-            settled_instalments: to_u64(get(&row, "settled_instalments")?),
+            settled_instalments: to_u64(get(&row, "settled_instalments")?)?,
             settled_amount: Rial(get(&row, "settled_amount")?),
             unmatched,
             recorded_at: get(&row, "recorded_at")?,

@@ -5,33 +5,35 @@
 //! statements whatever its size: a read of its employees' due instalments (and, when some
 //! have none, of which of them the organization knows), one `UPDATE` that settles, one that
 //! completes purchases, and its outbox rows: one batch to credit and one of SMS to identity
-//! (more past [`messages::MESSAGE_ITEMS`] items), not a row per purchase and employee. A set of ids is bound as a single parameter (a
+//! (more past [`crate::delivery::MESSAGE_ITEMS`] items), not a row per purchase and employee. A set of ids is bound as a single parameter (a
 //! text array on PostgreSQL, a JSON array on SQLite), so no statement runs into the backends'
 //! parameter limits. Only one chunk's instalments and messages are held at a time. All chunks
 //! run in the remittance's one transaction: it settles everything or nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{
     ArrayType, Condition, Expr, ExprTrait, Func, IntoColumnRef, Query, SelectStatement,
 };
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, Value};
+use tavana_kit::audit::AuditEntry;
 use tavana_kit::ids::NationalId;
 use tavana_kit::jalali::JalaliPeriod;
 use tavana_kit::money::Rial;
+use tavana_kit::outbox::Enqueued;
 
 use super::{
     Instalment, NewRemittance, PurchaseSchedule, RecordedRemittance, Remittance, RemittanceRecord,
-    Store, StoredUnmatched, UnmatchedLine, get, is_unique_violation, lock_organization, new_id,
-    to_u32,
+    Store, StoredUnmatched, UnmatchedLine, arrears, get, is_unique_violation, lock_organization,
+    new_id, to_i32, to_i64, to_u32,
 };
+use crate::delivery::Outgoing;
 use crate::domain::instalment::InstalmentState;
 use crate::domain::remittance::{
-    self, DueInstalment, Ledger, PartialSettlement, SortedLines, ValidLine,
+    self, AmountOverflow, DueInstalment, Ledger, Matching, SortedLines, ValidLine,
 };
 use crate::error::SettlementError;
-use crate::messages::{self, Outgoing};
 
 /// Lines matched per chunk (more when the last employee's lines run past it): bounds what a
 /// remittance holds at a time, and the ids one statement carries.
@@ -50,7 +52,11 @@ const UNMATCHED_INSERT_CHUNK: usize = 500;
 /// Returns `column IN values` with the values bound as one parameter: a text array on
 /// PostgreSQL, a JSON array read by `json_each` on SQLite. The statement's text is the same
 /// for any number of values.
-fn one_of<C: IntoColumnRef>(backend: DbBackend, column: C, values: &[&str]) -> Result<Expr, DbErr> {
+pub(super) fn one_of<C: IntoColumnRef>(
+    backend: DbBackend,
+    column: C,
+    values: &[&str],
+) -> Result<Expr, DbErr> {
     if backend == DbBackend::Postgres {
         let array = Value::Array(
             ArrayType::String,
@@ -101,24 +107,32 @@ struct Settled {
 }
 
 impl Store {
-    /// Records a remittance and settles what it pays, in one transaction (R23).
+    /// Records a remittance and settles what it pays, in one transaction (R23), with its
+    /// audit entry (R32), completed here with the remittance id and totals.
     ///
     /// The same bank reference again (for the organization) returns the first result with
-    /// `replayed` and settles nothing, also when both arrive at once (unique constraint).
+    /// `replayed` and settles nothing, also when both arrive at once (unique constraint);
+    /// a replay is not audited again.
     #[tracing::instrument(
         skip_all,
         fields(organization_id = %remittance.organization_id, period = %remittance.period, lines = remittance.lines.len())
     )]
+    ///
+    /// The service passes in the rule and the messages: `decide` matches a chunk's lines
+    /// against its employees' due instalments (R23), `announce` writes what a settled chunk
+    /// tells credit and the employees (R18, R28); both run inside the transaction.
     pub async fn record_remittance(
         &self,
         remittance: NewRemittance,
-        partial: PartialSettlement,
         now: DateTime<Utc>,
+        mut audit: AuditEntry,
+        decide: impl Fn(&[ValidLine], Ledger) -> Result<Matching, AmountOverflow>,
+        announce: impl Fn(&SettledChunk<'_>) -> Announcement,
     ) -> Result<RecordedRemittance, SettlementError> {
         let replayed = |record| RecordedRemittance {
             record,
             replayed: true,
-            enqueued: false,
+            enqueued: Enqueued::default(),
         };
         if let Some(record) = self
             .find_by_bank_reference(
@@ -151,6 +165,7 @@ impl Store {
             return Ok(replayed(record));
         }
 
+        let line_count = remittance.lines.len();
         let NewRemittance {
             organization_id,
             period,
@@ -164,26 +179,30 @@ impl Store {
         } = remittance::sort_lines(lines);
         let mut unmatched = Vec::new();
         let mut settled = Settled::default();
-        let mut enqueued = false;
+        let mut enqueued = Enqueued::default();
         let period_text = period.to_string();
         let chunks = remittance::employee_chunks(&valid, REMITTANCE_CHUNK_LINES);
         for (chunk_index, chunk) in chunks.enumerate() {
             let ledger = load_ledger(&txn, &organization_id, period, chunk).await?;
-            let matching = remittance::match_employees(chunk, ledger, partial)?;
+            let matching = decide(chunk, ledger)?;
             if !settle(&txn, &remittance_id, &matching.settled, now).await? {
                 txn.rollback().await?;
                 return Err(SettlementError::ConcurrentChange);
             }
             let completed = complete_purchases(&txn, &matching.settled, now).await?;
-            let mut outgoing = messages::purchases_settled(&remittance_id, chunk_index, &completed);
-            outgoing.extend(settlement_messages(
-                &remittance_id,
-                chunk_index,
-                &period_text,
-                &matching.settled,
-            ));
-            enqueued |= !outgoing.is_empty();
-            tavana_kit::outbox::enqueue_many(&txn, outgoing).await?;
+            let partly = partly_settled(&matching.settled, &completed);
+            let Announcement { to_credit, sms } = announce(&SettledChunk {
+                remittance_id: &remittance_id,
+                chunk: chunk_index,
+                period: &period_text,
+                settled: &matching.settled,
+                completed: &completed,
+                partly: &partly,
+            });
+            let mut outgoing = to_credit;
+            outgoing.extend(arrears::settled_arrears(&txn, &matching.settled, now).await?);
+            outgoing.extend(sms);
+            enqueued.extend(tavana_kit::outbox::enqueue_many(&txn, outgoing).await?);
             settled.instalments += matching.settled.len() as u64;
             settled.amount = settled
                 .amount
@@ -198,14 +217,21 @@ impl Store {
 
         let totals = Query::update()
             .table(Remittance::Table)
-            .value(
-                Remittance::SettledInstalments,
-                i64::try_from(settled.instalments).unwrap_or(i64::MAX),
-            )
+            .value(Remittance::SettledInstalments, to_i64(settled.instalments)?)
             .value(Remittance::SettledAmount, settled.amount.as_i64())
             .and_where(Expr::col(Remittance::Id).eq(remittance_id.as_str()))
             .to_owned();
         txn.execute(&totals).await?;
+        audit.details = serde_json::json!({
+            "remittance_id": remittance_id,
+            "period": period_text,
+            "bank_reference": bank_reference,
+            "lines": line_count,
+            "settled_instalments": settled.instalments,
+            "settled_amount": settled.amount.as_i64(),
+            "unmatched": unmatched.len(),
+        });
+        tavana_kit::audit::record_in(&txn, &audit).await?;
         txn.commit().await?;
 
         tracing::info!(
@@ -274,9 +300,7 @@ async fn insert_remittance(
             remittance.organization_id.as_str().into(),
             remittance.period.to_string().into(),
             remittance.bank_reference.as_str().into(),
-            i64::try_from(remittance.lines.len())
-                .unwrap_or(i64::MAX)
-                .into(),
+            to_i64(remittance.lines.len())?.into(),
             lines_amount.into(),
             0i64.into(),
             0i64.into(),
@@ -289,9 +313,9 @@ async fn insert_remittance(
 }
 
 /// Reads what the organization's books say about the employees of one chunk: their
-/// unsettled instalments due up to and including `period`, and, for those with none,
+/// unsettled instalments of `period` (arrears re-aged into it included), and, for those with none,
 /// whether the organization ever recorded an instalment of theirs.
-async fn load_ledger(
+pub(super) async fn load_ledger(
     txn: &DatabaseTransaction,
     organization_id: &str,
     period: JalaliPeriod,
@@ -311,15 +335,19 @@ async fn load_ledger(
         Instalment::PurchaseId,
         Instalment::EmployeeId,
         Instalment::NationalId,
-        Instalment::Period,
         Instalment::Seq,
         Instalment::Amount,
     ])
+    .expr_as(Expr::cust("COALESCE(due_period, period)"), "first_period")
+    .column(Instalment::State)
     .from(Instalment::Table)
     .and_where(Expr::col(Instalment::OrganizationId).eq(organization_id))
-    .and_where(Expr::col(Instalment::State).eq(InstalmentState::Unsettled.as_str()))
+    .and_where(
+        Expr::col(Instalment::State).is_in(InstalmentState::OPEN.map(InstalmentState::as_str)),
+    )
     .cond_where(national_ids(backend, &texts)?)
-    .and_where(Expr::col(Instalment::Period).lte(period.to_string()));
+    // R23: what this period's list asked, never older months.
+    .and_where(Expr::col(Instalment::Period).eq(period.to_string()));
 
     let mut ledger = Ledger::default();
     for row in txn.query_all(&due).await? {
@@ -328,9 +356,10 @@ async fn load_ledger(
             // In the range, but without a line in this chunk.
             continue;
         };
-        let period: String = get(&row, "period")?;
+        let period: String = get(&row, "first_period")?;
         let period = JalaliPeriod::parse(&period)
             .map_err(|_| DbErr::Custom(format!("stored period {period} is invalid")))?;
+        let state: String = get(&row, "state")?;
         ledger
             .due
             .entry(employees[index].clone())
@@ -340,8 +369,9 @@ async fn load_ledger(
                 purchase_id: get(&row, "purchase_id")?,
                 employee_id: get(&row, "employee_id")?,
                 period,
-                seq: to_u32(get::<i32>(&row, "seq")?),
+                seq: to_u32(get::<i32>(&row, "seq")?)?,
                 amount: Rial(get(&row, "amount")?),
+                overdue: state == InstalmentState::Overdue.as_str(),
             });
     }
 
@@ -375,7 +405,7 @@ async fn load_ledger(
 
 /// Settles instalments, guarded by their state: returns false when one of them is no longer
 /// unsettled (someone else changed it), and the caller rolls back.
-async fn settle(
+pub(super) async fn settle(
     txn: &DatabaseTransaction,
     remittance_id: &str,
     instalments: &[DueInstalment],
@@ -391,14 +421,30 @@ async fn settle(
         .value(Instalment::SettledAt, now)
         .value(Instalment::RemittanceId, remittance_id)
         .and_where(one_of(txn.get_database_backend(), Instalment::Id, &ids)?)
-        .and_where(Expr::col(Instalment::State).eq(InstalmentState::Unsettled.as_str()))
+        .and_where(
+            Expr::col(Instalment::State).is_in(InstalmentState::OPEN.map(InstalmentState::as_str)),
+        )
         .to_owned();
     Ok(txn.execute(&update).await?.rows_affected() == ids.len() as u64)
 }
 
+/// Returns the purchases of which `settled` holds an instalment but that are not
+/// `completed`, in id order: credit refunds them no more (R20).
+pub(super) fn partly_settled(settled: &[DueInstalment], completed: &[String]) -> Vec<String> {
+    let completed: BTreeSet<&str> = completed.iter().map(String::as_str).collect();
+    settled
+        .iter()
+        .map(|due| due.purchase_id.as_str())
+        .filter(|id| !completed.contains(id))
+        .collect::<BTreeSet<&str>>()
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Marks the purchases left with no unsettled instalment as completed and returns them, in
 /// id order, for the message to credit (R18); a purchase completes once.
-async fn complete_purchases(
+pub(super) async fn complete_purchases(
     txn: &DatabaseTransaction,
     settled: &[DueInstalment],
     now: DateTime<Utc>,
@@ -417,7 +463,7 @@ async fn complete_purchases(
         )
         .and_where(
             Expr::col((Instalment::Table, Instalment::State))
-                .eq(InstalmentState::Unsettled.as_str()),
+                .is_in(InstalmentState::OPEN.map(InstalmentState::as_str)),
         )
         .to_owned();
     let mark = Query::update()
@@ -443,29 +489,32 @@ async fn complete_purchases(
     Ok(completed)
 }
 
-/// The messages with the settlement SMS of each employee whose instalments `settled` (of
-/// chunk `chunk`) holds (R28): one SMS per employee and remittance. An employee's
-/// instalments are all in one chunk (chunks never split a national ID), so the SMS counts
-/// all of them.
-fn settlement_messages(
-    remittance_id: &str,
-    chunk: usize,
-    period: &str,
-    settled: &[DueInstalment],
-) -> Vec<Outgoing> {
-    let mut per_employee: BTreeMap<&str, (u64, i64)> = BTreeMap::new();
-    for instalment in settled {
-        let entry = per_employee.entry(&instalment.employee_id).or_default();
-        entry.0 += 1;
-        entry.1 = entry.1.saturating_add(instalment.amount.as_i64());
-    }
-    let notifications = per_employee
-        .into_iter()
-        .map(|(employee_id, (count, amount))| {
-            messages::settlement_notification(remittance_id, employee_id, period, count, amount)
-        })
-        .collect();
-    messages::settlement_sms(remittance_id, chunk, notifications)
+/// One chunk of a remittance as settled, for the service to announce.
+#[derive(Debug)]
+pub struct SettledChunk<'a> {
+    /// The remittance (or, for a resolved line, the line's id): names the messages.
+    pub remittance_id: &'a str,
+    /// The chunk's index in the remittance.
+    pub chunk: usize,
+    /// The period paid, `YYYY-MM`.
+    pub period: &'a str,
+    /// The instalments settled, employee by employee; an employee is never split between
+    /// chunks.
+    pub settled: &'a [DueInstalment],
+    /// The purchases whose every instalment is now settled (R18).
+    pub completed: &'a [String],
+    /// The purchases with some instalment settled, not all (R20).
+    pub partly: &'a [String],
+}
+
+/// What a settled chunk sends: credit's messages first, then the employees' SMS; the
+/// store queues the employees' new arrears between them (R29).
+#[derive(Debug, Default)]
+pub struct Announcement {
+    /// The messages to credit.
+    pub to_credit: Vec<Outgoing>,
+    /// The settlement SMS.
+    pub sms: Vec<Outgoing>,
 }
 
 /// Keeps the unmatched lines for review: on PostgreSQL a chunk's worth per statement (an
@@ -493,8 +542,8 @@ async fn insert_unmatched(
                         ArrayType::Int,
                         chunk
                             .iter()
-                            .map(|line| i32::try_from(line.line).unwrap_or(i32::MAX).into())
-                            .collect(),
+                            .map(|line| to_i32(line.line).map(Into::into))
+                            .collect::<Result<_, DbErr>>()?,
                     ),
                     column(
                         ArrayType::String,
@@ -532,7 +581,7 @@ async fn insert_unmatched(
         for line in chunk {
             insert.values_panic([
                 remittance_id.into(),
-                i32::try_from(line.line).unwrap_or(i32::MAX).into(),
+                to_i32(line.line)?.into(),
                 line.national_id.as_str().into(),
                 line.amount.as_i64().into(),
                 line.code.as_str().into(),

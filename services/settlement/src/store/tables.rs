@@ -1,4 +1,7 @@
 //! The tables of the settlement database, as the migration creates them.
+// The variants name the columns; the migration (`tavana-settlement-migration`) documents
+// each of them, a second copy here would drift.
+#![allow(missing_docs)]
 
 use sea_orm::DeriveIden;
 
@@ -21,6 +24,7 @@ pub enum Instalment {
     SettledAt,
     RemittanceId,
     CreatedAt,
+    DuePeriod,
 }
 
 /// One recorded schedule, the idempotency record of `RecordSchedule`.
@@ -33,6 +37,9 @@ pub enum PurchaseSchedule {
     Version,
     CompletedAt,
     CreatedAt,
+    MonthlyCredit,
+    GuarantorEmployeeId,
+    RegionCode,
 }
 
 /// One applied refund, the idempotency record of `CancelInstalments`.
@@ -79,4 +86,34 @@ pub enum UnmatchedLine {
     NationalId,
     Amount,
     Code,
+    Status,
+    Resolution,
+    ResolvedNationalId,
+    ResolvedPeriod,
+    Note,
+    SettledInstalments,
+    SettledAmount,
+    ResolvedBy,
+    ResolvedAt,
+}
+
+/// One closed organization period with its first result (R29).
+#[derive(Clone, Copy, Debug, DeriveIden)]
+pub enum PeriodClose {
+    Table,
+    OrganizationId,
+    Period,
+    OverdueInstalments,
+    OverdueAmount,
+    ClosedBy,
+    ClosedAt,
+}
+
+/// An employee's overdue amount and the version credit was told (R29).
+#[derive(Clone, Copy, Debug, DeriveIden)]
+pub enum EmployeeArrears {
+    Table,
+    EmployeeId,
+    OverdueAmount,
+    Version,
 }

@@ -13,7 +13,7 @@ use tavana_proto::credit::v1 as credit;
 use tavana_proto::credit::v1::credit_service_server::{CreditService, CreditServiceServer};
 use tavana_proto::identity::v1 as identity;
 use tavana_proto::identity::v1::identity_service_server::{IdentityService, IdentityServiceServer};
-use tavana_settlement::messages::{
+use tavana_settlement::delivery::{
     MARK_PURCHASE_SETTLED, MARK_PURCHASES_SETTLED, MESSAGE_ITEMS, NOTIFY_EMPLOYEE,
     NOTIFY_EMPLOYEES, PeerDelivery,
 };
@@ -23,10 +23,10 @@ use tonic::{Request, Response, Status};
 use crate::deductions::bulk_schedule;
 use crate::{PERIOD, national_id, schedule, spawn_service, spawn_service_with};
 
-/// Instalments each employee pays in the remittance, one line each.
+/// Instalments each employee pays in the remittance, one line each: all of the
+/// remittance's period, which is all a line pays (R23).
 const LINES_PER_EMPLOYEE: u32 = 5;
-const PAID_PERIODS: [&str; LINES_PER_EMPLOYEE as usize] =
-    ["1405-05", "1405-06", "1405-07", "1405-08", PERIOD];
+const PAID_PERIODS: [&str; LINES_PER_EMPLOYEE as usize] = [PERIOD; LINES_PER_EMPLOYEE as usize];
 
 fn instalment(n: u32) -> i64 {
     30 + i64::from(n % 7)
@@ -39,7 +39,7 @@ async fn r18_r28_a_remittance_of_several_chunks_writes_one_credit_batch_and_one_
     // 20,000 lines holds 4,000 employees, fewer than a message carries. Two full chunks and
     // a short third one.
     let app = spawn_service_with(true).await;
-    let per_chunk = REMITTANCE_CHUNK_LINES as u32 / LINES_PER_EMPLOYEE;
+    let per_chunk = u32::try_from(REMITTANCE_CHUNK_LINES).unwrap() / LINES_PER_EMPLOYEE;
     assert!(per_chunk as usize <= MESSAGE_ITEMS);
     let employees = per_chunk * 2 + 1_000;
     let schedules: Vec<_> = (0..employees)
@@ -83,8 +83,15 @@ async fn r18_r28_a_remittance_of_several_chunks_writes_one_credit_batch_and_one_
             .map(|n| format!("P{n}"))
             .collect();
         expected.sort_unstable();
+        let mut partly: Vec<String> = (0..employees)
+            .filter(|n| chunk_of(*n) == chunk && n % 3 == 0)
+            .map(|n| format!("P{n}"))
+            .collect();
+        partly.sort_unstable();
         let batch = credit::MarkPurchasesSettledRequest::decode(payload.as_slice()).unwrap();
         assert_eq!(batch.purchase_ids, expected, "chunk {chunk}");
+        // R20: the purchases that still owe are told to credit in the same batch.
+        assert_eq!(batch.partly_settled_purchase_ids, partly, "chunk {chunk}");
     }
 
     // R28: one message to identity per chunk, one SMS per employee with their total.
@@ -186,6 +193,9 @@ fake_impl!(CreditService, Peers, {
 }, {
         open_facility(credit::OpenFacilityRequest) -> credit::OpenFacilityResponse;
         close_facility(credit::CloseFacilityRequest) -> credit::CloseFacilityResponse;
+        suspend_facility(credit::SuspendFacilityRequest) -> credit::SuspendFacilityResponse;
+        resume_facility(credit::ResumeFacilityRequest) -> credit::ResumeFacilityResponse;
+        list_purchase_ledger(credit::ListPurchaseLedgerRequest) -> credit::ListPurchaseLedgerResponse;
         get_balance(credit::GetBalanceRequest) -> credit::GetBalanceResponse;
         create_purchase(credit::CreatePurchaseRequest) -> credit::CreatePurchaseResponse;
         create_merchant_purchase(credit::CreateMerchantPurchaseRequest) -> credit::CreateMerchantPurchaseResponse;
@@ -194,6 +204,7 @@ fake_impl!(CreditService, Peers, {
         get_card(credit::GetCardRequest) -> credit::GetCardResponse;
         change_pin(credit::ChangePinRequest) -> credit::ChangePinResponse;
         unlock_card(credit::UnlockCardRequest) -> credit::UnlockCardResponse;
+        set_arrears(credit::SetArrearsRequest) -> credit::SetArrearsResponse;
 });
 
 fake_impl!(IdentityService, Peers, {
@@ -217,6 +228,7 @@ fake_impl!(IdentityService, Peers, {
         verify_login(identity::VerifyLoginRequest) -> identity::VerifyLoginResponse;
         refresh_session(identity::RefreshSessionRequest) -> identity::RefreshSessionResponse;
         logout(identity::LogoutRequest) -> identity::LogoutResponse;
+        check_session(identity::CheckSessionRequest) -> identity::CheckSessionResponse;
         get_signing_keys(identity::GetSigningKeysRequest) -> identity::GetSigningKeysResponse;
         get_me(identity::GetMeRequest) -> identity::GetMeResponse;
         get_employee(identity::GetEmployeeRequest) -> identity::GetEmployeeResponse;
@@ -261,7 +273,15 @@ async fn r18_r28_delivery_calls_the_batch_rpcs_and_still_delivers_former_single_
     rows.extend(app.outbox(NOTIFY_EMPLOYEES).await);
     let peers = Peers::default();
     let url = spawn_peers(peers.clone()).await;
-    let delivery = PeerDelivery::new(&url, &url, Duration::from_secs(10)).unwrap();
+    let delivery = PeerDelivery::new(
+        &url,
+        &url,
+        Duration::from_secs(10),
+        &tavana_kit::testing::test_keyring()
+            .signer(tavana_kit::trust::SETTLEMENT)
+            .unwrap(),
+    )
+    .unwrap();
     // Rows of the former topics, as an earlier release wrote them: field 1 of the former
     // MarkPurchaseSettledRequest was `string purchase_id`.
     let former_settled = {

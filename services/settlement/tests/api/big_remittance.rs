@@ -4,7 +4,7 @@ use chrono::Utc;
 use sea_orm::{ConnectionTrait, Statement};
 use tavana_kit::caller::{Role, attach};
 use tavana_proto::settlement::v1 as pb;
-use tavana_settlement::messages::NOTIFY_EMPLOYEES;
+use tavana_settlement::delivery::NOTIFY_EMPLOYEES;
 use tavana_settlement::store::REMITTANCE_CHUNK_LINES;
 
 use crate::deductions::bulk_schedule;
@@ -63,12 +63,12 @@ async fn r23_a_100_000_line_remittance_csv_settles_to_the_rial() {
             pb::RemittanceLine {
                 national_id: record[0].to_owned(),
                 amount: record[1].parse().unwrap(),
-                line: index as u32 + 2,
+                line: u32::try_from(index).unwrap() + 2,
                 malformed_code: String::new(),
             }
         })
         .collect();
-    assert_eq!(lines.len() as u32, LINES);
+    assert_eq!(u32::try_from(lines.len()).unwrap(), LINES);
 
     let response = app
         .client
@@ -89,10 +89,15 @@ async fn r23_a_100_000_line_remittance_csv_settles_to_the_rial() {
     let result = response.result.unwrap();
     assert_eq!(result.settled_amount, expected_settled);
     assert_eq!(u64::from(result.settled_instalments), expected_count);
-    let count = |code: &str| result.unmatched.iter().filter(|u| u.code == code).count() as u32;
+    let count = |code: &str| {
+        u32::try_from(result.unmatched.iter().filter(|u| u.code == code).count()).unwrap()
+    };
     assert_eq!(count("amount_short"), short);
     assert_eq!(count("national_id_invalid"), invalid);
-    assert_eq!(result.unmatched.len() as u32, short + invalid);
+    assert_eq!(
+        u32::try_from(result.unmatched.len()).unwrap(),
+        short + invalid
+    );
     // The books agree with the answer, to the rial.
     let backend = app.db.db.get_database_backend();
     let row = app
@@ -107,7 +112,7 @@ async fn r23_a_100_000_line_remittance_csv_settles_to_the_rial() {
         .unwrap()
         .unwrap();
     let settled_rows: i64 = row.try_get("", "n").unwrap();
-    assert_eq!(settled_rows as u64, expected_count);
+    assert_eq!(u64::try_from(settled_rows).unwrap(), expected_count);
     let settled_total: i64 = row.try_get("", "total").unwrap();
     assert_eq!(settled_total, expected_settled);
 }
@@ -152,7 +157,7 @@ async fn r23_an_employee_whose_lines_straddle_a_chunk_boundary_is_matched_whole(
     // National IDs follow n. Employee `split` has the last line of the first chunk and the
     // first line of the next one, unless the chunk grows to keep the employee whole. The
     // first chunk reads a range of national IDs, the second looks its few employees up.
-    let split = REMITTANCE_CHUNK_LINES as u32 - 1;
+    let split = u32::try_from(REMITTANCE_CHUNK_LINES).unwrap() - 1;
     let never_bought = 5_000; // in the first chunk's range, but without instalments
     let later_only = 7_000; // owes only from a later period
     let last = split + 50;
@@ -160,7 +165,7 @@ async fn r23_an_employee_whose_lines_straddle_a_chunk_boundary_is_matched_whole(
         .filter(|n| *n != never_bought)
         .map(|n| {
             let amounts: &[(&str, i64)] = if n == split {
-                &[("1405-08", 30), (PERIOD, 30)]
+                &[(PERIOD, 30), (PERIOD, 30)]
             } else if n == later_only {
                 &[("1405-10", due(n))]
             } else {
@@ -175,13 +180,13 @@ async fn r23_an_employee_whose_lines_straddle_a_chunk_boundary_is_matched_whole(
         .unwrap();
 
     // The split employee pays 30 first and 30 last in the document: with partial
-    // settlement, the first line settles the older instalment and the second the newer.
+    // settlement, the first line settles the first instalment and the second the other.
     let mut lines = vec![(national_id(split), 30)];
     let mut expected_unmatched = Vec::new();
     let mut expected_settled = 60i64;
     for n in (0..=last).filter(|n| *n != split) {
         lines.push((national_id(n), due(n)));
-        let line = lines.len() as u32;
+        let line = u32::try_from(lines.len()).unwrap();
         match n {
             _ if n == never_bought => expected_unmatched.push((line, "unknown_employee")),
             _ if n == later_only => expected_unmatched.push((line, "nothing_due")),
@@ -189,7 +194,7 @@ async fn r23_an_employee_whose_lines_straddle_a_chunk_boundary_is_matched_whole(
         }
     }
     lines.push((national_id(last + 1_000), 10)); // never bought here, in the second chunk
-    expected_unmatched.push((lines.len() as u32, "unknown_employee"));
+    expected_unmatched.push((u32::try_from(lines.len()).unwrap(), "unknown_employee"));
     lines.push((national_id(split), 30));
     let response = app.remit("BR-SPLIT", PERIOD, &lines).await.unwrap();
 

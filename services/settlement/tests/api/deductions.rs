@@ -11,7 +11,9 @@ use tavana_settlement::rpc::{DEDUCTION_BATCH_ROWS, DEDUCTION_MESSAGE_ROWS};
 use tavana_settlement::store::NewSchedule;
 use tonic::Code;
 
-use crate::{ORG, PERIOD, employee, national_id, schedule, spawn_service, staff};
+use crate::{
+    MONTHLY_CREDIT, ORG, PERIOD, REGION, employee, national_id, schedule, spawn_service, staff,
+};
 
 pub fn bulk_schedule(purchase_id: String, n: u32, amounts: &[(&str, i64)]) -> NewSchedule {
     NewSchedule {
@@ -26,18 +28,22 @@ pub fn bulk_schedule(purchase_id: String, n: u32, amounts: &[(&str, i64)]) -> Ne
             .iter()
             .enumerate()
             .map(|(index, (period, amount))| ScheduledInstalment {
-                seq: index as u32 + 1,
+                seq: u32::try_from(index).unwrap() + 1,
                 period: JalaliPeriod::parse(period).unwrap(),
                 amount: Rial(*amount),
             })
             .collect(),
+        version: 1,
+        monthly_credit: Rial(MONTHLY_CREDIT),
+        guarantor_employee_id: String::new(),
+        region_code: REGION.into(),
     }
 }
 
 #[tokio::test]
 async fn r22_the_list_has_one_row_per_employee_in_national_id_order_across_batches() {
     let app = spawn_service().await;
-    let employees = DEDUCTION_BATCH_ROWS as u32 * 2 + 500;
+    let employees = u32::try_from(DEDUCTION_BATCH_ROWS).unwrap() * 2 + 500;
     let mut schedules = Vec::new();
     for n in 0..employees {
         schedules.push(bulk_schedule(
@@ -64,14 +70,14 @@ async fn r22_the_list_has_one_row_per_employee_in_national_id_order_across_batch
 
     let (rows, totals) = app.deductions(&staff(Role::Support), PERIOD).await.unwrap();
 
-    assert_eq!(rows.len() as u32, employees);
+    assert_eq!(u32::try_from(rows.len()).unwrap(), employees);
     assert!(rows.windows(2).all(|w| w[0].national_id < w[1].national_id));
     let expected: i64 = (0..employees)
         .map(|n| 100 + i64::from(n % 7) + if n % 3 == 0 { 7 } else { 0 })
         .sum();
     assert_eq!(totals.total, expected);
     assert_eq!(rows.iter().map(|r| r.total).sum::<i64>(), expected);
-    assert_eq!(totals.employees as u32, employees);
+    assert_eq!(u32::try_from(totals.employees).unwrap(), employees);
     assert_eq!(
         totals.instalments,
         u64::from(employees + employees.div_ceil(3))

@@ -1,13 +1,20 @@
 //! Integration tests of the settlement service over gRPC, on SQLite (default) or PostgreSQL
 //! (`TAVANA_TEST_DB=postgres`).
+// A test binary: a panic is how a helper reports a failed arrangement.
+// A test binary: a panic is how a helper reports a failed arrangement, and its helpers
+// are no public API to document.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+mod arrears;
 mod batches;
 mod big_remittance;
 mod deductions;
 mod instalments;
+mod money_property;
 mod outbox;
 mod remittances;
 mod schedules;
+mod trust;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,20 +26,24 @@ use prost::Message;
 use tavana_kit::Shared;
 use tavana_kit::caller::{Caller, Role, RoleGrant, attach};
 use tavana_kit::clock::AdjustableClock;
+use tavana_kit::grpc::Channel;
 use tavana_kit::outbox::{Deliver, DeliveryError};
 use tavana_kit::testing::{TestDb, test_db};
 use tavana_proto::credit::v1::MarkPurchasesSettledRequest;
 use tavana_proto::identity::v1::{NotifyEmployeeRequest, NotifyEmployeesRequest};
 use tavana_proto::settlement::v1 as pb;
 use tavana_proto::settlement::v1::settlement_service_client::SettlementServiceClient;
-use tavana_settlement::messages::{MARK_PURCHASES_SETTLED, NOTIFY_EMPLOYEES};
+use tavana_settlement::delivery::{MARK_PURCHASES_SETTLED, NOTIFY_EMPLOYEES};
 use tavana_settlement::store::Store;
 use tavana_settlement::{MAX_MESSAGE_SIZE, Settings};
 use tavana_settlement_migration::Migrator;
-use tonic::transport::Channel;
 
 pub const ORG: &str = "ORG-1";
 pub const PERIOD: &str = "1405-09";
+/// The monthly credit `M` every test schedule carries unless a test says otherwise (R29).
+pub const MONTHLY_CREDIT: i64 = 1_000_000;
+/// The buyers' region as HR writes it; settlement compares it in any case (R29).
+pub const REGION: &str = "teh-19";
 
 /// Records what the relay delivers; can be told to fail.
 #[derive(Default)]
@@ -103,6 +114,8 @@ impl Deliver for RecordingDelivery {
 
 pub struct TestApp {
     pub client: SettlementServiceClient<Channel>,
+    /// The service's gRPC URL.
+    pub url: String,
     pub store: Store,
     pub delivery: Arc<RecordingDelivery>,
     pub db: TestDb,
@@ -124,6 +137,7 @@ pub async fn spawn_service_with(allow_partial_settlement: bool) -> TestApp {
     let shared = Shared {
         clock: clock.shared(),
         store: tavana_kit::testing::test_store().await,
+        keyring: tavana_kit::testing::test_keyring(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -138,14 +152,14 @@ pub async fn spawn_service_with(allow_partial_settlement: bool) -> TestApp {
             let _ = stopped.await;
         },
     ));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_lazy();
+    let url = format!("http://{addr}");
+    let channel = tavana_kit::testing::test_channel(&url, Duration::from_secs(600));
     let client = SettlementServiceClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     TestApp {
         client,
+        url,
         store: Store::new(db.db.clone()),
         delivery,
         db,
@@ -210,11 +224,15 @@ pub fn schedule(
             .iter()
             .enumerate()
             .map(|(index, amount)| pb::ScheduledInstalment {
-                seq: index as u32 + 1,
-                period: first.add_months(index as u32).to_string(),
+                seq: u32::try_from(index).unwrap() + 1,
+                period: first.add_months(u32::try_from(index).unwrap()).to_string(),
                 amount: *amount,
             })
             .collect(),
+        version: 1,
+        monthly_credit: MONTHLY_CREDIT,
+        guarantor_employee_id: format!("G{employee_n}"),
+        region_code: REGION.into(),
     }
 }
 

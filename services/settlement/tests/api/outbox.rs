@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tavana_kit::outbox::{OutboxRelay, RelayConfig};
-use tavana_settlement::messages::NOTIFY_EMPLOYEES;
+use tavana_settlement::delivery::NOTIFY_EMPLOYEES;
 
 use crate::{PERIOD, RecordingDelivery, national_id, schedule, spawn_service};
 

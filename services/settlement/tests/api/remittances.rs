@@ -121,20 +121,23 @@ async fn r23_only_support_records_and_reads_remittances() {
 }
 
 #[tokio::test]
-async fn r23_one_line_pays_two_purchases_of_one_employee_oldest_first() {
+async fn r23_one_line_pays_what_its_period_asks_of_two_purchases_of_one_employee() {
     let app = spawn_service().await;
     app.record(schedule("P1", 1, "1405-08", &[30, 30])).await; // 1405-08, 1405-09
     app.record(schedule("P2", 1, PERIOD, &[25, 25])).await; // 1405-09, 1405-10
+    app.remit("BR-0", "1405-08", &[(national_id(1), 30)])
+        .await
+        .unwrap();
 
-    // 30 (P1, 1405-08, unpaid last month) + 30 (P1) + 25 (P2) are due up to 1405-09.
+    // 30 (P1) + 25 (P2) are what 1405-09's list asks.
     let response = app
-        .remit("BR-1", PERIOD, &[(national_id(1), 85)])
+        .remit("BR-1", PERIOD, &[(national_id(1), 55)])
         .await
         .unwrap();
 
     assert!(codes(&response).is_empty());
-    assert_eq!(result(&response).settled_instalments, 3);
-    assert_eq!(result(&response).settled_amount, 85);
+    assert_eq!(result(&response).settled_instalments, 2);
+    assert_eq!(result(&response).settled_amount, 55);
     let unsettled = app
         .my_instalments("E1", pb::InstalmentState::Unsettled)
         .await;
@@ -231,7 +234,8 @@ async fn r23_concurrent_remittances_with_one_bank_reference_settle_once() {
 #[tokio::test]
 async fn r23_partial_settlement_when_configured_pays_whole_instalments_oldest_first() {
     let app = spawn_service_with(true).await;
-    app.record(schedule("P1", 1, "1405-08", &[30, 30])).await;
+    app.record(schedule("P1", 1, PERIOD, &[30])).await;
+    app.record(schedule("P2", 1, PERIOD, &[30])).await;
 
     let response = app
         .remit("BR-1", PERIOD, &[(national_id(1), 45)])
@@ -245,7 +249,8 @@ async fn r23_partial_settlement_when_configured_pays_whole_instalments_oldest_fi
         ("amount_short", 15)
     );
     let settled = app.my_instalments("E1", pb::InstalmentState::Settled).await;
-    assert_eq!(settled[0].period, "1405-08");
+    assert_eq!(settled.len(), 1);
+    assert_eq!(settled[0].purchase_id, "P1");
 }
 
 #[tokio::test]
@@ -292,4 +297,31 @@ async fn r23_an_instalment_changed_under_the_remittance_aborts_it_and_settles_no
     let response = app.remit("BR-1", PERIOD, &lines).await.unwrap();
     assert!(!response.replayed);
     assert_eq!(result(&response).settled_amount, 70);
+}
+
+#[tokio::test]
+async fn r32_a_remittance_leaves_one_audit_entry_and_its_replay_none() {
+    let app = spawn_service().await;
+
+    let first = app.remit("BR-AUDIT", PERIOD, &[]).await.unwrap();
+    app.remit("BR-AUDIT", PERIOD, &[]).await.unwrap();
+
+    let (entries, _) = tavana_kit::audit::list(
+        &app.db.db,
+        &tavana_kit::audit::AuditQuery {
+            page_size: 10,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].action, "remittance.record");
+    assert_eq!(entries[0].subject, ORG);
+    assert_eq!(
+        entries[0].details["remittance_id"],
+        result(&first).remittance_id
+    );
+    assert_eq!(entries[0].details["bank_reference"], "BR-AUDIT");
+    assert_eq!(entries[0].actor.roles, ["support"]);
 }

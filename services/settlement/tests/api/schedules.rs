@@ -9,7 +9,7 @@ use crate::{PERIOD, national_id, schedule, service, spawn_service, staff};
 #[tokio::test]
 async fn recording_a_schedule_twice_changes_nothing() {
     let app = spawn_service().await;
-    app.record(schedule("P1", 1, PERIOD, &[40, 30])).await;
+    app.record(schedule("P1", 1, PERIOD, &[40, 39])).await;
 
     app.record(schedule("P1", 1, PERIOD, &[999, 999, 999]))
         .await;
@@ -18,7 +18,7 @@ async fn recording_a_schedule_twice_changes_nothing() {
         .my_instalments("E1", pb::InstalmentState::Unspecified)
         .await;
     let amounts: Vec<i64> = items.iter().map(|i| i.amount).collect();
-    assert_eq!(amounts, [40, 30]);
+    assert_eq!(amounts, [40, 39]);
     assert_eq!(items[0].merchant_name, "Digikala");
 }
 
@@ -59,6 +59,7 @@ async fn r20_a_partial_refund_cancels_the_unsettled_and_records_what_remains() {
             period: PERIOD.into(),
             amount: 25,
         }],
+        version: 2,
     };
 
     app.client
@@ -102,6 +103,7 @@ async fn r20_a_whole_refund_leaves_nothing_due() {
                 purchase_id: "P1".into(),
                 refund_id: "R1".into(),
                 remaining: vec![],
+                version: 2,
             },
             &service(),
         ))
@@ -121,36 +123,150 @@ async fn r20_a_whole_refund_leaves_nothing_due() {
 }
 
 #[tokio::test]
-async fn r20_a_refund_after_a_settlement_is_refused() {
+async fn r20_a_refund_crossing_a_remittance_is_applied_to_the_unsettled_never_refused() {
     let app = spawn_service().await;
     app.record(schedule("P1", 1, PERIOD, &[40, 40])).await;
     app.remit("BR-1", PERIOD, &[(national_id(1), 40)])
         .await
         .unwrap();
 
-    let refused = app
-        .client
+    app.client
         .clone()
         .cancel_instalments(attach(
             pb::CancelInstalmentsRequest {
                 purchase_id: "P1".into(),
                 refund_id: "R1".into(),
-                remaining: vec![],
+                remaining: vec![
+                    pb::ScheduledInstalment {
+                        seq: 1,
+                        period: PERIOD.into(),
+                        amount: 30,
+                    },
+                    pb::ScheduledInstalment {
+                        seq: 2,
+                        period: "1405-10".into(),
+                        amount: 30,
+                    },
+                ],
+                version: 2,
             },
             &service(),
         ))
         .await
-        .unwrap_err();
+        .unwrap();
 
-    assert_eq!(refused.code(), Code::FailedPrecondition);
-    let problem = tavana_kit::error::Problem::from_status(&refused);
-    assert_eq!(problem.code, "instalment_already_settled");
+    // The settled instalment stays as it was; the new schedule replaces the other.
+    let settled = app.my_instalments("E1", pb::InstalmentState::Settled).await;
+    assert_eq!(settled.iter().map(|i| i.amount).collect::<Vec<_>>(), [40]);
+    let due = app
+        .my_instalments("E1", pb::InstalmentState::Unsettled)
+        .await;
     assert_eq!(
-        app.my_instalments("E1", pb::InstalmentState::Unsettled)
-            .await
-            .len(),
-        1
+        due.iter().map(|i| (i.seq, i.amount)).collect::<Vec<_>>(),
+        [(2, 30)]
     );
+}
+
+fn instalment(seq: u32, period: &str, amount: i64) -> pb::ScheduledInstalment {
+    pb::ScheduledInstalment {
+        seq,
+        period: period.into(),
+        amount,
+    }
+}
+
+fn refund(
+    refund_id: &str,
+    version: u32,
+    remaining: Vec<pb::ScheduledInstalment>,
+) -> pb::CancelInstalmentsRequest {
+    pb::CancelInstalmentsRequest {
+        purchase_id: "P1".into(),
+        refund_id: refund_id.into(),
+        remaining,
+        version,
+    }
+}
+
+#[tokio::test]
+async fn r20_refunds_delivered_out_of_order_end_on_the_latest_schedule() {
+    let app = spawn_service().await;
+    app.record(schedule("P1", 1, PERIOD, &[50, 50])).await;
+    // Credit refunded 20 (version 2, 40 + 40 left), then 30 more (version 3, 25 + 25).
+    let second = refund(
+        "R2",
+        3,
+        vec![instalment(1, PERIOD, 25), instalment(2, "1405-10", 25)],
+    );
+    let first = refund(
+        "R1",
+        2,
+        vec![instalment(1, PERIOD, 40), instalment(2, "1405-10", 40)],
+    );
+
+    for message in [second, first.clone(), first] {
+        app.client
+            .clone()
+            .cancel_instalments(attach(message, &service()))
+            .await
+            .unwrap();
+    }
+
+    let due = app
+        .my_instalments("E1", pb::InstalmentState::Unsettled)
+        .await;
+    assert_eq!(due.iter().map(|i| i.amount).collect::<Vec<_>>(), [25, 25]);
+}
+
+#[tokio::test]
+async fn r20_a_refund_before_its_purchase_arrived_is_retried_then_applied() {
+    let app = spawn_service().await;
+    let early = refund("R1", 2, vec![instalment(1, PERIOD, 1)]);
+
+    let missing = app
+        .client
+        .clone()
+        .cancel_instalments(attach(early.clone(), &service()))
+        .await
+        .unwrap_err();
+    app.record(schedule("P1", 1, PERIOD, &[3, 2])).await;
+    app.client
+        .clone()
+        .cancel_instalments(attach(early, &service()))
+        .await
+        .unwrap();
+
+    // Not found is retried by the sender's outbox; nothing was refused for good.
+    assert_eq!(missing.code(), Code::NotFound);
+    let due = app
+        .my_instalments("E1", pb::InstalmentState::Unsettled)
+        .await;
+    assert_eq!(due.iter().map(|i| i.amount).collect::<Vec<_>>(), [1]);
+}
+
+#[tokio::test]
+async fn r15_r20_five_rial_left_of_a_million_over_twelve_months_are_five_instalments_of_one() {
+    let app = spawn_service().await;
+    let amounts: Vec<i64> = tavana_kit::money::spread(tavana_kit::money::Rial(1_000_000), 12)
+        .iter()
+        .map(|amount| amount.as_i64())
+        .collect();
+    app.record(schedule("P1", 1, PERIOD, &amounts)).await;
+    let first = tavana_kit::jalali::JalaliPeriod::parse(PERIOD).unwrap();
+    let remaining: Vec<pb::ScheduledInstalment> = (1..=5)
+        .map(|seq| instalment(seq, &first.add_months(seq - 1).to_string(), 1))
+        .collect();
+
+    app.client
+        .clone()
+        .cancel_instalments(attach(refund("R1", 2, remaining), &service()))
+        .await
+        .unwrap();
+
+    let due = app
+        .my_instalments("E1", pb::InstalmentState::Unsettled)
+        .await;
+    assert_eq!(due.iter().map(|i| i.amount).collect::<Vec<_>>(), [1; 5]);
 }
 
 #[tokio::test]
@@ -164,6 +280,7 @@ async fn cancelling_an_unknown_purchase_is_not_found() {
                 purchase_id: "nope".into(),
                 refund_id: "R1".into(),
                 remaining: vec![],
+                version: 2,
             },
             &service(),
         ))

@@ -12,17 +12,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use prost::Message;
 use tavana_kit::caller::{Caller, attach};
+use tavana_kit::grpc::Channel;
 use tavana_kit::outbox::{Deliver, DeliveryError, decode_payload};
-use tavana_proto::credit::v1::MarkPurchasesSettledRequest;
 use tavana_proto::credit::v1::credit_service_client::CreditServiceClient;
+use tavana_proto::credit::v1::{EmployeeArrears, MarkPurchasesSettledRequest, SetArrearsRequest};
 use tavana_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use tavana_proto::identity::v1::{NotifyEmployeeRequest, NotifyEmployeesRequest, SmsTemplate};
-use tonic::transport::Channel;
 
 /// Topic of the call that tells credit a batch of purchases is fully settled (R18).
 pub const MARK_PURCHASES_SETTLED: &str = "credit.mark_purchases_settled";
 /// Topic of a batch of settlement SMS (R28).
 pub const NOTIFY_EMPLOYEES: &str = "identity.notify_employees";
+/// Topic of a batch of employees' overdue amounts for credit, which blocks purchases while
+/// one is above zero (R29).
+pub const SET_ARREARS: &str = "credit.set_arrears";
 /// Former topic of one settled purchase, still delivered: an outbox written by an earlier
 /// release may hold such rows.
 pub const MARK_PURCHASE_SETTLED: &str = "credit.mark_purchase_settled";
@@ -41,25 +44,40 @@ pub const SERVICE_NAME: &str = "settlement";
 /// A message to write to the outbox.
 pub use tavana_kit::outbox::Message as Outgoing;
 
-/// Tells credit that every instalment of these purchases (of chunk `chunk` of a remittance)
-/// is settled: one message per [`MESSAGE_ITEMS`] purchases, none for none. A purchase
-/// completes once, so it is in one message only; the dedup keys name the remittance, the
-/// chunk and the part, so they are unique and the same for the same chunk.
+/// Tells credit that every instalment of the `completed` purchases (of chunk `chunk` of a
+/// remittance) is settled, and that some instalment of the `partly` settled ones is (so
+/// that credit refunds them no more, R20): part `k` carries the `k`-th [`MESSAGE_ITEMS`]
+/// purchases of each list, none for none. A purchase completes once, so it is in one message only;
+/// the dedup keys name the remittance, the chunk and the part, so they are unique and the
+/// same for the same chunk.
 pub fn purchases_settled(
     remittance_id: &str,
     chunk: usize,
-    purchase_ids: &[String],
+    completed: &[String],
+    partly: &[String],
 ) -> Vec<Outgoing> {
-    purchase_ids
-        .chunks(MESSAGE_ITEMS)
-        .enumerate()
-        .map(|(part, purchase_ids)| Outgoing {
-            topic: MARK_PURCHASES_SETTLED,
-            dedup_key: format!("settled:{remittance_id}:{chunk}:{part}"),
-            payload: MarkPurchasesSettledRequest {
-                purchase_ids: purchase_ids.to_vec(),
-            }
-            .encode_to_vec(),
+    let parts = completed
+        .len()
+        .div_ceil(MESSAGE_ITEMS)
+        .max(partly.len().div_ceil(MESSAGE_ITEMS));
+    let part_of = |ids: &[String], part: usize| -> Vec<String> {
+        ids.iter()
+            .skip(part * MESSAGE_ITEMS)
+            .take(MESSAGE_ITEMS)
+            .cloned()
+            .collect()
+    };
+    (0..parts)
+        .map(|part| {
+            Outgoing::new(
+                MARK_PURCHASES_SETTLED,
+                format!("settled:{remittance_id}:{chunk}:{part}"),
+                MarkPurchasesSettledRequest {
+                    purchase_ids: part_of(completed, part),
+                    partly_settled_purchase_ids: part_of(partly, part),
+                }
+                .encode_to_vec(),
+            )
         })
         .collect()
 }
@@ -71,20 +89,76 @@ pub fn settlement_sms(
     chunk: usize,
     notifications: Vec<NotifyEmployeeRequest>,
 ) -> Vec<Outgoing> {
+    sms_batches(&format!("sms:{remittance_id}:{chunk}"), notifications)
+}
+
+/// Sends notifications in messages of [`MESSAGE_ITEMS`], none for none; the dedup keys are
+/// `key` and the part, so `key` must name the event uniquely.
+pub fn sms_batches(key: &str, notifications: Vec<NotifyEmployeeRequest>) -> Vec<Outgoing> {
     let mut notifications = notifications.into_iter().peekable();
     let mut messages = Vec::new();
     while notifications.peek().is_some() {
         let part = messages.len();
-        messages.push(Outgoing {
-            topic: NOTIFY_EMPLOYEES,
-            dedup_key: format!("sms:{remittance_id}:{chunk}:{part}"),
-            payload: NotifyEmployeesRequest {
+        messages.push(Outgoing::new(
+            NOTIFY_EMPLOYEES,
+            format!("{key}:{part}"),
+            NotifyEmployeesRequest {
                 notifications: notifications.by_ref().take(MESSAGE_ITEMS).collect(),
             }
             .encode_to_vec(),
-        });
+        ));
     }
     messages
+}
+
+/// Tells credit the overdue amounts of employees (R29), in messages of [`MESSAGE_ITEMS`];
+/// credit applies each only over an older version, so order and repeats do not matter.
+pub fn set_arrears(items: Vec<EmployeeArrears>) -> Vec<Outgoing> {
+    items
+        .chunks(MESSAGE_ITEMS)
+        .map(|items| {
+            Outgoing::new(
+                SET_ARREARS,
+                format!("arrears:{}", uuid::Uuid::now_v7()),
+                SetArrearsRequest {
+                    items: items.to_vec(),
+                }
+                .encode_to_vec(),
+            )
+        })
+        .collect()
+}
+
+/// The SMS that tell an employee, and their guarantor, that an instalment of `period` is
+/// overdue after the organization closed it (R29); once per employee and closed period.
+pub fn overdue_notifications(
+    organization_id: &str,
+    period: &str,
+    employee_id: &str,
+    guarantor_employee_id: &str,
+    full_name: &str,
+    amount: i64,
+) -> Vec<NotifyEmployeeRequest> {
+    let params = HashMap::from([
+        ("period".to_owned(), period.to_owned()),
+        ("amount".to_owned(), amount.to_string()),
+        ("full_name".to_owned(), full_name.to_owned()),
+    ]);
+    let mut notifications = vec![NotifyEmployeeRequest {
+        employee_id: employee_id.to_owned(),
+        template: SmsTemplate::Overdue as i32,
+        params: params.clone(),
+        dedup_key: format!("overdue:{organization_id}:{period}:{employee_id}"),
+    }];
+    if !guarantor_employee_id.is_empty() && guarantor_employee_id != employee_id {
+        notifications.push(NotifyEmployeeRequest {
+            employee_id: guarantor_employee_id.to_owned(),
+            template: SmsTemplate::OverdueGuarantor as i32,
+            params,
+            dedup_key: format!("overdue-guarantor:{organization_id}:{period}:{employee_id}"),
+        });
+    }
+    notifications
 }
 
 /// The settlement SMS of one employee and remittance (R28); identity queues it once per
@@ -117,10 +191,21 @@ pub struct PeerDelivery {
 
 impl PeerDelivery {
     /// Creates the delivery over lazily connecting channels.
-    pub fn new(credit_url: &str, identity_url: &str, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(
+        credit_url: &str,
+        identity_url: &str,
+        timeout: Duration,
+        signer: &tavana_kit::trust::Signer,
+    ) -> anyhow::Result<Self> {
         Ok(PeerDelivery {
-            credit: CreditServiceClient::new(tavana_kit::grpc::channel(credit_url, timeout)?),
-            identity: IdentityServiceClient::new(tavana_kit::grpc::channel(identity_url, timeout)?),
+            credit: CreditServiceClient::new(tavana_kit::grpc::channel(
+                credit_url, timeout, signer,
+            )?),
+            identity: IdentityServiceClient::new(tavana_kit::grpc::channel(
+                identity_url,
+                timeout,
+                signer,
+            )?),
         })
     }
 }
@@ -138,6 +223,13 @@ impl Deliver for PeerDelivery {
                 self.credit
                     .clone()
                     .mark_purchases_settled(attach(request, &caller))
+                    .await?;
+            }
+            SET_ARREARS => {
+                let request: SetArrearsRequest = decode_payload(payload)?;
+                self.credit
+                    .clone()
+                    .set_arrears(attach(request, &caller))
                     .await?;
             }
             NOTIFY_EMPLOYEES => {
@@ -189,8 +281,8 @@ mod tests {
     fn r18_purchases_are_split_at_the_message_size_and_keyed_by_chunk_and_part() {
         let ids: Vec<String> = (0..MESSAGE_ITEMS + 1).map(|n| format!("P{n}")).collect();
 
-        let messages = purchases_settled("R1", 3, &ids);
-        let none = purchases_settled("R1", 4, &[]);
+        let messages = purchases_settled("R1", 3, &ids, &[]);
+        let none = purchases_settled("R1", 4, &[], &[]);
 
         let keys: Vec<&str> = messages.iter().map(|m| m.dedup_key.as_str()).collect();
         assert_eq!(keys, ["settled:R1:3:0", "settled:R1:3:1"]);
@@ -205,6 +297,19 @@ mod tests {
             .collect();
         assert_eq!(sizes, [MESSAGE_ITEMS, 1]);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn r20_partly_settled_purchases_are_told_to_credit_in_the_same_batch() {
+        let messages = purchases_settled("R1", 0, &["P1".to_owned()], &["P2".to_owned()]);
+        let only_partly = purchases_settled("R1", 1, &[], &["P3".to_owned()]);
+
+        assert_eq!(messages.len(), 1);
+        let decoded = MarkPurchasesSettledRequest::decode(messages[0].payload.as_slice()).unwrap();
+        assert_eq!(decoded.purchase_ids, ["P1"]);
+        assert_eq!(decoded.partly_settled_purchase_ids, ["P2"]);
+        assert_eq!(messages[0].dedup_key, "settled:R1:0:0");
+        assert_eq!(only_partly.len(), 1);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The errors of the merchant directory, with stable codes.
+//! The one error type of the merchant directory, with stable codes, and its mapping to
+//! gRPC.
 
-use tavana_kit::error::{ErrorKind, Problem, Violation};
+use tavana_kit::error::{ErrorKind, Problem, Violation, codes};
 use tonic::Status;
 
 /// Everything the merchant directory refuses or fails at.
@@ -46,7 +47,7 @@ pub enum MerchantError {
     },
     /// The page token is not one this service made.
     #[error("invalid page token")]
-    InvalidPageToken,
+    PageTokenInvalid,
     /// The database or another dependency failed.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -62,18 +63,18 @@ impl MerchantError {
     /// Returns the stable snake_case code.
     pub fn code(&self) -> &'static str {
         match self {
-            MerchantError::Invalid(_) => "invalid_argument",
-            MerchantError::Unauthenticated => "unauthenticated",
+            MerchantError::Invalid(_) => codes::INVALID_ARGUMENT,
+            MerchantError::Unauthenticated => codes::UNAUTHENTICATED,
             MerchantError::MerchantKeyInvalid => "merchant_key_invalid",
-            MerchantError::PermissionDenied => "permission_denied",
+            MerchantError::PermissionDenied => codes::PERMISSION_DENIED,
             MerchantError::RegionNotYours => "region_not_yours",
             MerchantError::RegionRequired => "region_required",
             MerchantError::ProposalNotFound => "proposal_not_found",
             MerchantError::MerchantNotFound => "merchant_not_found",
             MerchantError::Duplicate { .. } => "merchant_duplicate",
             MerchantError::ProposalAlreadyDecided { .. } => "proposal_already_decided",
-            MerchantError::InvalidPageToken => "page_token_invalid",
-            MerchantError::Internal(_) => "internal",
+            MerchantError::PageTokenInvalid => codes::PAGE_TOKEN_INVALID,
+            MerchantError::Internal(_) => codes::INTERNAL,
         }
     }
 
@@ -97,7 +98,7 @@ impl MerchantError {
                 "فقط می‌توانید فروشگاه‌های منطقهٔ خودتان را معرفی کنید.",
             ),
             MerchantError::RegionRequired => Problem::new(
-                ErrorKind::InvalidArgument,
+                ErrorKind::RuleRefused,
                 code,
                 "You manage several regions: name the region of this merchant.",
                 "شما مدیر رفاه چند منطقه هستید: منطقهٔ این فروشگاه را مشخص کنید.",
@@ -145,18 +146,7 @@ impl MerchantError {
                 "دربارهٔ این پیشنهاد پیش‌تر تصمیم گرفته شده است.",
             )
             .with_extra("status", *status),
-            MerchantError::InvalidPageToken => Problem::new(
-                ErrorKind::InvalidArgument,
-                code,
-                "The page token is not valid.",
-                "نشانهٔ صفحه معتبر نیست.",
-            )
-            .with_violation(Violation::new(
-                "page_token",
-                code,
-                "Use the next_page_token of a previous answer.",
-                "از next_page_token پاسخ قبلی استفاده کنید.",
-            )),
+            MerchantError::PageTokenInvalid => Problem::page_token_invalid(),
             MerchantError::Internal(cause) => Problem::internal(format!("{cause:#}")),
         }
     }

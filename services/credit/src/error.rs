@@ -1,9 +1,10 @@
 //! The one error enum of the credit service, with stable codes.
 
-use tavana_kit::error::{ErrorKind, Problem, Violation};
+use tavana_kit::caller::Refusal;
+use tavana_kit::error::{ErrorKind, Problem, Violation, codes};
 use tavana_kit::money::Rial;
 
-use super::facility::FacilityStatus;
+use crate::domain::facility::FacilityStatus;
 
 /// Everything the credit service refuses or fails with.
 #[derive(Debug, thiserror::Error)]
@@ -26,15 +27,24 @@ pub enum CreditError {
         /// The message in Persian.
         message_fa: &'static str,
     },
+    /// The page token is not one this service made.
+    #[error("page token invalid")]
+    PageTokenInvalid,
     /// The employee has no facility (R12).
     #[error("no facility")]
     NoFacility,
     /// The facility is not usable now (R14).
     #[error("facility is {0:?}")]
     FacilityNotActive(FacilityStatus),
+    /// An instalment of the employee is overdue: no purchase until it is settled (R29).
+    #[error("facility overdue")]
+    FacilityOverdue,
     /// The employee already has an open facility (R12).
     #[error("facility already open")]
     FacilityAlreadyOpen,
+    /// The facility is closed: it cannot be suspended or resumed (R30).
+    #[error("facility closed")]
+    FacilityClosed,
     /// The facility still has purchases that are owed (R13).
     #[error("facility has debt")]
     FacilityHasDebt,
@@ -52,6 +62,13 @@ pub enum CreditError {
     InstalmentMonthsOutOfRange {
         /// The facility's N.
         max: u32,
+    },
+    /// An instalment purchase of fewer rial than months would make a zero-rial
+    /// instalment (R15).
+    #[error("amount below {months} months")]
+    AmountBelowMonths {
+        /// The months asked for.
+        months: u32,
     },
     /// A budget of R16 does not fit the purchase.
     #[error("insufficient credit")]
@@ -82,6 +99,11 @@ pub enum CreditError {
         /// Wrong PINs left before the card locks.
         attempts_left: u32,
     },
+    /// A merchant's card purchase with an unknown card, a wrong PIN or a locked card:
+    /// one answer for all three, so that a merchant key cannot learn which card numbers
+    /// exist or how many guesses are left (R21).
+    #[error("card rejected")]
+    CardRejected,
     /// The PIN is still the national ID (R21, S12).
     #[error("pin must change")]
     PinMustChange,
@@ -93,21 +115,43 @@ pub enum CreditError {
     Internal(#[from] anyhow::Error),
 }
 
+impl From<sea_orm::DbErr> for CreditError {
+    fn from(error: sea_orm::DbErr) -> CreditError {
+        CreditError::Internal(anyhow::Error::new(error))
+    }
+}
+
+impl From<Refusal> for CreditError {
+    fn from(refusal: Refusal) -> CreditError {
+        match refusal {
+            Refusal::Unauthenticated => CreditError::Unauthenticated,
+            Refusal::PermissionDenied => CreditError::PermissionDenied,
+        }
+    }
+}
+
 impl CreditError {
     /// Returns the stable snake_case code of the error.
     pub fn code(&self) -> &'static str {
         match self {
-            CreditError::Unauthenticated => "unauthenticated",
-            CreditError::PermissionDenied => "permission_denied",
+            CreditError::Unauthenticated => codes::UNAUTHENTICATED,
+            CreditError::PermissionDenied => codes::PERMISSION_DENIED,
             CreditError::InvalidField { code, .. } => code,
+            CreditError::PageTokenInvalid => codes::PAGE_TOKEN_INVALID,
             CreditError::NoFacility => "no_facility",
+            // R30: a suspended or closed facility says so; one not yet active is R12's.
+            CreditError::FacilityNotActive(FacilityStatus::Suspended) => "facility_suspended",
+            CreditError::FacilityNotActive(FacilityStatus::Closed) => "facility_closed",
             CreditError::FacilityNotActive(_) => "facility_not_active",
+            CreditError::FacilityOverdue => "facility_overdue",
             CreditError::FacilityAlreadyOpen => "facility_already_open",
+            CreditError::FacilityClosed => "facility_closed",
             CreditError::FacilityHasDebt => "facility_has_debt",
             CreditError::MerchantNotContracted => "merchant_not_contracted",
             CreditError::MerchantKindNotSupported => "merchant_kind_not_supported",
             CreditError::OrganizationContractNotInForce => "organization_contract_not_in_force",
             CreditError::InstalmentMonthsOutOfRange { .. } => "instalment_months_out_of_range",
+            CreditError::AmountBelowMonths { .. } => "amount_below_months",
             CreditError::InsufficientCredit { .. } => "insufficient_credit",
             CreditError::IdempotencyKeyReused => "idempotency_key_reused",
             CreditError::PurchaseNotFound => "purchase_not_found",
@@ -115,10 +159,17 @@ impl CreditError {
             CreditError::CardNotFound => "card_not_found",
             CreditError::CardLocked => "card_locked",
             CreditError::PinInvalid { .. } => "pin_invalid",
+            CreditError::CardRejected => "card_rejected",
             CreditError::PinMustChange => "pin_must_change",
-            CreditError::Unavailable(_) => "unavailable",
-            CreditError::Internal(_) => "internal",
+            CreditError::Unavailable(_) => codes::UNAVAILABLE,
+            CreditError::Internal(_) => codes::INTERNAL,
         }
+    }
+
+    /// Creates an internal error that says what was wrong (a stored value out of range, a
+    /// count that does not fit): never a silent clamp.
+    pub fn internal(context: &str) -> CreditError {
+        CreditError::Internal(anyhow::anyhow!(context.to_owned()))
     }
 
     /// Creates an invalid-field error.
@@ -150,6 +201,7 @@ impl CreditError {
                 message_fa,
             } => Problem::new(ErrorKind::InvalidArgument, *code, *message_en, *message_fa)
                 .with_violation(Violation::new(*field, *code, *message_en, *message_fa)),
+            CreditError::PageTokenInvalid => Problem::page_token_invalid(),
             CreditError::NoFacility => Problem::new(
                 ErrorKind::NotFound,
                 self.code(),
@@ -161,15 +213,27 @@ impl CreditError {
                 "اعتبار شما فعال نیست.",
             )
             .with_extra("status", status.as_str()),
+            CreditError::FacilityOverdue => refused(
+                "An instalment is overdue; the facility takes no purchase until it is settled.",
+                "قسطی از شما معوق است؛ تا تسویهٔ آن خرید با این اعتبار ممکن نیست.",
+            ),
             CreditError::FacilityAlreadyOpen => Problem::new(
                 ErrorKind::Conflict,
                 self.code(),
                 "The employee already has an open credit facility.",
                 "این کارمند هم‌اکنون یک اعتبار باز دارد.",
             ),
-            CreditError::FacilityHasDebt => refused(
-                "The facility still has unsettled purchases.",
-                "این اعتبار هنوز خرید تسویه‌نشده دارد.",
+            CreditError::FacilityClosed => Problem::new(
+                ErrorKind::Conflict,
+                self.code(),
+                "The facility is closed.",
+                "این اعتبار بسته شده است.",
+            ),
+            CreditError::FacilityHasDebt => Problem::new(
+                ErrorKind::Conflict,
+                self.code(),
+                "The facility still has unsettled purchases or held credit.",
+                "این اعتبار هنوز خرید تسویه‌نشده یا اعتبار رزروشده دارد.",
             ),
             CreditError::MerchantNotContracted => refused(
                 "This merchant has no contract with Tavana.",
@@ -188,6 +252,11 @@ impl CreditError {
                 "تعداد اقساط خارج از محدودهٔ مجاز است.",
             )
             .with_extra("max_instalments", *max),
+            CreditError::AmountBelowMonths { months } => refused(
+                "An instalment purchase needs at least one rial a month.",
+                "خرید اقساطی دست‌کم یک ریال در هر ماه لازم دارد.",
+            )
+            .with_extra("months", *months),
             CreditError::InsufficientCredit {
                 available_monthly,
                 available_total,
@@ -226,6 +295,10 @@ impl CreditError {
                 refused("The PIN is wrong.", "رمز دوم اشتباه است.")
                     .with_extra("attempts_left", *attempts_left)
             }
+            CreditError::CardRejected => refused(
+                "The card or its PIN was not accepted.",
+                "کارت یا رمز دوم آن پذیرفته نشد.",
+            ),
             CreditError::PinMustChange => refused(
                 "Change the card's second PIN before the first card purchase.",
                 "پیش از نخستین خرید با کارت، رمز دوم را تغییر دهید.",

@@ -1,0 +1,68 @@
+//! Arrears as settlement counts them (R29).
+
+use super::*;
+
+impl Store {
+    /// Returns what is overdue for the employee, as settlement last counted it.
+    pub async fn overdue_amount(&self, employee_id: &str) -> Result<Rial, CreditError> {
+        Ok(Self::overdue_amount_in(&self.db, employee_id).await?)
+    }
+
+    pub(super) async fn overdue_amount_in<C: ConnectionTrait>(
+        conn: &C,
+        employee_id: &str,
+    ) -> Result<Rial, DbErr> {
+        Ok(employee_arrears::Entity::find_by_id(employee_id.to_owned())
+            .one(conn)
+            .await?
+            .map_or(Rial::ZERO, |row| Rial(row.overdue_amount)))
+    }
+
+    /// Records employees' overdue amounts, each only over an older version: a late or
+    /// repeated message changes nothing (R29). Returns how many changed.
+    #[tracing::instrument(skip_all, fields(items = items.len()))]
+    pub async fn set_arrears(&self, items: &[employee_arrears::Model]) -> Result<u64, CreditError> {
+        let mut changed = 0;
+        // Five parameters a row, well under both backends' limits.
+        for chunk in items.chunks(500) {
+            let mut upsert = Query::insert();
+            upsert
+                .into_table(employee_arrears::Entity)
+                .columns([
+                    employee_arrears::Column::EmployeeId,
+                    employee_arrears::Column::OverdueAmount,
+                    employee_arrears::Column::Version,
+                    employee_arrears::Column::HeldMonthly,
+                    employee_arrears::Column::HeldUntilPeriod,
+                ])
+                .on_conflict(
+                    OnConflict::column(employee_arrears::Column::EmployeeId)
+                        .update_columns([
+                            employee_arrears::Column::OverdueAmount,
+                            employee_arrears::Column::Version,
+                            employee_arrears::Column::HeldMonthly,
+                            employee_arrears::Column::HeldUntilPeriod,
+                        ])
+                        .action_and_where(
+                            Expr::col((
+                                employee_arrears::Entity,
+                                employee_arrears::Column::Version,
+                            ))
+                            .lt(Expr::cust("excluded.version")),
+                        )
+                        .to_owned(),
+                );
+            for item in chunk {
+                upsert.values_panic([
+                    item.employee_id.clone().into(),
+                    item.overdue_amount.into(),
+                    item.version.into(),
+                    item.held_monthly.into(),
+                    item.held_until_period.clone().into(),
+                ]);
+            }
+            changed += self.db.execute(&upsert).await?.rows_affected();
+        }
+        Ok(changed)
+    }
+}

@@ -1,0 +1,191 @@
+//! Settlement of purchases (R18) and reconciliation (R31).
+
+use super::*;
+
+impl Store {
+    /// Returns the purchases among `purchase_ids` that exist, in no particular order.
+    pub async fn purchases(
+        &self,
+        purchase_ids: &[&str],
+    ) -> Result<Vec<purchase::Model>, CreditError> {
+        Ok(tavana_kit::db::find_in::<purchase::Entity>(
+            &self.db,
+            purchase::Column::Id,
+            purchase_ids,
+        )
+        .await?)
+    }
+
+    /// Returns the facilities among `facility_ids` that exist, in no particular order.
+    pub async fn facilities(
+        &self,
+        facility_ids: &[&str],
+    ) -> Result<Vec<facility::Model>, CreditError> {
+        Ok(tavana_kit::db::find_in::<facility::Entity>(
+            &self.db,
+            facility::Column::Id,
+            facility_ids,
+        )
+        .await?)
+    }
+
+    /// Records that purchases are settled, in one transaction; idempotent per purchase. An
+    /// instalment purchase's holds are released when its `contract_in_force`, or else kept
+    /// until it is (R18), and in either case not before 00:00 Tehran on the 8th of its last
+    /// deduction period (R16: an early remittance must not free room for a purchase deducted
+    /// in that same period). A credit purchase's holds keep their clock release (R17).
+    /// Returns how many purchases this call marked (the others were settled already).
+    ///
+    /// It takes the lock of every facility involved (in one statement, in id order on
+    /// PostgreSQL so that two batches never wait for each other in a cycle), reads the
+    /// purchases again under the locks and writes them with one `UPDATE` per outcome of R18
+    /// and release instant, per [`IDS_PER_STATEMENT`] purchases.
+    #[tracing::instrument(skip_all, fields(purchases = settling.len()))]
+    pub async fn mark_settled(
+        &self,
+        settling: &[Settling<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<u64, CreditError> {
+        if settling.is_empty() {
+            return Ok(0);
+        }
+        let in_force: HashMap<&str, bool> = settling
+            .iter()
+            .map(|purchase| (purchase.purchase_id, purchase.contract_in_force))
+            .collect();
+        let mut facility_ids: Vec<&str> = settling.iter().map(|p| p.facility_id).collect();
+        facility_ids.sort_unstable();
+        facility_ids.dedup();
+        let purchase_ids: Vec<&str> = in_force.keys().copied().collect();
+
+        let txn = tavana_kit::db::begin_write(&self.db).await?;
+        Self::lock_facilities(&txn, &facility_ids).await?;
+        let mut plain = Vec::new();
+        let mut release: std::collections::BTreeMap<DateTime<Utc>, Vec<String>> =
+            std::collections::BTreeMap::new();
+        let mut wait = Vec::new();
+        let rows =
+            tavana_kit::db::find_in::<purchase::Entity>(&txn, purchase::Column::Id, &purchase_ids)
+                .await?;
+        for row in rows.into_iter().filter(|row| row.settled_at.is_none()) {
+            let is_instalment = row.kind == PurchaseKind::Instalment.as_str();
+            let unreleased = row.hold_released_at.is_none();
+            match (is_instalment && unreleased, in_force.get(row.id.as_str())) {
+                (false, _) => plain.push(row.id),
+                (true, Some(true)) => {
+                    let at = settled_release_of(&row, now)?;
+                    release.entry(at).or_default().push(row.id);
+                }
+                (true, _) => wait.push(row.id),
+            }
+        }
+        let mut marked = 0;
+        let mut holds = vec![
+            (&plain, None),
+            (
+                &wait,
+                Some((purchase::Column::HoldWaitsForContract, Expr::value(true))),
+            ),
+        ];
+        // Released now, or by the clock later (R16, R18), as credit purchases are (R17).
+        for (at, ids) in &release {
+            let (column, at) = release_column(*at, now);
+            holds.push((ids, Some((column, Expr::value(at)))));
+        }
+        for (ids, hold) in holds {
+            for ids in ids.chunks(IDS_PER_STATEMENT) {
+                let mut update = purchase::Entity::update_many()
+                    .col_expr(purchase::Column::SettledAt, Expr::value(now));
+                if let Some((column, value)) = hold.clone() {
+                    update = update.col_expr(column, value);
+                }
+                marked += update
+                    .filter(purchase::Column::Id.is_in(ids.iter().map(String::as_str)))
+                    .filter(purchase::Column::SettledAt.is_null())
+                    .exec(&txn)
+                    .await?
+                    .rows_affected;
+            }
+        }
+        txn.commit().await?;
+        Ok(marked)
+    }
+
+    /// Records that a remittance settled some instalment of these purchases (R20: they are
+    /// refunded no more); idempotent, the first time is kept.
+    pub async fn mark_partly_settled(
+        &self,
+        purchase_ids: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<u64, CreditError> {
+        let mut marked = 0;
+        for ids in purchase_ids.chunks(IDS_PER_STATEMENT) {
+            marked += purchase::Entity::update_many()
+                .col_expr(purchase::Column::PartlySettledAt, Expr::value(now))
+                .filter(purchase::Column::Id.is_in(ids.iter().copied()))
+                .filter(purchase::Column::PartlySettledAt.is_null())
+                .exec(&self.db)
+                .await?
+                .rows_affected;
+        }
+        Ok(marked)
+    }
+
+    // ---- reconciliation (R31) ----
+
+    /// Returns up to `limit` purchases with an id after `after`, in id order.
+    pub async fn purchases_after(
+        &self,
+        after: &str,
+        limit: u64,
+    ) -> Result<Vec<purchase::Model>, CreditError> {
+        Ok(purchase::Entity::find()
+            .filter(purchase::Column::Id.gt(after))
+            .order_by_asc(purchase::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// Takes the locks of several facilities (`facility_ids` sorted, without repeats) as
+    /// the transaction's first statement(s); see the module's comment.
+    pub(super) async fn lock_facilities(
+        txn: &DatabaseTransaction,
+        facility_ids: &[&str],
+    ) -> Result<(), CreditError> {
+        let mut locked = 0;
+        if txn.get_database_backend() == DbBackend::Postgres {
+            // The rows are locked in the order the subquery returns them.
+            let ids = facility_ids
+                .iter()
+                .map(|id| Value::String(Some((*id).to_owned())))
+                .collect();
+            let statement = Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "UPDATE facility SET version = version + 1 WHERE id IN \
+                 (SELECT id FROM facility WHERE id = ANY($1) ORDER BY id FOR UPDATE)",
+                [Value::Array(ArrayType::String, Some(Box::new(ids)))],
+            );
+            locked = txn.execute_raw(statement).await?.rows_affected();
+        } else {
+            // SQLite's write lock is the database's: the first statement takes it.
+            for ids in facility_ids.chunks(IDS_PER_STATEMENT) {
+                locked += facility::Entity::update_many()
+                    .col_expr(
+                        facility::Column::Version,
+                        Expr::col(facility::Column::Version).add(1),
+                    )
+                    .filter(facility::Column::Id.is_in(ids.iter().copied()))
+                    .exec(txn)
+                    .await?
+                    .rows_affected;
+            }
+        }
+        let expected = u64::try_from(facility_ids.len())
+            .map_err(|_| internal("facility count does not fit in u64"))?;
+        if locked != expected {
+            return Err(CreditError::NoFacility);
+        }
+        Ok(())
+    }
+}

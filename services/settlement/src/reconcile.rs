@@ -1,0 +1,138 @@
+//! R31's reconciliation: credit's purchases, page by page in id order, against the
+//! instalments settlement holds for the same range of ids, compared by
+//! [`crate::domain::reconcile::compare`]. Both sides are read a page at a time, so memory
+//! stays bounded by the page (and the differences found) whatever the number of purchases.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tavana_kit::caller::{Caller, attach};
+use tavana_kit::grpc::Channel;
+use tavana_kit::money::Rial;
+use tavana_proto::credit::v1::credit_service_client::CreditServiceClient;
+use tavana_proto::credit::v1::{ListPurchaseLedgerRequest, PurchaseLedgerEntry};
+
+use crate::delivery::SERVICE_NAME;
+use crate::domain::reconcile::{CreditSide, HeldInstalment, Report, compare};
+use crate::error::SettlementError;
+use crate::store::Store;
+
+/// Purchases per page of credit's ledger.
+pub const PAGE_SIZE: u32 = 1_000;
+
+/// Credit's side: its purchases in id order, a page at a time.
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    /// Returns up to `page_size` purchases with an id after `after` (empty: from the first),
+    /// and whether none comes after them.
+    async fn page(
+        &self,
+        after: &str,
+        page_size: u32,
+    ) -> Result<(Vec<PurchaseLedgerEntry>, bool), SettlementError>;
+}
+
+/// Credit's ledger read over gRPC (`ListPurchaseLedger`).
+pub struct CreditLedger {
+    client: CreditServiceClient<Channel>,
+}
+
+impl CreditLedger {
+    /// Creates the reader over a lazily connecting channel.
+    pub fn new(
+        credit_url: &str,
+        timeout: Duration,
+        signer: &tavana_kit::trust::Signer,
+    ) -> anyhow::Result<CreditLedger> {
+        Ok(CreditLedger {
+            client: CreditServiceClient::new(tavana_kit::grpc::channel(
+                credit_url, timeout, signer,
+            )?),
+        })
+    }
+}
+
+#[async_trait]
+impl Ledger for CreditLedger {
+    async fn page(
+        &self,
+        after: &str,
+        page_size: u32,
+    ) -> Result<(Vec<PurchaseLedgerEntry>, bool), SettlementError> {
+        let request = ListPurchaseLedgerRequest {
+            after_purchase_id: after.to_owned(),
+            page_size,
+        };
+        let response = self
+            .client
+            .clone()
+            .list_purchase_ledger(attach(request, &Caller::service(SERVICE_NAME)))
+            .await
+            .map_err(|status| SettlementError::Unavailable(status.message().to_owned()))?
+            .into_inner();
+        Ok((response.items, response.last_page))
+    }
+}
+
+fn credit_side(entry: PurchaseLedgerEntry) -> CreditSide {
+    CreditSide {
+        due: Rial(entry.amount.saturating_sub(entry.refunded_amount)),
+        schedule: entry
+            .schedule
+            .into_iter()
+            .map(|instalment| (instalment.period, Rial(instalment.amount)))
+            .collect(),
+        purchase_id: entry.purchase_id,
+        national_id: entry.national_id,
+    }
+}
+
+/// Compares every purchase of `ledger` with the instalments `store` holds (R31).
+pub async fn reconcile(
+    ledger: &dyn Ledger,
+    store: &Store,
+    page_size: u32,
+) -> Result<Report, SettlementError> {
+    let mut report = Report::default();
+    let mut after = String::new();
+    loop {
+        let (entries, last_page) = ledger.page(&after, page_size).await?;
+        // The range this page covers on both sides: (after, its last id], or to the end.
+        let upto = match (last_page, entries.last()) {
+            (true, _) => None,
+            (false, Some(entry)) => Some(entry.purchase_id.clone()),
+            (false, None) => None,
+        };
+        let mut held: BTreeMap<String, Vec<HeldInstalment>> = BTreeMap::new();
+        for instalment in store.held_instalments(&after, upto.as_deref()).await? {
+            held.entry(instalment.purchase_id.clone())
+                .or_default()
+                .push(instalment);
+        }
+        let credit: BTreeMap<String, CreditSide> = entries
+            .into_iter()
+            .map(|entry| (entry.purchase_id.clone(), credit_side(entry)))
+            .collect();
+        let ids: BTreeSet<&String> = credit.keys().chain(held.keys()).collect();
+        for id in ids {
+            report.checked_purchases += 1;
+            let instalments = held.get(id).map(Vec::as_slice).unwrap_or_default();
+            if let Some(mismatch) = compare(credit.get(id), instalments) {
+                report.mismatches.push(mismatch);
+            }
+        }
+        match upto {
+            Some(last) => after = last,
+            None => break,
+        }
+    }
+    if !report.mismatches.is_empty() {
+        tracing::warn!(
+            checked = report.checked_purchases,
+            mismatches = report.mismatches.len(),
+            "credit and settlement disagree"
+        );
+    }
+    Ok(report)
+}
