@@ -272,6 +272,14 @@ pub fn require<'a>(ctx: &'a Ctx, role: Option<&str>) -> Result<&'a Me, Response>
     }
 }
 
+/// What every form post checks first: a signed-in user with `role` (any user with
+/// `None`), and the form's CSRF token.
+pub fn require_form<'a>(ctx: &'a Ctx, role: Option<&str>, csrf: &str) -> Result<&'a Me, Response> {
+    let me = require(ctx, role)?;
+    check_csrf(ctx, csrf)?;
+    Ok(me)
+}
+
 /// The 403 page.
 pub fn forbidden(ctx: &Ctx) -> Response {
     render_status(

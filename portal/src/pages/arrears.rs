@@ -14,7 +14,7 @@ use crate::api::{Call, Payload};
 use crate::format::{ascii_digits, digits, jalali_period, money};
 use crate::i18n::remittance_code;
 use crate::layout::{
-    check_csrf, csrf_field, done, failed, failed_form, forbidden, render, require,
+    csrf_field, done, failed, failed_form, forbidden, render, require, require_form,
 };
 use crate::{Ctx, Portal};
 
@@ -42,10 +42,7 @@ pub async fn close_period(
     ctx: Ctx,
     Form(form): Form<CloseForm>,
 ) -> Response {
-    if let Err(answer) = require(&ctx, Some("support")) {
-        return answer;
-    }
-    if let Err(refused) = check_csrf(&ctx, &form.csrf) {
+    if let Err(refused) = require_form(&ctx, Some("support"), &form.csrf) {
         return refused;
     }
     let call = Call::post(
@@ -246,10 +243,7 @@ pub async fn resolve(
     Path(id): Path<String>,
     Form(form): Form<ResolveForm>,
 ) -> Response {
-    if let Err(answer) = require(&ctx, Some("support")) {
-        return answer;
-    }
-    if let Err(refused) = check_csrf(&ctx, &form.csrf) {
+    if let Err(refused) = require_form(&ctx, Some("support"), &form.csrf) {
         return refused;
     }
     let optional = |text: &str| {

@@ -16,7 +16,7 @@ use crate::format::{
 };
 use crate::i18n::{Lang, request_status, role_name};
 use crate::layout::{
-    check_csrf, csrf_field, done, failed, failed_form, problem_box, render, require,
+    csrf_field, done, failed, failed_form, problem_box, render, require, require_form,
 };
 use crate::session::parse_roles;
 use crate::{Ctx, Portal};
@@ -319,10 +319,7 @@ pub async fn file_request(
     ctx: Ctx,
     Form(form): Form<FileForm>,
 ) -> Response {
-    if let Err(answer) = require(&ctx, None) {
-        return answer;
-    }
-    if let Err(refused) = check_csrf(&ctx, &form.csrf) {
+    if let Err(refused) = require_form(&ctx, None, &form.csrf) {
         return refused;
     }
     let (Some(toman), Some(months)) = (
@@ -445,10 +442,7 @@ pub async fn cancel_request(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(answer) = require(&ctx, None) {
-        return answer;
-    }
-    if let Err(refused) = check_csrf(&ctx, &form.csrf) {
+    if let Err(refused) = require_form(&ctx, None, &form.csrf) {
         return refused;
     }
     let back = format!("/portal/requests/{}", segment(&id));
@@ -568,10 +562,7 @@ pub async fn close_facility(
     ctx: Ctx,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(answer) = require(&ctx, None) {
-        return answer;
-    }
-    if let Err(refused) = check_csrf(&ctx, &form.csrf) {
+    if let Err(refused) = require_form(&ctx, None, &form.csrf) {
         return refused;
     }
     let back = "/portal/balance";

@@ -15,7 +15,7 @@ use crate::api::{Call, Payload};
 use crate::format::{digits, grouped};
 use crate::i18n::{Lang, merchant_kind, proposal_status};
 use crate::layout::{
-    check_csrf, csrf_field, done, failed, failed_form, forbidden, render, require,
+    csrf_field, done, failed, failed_form, forbidden, render, require, require_form,
 };
 use crate::{Ctx, Portal};
 
@@ -128,10 +128,7 @@ pub async fn guarantor_decision(
     Path(id): Path<String>,
     Form(form): Form<DecisionForm>,
 ) -> Response {
-    if let Err(answer) = require(&ctx, None) {
-        return answer;
-    }
-    if let Err(refused) = check_csrf(&ctx, &form.csrf) {
+    if let Err(refused) = require_form(&ctx, None, &form.csrf) {
         return refused;
     }
     let call = Call::post(
@@ -199,10 +196,7 @@ pub async fn finance_decision(
     Path(id): Path<String>,
     Form(form): Form<DecisionForm>,
 ) -> Response {
-    if let Err(answer) = require(&ctx, Some("region_finance")) {
-        return answer;
-    }
-    if let Err(refused) = check_csrf(&ctx, &form.csrf) {
+    if let Err(refused) = require_form(&ctx, Some("region_finance"), &form.csrf) {
         return refused;
     }
     let call = Call::post(
@@ -369,10 +363,7 @@ pub async fn propose(
     ctx: Ctx,
     Form(form): Form<ProposalForm>,
 ) -> Response {
-    if let Err(answer) = require(&ctx, Some("region_welfare_manager")) {
-        return answer;
-    }
-    if let Err(refused) = check_csrf(&ctx, &form.csrf) {
+    if let Err(refused) = require_form(&ctx, Some("region_welfare_manager"), &form.csrf) {
         return refused;
     }
     let categories: Vec<&str> = form
@@ -493,10 +484,7 @@ pub async fn proposal_decision(
     Path(id): Path<String>,
     Form(form): Form<DecisionForm>,
 ) -> Response {
-    if let Err(answer) = require(&ctx, Some("contracts")) {
-        return answer;
-    }
-    if let Err(refused) = check_csrf(&ctx, &form.csrf) {
+    if let Err(refused) = require_form(&ctx, Some("contracts"), &form.csrf) {
         return refused;
     }
     let call = Call::post(
@@ -551,10 +539,7 @@ pub async fn suspend_merchant(
     Path(id): Path<String>,
     Form(form): Form<SuspendForm>,
 ) -> Response {
-    if let Err(answer) = require(&ctx, Some("contracts")) {
-        return answer;
-    }
-    if let Err(refused) = check_csrf(&ctx, &form.csrf) {
+    if let Err(refused) = require_form(&ctx, Some("contracts"), &form.csrf) {
         return refused;
     }
     let call = Call::post(

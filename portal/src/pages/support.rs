@@ -15,7 +15,9 @@ use crate::format::{
     ascii_digits, digits, grouped, jalali_datetime, jalali_period, money, parse_instant,
 };
 use crate::i18n::remittance_code;
-use crate::layout::{check_csrf, csrf_field, done, failed, failed_form, render, require};
+use crate::layout::{
+    check_csrf, csrf_field, done, failed, failed_form, render, require, require_form,
+};
 use crate::{Ctx, Portal};
 
 /// The support page's three forms.
@@ -103,10 +105,7 @@ pub async fn change_mobile(
     ctx: Ctx,
     Form(form): Form<MobileForm>,
 ) -> Response {
-    if let Err(answer) = require(&ctx, Some("support")) {
-        return answer;
-    }
-    if let Err(refused) = check_csrf(&ctx, &form.csrf) {
+    if let Err(refused) = require_form(&ctx, Some("support"), &form.csrf) {
         return refused;
     }
     let call = Call::post(

@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tavana_kit::caller::{Caller, attach};
+use tavana_kit::caller::Caller;
+use tavana_kit::forward;
 use tavana_kit::grpc::Channel;
-use tavana_kit::outbox::{Deliver, DeliveryError, decode_payload};
+use tavana_kit::outbox::{Deliver, DeliveryError};
 use tavana_proto::guarantee::v1::ReleaseGuaranteeRequest;
 use tavana_proto::guarantee::v1::guarantee_service_client::GuaranteeServiceClient;
 use tavana_proto::identity::v1::NotifyEmployeeRequest;
@@ -66,34 +67,34 @@ impl Deliver for CreditDelivery {
     async fn deliver(&self, topic: &str, payload: &[u8]) -> Result<(), DeliveryError> {
         let caller = Caller::service(SERVICE_NAME);
         match topic {
-            RECORD_SCHEDULE => {
-                let request: RecordScheduleRequest = decode_payload(payload)?;
-                self.settlement
-                    .clone()
-                    .record_schedule(attach(request, &caller))
-                    .await?;
-            }
-            CANCEL_INSTALMENTS => {
-                let request: CancelInstalmentsRequest = decode_payload(payload)?;
-                self.settlement
-                    .clone()
-                    .cancel_instalments(attach(request, &caller))
-                    .await?;
-            }
-            RELEASE_GUARANTEE => {
-                let request: ReleaseGuaranteeRequest = decode_payload(payload)?;
-                self.guarantee
-                    .clone()
-                    .release_guarantee(attach(request, &caller))
-                    .await?;
-            }
-            NOTIFY_EMPLOYEE => {
-                let request: NotifyEmployeeRequest = decode_payload(payload)?;
-                self.identity
-                    .clone()
-                    .notify_employee(attach(request, &caller))
-                    .await?;
-            }
+            RECORD_SCHEDULE => forward!(
+                self.settlement,
+                record_schedule,
+                RecordScheduleRequest,
+                payload,
+                &caller
+            ),
+            CANCEL_INSTALMENTS => forward!(
+                self.settlement,
+                cancel_instalments,
+                CancelInstalmentsRequest,
+                payload,
+                &caller
+            ),
+            RELEASE_GUARANTEE => forward!(
+                self.guarantee,
+                release_guarantee,
+                ReleaseGuaranteeRequest,
+                payload,
+                &caller
+            ),
+            NOTIFY_EMPLOYEE => forward!(
+                self.identity,
+                notify_employee,
+                NotifyEmployeeRequest,
+                payload,
+                &caller
+            ),
             other => {
                 return Err(DeliveryError::Permanent(format!("unknown topic {other}")));
             }

@@ -261,7 +261,14 @@ pub async fn record_grant(
     Ok(grants)
 }
 
-fn parse_grant(national_id: &str, role: Option<Role>) -> Result<(NationalId, Role)> {
+/// A role change as asked (R6): by a caller who may manage roles, of a valid national ID
+/// and a known role, and never of the caller's own roles (R32).
+fn role_change(
+    caller: &Caller,
+    national_id: &str,
+    role: Option<Role>,
+) -> Result<(NationalId, Role)> {
+    allow(caller, access::may_manage_roles(caller))?;
     let national_id = fields::national_id("national_id", national_id);
     let role = role.ok_or_else(|| {
         Violation::new(
@@ -271,10 +278,14 @@ fn parse_grant(national_id: &str, role: Option<Role>) -> Result<(NationalId, Rol
             "نقش ناشناخته است.",
         )
     });
-    match (national_id, role) {
-        (Ok(national_id), Ok(role)) => Ok((national_id, role)),
-        (a, b) => Err(invalid([a.err(), b.err()])),
+    let (national_id, role) = match (national_id, role) {
+        (Ok(national_id), Ok(role)) => (national_id, role),
+        (a, b) => return Err(invalid([a.err(), b.err()])),
+    };
+    if access::is_own_role_change(caller, national_id.as_str()) {
+        return Err(IdentityError::OwnRole);
     }
+    Ok((national_id, role))
 }
 
 /// Identity's use cases over its database, the shared store, the token signer and the
@@ -741,11 +752,7 @@ impl Identity {
         role: Option<Role>,
         region_code: Option<&str>,
     ) -> Result<Vec<RoleGrant>> {
-        allow(caller, access::may_manage_roles(caller))?;
-        let (national_id, role) = parse_grant(national_id, role)?;
-        if access::is_own_role_change(caller, national_id.as_str()) {
-            return Err(IdentityError::OwnRole);
-        }
+        let (national_id, role) = role_change(caller, national_id, role)?;
         record_grant(
             &self.db,
             caller,
@@ -768,11 +775,7 @@ impl Identity {
         role: Option<Role>,
         region_code: Option<&str>,
     ) -> Result<Vec<RoleGrant>> {
-        allow(caller, access::may_manage_roles(caller))?;
-        let (national_id, role) = parse_grant(national_id, role)?;
-        if access::is_own_role_change(caller, national_id.as_str()) {
-            return Err(IdentityError::OwnRole);
-        }
+        let (national_id, role) = role_change(caller, national_id, role)?;
         let region = access::revoke_region(region_code).map_err(IdentityError::Invalid)?;
         let txn = tavana_kit::db::begin_write(&self.db).await?;
         let grants =

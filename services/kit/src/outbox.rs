@@ -454,6 +454,24 @@ pub fn decode_payload<M: prost::Message + Default>(payload: &[u8]) -> Result<M, 
     M::decode(payload).map_err(|error| DeliveryError::Permanent(format!("bad payload: {error}")))
 }
 
+/// Delivers one topic's row by a gRPC call: decodes `$payload` as `$request` and calls
+/// `$method` on a clone of the client `$client`, signed as `$caller`. A payload that does
+/// not decode is permanent; a refusal maps as `From<tonic::Status>` says.
+///
+/// ```ignore
+/// RECORD_SCHEDULE => forward!(self.settlement, record_schedule, RecordScheduleRequest, payload, &caller),
+/// ```
+#[macro_export]
+macro_rules! forward {
+    ($client:expr, $method:ident, $request:ty, $payload:expr, $caller:expr) => {{
+        let request: $request = $crate::outbox::decode_payload($payload)?;
+        $client
+            .clone()
+            .$method($crate::caller::attach(request, $caller))
+            .await?;
+    }};
+}
+
 /// Delivers outbox messages, typically by calling the receiver's gRPC method.
 #[async_trait]
 pub trait Deliver: Send + Sync + 'static {

@@ -8,6 +8,8 @@
 //! Test support: a setup that cannot be prepared panics with its reason, as in a test.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -21,7 +23,9 @@ use tonic::transport::Channel;
 use sea_orm::DatabaseConnection;
 use sea_orm_migration::MigratorTrait;
 
+use crate::Shared;
 use crate::caller::Caller;
+use crate::clock::AdjustableClock;
 use crate::db::{self, quote_ident};
 use crate::grpc;
 use crate::store::{KvStore, MemoryStore, RedisStore};
@@ -313,6 +317,100 @@ pub async fn test_store() -> Arc<dyn KvStore> {
         }
         None => Arc::new(MemoryStore::new()),
     }
+}
+
+/// The process-wide parts of a service under test: `clock`, a fresh [`test_store`] and
+/// the [`test_keyring`].
+pub async fn test_shared(clock: &Arc<AdjustableClock>) -> Shared {
+    Shared {
+        clock: clock.shared(),
+        store: test_store().await,
+        keyring: test_keyring(),
+    }
+}
+
+/// The signal a service under test stops on (see [`spawn_app`]).
+pub type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A service serving on an ephemeral local port for one test. Dropping it asks the
+/// service to stop; [`RunningService::stop`] also waits until it has.
+pub struct RunningService {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningService {
+    /// A signed channel to the service (see [`test_channel`]).
+    pub fn channel(&self, timeout: Duration) -> grpc::Channel {
+        test_channel(&self.url, timeout)
+    }
+
+    /// Stops the service (its outbox relay with it) and waits until it has; panics if
+    /// serving failed.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("the service task panicked")
+                .expect("the service failed");
+        }
+    }
+}
+
+impl Drop for RunningService {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Binds an ephemeral local port and runs `serve(listener, shutdown)` on it in a task:
+/// every service's `serve` (or a fake peer's) has that shape.
+pub async fn spawn_app<F, Fut>(serve: F) -> RunningService
+where
+    F: FnOnce(tokio::net::TcpListener, Shutdown) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("cannot bind a local port");
+    let url = format!(
+        "http://{}",
+        listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve(
+        listener,
+        Box::pin(async move {
+            let _ = stopped.await;
+        }),
+    ));
+    RunningService {
+        url,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+/// Waits until `done` holds, asking every 20 ms; panics naming `what` after `limit`.
+///
+/// Only for effects the contract makes eventual (an outbox delivery, a cache's expiry);
+/// what the contract says is visible at once is asserted at once.
+pub async fn wait_until(what: &str, limit: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let reached = tokio::time::timeout(limit, async {
+        while !done().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(reached.is_ok(), "not within {limit:?}: {what}");
 }
 
 /// A keyring holding a fresh key of every principal, the same for the whole test process.

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use prost::Message;
-use tavana_kit::caller::{Caller, attach};
+use tavana_kit::caller::Caller;
+use tavana_kit::forward;
 use tavana_kit::grpc::Channel;
-use tavana_kit::outbox::{Deliver, DeliveryError, decode_payload};
+use tavana_kit::outbox::{Deliver, DeliveryError};
 use tavana_proto::credit::v1::credit_service_client::CreditServiceClient;
 use tavana_proto::credit::v1::{EmployeeArrears, MarkPurchasesSettledRequest, SetArrearsRequest};
 use tavana_proto::identity::v1::identity_service_client::IdentityServiceClient;
@@ -218,34 +219,34 @@ impl Deliver for PeerDelivery {
             // A row of the former topic holds `MarkPurchaseSettledRequest { string
             // purchase_id = 1; }`. A string field and a repeated string field of the same
             // number are the same on the wire in proto3, so it decodes as a batch of one.
-            MARK_PURCHASES_SETTLED | MARK_PURCHASE_SETTLED => {
-                let request: MarkPurchasesSettledRequest = decode_payload(payload)?;
-                self.credit
-                    .clone()
-                    .mark_purchases_settled(attach(request, &caller))
-                    .await?;
-            }
-            SET_ARREARS => {
-                let request: SetArrearsRequest = decode_payload(payload)?;
-                self.credit
-                    .clone()
-                    .set_arrears(attach(request, &caller))
-                    .await?;
-            }
-            NOTIFY_EMPLOYEES => {
-                let request: NotifyEmployeesRequest = decode_payload(payload)?;
-                self.identity
-                    .clone()
-                    .notify_employees(attach(request, &caller))
-                    .await?;
-            }
-            NOTIFY_EMPLOYEE => {
-                let request: NotifyEmployeeRequest = decode_payload(payload)?;
-                self.identity
-                    .clone()
-                    .notify_employee(attach(request, &caller))
-                    .await?;
-            }
+            MARK_PURCHASES_SETTLED | MARK_PURCHASE_SETTLED => forward!(
+                self.credit,
+                mark_purchases_settled,
+                MarkPurchasesSettledRequest,
+                payload,
+                &caller
+            ),
+            SET_ARREARS => forward!(
+                self.credit,
+                set_arrears,
+                SetArrearsRequest,
+                payload,
+                &caller
+            ),
+            NOTIFY_EMPLOYEES => forward!(
+                self.identity,
+                notify_employees,
+                NotifyEmployeesRequest,
+                payload,
+                &caller
+            ),
+            NOTIFY_EMPLOYEE => forward!(
+                self.identity,
+                notify_employee,
+                NotifyEmployeeRequest,
+                payload,
+                &caller
+            ),
             other => {
                 return Err(DeliveryError::Permanent(format!("unknown topic {other}")));
             }
@@ -257,6 +258,7 @@ impl Deliver for PeerDelivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tavana_kit::outbox::decode_payload;
 
     /// The message of one settled purchase as the former release wrote it.
     #[derive(Clone, PartialEq, prost::Message)]

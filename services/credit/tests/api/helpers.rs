@@ -12,7 +12,7 @@ use tavana_kit::caller::{Caller, Role, RoleGrant, attach};
 use tavana_kit::clock::AdjustableClock;
 use tavana_kit::error::Problem;
 use tavana_kit::grpc::Channel;
-use tavana_kit::testing::{TestDb, test_db, test_store};
+use tavana_kit::testing::{RunningService, TestDb, test_db, test_shared, wait_until};
 use tavana_proto::credit::v1 as pb;
 use tavana_proto::credit::v1::credit_service_client::CreditServiceClient;
 use tavana_proto::guarantee::v1 as guarantee;
@@ -29,9 +29,8 @@ use tavana_proto::settlement::v1 as settlement;
 use tavana_proto::settlement::v1::settlement_service_server::{
     SettlementService, SettlementServiceServer,
 };
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 /// The organization of the test employees.
@@ -239,27 +238,21 @@ pub struct TestApp {
     pub peers: Fake,
     _database: TestDb,
     pub store: tavana_credit::store::Store,
-    _stop: Vec<oneshot::Sender<()>>,
+    _running: [RunningService; 2],
 }
 
-async fn spawn_fakes(fake: Fake) -> (String, oneshot::Sender<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tokio::spawn(async move {
+async fn spawn_fakes(fake: Fake) -> RunningService {
+    tavana_kit::testing::spawn_app(|listener, shutdown| async move {
         Server::builder()
             .add_service(MerchantDirectoryServiceServer::new(fake.clone()))
             .add_service(IdentityServiceServer::new(fake.clone()))
             .add_service(SettlementServiceServer::new(fake.clone()))
             .add_service(GuaranteeServiceServer::new(fake))
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
-    (url, stop)
+            .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+            .await?;
+        Ok(())
+    })
+    .await
 }
 
 /// The Tehran noon of 1405-02-15, a safe mid-month instant.
@@ -310,7 +303,8 @@ pub async fn spawn_service_at(now: DateTime<Utc>) -> TestApp {
         );
         state.organizations.insert(ORG.into(), true);
     }
-    let (peer_url, stop_peers) = spawn_fakes(peers.clone()).await;
+    let fakes = spawn_fakes(peers.clone()).await;
+    let peer_url = fakes.url.clone();
     let settings = Settings {
         database: tavana_kit::config::DatabaseSettings {
             url: database.url.clone(),
@@ -323,31 +317,20 @@ pub async fn spawn_service_at(now: DateTime<Utc>) -> TestApp {
         ..Settings::default()
     };
     let clock = AdjustableClock::frozen(now);
-    let shared = tavana_kit::Shared {
-        clock: clock.shared(),
-        store: test_store().await,
-        keyring: tavana_kit::testing::test_keyring(),
-    };
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        tavana_credit::serve(settings, shared, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    let channel = tavana_kit::testing::test_channel(&url, Duration::from_secs(30));
+    let shared = test_shared(&clock).await;
+    let service = tavana_kit::testing::spawn_app(|listener, shutdown| {
+        tavana_credit::serve(settings, shared, listener, shutdown)
+    })
+    .await;
     let store = tavana_credit::store::Store::new(database.db.clone(), None);
     TestApp {
-        client: CreditServiceClient::new(channel),
-        url,
+        client: CreditServiceClient::new(service.channel(Duration::from_secs(30))),
+        url: service.url.clone(),
         clock,
         peers,
         _database: database,
         store,
-        _stop: vec![stop, stop_peers],
+        _running: [service, fakes],
     }
 }
 
@@ -605,15 +588,11 @@ impl TestApp {
 
     /// Waits (bounded) until `check` holds on the fakes' state.
     pub async fn wait_for_peers(&self, check: impl Fn(&PeerState) -> bool) {
-        tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                if check(&self.peers.0.lock().unwrap()) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
-        .expect("peers never saw the expected messages");
+        wait_until(
+            "the peers see the expected messages",
+            Duration::from_secs(20),
+            async || check(&self.peers.0.lock().unwrap()),
+        )
+        .await;
     }
 }

@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tavana_kit::testing::RunningService;
 use tavana_proto::credit::v1 as credit;
 use tavana_proto::credit::v1::credit_service_server::{CreditService, CreditServiceServer};
 use tavana_proto::identity::v1 as identity;
 use tavana_proto::identity::v1::get_employee_request::Key;
 use tavana_proto::identity::v1::identity_service_server::{IdentityService, IdentityServiceServer};
-use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
@@ -359,25 +359,25 @@ impl CreditService for FakeCredit {
 }
 
 /// Serves a fake on a free loopback port; returns its URL.
-pub async fn serve_identity(fake: FakeIdentity) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(
+pub async fn serve_identity(fake: FakeIdentity) -> RunningService {
+    tavana_kit::testing::spawn_app(|listener, shutdown| async move {
         tonic::transport::Server::builder()
             .add_service(IdentityServiceServer::new(fake))
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
-    url
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await?;
+        Ok(())
+    })
+    .await
 }
 
-/// Serves a fake credit on a free loopback port; returns its URL.
-pub async fn serve_credit(fake: FakeCredit) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(
+/// Serves a fake credit on a free loopback port.
+pub async fn serve_credit(fake: FakeCredit) -> RunningService {
+    tavana_kit::testing::spawn_app(|listener, shutdown| async move {
         tonic::transport::Server::builder()
             .add_service(CreditServiceServer::new(fake))
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
-    url
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .await?;
+        Ok(())
+    })
+    .await
 }

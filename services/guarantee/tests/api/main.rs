@@ -34,12 +34,10 @@ use tavana_kit::clock::AdjustableClock;
 use tavana_kit::error::Problem;
 use tavana_kit::grpc::Channel;
 use tavana_kit::jalali::{JalaliDate, start_of_day};
-use tavana_kit::testing::{TestDb, test_db, test_store};
+use tavana_kit::testing::{RunningService, TestDb, test_db, test_shared, wait_until};
 use tavana_proto::guarantee::v1 as pb;
 use tavana_proto::guarantee::v1::guarantee_service_client::GuaranteeServiceClient;
 use tavana_proto::identity::v1::Employee;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 use crate::fakes::{FakeCredit, FakeIdentity, serve_credit, serve_identity};
 
@@ -55,9 +53,9 @@ pub struct TestApp {
     pub credit: FakeCredit,
     pub clock: Arc<AdjustableClock>,
     pub db: TestDb,
-    identity_url: String,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    service: Option<RunningService>,
+    identity_fake: RunningService,
+    credit_fake: Option<RunningService>,
     next_person: AtomicU32,
 }
 
@@ -119,30 +117,17 @@ async fn start_service(
     identity_url: &str,
     credit_url: &str,
     clock: &Arc<AdjustableClock>,
-) -> (
-    GuaranteeServiceClient<Channel>,
-    String,
-    oneshot::Sender<()>,
-    JoinHandle<anyhow::Result<()>>,
-) {
+) -> RunningService {
     let mut settings = Settings::default();
     settings.database.url = db_url.to_owned();
     settings.database.max_connections = 5;
     settings.identity_url = identity_url.to_owned();
     settings.credit_url = credit_url.to_owned();
-    let shared = tavana_kit::Shared {
-        clock: clock.shared(),
-        store: test_store().await,
-        keyring: tavana_kit::testing::test_keyring(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(tavana_guarantee::serve(settings, shared, listener, async {
-        let _ = stopped.await;
-    }));
-    let channel = tavana_kit::testing::test_channel(&url, Duration::from_secs(30));
-    (GuaranteeServiceClient::new(channel), url, stop, task)
+    let shared = test_shared(clock).await;
+    tavana_kit::testing::spawn_app(|listener, shutdown| {
+        tavana_guarantee::serve(settings, shared, listener, shutdown)
+    })
+    .await
 }
 
 /// Starts the service with fake identity and credit on a fresh database.
@@ -155,25 +140,27 @@ pub async fn spawn_app_with_credit(credit_up: bool) -> TestApp {
     let db = test_db::<Migrator>().await;
     let identity = FakeIdentity::default();
     let credit = FakeCredit::default();
-    let identity_url = serve_identity(identity.clone()).await;
-    let credit_url = if credit_up {
-        serve_credit(credit.clone()).await
+    let identity_fake = serve_identity(identity.clone()).await;
+    let credit_fake = if credit_up {
+        Some(serve_credit(credit.clone()).await)
     } else {
-        DEAD_CREDIT_URL.to_owned()
+        None
     };
+    let credit_url = credit_fake
+        .as_ref()
+        .map_or(DEAD_CREDIT_URL, |fake| fake.url.as_str());
     let clock = AdjustableClock::frozen(filing_instant());
-    let (client, url, stop, task) =
-        start_service(&db.url, &identity_url, &credit_url, &clock).await;
+    let service = start_service(&db.url, &identity_fake.url, credit_url, &clock).await;
     TestApp {
-        client,
-        url,
+        client: GuaranteeServiceClient::new(service.channel(Duration::from_secs(30))),
+        url: service.url.clone(),
         identity,
         credit,
         clock,
         db,
-        identity_url,
-        stop: Some(stop),
-        task: Some(task),
+        service: Some(service),
+        identity_fake,
+        credit_fake,
         next_person: AtomicU32::new(1),
     }
 }
@@ -182,19 +169,21 @@ impl TestApp {
     /// Stops the service (its relay with it) and starts it again on the same database,
     /// with credit served by the fake.
     pub async fn restart_with_credit_up(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+        if let Some(service) = self.service.take() {
+            service.stop().await;
         }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap().unwrap();
-        }
-        let credit_url = serve_credit(self.credit.clone()).await;
-        let (client, url, stop, task) =
-            start_service(&self.db.url, &self.identity_url, &credit_url, &self.clock).await;
-        self.client = client;
-        self.url = url;
-        self.stop = Some(stop);
-        self.task = Some(task);
+        let credit_fake = serve_credit(self.credit.clone()).await;
+        let service = start_service(
+            &self.db.url,
+            &self.identity_fake.url,
+            &credit_fake.url,
+            &self.clock,
+        )
+        .await;
+        self.client = GuaranteeServiceClient::new(service.channel(Duration::from_secs(30)));
+        self.url = service.url.clone();
+        self.service = Some(service);
+        self.credit_fake = Some(credit_fake);
     }
 
     /// Adds an employee of `region` with `salary` and a service start date.
@@ -359,21 +348,7 @@ impl TestApp {
     }
 
     /// Waits (at most 15 s) until `done` holds.
-    pub async fn wait_until(&self, mut done: impl AsyncFnMut() -> bool) {
-        tokio::time::timeout(Duration::from_secs(15), async {
-            while !done().await {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
-        .expect("condition not reached in time");
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    pub async fn wait_until(&self, done: impl AsyncFnMut() -> bool) {
+        wait_until("the condition", Duration::from_secs(15), done).await;
     }
 }

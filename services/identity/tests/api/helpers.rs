@@ -13,10 +13,9 @@ use tavana_kit::clock::{AdjustableClock, SharedClock};
 use tavana_kit::error::Problem;
 use tavana_kit::grpc::Channel;
 use tavana_kit::store::KvStore;
-use tavana_kit::testing::TestDb;
+use tavana_kit::testing::{RunningService, TestDb, wait_until};
 use tavana_proto::identity::v1 as pb;
 use tavana_proto::identity::v1::identity_service_client::IdentityServiceClient;
-use tokio::sync::oneshot;
 
 pub const ORG: &str = "ORG-01";
 
@@ -28,19 +27,7 @@ pub struct TestService {
     pub clock: Arc<AdjustableClock>,
     #[allow(dead_code)]
     pub store: Arc<dyn KvStore>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Drop for TestService {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
+    _running: RunningService,
 }
 
 /// A national ID with a valid check digit (R2), distinct per `n`.
@@ -84,9 +71,6 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestService {
     settings.app_download_url = "https://app.tavana.test/get".into();
     configure(&mut settings);
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
     let shared = Shared {
         clock: clock.shared(),
         store: store.clone(),
@@ -94,25 +78,17 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestService {
     };
     // The tests move security time too (code expiry, rate windows, token lifetimes).
     let security = tavana_kit::clock::SecurityClock::for_tests(clock.shared());
-    let task = tokio::spawn(tavana_identity::serve_with_security_clock(
-        settings,
-        shared,
-        security,
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let channel =
-        tavana_kit::testing::test_channel(&format!("http://{address}"), Duration::from_secs(10));
+    let running = tavana_kit::testing::spawn_app(|listener, shutdown| {
+        tavana_identity::serve_with_security_clock(settings, shared, security, listener, shutdown)
+    })
+    .await;
     let service = TestService {
-        client: IdentityServiceClient::new(channel),
-        url: format!("http://{address}"),
+        client: IdentityServiceClient::new(running.channel(Duration::from_secs(10))),
+        url: running.url.clone(),
         db,
         clock,
         store,
-        stop: Some(stop),
-        task: Some(task),
+        _running: running,
     };
     service
         .admin_add_organization(ORG, "اداره آموزش و پرورش منطقه ۱", true)
@@ -242,20 +218,13 @@ impl TestService {
 
     /// Waits until the outbox has delivered everything.
     pub async fn outbox_drained(&self) {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                if tavana_kit::outbox::pending_count(&self.db.db)
-                    .await
-                    .unwrap()
-                    == 0
-                {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        wait_until("the outbox drains", Duration::from_secs(10), async || {
+            tavana_kit::outbox::pending_count(&self.db.db)
+                .await
+                .unwrap()
+                == 0
         })
-        .await
-        .expect("the outbox drains within 10 s");
+        .await;
     }
 
     /// Waits for the newest login code sent to a mobile.

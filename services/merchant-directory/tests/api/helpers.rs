@@ -10,12 +10,11 @@ use tavana_kit::config::DatabaseSettings;
 use tavana_kit::error::Problem;
 use tavana_kit::grpc::Channel;
 use tavana_kit::store::{KvStore, MemoryStore};
-use tavana_kit::testing::{TestDb, test_db};
+use tavana_kit::testing::{RunningService, TestDb, test_db};
 use tavana_merchant_directory::Settings;
 use tavana_merchant_directory_migration::Migrator;
 use tavana_proto::merchant_directory::v1::merchant_directory_service_client::MerchantDirectoryServiceClient;
 use tavana_proto::merchant_directory::v1::*;
-use tokio::sync::oneshot;
 
 /// A running merchant directory on a fresh database.
 pub struct TestApp {
@@ -24,7 +23,7 @@ pub struct TestApp {
     pub url: String,
     pub db: Arc<TestDb>,
     pub store: Arc<dyn KvStore>,
-    _stop: oneshot::Sender<()>,
+    _running: RunningService,
 }
 
 /// Starts the service on a fresh database with an in-process store and the default TTL.
@@ -43,8 +42,6 @@ pub async fn spawn_with(
     store: Arc<dyn KvStore>,
     cache_ttl_seconds: u64,
 ) -> TestApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
     let settings = Settings {
         database: DatabaseSettings {
             url: db.url.clone(),
@@ -58,21 +55,16 @@ pub async fn spawn_with(
         store: store.clone(),
         keyring: tavana_kit::testing::test_keyring(),
     };
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        tavana_merchant_directory::serve(settings, shared, listener, async move {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    let channel = tavana_kit::testing::test_channel(&address.to_string(), Duration::from_secs(10));
+    let running = tavana_kit::testing::spawn_app(|listener, shutdown| {
+        tavana_merchant_directory::serve(settings, shared, listener, shutdown)
+    })
+    .await;
     TestApp {
-        client: MerchantDirectoryServiceClient::new(channel),
-        url: format!("http://{address}"),
+        client: MerchantDirectoryServiceClient::new(running.channel(Duration::from_secs(10))),
+        url: running.url.clone(),
         db,
         store,
-        _stop: stop,
+        _running: running,
     }
 }
 

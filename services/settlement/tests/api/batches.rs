@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use prost::Message;
 use tavana_kit::outbox::Deliver;
+use tavana_kit::testing::RunningService;
 use tavana_proto::credit::v1 as credit;
 use tavana_proto::credit::v1::credit_service_server::{CreditService, CreditServiceServer};
 use tavana_proto::identity::v1 as identity;
@@ -244,17 +245,19 @@ fake_impl!(IdentityService, Peers, {
 });
 
 /// Serves the fake credit and identity; returns their URL.
-async fn spawn_peers(peers: Peers) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    tokio::spawn(
+async fn spawn_peers(peers: Peers) -> RunningService {
+    tavana_kit::testing::spawn_app(|listener, shutdown| async move {
         tonic::transport::Server::builder()
             .add_service(CreditServiceServer::new(peers.clone()))
             .add_service(IdentityServiceServer::new(peers))
-            .serve_with_incoming(incoming),
-    );
-    url
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                shutdown,
+            )
+            .await?;
+        Ok(())
+    })
+    .await
 }
 
 #[tokio::test]
@@ -272,10 +275,10 @@ async fn r18_r28_delivery_calls_the_batch_rpcs_and_still_delivers_former_single_
     let mut rows = app.outbox(MARK_PURCHASES_SETTLED).await;
     rows.extend(app.outbox(NOTIFY_EMPLOYEES).await);
     let peers = Peers::default();
-    let url = spawn_peers(peers.clone()).await;
+    let fakes = spawn_peers(peers.clone()).await;
     let delivery = PeerDelivery::new(
-        &url,
-        &url,
+        &fakes.url,
+        &fakes.url,
         Duration::from_secs(10),
         &tavana_kit::testing::test_keyring()
             .signer(tavana_kit::trust::SETTLEMENT)

@@ -23,12 +23,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{TimeZone, Utc};
 use prost::Message;
-use tavana_kit::Shared;
 use tavana_kit::caller::{Caller, Role, RoleGrant, attach};
 use tavana_kit::clock::AdjustableClock;
 use tavana_kit::grpc::Channel;
 use tavana_kit::outbox::{Deliver, DeliveryError};
-use tavana_kit::testing::{TestDb, test_db};
+use tavana_kit::testing::{RunningService, TestDb, test_db, test_shared, wait_until};
 use tavana_proto::credit::v1::MarkPurchasesSettledRequest;
 use tavana_proto::identity::v1::{NotifyEmployeeRequest, NotifyEmployeesRequest};
 use tavana_proto::settlement::v1 as pb;
@@ -119,7 +118,7 @@ pub struct TestApp {
     pub store: Store,
     pub delivery: Arc<RecordingDelivery>,
     pub db: TestDb,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    _running: RunningService,
 }
 
 pub async fn spawn_service() -> TestApp {
@@ -134,36 +133,23 @@ pub async fn spawn_service_with(allow_partial_settlement: bool) -> TestApp {
     settings.grpc.request_timeout_ms = 600_000;
     settings.allow_partial_settlement = allow_partial_settlement;
     let clock = AdjustableClock::frozen(Utc.with_ymd_and_hms(2026, 12, 1, 8, 0, 0).unwrap());
-    let shared = Shared {
-        clock: clock.shared(),
-        store: tavana_kit::testing::test_store().await,
-        keyring: tavana_kit::testing::test_keyring(),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let shared = test_shared(&clock).await;
     let delivery = Arc::new(RecordingDelivery::default());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(tavana_settlement::serve_with_delivery(
-        settings,
-        shared,
-        listener,
-        delivery.clone(),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let url = format!("http://{addr}");
-    let channel = tavana_kit::testing::test_channel(&url, Duration::from_secs(600));
-    let client = SettlementServiceClient::new(channel)
+    let relay_delivery = delivery.clone();
+    let running = tavana_kit::testing::spawn_app(|listener, shutdown| {
+        tavana_settlement::serve_with_delivery(settings, shared, listener, relay_delivery, shutdown)
+    })
+    .await;
+    let client = SettlementServiceClient::new(running.channel(Duration::from_secs(600)))
         .max_decoding_message_size(MAX_MESSAGE_SIZE)
         .max_encoding_message_size(MAX_MESSAGE_SIZE);
     TestApp {
         client,
-        url,
+        url: running.url.clone(),
         store: Store::new(db.db.clone()),
         delivery,
         db,
-        _stop: stop,
+        _running: running,
     }
 }
 
@@ -392,13 +378,12 @@ impl TestApp {
 
     /// Waits until the relay has delivered what `done` looks for.
     pub async fn wait_for(&self, done: impl Fn(&RecordingDelivery) -> bool) {
-        tokio::time::timeout(Duration::from_secs(20), async {
-            while !done(&self.delivery) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await
-        .expect("the outbox was not delivered in time");
+        wait_until(
+            "the relay delivers the outbox",
+            Duration::from_secs(20),
+            async || done(&self.delivery),
+        )
+        .await;
     }
 }
 

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tavana_kit::outbox::{OutboxRelay, RelayConfig};
+use tavana_kit::testing::wait_until;
 use tavana_settlement::delivery::NOTIFY_EMPLOYEES;
 
 use crate::{PERIOD, RecordingDelivery, national_id, schedule, spawn_service};
@@ -64,13 +65,12 @@ async fn r23_a_message_committed_while_the_relay_was_down_is_delivered_by_the_ne
         OutboxRelay::spawn_with_config(app.db.db.clone(), next.clone(), config, async move {
             let _ = stopped.await;
         });
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while next.settled_purchases().is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the new relay did not deliver");
+    wait_until(
+        "the new relay delivers",
+        Duration::from_secs(20),
+        async || !next.settled_purchases().is_empty(),
+    )
+    .await;
 
     assert_eq!(next.settled_purchases(), ["P1"]);
     assert!(app.delivery.settled_purchases().is_empty());
