@@ -21,6 +21,7 @@ use crate::extract::{ApiJson, ApiQuery, Paging, next_token};
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(file_credit_request, list_my_credit_requests))
+        .routes(routes!(get_my_credit_limits))
         .routes(routes!(get_credit_request))
         .routes(routes!(cancel_credit_request))
         .routes(routes!(list_guarantee_requests))
@@ -41,6 +42,16 @@ pub struct FileCreditRequestBody {
     /// The instalment ceiling `N`: 1 to 36.
     #[schema(minimum = 1, maximum = 36)]
     pub instalment_months: i64,
+}
+
+/// What the signed-in employee's next credit request may ask for (R7).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreditLimitsView {
+    /// The largest monthly credit `M` in rial: a quarter of the net salary as HR records
+    /// it now (S10).
+    pub max_monthly_credit: i64,
+    /// The largest instalment ceiling `N`.
+    pub max_instalment_months: u32,
 }
 
 /// A decision of the guarantor or of the region's finance office.
@@ -289,6 +300,28 @@ async fn file_credit_request(
         .await?
         .into_inner();
     Ok((StatusCode::CREATED, view(&user, response.request)?))
+}
+
+/// Returns what the signed-in employee's next credit request may ask for (R7, S10), so
+/// that a client states the limits without computing them.
+#[utoipa::path(get, path = "/v1/me/credit-limits", tag = "credit requests",
+    responses((status = 200, body = CreditLimitsView), (status = 401),
+        (status = 404, description = "employee_not_found")))]
+#[tracing::instrument(skip_all)]
+async fn get_my_credit_limits(
+    State(state): State<AppState>,
+    user: User,
+) -> Result<Json<CreditLimitsView>, ApiError> {
+    let limits = state
+        .guarantee
+        .clone()
+        .get_my_credit_limits(user.request(pb::GetMyCreditLimitsRequest {}))
+        .await?
+        .into_inner();
+    Ok(Json(CreditLimitsView {
+        max_monthly_credit: limits.max_monthly_credit,
+        max_instalment_months: limits.max_instalment_months,
+    }))
 }
 
 /// Lists the signed-in employee's credit requests, newest first.

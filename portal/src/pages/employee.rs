@@ -143,6 +143,20 @@ pub async fn home(ctx: Ctx) -> Response {
     )
 }
 
+/// What the employee's next credit request may ask for, as the API states it (R7, S10).
+#[derive(Debug, Deserialize)]
+struct CreditLimits {
+    max_monthly_credit: i64,
+    max_instalment_months: u32,
+}
+
+async fn credit_limits(portal: &Portal, ctx: &Ctx) -> Result<CreditLimits, ApiError> {
+    portal
+        .gateway
+        .json(&ctx.session, &Call::get("/v1/me/credit-limits"))
+        .await
+}
+
 /// The profile as HR has it, with the S16 hint.
 pub async fn profile(State(portal): State<Portal>, ctx: Ctx) -> Response {
     let title = ctx.t("مشخصات من", "My profile");
@@ -155,6 +169,10 @@ pub async fn profile(State(portal): State<Portal>, ctx: Ctx) -> Response {
         .await
     {
         Ok(me) => me,
+        Err(error) => return failed(&ctx, &portal.sessions, title, error),
+    };
+    let limits = match credit_limits(&portal, &ctx).await {
+        Ok(limits) => limits,
         Err(error) => return failed(&ctx, &portal.sessions, title, error),
     };
     portal
@@ -174,7 +192,7 @@ pub async fn profile(State(portal): State<Portal>, ctx: Ctx) -> Response {
                     dt { (ctx.t("منطقه", "Region")) } dd { (digits(&me.region_code, lang)) }
                     dt { (ctx.t("حقوق خالص", "Net salary")) } dd { (amount(me.net_salary, lang)) }
                     dt { (ctx.t("سقف اعتبار ماهانه (یک‌چهارم حقوق)", "Monthly credit ceiling (a quarter of salary)")) }
-                    dd { (amount(me.net_salary / 4, lang)) }
+                    dd { (amount(limits.max_monthly_credit, lang)) }
                     dt { (ctx.t("تاریخ شروع خدمت", "Service start date")) } dd { (jalali_from_iso_date(&me.service_start_date, lang)) }
                     dt { (ctx.t("نقش‌ها", "Roles")) }
                     dd { @for role in parse_roles(&me.roles) { span.badge { (role_name(&role.name, lang))
@@ -197,14 +215,6 @@ pub async fn requests(State(portal): State<Portal>, ctx: Ctx) -> Response {
     if let Err(answer) = require(&ctx, None) {
         return answer;
     }
-    let me: MeView = match portal
-        .gateway
-        .json(&ctx.session, &Call::get("/v1/me"))
-        .await
-    {
-        Ok(me) => me,
-        Err(error) => return failed(&ctx, &portal.sessions, title, error),
-    };
     let list: Page<CreditRequest> = match portal
         .gateway
         .json(&ctx.session, &Call::get("/v1/me/credit-requests"))
@@ -213,8 +223,12 @@ pub async fn requests(State(portal): State<Portal>, ctx: Ctx) -> Response {
         Ok(list) => list,
         Err(error) => return failed(&ctx, &portal.sessions, title, error),
     };
+    let limits = match credit_limits(&portal, &ctx).await {
+        Ok(limits) => limits,
+        Err(error) => return failed(&ctx, &portal.sessions, title, error),
+    };
     let lang = ctx.lang;
-    let ceiling = me.net_salary / 4;
+    let ceiling = limits.max_monthly_credit;
     let open = list
         .items
         .iter()
@@ -262,7 +276,7 @@ pub async fn requests(State(portal): State<Portal>, ctx: Ctx) -> Response {
                         }
                         label {
                             (ctx.t("حداکثر تعداد اقساط (ماه)", "Maximum instalments (months)"))
-                            input #instalment_months name="instalment_months" type="number" min="1" max="36" required dir="ltr";
+                            input #instalment_months name="instalment_months" type="number" min="1" max=(limits.max_instalment_months) required dir="ltr";
                         }
                         p.hint { (ctx.t(
                             "قدرت خرید = اعتبار ماهانه × تعداد اقساط.",

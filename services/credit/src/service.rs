@@ -434,7 +434,7 @@ impl CreditFlows {
     pub async fn balance(&self, employee_id: &str) -> Result<Balance, CreditError> {
         let facility = self.facility_of(employee_id).await?;
         let now = self.now();
-        let mut held = self.store.held_room(&facility.id, now).await?;
+        let mut held = self.store.held_room(&facility, now).await?;
         if held.waits_for_contract
             && self
                 .peers
@@ -442,12 +442,12 @@ impl CreditFlows {
                 .await?
         {
             self.store.release_waiting_holds(&facility.id, now).await?;
-            held = self.store.held_room(&facility.id, now).await?;
+            held = self.store.held_room(&facility, now).await?;
         }
         Ok(Balance {
             available: budget::available(terms_of(&facility)?, &held.holds, now),
             next_release_at: budget::next_release_at(&held.holds, now),
-            overdue_amount: self.store.overdue_amount(&facility.employee_id).await?,
+            overdue_amount: held.overdue_amount,
             facility,
         })
     }

@@ -83,6 +83,8 @@ pub fn request_to_proto(view: RequestView) -> pb::CreditRequest {
         }),
         region_code: request.region_code,
         monthly_credit: request.monthly_credit,
+        // Documented saturation: the column is written only from R7-checked `1..=N`, so a
+        // negative value cannot be read; were it read, it shows as 0.
         instalment_months: u32::try_from(request.instalment_months).unwrap_or(0),
         purchasing_power: Rial(request.monthly_credit)
             .checked_mul(i64::from(request.instalment_months))

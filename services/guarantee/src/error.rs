@@ -13,7 +13,7 @@ pub enum GuaranteeError {
     Unauthenticated,
     /// The caller knows of the request but may not do this (R6, R10).
     #[error("the caller may not do this")]
-    Forbidden,
+    PermissionDenied,
     /// The caller filed or guarantees the request they try to decide as finance (R32).
     #[error("the caller is a party to this credit request")]
     ConflictOfInterest,
@@ -60,7 +60,7 @@ impl GuaranteeError {
     pub fn code(&self) -> &'static str {
         match self {
             GuaranteeError::Unauthenticated => codes::UNAUTHENTICATED,
-            GuaranteeError::Forbidden => "forbidden",
+            GuaranteeError::PermissionDenied => codes::PERMISSION_DENIED,
             GuaranteeError::ConflictOfInterest => "conflict_of_interest",
             GuaranteeError::TooManyRefusedFilings { .. } => "too_many_refused_filings",
             GuaranteeError::RequestNotFound => "credit_request_not_found",
@@ -92,7 +92,7 @@ impl GuaranteeError {
         let code = self.code();
         match self {
             GuaranteeError::Unauthenticated => Problem::unauthenticated(),
-            GuaranteeError::Forbidden => Problem::new(
+            GuaranteeError::PermissionDenied => Problem::new(
                 ErrorKind::PermissionDenied,
                 code,
                 "You are not allowed to do this with this credit request.",

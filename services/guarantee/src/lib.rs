@@ -41,6 +41,7 @@ pub static POLICY: tavana_kit::trust::Policy = {
         audience: GUARANTEE,
         methods: &[
             ("FileCreditRequest", &[GATEWAY]),
+            ("GetMyCreditLimits", &[GATEWAY]),
             ("GetCreditRequest", &[GATEWAY]),
             ("ListMyCreditRequests", &[GATEWAY]),
             ("ListGuaranteeRequests", &[GATEWAY]),

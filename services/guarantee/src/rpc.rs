@@ -44,6 +44,18 @@ impl GuaranteeService for GuaranteeRpc {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn get_my_credit_limits(
+        &self,
+        request: Request<pb::GetMyCreditLimitsRequest>,
+    ) -> Result<Response<pb::GetMyCreditLimitsResponse>, Status> {
+        let limits = self.flows.my_credit_limits(&caller(&request)).await?;
+        Ok(Response::new(pb::GetMyCreditLimitsResponse {
+            max_monthly_credit: limits.max_monthly_credit.as_i64(),
+            max_instalment_months: limits.max_instalment_months,
+        }))
+    }
+
     #[tracing::instrument(skip_all, fields(request_id = %request.get_ref().request_id))]
     async fn get_credit_request(
         &self,

@@ -23,6 +23,7 @@ use tavana_proto::identity::v1::{NotifyEmployeeRequest, SmsTemplate};
 use crate::delivery::{NOTIFY_EMPLOYEE, OPEN_FACILITY};
 use crate::domain::access::{Denial, Parties, Standing, denial, standing};
 use crate::domain::messages::{guarantee_requested_message, status_message};
+use crate::domain::rules::quarter_of;
 use crate::domain::{
     EmployeeProfile, FilingInput, RequestStatus, RuleFailure, check_filing, check_guarantor,
 };
@@ -46,6 +47,15 @@ const REFUSED_FILINGS_WINDOW: StdDuration = StdDuration::from_secs(24 * 60 * 60)
 
 /// The audit action of a finance decision (R32).
 pub const AUDIT_FINANCE_DECISION: &str = "credit_request.finance_decision";
+
+/// R7's bounds for an employee's next request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CreditLimits {
+    /// A quarter of the net salary (S10).
+    pub max_monthly_credit: Rial,
+    /// The most instalment months a request may ask for.
+    pub max_instalment_months: u32,
+}
 
 /// What an applicant files (R7).
 #[derive(Clone, Debug)]
@@ -91,7 +101,7 @@ fn parties(request: &credit_request::Model) -> Parties<'_> {
 fn denied(caller: &Caller, standing: Standing) -> GuaranteeError {
     match denial(caller, standing) {
         Denial::Hidden => GuaranteeError::RequestNotFound,
-        Denial::Forbidden => GuaranteeError::Forbidden,
+        Denial::Forbidden => GuaranteeError::PermissionDenied,
     }
 }
 
@@ -196,6 +206,8 @@ fn open_facility(
             national_id: request.applicant_national_id.clone(),
             organization_id: applicant.organization_id.clone(),
             monthly_credit: request.monthly_credit,
+            // Documented saturation: written only from R7-checked `1..=N`; a negative value
+            // cannot be read, and credit refuses a facility of 0 months were it ever sent.
             max_instalments: u32::try_from(request.instalment_months).unwrap_or(0),
             activates_at: Some(tavana_proto::timestamp(activates_at)),
             full_name: applicant.full_name.clone(),
@@ -283,6 +295,24 @@ impl GuaranteeFlows {
             self.count_refused_filing(&employee_id).await;
         }
         filed
+    }
+
+    /// R7's bounds for the calling employee's next request: a quarter of their net salary
+    /// as HR records it now (S10), and the configured most instalment months.
+    #[tracing::instrument(skip_all)]
+    pub async fn my_credit_limits(&self, caller: &Caller) -> Result<CreditLimits, GuaranteeError> {
+        let employee_id = caller
+            .employee_id()
+            .ok_or(GuaranteeError::Unauthenticated)?;
+        let applicant = self
+            .identity
+            .by_employee_id(employee_id)
+            .await?
+            .ok_or(GuaranteeError::ApplicantNotFound)?;
+        Ok(CreditLimits {
+            max_monthly_credit: quarter_of(applicant.net_salary),
+            max_instalment_months: self.max_instalments,
+        })
     }
 
     async fn file_checked(
@@ -529,7 +559,7 @@ impl GuaranteeFlows {
             .employee_id()
             .ok_or(GuaranteeError::Unauthenticated)?;
         if !caller.has_role(Role::RegionFinance) {
-            return Err(GuaranteeError::Forbidden);
+            return Err(GuaranteeError::PermissionDenied);
         }
         let request = self.load(request_id).await?;
         let standing = standing(caller, parties(&request));
@@ -612,7 +642,7 @@ impl GuaranteeFlows {
         match caller {
             Caller::Service { .. } => {}
             Caller::Anonymous => return Err(GuaranteeError::Unauthenticated),
-            _ => return Err(GuaranteeError::Forbidden),
+            _ => return Err(GuaranteeError::PermissionDenied),
         }
         let released = self.store.release(request_id, self.clock.now()).await?;
         if released {
@@ -673,7 +703,7 @@ impl GuaranteeFlows {
             .employee_id()
             .ok_or(GuaranteeError::Unauthenticated)?;
         if !caller.has_regional_role(Role::RegionFinance, region_code) {
-            return Err(GuaranteeError::Forbidden);
+            return Err(GuaranteeError::PermissionDenied);
         }
         self.store
             .list(

@@ -268,7 +268,10 @@ impl AuditEntry {
             id: self.id.clone(),
             at: Some(prost_types::Timestamp {
                 seconds: self.at.timestamp(),
-                nanos: i32::try_from(self.at.timestamp_subsec_nanos()).unwrap_or(0),
+                // Documented saturation: a leap second's nanos (1e9 and up) read as the last
+                // nanosecond of the second, as a proto Timestamp requires; the rest fit.
+                nanos: i32::try_from(Ord::min(self.at.timestamp_subsec_nanos(), 999_999_999))
+                    .unwrap_or(0),
             }),
             actor_national_id: self.actor.national_id.clone(),
             actor_roles: self.actor.roles.clone(),

@@ -399,6 +399,7 @@ async fn count_where<C: ConnectionTrait>(db: &C, condition: Expr) -> Result<u64,
         Some(row) => row.try_get("", "n")?,
         None => 0,
     };
+    // Documented saturation: a COUNT is never negative.
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
@@ -850,7 +851,10 @@ impl Courier {
                 .and_where(Expr::col(Outbox::Id).eq(row.id))
                 .to_owned(),
             Err(DeliveryError::Retry(reason)) => {
-                let delay = self.config.backoff(u32::try_from(attempts).unwrap_or(0));
+                // Documented saturation: attempts only count up from 0.
+                let delay = self
+                    .config
+                    .backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
                 tracing::warn!(
                     outbox_id = row.id,
                     topic = %row.topic,

@@ -44,12 +44,22 @@ pub enum SettlementError {
     /// the matching's code.
     #[error("the line does not match: {0}")]
     LineDoesNotMatch(&'static str),
-    /// A sum of rials overflowed.
-    #[error("amounts overflow")]
-    Overflow(#[from] AmountOverflow),
-    /// The database failed.
-    #[error("database error: {0}")]
-    Database(#[from] DbErr),
+    /// A bug or an infrastructure failure (the database, a sum of rials that overflowed);
+    /// the cause chain goes to the log.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<DbErr> for SettlementError {
+    fn from(error: DbErr) -> SettlementError {
+        SettlementError::Internal(error.into())
+    }
+}
+
+impl From<AmountOverflow> for SettlementError {
+    fn from(error: AmountOverflow) -> SettlementError {
+        SettlementError::Internal(error.into())
+    }
 }
 
 impl SettlementError {
@@ -67,7 +77,7 @@ impl SettlementError {
             SettlementError::UnmatchedLineNotFound => "unmatched_line_not_found",
             SettlementError::UnmatchedLineResolved => "unmatched_line_resolved",
             SettlementError::LineDoesNotMatch(code) => code,
-            SettlementError::Overflow(_) | SettlementError::Database(_) => codes::INTERNAL,
+            SettlementError::Internal(_) => codes::INTERNAL,
         }
     }
 
@@ -130,8 +140,7 @@ impl SettlementError {
                 "The line does not pay exactly what that period's deduction list asks of the employee.",
                 "مبلغ این سطر با کسر همان دوره برای این کارمند برابر نیست.",
             ),
-            SettlementError::Overflow(cause) => Problem::internal(cause),
-            SettlementError::Database(cause) => Problem::internal(cause),
+            SettlementError::Internal(cause) => Problem::internal(format!("{cause:#}")),
         }
     }
 }

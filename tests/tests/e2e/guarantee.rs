@@ -172,6 +172,16 @@ async fn r8_refusal_lists_every_failed_rule_and_r9_allows_one_open_request() {
             .map(|violation| violation["code"].as_str().unwrap().to_owned())
             .collect()
     };
+    // The API states the limits (R7, S10), so that no client computes them.
+    let limits = app
+        .get("/v1/me/credit-limits", world.applicant.auth())
+        .await;
+    assert_eq!(limits.status, 200, "limits: {limits:?}");
+    assert_eq!(
+        limits.body,
+        json!({ "max_monthly_credit": 50_000_000, "max_instalment_months": 36 })
+    );
+    assert_eq!(app.get("/v1/me/credit-limits", None).await.status, 401);
     // M is above a quarter of 200,000,000 and N above the policy: the applicant's own fields
     // are refused, each with its code, and the guarantor's rules are not run at all (R32:
     // filing reveals nothing about the named colleague while one's own fields are invalid).

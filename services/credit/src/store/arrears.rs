@@ -3,21 +3,6 @@
 use super::*;
 
 impl Store {
-    /// Returns what is overdue for the employee, as settlement last counted it.
-    pub async fn overdue_amount(&self, employee_id: &str) -> Result<Rial, CreditError> {
-        Ok(Self::overdue_amount_in(&self.db, employee_id).await?)
-    }
-
-    pub(super) async fn overdue_amount_in<C: ConnectionTrait>(
-        conn: &C,
-        employee_id: &str,
-    ) -> Result<Rial, DbErr> {
-        Ok(employee_arrears::Entity::find_by_id(employee_id.to_owned())
-            .one(conn)
-            .await?
-            .map_or(Rial::ZERO, |row| Rial(row.overdue_amount)))
-    }
-
     /// Records employees' overdue amounts, each only over an older version: a late or
     /// repeated message changes nothing (R29). Returns how many changed.
     #[tracing::instrument(skip_all, fields(items = items.len()))]

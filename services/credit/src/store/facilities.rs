@@ -186,7 +186,7 @@ impl Store {
             )
             .one(&txn)
             .await?;
-        let held = Self::held_room_in(&txn, facility_id, now).await?;
+        let held = Self::held_room_in(&txn, &row, now).await?;
         decide(owing.is_some(), &held.holds)?;
         let mut active = row.into_active_model();
         active.closed_at = Set(Some(now));

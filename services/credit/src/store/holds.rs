@@ -16,13 +16,14 @@ impl Store {
             .await?)
     }
 
-    /// Returns the holds of a facility that may be in effect at `now`, summed per release.
+    /// Returns the holds of a facility that may be in effect at `now`, summed per release,
+    /// and its employee's overdue amount.
     pub async fn held_room(
         &self,
-        facility_id: &str,
+        facility: &facility::Model,
         now: DateTime<Utc>,
     ) -> Result<HeldRoom, CreditError> {
-        Self::held_room_in(&self.db, facility_id, now).await
+        Self::held_room_in(&self.db, facility, now).await
     }
 
     /// Sums the holds in SQL instead of reading every purchase: a credit purchase keeps
@@ -31,16 +32,17 @@ impl Store {
     /// `idx_purchase_facility_holds` read just the holds that may be in effect: those
     /// released by the clock after `now`, and those waiting for an event (no
     /// `hold_release_at`: instalments until settled, R18). `budget::available` still
-    /// decides with the same `now`.
+    /// decides with the same `now`. The employee's arrears row, read once, gives both
+    /// the arrears hold and the overdue amount (R29): two statements in all.
     pub(super) async fn held_room_in<C: ConnectionTrait>(
         conn: &C,
-        facility_id: &str,
+        facility: &facility::Model,
         now: DateTime<Utc>,
     ) -> Result<HeldRoom, CreditError> {
-        let query = summed_holds_query(facility_id, purchase::Column::HoldReleaseAt.gt(now))
+        let query = summed_holds_query(&facility.id, purchase::Column::HoldReleaseAt.gt(now))
             .union(
                 UnionType::All,
-                summed_holds_query(facility_id, purchase::Column::HoldReleaseAt.is_null()),
+                summed_holds_query(&facility.id, purchase::Column::HoldReleaseAt.is_null()),
             )
             .to_owned();
         let rows = SummedHolds::find_by_statement(conn.get_database_backend().build(&query))
@@ -54,46 +56,19 @@ impl Store {
                 release: release_of(row.hold_release_at, row.hold_waits_for_contract),
             })
             .collect();
-        holds.extend(Self::arrears_hold_in(conn, facility_id, now).await?);
+        let arrears = employee_arrears::Entity::find_by_id(facility.employee_id.clone())
+            .one(conn)
+            .await?;
+        holds.extend(
+            arrears
+                .as_ref()
+                .and_then(|arrears| arrears_hold(arrears, now)),
+        );
         Ok(HeldRoom {
             waits_for_contract: rows.iter().any(|row| row.hold_waits_for_contract),
             holds,
+            overdue_amount: arrears.map_or(Rial::ZERO, |arrears| Rial(arrears.overdue_amount)),
         })
-    }
-
-    /// The monthly room the facility's employee's re-aged arrears keep held (R16, R29):
-    /// they are deducted in periods not due yet, on top of what the purchases' holds cover,
-    /// and stay there when an early remittance pays them; held until the 8th of the last
-    /// of those periods, as settlement last counted them.
-    pub(super) async fn arrears_hold_in<C: ConnectionTrait>(
-        conn: &C,
-        facility_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Hold>, CreditError> {
-        let Some(facility) = facility::Entity::find_by_id(facility_id.to_owned())
-            .one(conn)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let Some(arrears) = employee_arrears::Entity::find_by_id(facility.employee_id)
-            .one(conn)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let Ok(period) = JalaliPeriod::parse(&arrears.held_until_period) else {
-            return Ok(None);
-        };
-        let until = tavana_kit::jalali::release_instant(period);
-        if arrears.held_monthly <= 0 || until <= now {
-            return Ok(None);
-        }
-        Ok(Some(Hold {
-            monthly: Rial(arrears.held_monthly),
-            total: Rial::ZERO,
-            release: HoldRelease::At(until),
-        }))
     }
 
     pub(super) async fn release_waiting_in(
@@ -142,4 +117,18 @@ impl Store {
         txn.commit().await?;
         Ok(())
     }
+}
+
+/// The monthly room the employee's re-aged arrears keep held (R16, R29): they are
+/// deducted in periods not due yet, on top of what the purchases' holds cover, and stay
+/// there when an early remittance pays them; held until the 8th of the last of those
+/// periods, as settlement last counted them.
+fn arrears_hold(arrears: &employee_arrears::Model, now: DateTime<Utc>) -> Option<Hold> {
+    let period = JalaliPeriod::parse(&arrears.held_until_period).ok()?;
+    let until = tavana_kit::jalali::release_instant(period);
+    (arrears.held_monthly > 0 && until > now).then_some(Hold {
+        monthly: Rial(arrears.held_monthly),
+        total: Rial::ZERO,
+        release: HoldRelease::At(until),
+    })
 }

@@ -189,6 +189,8 @@ pub struct HeldRoom {
     /// Some of them are settled instalment purchases waiting for the organization's
     /// contract to be in force (R18).
     pub waits_for_contract: bool,
+    /// The employee's overdue amount, as settlement last counted it (R29).
+    pub overdue_amount: Rial,
 }
 
 /// One row of the summed holds query.

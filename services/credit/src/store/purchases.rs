@@ -17,18 +17,17 @@ impl Store {
         if let Some(replay) = Self::find_replay_in(&txn, &new.idempotency).await? {
             return Ok(Err(replay));
         }
-        let overdue = Self::overdue_amount_in(&txn, &facility_row.employee_id).await?;
-        let mut held = Self::held_room_in(&txn, &new.facility_id, new.now).await?;
+        let mut held = Self::held_room_in(&txn, &facility_row, new.now).await?;
         if held.waits_for_contract {
             // The caller checked the contract is in force just before (R14), so holds
             // that waited for it are released now (R18).
             Self::release_waiting_in(&txn, &new.facility_id, new.now).await?;
-            held = Self::held_room_in(&txn, &new.facility_id, new.now).await?;
+            held = Self::held_room_in(&txn, &facility_row, new.now).await?;
         }
         let period = tavana_kit::jalali::period_of(new.now);
         let hold = decide(&PurchaseFacts {
             status: status_of(&facility_row, new.now),
-            overdue,
+            overdue: held.overdue_amount,
             terms: terms_of(&facility_row)?,
             holds: &held.holds,
             now: new.now,

@@ -227,6 +227,7 @@ fake_impl!(GuaranteeService, Fake, {
     cancel_credit_request(guarantee::CancelCreditRequestRequest) -> guarantee::CancelCreditRequestResponse;
     decide_as_guarantor(guarantee::DecideAsGuarantorRequest) -> guarantee::DecideAsGuarantorResponse;
     decide_as_finance(guarantee::DecideAsFinanceRequest) -> guarantee::DecideAsFinanceResponse;
+    get_my_credit_limits(guarantee::GetMyCreditLimitsRequest) -> guarantee::GetMyCreditLimitsResponse;
 });
 
 /// A running credit service with its fakes.

@@ -152,6 +152,7 @@ async fn r16_summed_holds_are_the_purchases_holds_in_effect_summed_per_release()
         fourth + Duration::days(400),
     ];
     let rows = app.store.unreleased_purchases(&facility_id).await.unwrap();
+    let facility = app.store.facility(&facility_id).await.unwrap().unwrap();
     for at in instants {
         let in_effect: Vec<Hold> = rows
             .iter()
@@ -159,7 +160,7 @@ async fn r16_summed_holds_are_the_purchases_holds_in_effect_summed_per_release()
             .filter(|hold| hold.is_in_effect(at))
             .collect();
 
-        let held = app.store.held_room(&facility_id, at).await.unwrap();
+        let held = app.store.held_room(&facility, at).await.unwrap();
 
         assert_eq!(
             by_release(held.holds),
@@ -171,6 +172,6 @@ async fn r16_summed_holds_are_the_purchases_holds_in_effect_summed_per_release()
     // Checked on the data it was meant for: seven purchases, one refunded wholly; three
     // clock releases, instalments until settled, one waiting for the contract.
     assert_eq!(rows.len(), 6);
-    let waiting = app.store.held_room(&facility_id, third).await.unwrap();
+    let waiting = app.store.held_room(&facility, third).await.unwrap();
     assert_eq!(waiting.holds.len(), 3);
 }

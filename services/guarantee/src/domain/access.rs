@@ -69,7 +69,7 @@ pub fn standing(caller: &Caller, parties: Parties<'_>) -> Standing {
 pub enum Denial {
     /// The caller may not know the request exists: answer "not found".
     Hidden,
-    /// The caller knows of the request but may not do this: answer "forbidden".
+    /// The caller knows of the request but may not do this: answer "permission_denied".
     Forbidden,
 }
 

@@ -173,6 +173,7 @@ async fn count_held<C: ConnectionTrait>(
         query = query.filter(credit_request::Column::Id.ne(except));
     }
     let count = query.count(conn).await?;
+    // Documented saturation: a count beyond u32 is still at or above R8's limit.
     Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 

@@ -1,5 +1,5 @@
 //! Who may see and decide (R6, R10, S14): strangers get "not found", people who know of
-//! the request but may not act get "forbidden".
+//! the request but may not act get "permission_denied".
 
 use tonic::Code;
 
@@ -81,7 +81,7 @@ async fn r10_only_finance_of_the_applicants_region_decides() {
         .await
         .unwrap_err();
     assert_eq!(employee.code(), Code::PermissionDenied);
-    assert_eq!(problem(&employee).code, "forbidden");
+    assert_eq!(problem(&employee).code, "permission_denied");
 
     let other_region = app
         .finance_decides(&app.finance("R02").caller(), &request.request_id, true)

@@ -1,5 +1,7 @@
 //! Filing a request: every rule of R7 and R8 at its boundary, over gRPC.
 
+use tavana_kit::caller::attach;
+use tavana_proto::guarantee::v1 as pb;
 use tonic::Code;
 
 use crate::{jalali, national_id, problem, spawn_app, violation_codes};
@@ -66,6 +68,67 @@ async fn r8_guarantor_with_equal_salary_is_allowed_and_lower_refused() {
         refused(&app, &applicant, &lower.national_id, 1_000, 12).await,
         ["guarantor_salary_too_low"]
     );
+}
+
+#[tokio::test]
+async fn r7_s10_credit_limits_state_the_quarter_that_filing_enforces() {
+    let app = spawn_app().await;
+    let applicant = app.employee_with("R01", 10_000_003, jalali(1395, 1, 1));
+    let guarantor = app.employee();
+
+    let limits = app
+        .client
+        .clone()
+        .get_my_credit_limits(attach(pb::GetMyCreditLimitsRequest {}, &applicant.caller()))
+        .await
+        .unwrap()
+        .into_inner();
+    // floor(10,000,003 / 4): the remainder rials are never credit.
+    assert_eq!(limits.max_monthly_credit, 2_500_000);
+    assert_eq!(
+        limits.max_instalment_months,
+        tavana_guarantee::DEFAULT_MAX_INSTALMENTS
+    );
+    // The stated limits are exactly what filing accepts, and one more of each is refused.
+    accepted(
+        &app,
+        &applicant,
+        &guarantor.national_id,
+        limits.max_monthly_credit,
+        limits.max_instalment_months,
+    )
+    .await;
+    assert_eq!(
+        refused(
+            &app,
+            &applicant,
+            &guarantor.national_id,
+            limits.max_monthly_credit + 1,
+            limits.max_instalment_months + 1,
+        )
+        .await,
+        [
+            "monthly_credit_above_quarter",
+            "instalment_months_out_of_range"
+        ]
+    );
+
+    // An employee HR does not know has no limits (and no request).
+    let stranger = tavana_kit::caller::Caller::User {
+        employee_id: "E-unknown".into(),
+        national_id: national_id(9_999),
+        grants: vec![tavana_kit::caller::RoleGrant::global(
+            tavana_kit::caller::Role::Employee,
+        )],
+    };
+    let status = app
+        .client
+        .clone()
+        .get_my_credit_limits(attach(pb::GetMyCreditLimitsRequest {}, &stranger))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(problem(&status).code, "employee_not_found");
 }
 
 #[tokio::test]

@@ -76,6 +76,7 @@ pub async fn sms_all_delivered<C: ConnectionTrait>(
             Some(row) => row.try_get("", "n")?,
             None => 0,
         };
+        // Documented saturation: a COUNT is never negative.
         if u64::try_from(done).unwrap_or(0) < keys.len() as u64 {
             return Ok(false);
         }
