@@ -397,7 +397,10 @@ async fn get_merchant(
     public: Public,
     Path(id): Path<String>,
 ) -> Result<Json<MerchantView>, ApiError> {
-    let message = pb::GetMerchantRequest { merchant_id: id };
+    let message = pb::GetMerchantRequest {
+        merchant_id: id,
+        directory: true,
+    };
     let merchant = state
         .merchants
         .clone()
@@ -406,15 +409,6 @@ async fn get_merchant(
         .into_inner()
         .merchant
         .ok_or_else(|| missing("merchant"))?;
-    // The directory shows suspended merchants to contracts staff; the public page never.
-    if merchant.status() != pb::MerchantStatus::Contracted {
-        return Err(ApiError(tavana_kit::error::Problem::new(
-            tavana_kit::error::ErrorKind::NotFound,
-            "merchant_not_found",
-            "The merchant was not found.",
-            "فروشگاه یافت نشد.",
-        )));
-    }
     Ok(Json(merchant.into()))
 }
 

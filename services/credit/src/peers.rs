@@ -69,6 +69,7 @@ impl Peers {
     ) -> Result<MerchantInfo, CreditError> {
         let request = GetMerchantRequest {
             merchant_id: merchant_id.to_owned(),
+            directory: false,
         };
         let response = self
             .merchants

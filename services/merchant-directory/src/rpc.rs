@@ -161,8 +161,11 @@ impl MerchantDirectoryService for MerchantDirectoryRpc {
         request: Request<pb::GetMerchantRequest>,
     ) -> Result<Response<pb::GetMerchantResponse>, Status> {
         let caller = caller(&request);
-        let merchant_id = request.into_inner().merchant_id;
-        let merchant = self.service.get_merchant(&caller, &merchant_id).await?;
+        let message = request.into_inner();
+        let merchant = self
+            .service
+            .get_merchant(&caller, &message.merchant_id, message.directory)
+            .await?;
         Ok(Response::new(pb::GetMerchantResponse {
             merchant: Some(merchant_to_proto(merchant)),
         }))

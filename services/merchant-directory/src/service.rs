@@ -11,7 +11,7 @@ use tavana_proto::merchant_directory::v1 as pb;
 use crate::cache::ListingCache;
 use crate::convert::{decode_cursor, merchant_to_proto};
 use crate::domain::api_key::{generate_api_key, hash_api_key, looks_like_api_key};
-use crate::domain::merchant::{MerchantDraft, MerchantInput, visible_to};
+use crate::domain::merchant::{MerchantDraft, MerchantInput, is_listed, visible_to};
 use crate::domain::proposal::{
     Decision, ProposalScope, ProposalStatus, proposal_region, require_contracts,
 };
@@ -228,10 +228,17 @@ impl MerchantDirectory {
         &self,
         caller: &Caller,
         merchant_id: &str,
+        directory: bool,
     ) -> Result<merchant::Model, MerchantError> {
         store::get_merchant(&self.db, merchant_id)
             .await?
-            .filter(|merchant| visible_to(caller, &merchant.status))
+            .filter(|merchant| {
+                if directory {
+                    is_listed(&merchant.status)
+                } else {
+                    visible_to(caller, &merchant.status)
+                }
+            })
             .ok_or(MerchantError::MerchantNotFound)
     }
 

@@ -75,9 +75,13 @@ impl MerchantStatus {
 /// a contracted merchant is public; a suspended one is seen only by other services
 /// (credit must see the status to refuse purchases) and by the contracts department.
 pub fn visible_to(caller: &Caller, status: &str) -> bool {
+    is_listed(status) || caller.is_service() || caller.has_role(Role::Contracts)
+}
+
+/// Whether the public directory shows a merchant of `status`, whoever asks: contracted
+/// ones only (R26, R27).
+pub fn is_listed(status: &str) -> bool {
     status == MerchantStatus::Contracted.as_str()
-        || caller.is_service()
-        || caller.has_role(Role::Contracts)
 }
 
 /// A purchase kind a merchant supports (R14, R25).

@@ -30,11 +30,22 @@ async fn get_merchant(
     caller: &Caller,
     merchant_id: &str,
 ) -> Result<Merchant, tonic::Status> {
+    get_merchant_in(app, caller, merchant_id, false).await
+}
+
+/// As the public directory's page asks (`directory`), or as a peer does.
+async fn get_merchant_in(
+    app: &TestApp,
+    caller: &Caller,
+    merchant_id: &str,
+    directory: bool,
+) -> Result<Merchant, tonic::Status> {
     app.client
         .clone()
         .get_merchant(attach(
             GetMerchantRequest {
                 merchant_id: merchant_id.into(),
+                directory,
             },
             caller,
         ))
@@ -178,6 +189,24 @@ async fn r26_suspended_merchant_is_hidden_from_the_public_but_seen_by_credit() {
         let status = get_merchant(&app, &caller, &merchant_id).await.unwrap_err();
         assert_eq!(status.code(), Code::NotFound);
     }
+    // Contracts staff see it as staff, but the public directory's page hides it from
+    // everyone, staff included (R27: the rule is the directory's, not the gateway's).
+    let for_staff = get_merchant(&app, &contracts(), &merchant_id)
+        .await
+        .unwrap();
+    assert_eq!(for_staff.status, MerchantStatus::Suspended as i32);
+    for caller in [Caller::Anonymous, employee(), contracts(), credit_service()] {
+        let status = get_merchant_in(&app, &caller, &merchant_id, true)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(problem(&status).code, "merchant_not_found");
+    }
+    let (listed, _) = app.add_merchant(online("Bamilo", "bamilo.com")).await;
+    let shown = get_merchant_in(&app, &contracts(), &listed, true)
+        .await
+        .unwrap();
+    assert_eq!(shown.status, MerchantStatus::Contracted as i32);
     let authenticated = authenticate(&app, &Caller::service("gateway"), &api_key)
         .await
         .unwrap();

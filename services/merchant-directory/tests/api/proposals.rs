@@ -530,6 +530,7 @@ async fn r26_approval_creates_a_contracted_merchant_and_a_key_once() {
         .get_merchant(attach(
             GetMerchantRequest {
                 merchant_id: merchant_id.clone(),
+                directory: false,
             },
             &Caller::Anonymous,
         ))
