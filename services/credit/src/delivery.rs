@@ -24,7 +24,7 @@ pub const CANCEL_INSTALMENTS: &str = "settlement.cancel_instalments";
 /// Releases a closed facility's guarantee (R13).
 pub const RELEASE_GUARANTEE: &str = "guarantee.release_guarantee";
 /// Sends the purchase receipt SMS (R28).
-pub const NOTIFY_EMPLOYEE: &str = "identity.notify_employee";
+pub use tavana_kit::outbox::NOTIFY_EMPLOYEE;
 
 /// Delivers the credit outbox to settlement, guarantee and identity.
 pub struct CreditDelivery {

@@ -16,7 +16,7 @@ use crate::peers::SERVICE_NAME;
 /// The topic that opens a facility for an approved request (R12).
 pub const OPEN_FACILITY: &str = "credit.open_facility";
 /// The topic that sends an SMS to an employee (R28).
-pub const NOTIFY_EMPLOYEE: &str = "identity.notify_employee";
+pub use tavana_kit::outbox::NOTIFY_EMPLOYEE;
 
 /// Delivers the guarantee service's outbox to credit and identity.
 pub struct PeerDelivery {

@@ -455,6 +455,11 @@ pub fn decode_payload<M: prost::Message + Default>(payload: &[u8]) -> Result<M, 
     M::decode(payload).map_err(|error| DeliveryError::Permanent(format!("bad payload: {error}")))
 }
 
+/// The topic that sends one SMS to an employee through identity's `NotifyEmployee`
+/// (R28): credit's receipts, guarantee's status messages, and settlement's former
+/// per-employee SMS rows. Each sender delivers it the same way.
+pub const NOTIFY_EMPLOYEE: &str = "identity.notify_employee";
+
 /// Delivers one topic's row by a gRPC call: decodes `$payload` as `$request` and calls
 /// `$method` on a clone of the client `$client`, signed as `$caller`. A payload that does
 /// not decode is permanent; a refusal maps as `From<tonic::Status>` says.

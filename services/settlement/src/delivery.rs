@@ -31,7 +31,7 @@ pub const SET_ARREARS: &str = "credit.set_arrears";
 /// release may hold such rows.
 pub const MARK_PURCHASE_SETTLED: &str = "credit.mark_purchase_settled";
 /// Former topic of one settlement SMS, still delivered for the same reason.
-pub const NOTIFY_EMPLOYEE: &str = "identity.notify_employee";
+pub use tavana_kit::outbox::NOTIFY_EMPLOYEE;
 
 /// The most items (purchases, SMS) one message carries. A settlement SMS is about 200
 /// bytes encoded (two ids, a dedup key, three params): 5,000 make about 1 MB, well inside
