@@ -80,6 +80,10 @@ pub struct Scale {
     pub instalments: u64,
     /// Merchants in the directory scenario.
     pub merchants: u64,
+    /// Unpaid instalments of the period-close scenario (R29).
+    pub close_instalments: u64,
+    /// Employees the salary-day load may log in, each once.
+    pub login_pool: u32,
     /// pgbench's scale factor for the TPC-B anchor.
     pub pgbench_scale: u32,
     /// Whether to run `EXPLAIN ANALYZE` on the hot queries.
@@ -93,12 +97,19 @@ impl Options {
         } else {
             (30, 1_000_000, 100_000, 16)
         };
+        let seconds = self.seconds.unwrap_or(seconds);
+        let instalments = self.instalments.unwrap_or(instalments);
         Scale {
-            seconds: self.seconds.unwrap_or(seconds),
+            seconds,
             clients: self.clients,
             buyers: 16,
-            instalments: self.instalments.unwrap_or(instalments),
+            instalments,
             merchants: self.merchants.unwrap_or(merchants),
+            // A tenth of the bulk set: 100,000 at full scale, as the scenario asks.
+            close_instalments: (instalments / 10).max(1),
+            // A login is one operation in twenty of the salary-day load; a pool of 100 a
+            // second covers it on this machine.
+            login_pool: u32::try_from(seconds.saturating_mul(100)).unwrap_or(u32::MAX),
             pgbench_scale,
             analyze: !self.no_analyze,
         }

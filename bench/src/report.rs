@@ -220,6 +220,33 @@ fn rows(anchors: &Anchors, modes: &[ModeResults]) -> Vec<Row> {
             Err(error) => rows.push(failed(&topology, scenario, target, error)),
         }
 
+        let close_instalments = mode.seeding["close_instalments"].as_u64().unwrap_or(0);
+        let scenario = format!("period close with {close_instalments} unpaid instalments (R29)");
+        let target = "<= 10x";
+        match &mode.period_close {
+            Ok(batch) => {
+                let (anchor, copy) = anchor_text(anchors.copy_close_seconds.as_ref(), |seconds| {
+                    format!("PostgreSQL COPY of as many lines {seconds:.2} s")
+                });
+                let ratio = copy.map(|copy| batch.seconds / copy);
+                rows.push(Row {
+                    topology: topology.clone(),
+                    scenario,
+                    measured: format!(
+                        "{:.2} s, peak RSS {:.0} MiB{}",
+                        batch.seconds,
+                        mib(batch.peak_rss_bytes),
+                        per_process(batch)
+                    ),
+                    anchor,
+                    ratio: ratio.map_or("-".into(), |r| format!("{r:.1}x")),
+                    target,
+                    met: met(ratio.map(|r| r <= 10.0)),
+                });
+            }
+            Err(error) => rows.push(failed(&topology, scenario, target, error)),
+        }
+
         let scenario = format!("deduction list of {instalments} instalments (CSV stream)");
         let target = "<= 5x";
         match &mode.deduction_list {
@@ -266,6 +293,28 @@ fn rows(anchors: &Anchors, modes: &[ModeResults]) -> Vec<Row> {
                 met: met(Some(stats.p99_ms < 20.0)),
             }),
             Err(error) => rows.push(failed(&topology, scenario, target, error)),
+        }
+
+        let scenario = format!(
+            "salary day: balance reads, purchases, instalment lists, searches and logins together, {clients} clients"
+        );
+        match &mode.salary_day {
+            Ok(stats) => rows.push(Row {
+                topology: topology.clone(),
+                scenario,
+                measured: format!(
+                    "{:.0} operations/s, p50 {:.1} ms, p99 {:.1} ms{}",
+                    stats.per_second,
+                    stats.p50_ms,
+                    stats.p99_ms,
+                    errors(stats)
+                ),
+                anchor: "-".into(),
+                ratio: "-".into(),
+                target: "p99 reported",
+                met: "-",
+            }),
+            Err(error) => rows.push(failed(&topology, scenario, "p99 reported", error)),
         }
 
         let all_in_one = mode.mode == "all_in_one_sqlite";

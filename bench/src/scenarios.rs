@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -53,6 +54,8 @@ pub struct ModeResults {
     pub merchant_search: Outcome<LoadStats>,
     pub deduction_list: Outcome<Batch>,
     pub remittance: Outcome<Batch>,
+    pub period_close: Outcome<Batch>,
+    pub salary_day: Outcome<LoadStats>,
 }
 
 impl ModeResults {
@@ -68,6 +71,8 @@ impl ModeResults {
             merchant_search: failed(),
             deduction_list: Err(why.to_owned()),
             remittance: Err(why.to_owned()),
+            period_close: Err(why.to_owned()),
+            salary_day: failed(),
         }
     }
 
@@ -79,6 +84,8 @@ impl ModeResults {
             && self.merchant_search.is_ok()
             && self.deduction_list.is_ok()
             && self.remittance.is_ok()
+            && self.period_close.is_ok()
+            && self.salary_day.is_ok()
     }
 }
 
@@ -89,6 +96,8 @@ pub struct Anchors {
     pub pgbench: Option<Outcome<Pgbench>>,
     pub copy_in_seconds: Option<Outcome<f64>>,
     pub copy_out_seconds: Option<Outcome<f64>>,
+    /// `COPY` of as many lines as the period close marks overdue.
+    pub copy_close_seconds: Option<Outcome<f64>>,
 }
 
 /// Runs everything; returns true when no scenario failed.
@@ -145,6 +154,8 @@ pub async fn run_all(options: Options, bin_dir: PathBuf) -> anyhow::Result<bool>
 
     let remittance_csv = bench_dir.join("remittance.csv");
     write_remittance_csv(&remittance_csv, scale.instalments)?;
+    let close_csv = bench_dir.join("close.csv");
+    write_remittance_csv(&close_csv, scale.close_instalments)?;
     let deduction_csv = bench_dir.join("deductions.csv");
 
     let mut modes = Vec::new();
@@ -178,10 +189,12 @@ pub async fn run_all(options: Options, bin_dir: PathBuf) -> anyhow::Result<bool>
         modes.push(results);
     }
 
-    let (copy_in_seconds, copy_out_seconds) = match &postgres {
+    let (copy_in_seconds, copy_out_seconds, copy_close_seconds) = match &postgres {
         Some(postgres) => {
             println!("anchor: COPY in and out");
             let copy_in = tokio::task::block_in_place(|| postgres.copy_in(&remittance_csv))
+                .map_err(|error| format!("{error:#}"));
+            let copy_close = tokio::task::block_in_place(|| postgres.copy_in(&close_csv))
                 .map_err(|error| format!("{error:#}"));
             let copy_out = if deduction_csv.exists() {
                 tokio::task::block_in_place(|| {
@@ -192,15 +205,16 @@ pub async fn run_all(options: Options, bin_dir: PathBuf) -> anyhow::Result<bool>
                 Err("no deduction list was downloaded".to_owned())
             };
             postgres.drop_scratch();
-            (Some(copy_in), Some(copy_out))
+            (Some(copy_in), Some(copy_out), Some(copy_close))
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     let anchors = Anchors {
         tonic_echo,
         pgbench,
         copy_in_seconds,
         copy_out_seconds,
+        copy_close_seconds,
     };
 
     let all_ok = anchors.tonic_echo.is_ok() && modes.iter().all(ModeResults::all_ok);
@@ -229,6 +243,7 @@ pub async fn run_all(options: Options, bin_dir: PathBuf) -> anyhow::Result<bool>
         started.elapsed().as_secs_f64()
     );
     let _ = std::fs::remove_file(&remittance_csv);
+    let _ = std::fs::remove_file(&close_csv);
     Ok(all_ok)
 }
 
@@ -301,7 +316,16 @@ async fn measure(
     // SQLite answers concurrent writers of settlement with "database is locked" (see
     // BENCHMARKS.md): few writers there, many on PostgreSQL.
     let writers = if mode == Mode::AllInOne { 2 } else { 32 };
-    let instalments = seed::instalments(system, scale.instalments, writers).await?;
+    let instalments =
+        seed::instalments(system, seed::BULK_ORGANIZATION, scale.instalments, writers).await?;
+    // Unpaid until the period-close scenario marks them overdue (R29).
+    seed::instalments(
+        system,
+        seed::CLOSE_ORGANIZATION,
+        scale.close_instalments,
+        writers,
+    )
+    .await?;
     println!(
         "  {} instalments in {:.1} s ({:.0}/s, {} writers, {} retries)",
         scale.instalments,
@@ -332,12 +356,13 @@ async fn measure(
         "instalments_per_second": instalments.per_second.round(),
         "instalments_writers": writers,
         "instalments_retried": instalments.retries,
+        "close_instalments": scale.close_instalments,
     });
 
     // Last, so that the access tokens (15 minutes) outlive the scenarios.
     let http = Http::new(&system.gateway_url)?;
     let timer = Instant::now();
-    let actors = seed::actors(system, &http, scale.buyers).await?;
+    let actors = seed::actors(system, &http, scale.buyers, scale.login_pool).await?;
     let actors_seconds = timer.elapsed().as_secs_f64();
     println!(
         "  {} buyers with facilities in {actors_seconds:.1} s",
@@ -346,6 +371,7 @@ async fn measure(
     let seeding = {
         let mut seeding = seeding;
         seeding["buyers"] = json!(scale.buyers);
+        seeding["login_pool"] = json!(scale.login_pool);
         seeding["actors_seconds"] = json!(actors_seconds);
         seeding
     };
@@ -355,6 +381,8 @@ async fn measure(
     let purchase = purchases(&http, &actors, scale.clients, duration).await;
     println!("  merchant search");
     let merchant_search = merchant_search(&http, scale, duration).await;
+    println!("  salary day (reads, purchases, searches and logins together)");
+    let salary_day = salary_day(&http, &actors, scale, duration).await;
     println!("  deduction list");
     let deduction_list = deduction_list(system, &http, &actors, deduction_csv, scale.instalments)
         .await
@@ -381,6 +409,10 @@ async fn measure(
             }
         }
     };
+    println!("  period close");
+    let period_close = period_close(system, &http, &actors, scale.close_instalments)
+        .await
+        .map_err(|error| format!("{error:#}"));
     Ok(ModeResults {
         mode: mode.key(),
         label: mode.label(),
@@ -391,6 +423,8 @@ async fn measure(
         merchant_search,
         deduction_list,
         remittance,
+        period_close,
+        salary_day,
     })
 }
 
@@ -509,6 +543,115 @@ async fn merchant_search(http: &Http, scale: &Scale, duration: Duration) -> Outc
         })
         .await,
     )
+}
+
+/// A salary day: in every twenty operations, eleven balance reads, four purchases, two
+/// instalment lists, two merchant searches and one SMS login of an employee who has not
+/// logged in yet (R3 allows a mobile one code a minute), all at once.
+async fn salary_day(
+    http: &Http,
+    actors: &Actors,
+    scale: &Scale,
+    duration: Duration,
+) -> Outcome<LoadStats> {
+    let http = http.clone();
+    let tokens = Arc::new(actors.buyers.clone());
+    let purchase =
+        Arc::new(json!({ "merchant_id": actors.merchant_id, "kind": "credit", "amount": 1000 }));
+    let next_login = Arc::new(AtomicU32::new(0));
+    let (pool, merchants) = (actors.login_pool, scale.merchants.max(1));
+    nonzero(
+        load::run(scale.clients, duration, move |client, sequence| {
+            let (http, token) = (http.clone(), tokens[client % tokens.len()].clone());
+            let (purchase, next_login) = (purchase.clone(), next_login.clone());
+            async move {
+                let (request, expected) = match sequence % 20 {
+                    0..=10 => (http.client.get(http.url("/v1/me/balance")), 200),
+                    11..=14 => (
+                        http.client
+                            .post(http.url("/v1/me/purchases"))
+                            .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                            .json(&*purchase),
+                        201,
+                    ),
+                    15..=16 => (http.client.get(http.url("/v1/me/instalments")), 200),
+                    17..=18 => {
+                        let i = (client as u64 * 7_919 + sequence * 104_729) % merchants;
+                        let search = http.client.get(http.url("/v1/merchants")).query(&[
+                            ("q", seed::merchant_name(i)),
+                            ("page_size", "20".to_owned()),
+                        ]);
+                        (search, 200)
+                    }
+                    _ => {
+                        let n = next_login.fetch_add(1, Ordering::Relaxed);
+                        if n < pool {
+                            return seed::login(&http, seed::LOGIN_POOL_BASE + n)
+                                .await
+                                .map(|_| ())
+                                .map_err(|error| format!("login: {error:#}"));
+                        }
+                        (http.client.get(http.url("/v1/me/balance")), 200)
+                    }
+                };
+                let response = request
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .map_err(|error| error.to_string())?;
+                let status = response.status();
+                let body = response.bytes().await.map_err(|error| error.to_string())?;
+                if status != expected {
+                    return Err(format!("{status} {}", String::from_utf8_lossy(&body)));
+                }
+                Ok(())
+            }
+        })
+        .await,
+    )
+}
+
+/// Closes [`seed::PERIOD`] for [`seed::CLOSE_ORGANIZATION`], none of whose instalments
+/// was remitted: every one becomes overdue and is re-aged (R29).
+async fn period_close(
+    system: &System,
+    http: &Http,
+    actors: &Actors,
+    instalments: u64,
+) -> anyhow::Result<Batch> {
+    let names = system.settlement_processes();
+    let watch = PeakWatch::start(names.iter().map(|(_, pid)| *pid).collect());
+    let started = Instant::now();
+    let response = http
+        .client
+        .post(http.url(&format!(
+            "/v1/organizations/{}/periods/{}/close",
+            seed::CLOSE_ORGANIZATION,
+            seed::PERIOD
+        )))
+        .bearer_auth(&actors.support)
+        .json(&json!({}))
+        .send()
+        .await?;
+    let status = response.status();
+    let text = response.text().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (peak_rss_bytes, processes) = peak_of(&watch.finish().await, &names);
+    anyhow::ensure!(status == 200, "period close: {status} {}", truncate(&text));
+    let answer: serde_json::Value = serde_json::from_str(&text)?;
+    let overdue = answer["overdue_instalments"].as_u64().unwrap_or(0);
+    anyhow::ensure!(
+        overdue == instalments,
+        "the close marked {overdue} of {instalments} instalments overdue: {}",
+        truncate(&text)
+    );
+    Ok(Batch {
+        seconds,
+        peak_rss_bytes,
+        processes,
+        items: overdue,
+        bytes: 0,
+    })
 }
 
 fn peak_of(peaks: &[(u32, u64)], names: &[(String, u32)]) -> (u64, Vec<(String, u32, u64)>) {

@@ -20,6 +20,8 @@ use crate::system::System;
 pub const ORGANIZATION: &str = "ORG-BENCH";
 /// The organization of the bulk instalments (deduction list, remittance).
 pub const BULK_ORGANIZATION: &str = "ORG-BULK";
+/// The organization whose instalments stay unpaid until its period is closed (R29).
+pub const CLOSE_ORGANIZATION: &str = "ORG-CLOSE";
 /// The salary period of the bulk instalments.
 pub const PERIOD: &str = "1405-01";
 const REGION: &str = "R01";
@@ -100,6 +102,8 @@ impl Http {
 pub struct Actors {
     /// Access tokens of the buyers, each with an active facility.
     pub buyers: Vec<String>,
+    /// Employees from [`LOGIN_POOL_BASE`] on who have not logged in yet.
+    pub login_pool: u32,
     /// Access token of a `support` user.
     pub support: String,
     /// A contracted merchant that sells on credit.
@@ -135,8 +139,12 @@ const STAFF: [Staff; 4] = [
     },
 ];
 
+/// The first of the employees the salary-day load logs in, each once (R3 allows one
+/// code a minute per mobile).
+pub const LOGIN_POOL_BASE: u32 = 500_000;
+
 /// Logs in by SMS code through the gateway and the dev SMS endpoint.
-async fn login(http: &Http, n: u32) -> anyhow::Result<String> {
+pub async fn login(http: &Http, n: u32) -> anyhow::Result<String> {
     let (national_id, mobile) = (national_id(n), mobile(n));
     let started = http
         .expect(
@@ -181,7 +189,12 @@ async fn login(http: &Http, n: u32) -> anyhow::Result<String> {
 /// Creates the organization, staff and `buyers` employees (an even number), opens a
 /// facility for each buyer through the real approval flow (buyers guarantee each other in
 /// pairs), moves the dev clock past the 72 hours, and approves one merchant.
-pub async fn actors(system: &System, http: &Http, buyers: u32) -> anyhow::Result<Actors> {
+pub async fn actors(
+    system: &System,
+    http: &Http,
+    buyers: u32,
+    login_pool: u32,
+) -> anyhow::Result<Actors> {
     anyhow::ensure!(
         buyers >= 2 && buyers.is_multiple_of(2),
         "buyers come in pairs"
@@ -195,7 +208,8 @@ pub async fn actors(system: &System, http: &Http, buyers: u32) -> anyhow::Result
     );
     let people = (1..=buyers)
         .map(|n| (n, BUYER_SALARY))
-        .chain(STAFF.iter().map(|s| (s.n, 250_000_000)));
+        .chain(STAFF.iter().map(|s| (s.n, 250_000_000)))
+        .chain((0..login_pool).map(|i| (LOGIN_POOL_BASE + i, 150_000_000)));
     for (n, salary) in people {
         csv.push_str(&format!(
             "{},کارمند {n},{},{ORGANIZATION},{REGION},{salary},2010-09-23\n",
@@ -292,6 +306,7 @@ pub async fn actors(system: &System, http: &Http, buyers: u32) -> anyhow::Result
         .await?;
     Ok(Actors {
         buyers: tokens,
+        login_pool,
         support,
         merchant_id: decision["merchant_id"]
             .as_str()
@@ -394,10 +409,11 @@ pub fn bulk_amount(i: u64) -> i64 {
     100_000 + (i % 1000) as i64 * 10
 }
 
-/// Records `count` purchases of the bulk organization, one instalment each in
-/// [`PERIOD`], through settlement's `RecordSchedule` as credit's outbox would.
+/// Records `count` purchases of `organization`, one instalment each in [`PERIOD`],
+/// through settlement's `RecordSchedule` as credit's outbox would.
 pub async fn instalments(
     system: &System,
+    organization: &'static str,
     count: u64,
     concurrency: usize,
 ) -> anyhow::Result<BulkRate> {
@@ -412,11 +428,11 @@ pub async fn instalments(
         let (mut client, caller) = (client.clone(), caller.clone());
         async move {
             let message = settlement::RecordScheduleRequest {
-                purchase_id: format!("bench-purchase-{i:08}"),
-                employee_id: format!("bench-employee-{i:08}"),
+                purchase_id: format!("bench-{organization}-{i:08}"),
+                employee_id: format!("bench-{organization}-employee-{i:08}"),
                 national_id: bulk_national_id(i),
                 full_name: format!("کارمند {i}"),
-                organization_id: BULK_ORGANIZATION.to_owned(),
+                organization_id: organization.to_owned(),
                 merchant_id: "bench-merchant".to_owned(),
                 merchant_name: "فروشگاه بنچمارک".to_owned(),
                 instalments: vec![settlement::ScheduledInstalment {
