@@ -781,7 +781,19 @@ impl Courier {
                     }
                 };
                 if rows.is_empty() {
-                    break;
+                    // A relay may have leased them between the commit and this claim:
+                    // wait for it (read your writes), not for their next attempt.
+                    match self.leased_elsewhere(&left).await {
+                        Ok(true) => {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            continue;
+                        }
+                        Ok(false) => break,
+                        Err(error) => {
+                            tracing::warn!(%error, "outbox lease check failed");
+                            return false;
+                        }
+                    }
                 }
                 let mut rows = rows.into_iter();
                 while let Some(row) = rows.next() {
@@ -808,6 +820,21 @@ impl Courier {
             }
         }
         delivered == ids.len()
+    }
+
+    /// Whether one of `ids` is undelivered and leased now, by a relay of this or another
+    /// process.
+    async fn leased_elsewhere(&self, ids: &[i64]) -> Result<bool, DbErr> {
+        let query = Query::select()
+            .column(Outbox::Id)
+            .from(Outbox::Table)
+            .and_where(Expr::col(Outbox::Id).is_in(ids.iter().copied()))
+            .and_where(Expr::col(Outbox::DeliveredAt).is_null())
+            .and_where(Expr::col(Outbox::FailedAt).is_null())
+            .and_where(Expr::col(Outbox::LeaseUntil).gt(Utc::now()))
+            .limit(1)
+            .to_owned();
+        Ok(self.db.query_one(&query).await?.is_some())
     }
 
     /// Gives claimed rows back to the relay without counting a try.
