@@ -261,6 +261,10 @@ pub async fn start_traced(id: &str, otlp_endpoint: &str) -> anyhow::Result<Split
 pub async fn start_with(layout: Layout) -> anyhow::Result<SplitTopology> {
     let id = layout.id.as_str();
     let bin_dir = bin_dir()?;
+    // One topology starts at a time across the test processes: a port chosen
+    // by `free_port` is free only until its process binds it, so two starts at
+    // once could pick the same one. Ports are taken once the start is ready.
+    let _starting = start_lock(&bin_dir).await?;
     let pg_base = tavana_kit::testing::test_pg_url();
     let redis_url = layout.redis_url.clone();
     let redis_prefix = format!("tavana-e2e-{id}:");
@@ -441,24 +445,65 @@ pub async fn start_with(layout: Layout) -> anyhow::Result<SplitTopology> {
         commands,
         id: id.to_owned(),
     };
-    wait_ready(&topology.gateway_url).await?;
+    topology.wait_ready().await?;
     Ok(topology)
 }
 
-async fn wait_ready(gateway_url: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let mut interval = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        interval.tick().await;
-        if let Ok(response) = client.get(format!("{gateway_url}/readyz")).send().await
-            && response.status().is_success()
-        {
-            return Ok(());
+/// Holds the lock file under the target directory until dropped.
+async fn start_lock(bin_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let dir = bin_dir.join("e2e-logs");
+    std::fs::create_dir_all(&dir)?;
+    let file = std::fs::File::create(dir.join(".start.lock"))?;
+    tokio::task::spawn_blocking(move || file.lock().map(|()| file))
+        .await?
+        .context("cannot lock the split start")
+}
+
+impl SplitTopology {
+    /// Waits until the gateway answers `/readyz`; fails at once, with the end
+    /// of its log, when a process has exited meanwhile.
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut interval = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            interval.tick().await;
+            if let Ok(response) = client
+                .get(format!("{}/readyz", self.gateway_url))
+                .send()
+                .await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            self.ensure_running()?;
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the split topology was not ready within 60 s (see target/debug/e2e-logs)"
+            );
         }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "the split topology was not ready within 60 s (see target/debug/e2e-logs)"
-        );
+    }
+
+    fn ensure_running(&self) -> anyhow::Result<()> {
+        let mut processes = self
+            .processes
+            .lock()
+            .map_err(|_| anyhow::anyhow!("process list poisoned"))?;
+        for (process, child) in processes.iter_mut() {
+            if let Some(status) = child.try_wait()? {
+                let log = bin_dir()?
+                    .join("e2e-logs")
+                    .join(format!("{}-{process}.log", self.id));
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                anyhow::bail!(
+                    "{process} exited with {status} while the topology started; {}:\n{}",
+                    log.display(),
+                    tail.join("\n")
+                );
+            }
+        }
+        Ok(())
     }
 }
