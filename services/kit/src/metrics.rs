@@ -466,7 +466,8 @@ mod tests {
             manager
                 .create_table(crate::outbox::create_outbox_table())
                 .await?;
-            crate::outbox::extend_outbox_table(manager).await
+            crate::outbox::extend_outbox_table(manager).await?;
+            crate::outbox::index_pending_outbox(manager).await
         }
     }
 

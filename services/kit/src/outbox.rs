@@ -171,6 +171,29 @@ pub async fn extend_outbox_table(manager: &SchemaManager<'_>) -> Result<(), DbEr
         .await
 }
 
+/// Indexes the messages still to deliver, in id order: the body of each service's migration
+/// `m20261204_000001_index_pending_outbox`. Delivered rows stay (R28 keeps them for a
+/// while), so without it the relay's claim (`ORDER BY id LIMIT n` over the undelivered)
+/// walks every delivered row first and grows with the table's history.
+pub async fn index_pending_outbox(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    use sea_orm::sea_query::ConditionalStatement as _;
+    manager
+        .create_index(
+            Index::create()
+                .name("ix_outbox_pending")
+                .table(Outbox::Table)
+                .col(Outbox::Id)
+                .cond_where(
+                    Expr::col(Outbox::DeliveredAt)
+                        .is_null()
+                        .and(Expr::col(Outbox::FailedAt).is_null()),
+                )
+                .if_not_exists()
+                .to_owned(),
+        )
+        .await
+}
+
 /// A message to write to the outbox, in the transaction of the change it announces.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {

@@ -9,6 +9,7 @@ mod m20261203_160000_add_purchase_schedule_version;
 mod m20261203_170000_create_audit_event;
 mod m20261203_170000_extend_outbox;
 mod m20261203_230000_add_arrears_hold;
+mod m20261204_000001_index_pending_outbox;
 
 /// The migrations of the credit service, oldest first.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_170000_extend_outbox::Migration),
             Box::new(m20261203_170000_create_audit_event::Migration),
             Box::new(m20261203_230000_add_arrears_hold::Migration),
+            Box::new(m20261204_000001_index_pending_outbox::Migration),
         ]
     }
 }

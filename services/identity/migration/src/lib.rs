@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20250101_000001_create_identity_tables;
 mod m20261203_170000_create_audit_event;
 mod m20261203_170000_extend_outbox;
+mod m20261204_000001_index_pending_outbox;
 
 /// The migrations of the identity service, oldest first.
 pub struct Migrator;
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20250101_000001_create_identity_tables::Migration),
             Box::new(m20261203_170000_extend_outbox::Migration),
             Box::new(m20261203_170000_create_audit_event::Migration),
+            Box::new(m20261204_000001_index_pending_outbox::Migration),
         ]
     }
 }

@@ -42,7 +42,8 @@ impl MigrationName for ExtendOutbox {
 #[async_trait::async_trait]
 impl MigrationTrait for ExtendOutbox {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        extend_outbox_table(manager).await
+        extend_outbox_table(manager).await?;
+        index_pending_outbox(manager).await
     }
 }
 
