@@ -286,7 +286,7 @@ pub async fn start_with(layout: Layout) -> anyhow::Result<SplitTopology> {
             (*name, urls.join(","))
         })
         .collect();
-    let database_urls: HashMap<&'static str, String> = SERVICES
+    let database_names: HashMap<&'static str, String> = SERVICES
         .iter()
         .map(|service| {
             let database = format!(
@@ -294,8 +294,12 @@ pub async fn start_with(layout: Layout) -> anyhow::Result<SplitTopology> {
                 layout.database_prefix,
                 service.name.replace('-', "_")
             );
-            (service.name, database_url(&pg_base, &database))
+            (service.name, database)
         })
+        .collect();
+    let database_urls: HashMap<&'static str, String> = database_names
+        .iter()
+        .map(|(service, database)| (*service, database_url(&pg_base, database)))
         .collect();
 
     let keys_dir = tempfile::Builder::new()
@@ -365,20 +369,15 @@ pub async fn start_with(layout: Layout) -> anyhow::Result<SplitTopology> {
                 IMMEDIATE_DEADLINE_MS.to_string(),
             ));
         }
-        let migration = spawn(
+        migrated_database(
             id,
-            &format!("{}-migrate", service.name),
+            &pg_base,
+            service,
             &binary,
-            &["migrate"],
             &env,
-        )?
-        .wait_with_output()
+            &database_names[service.name],
+        )
         .await?;
-        anyhow::ensure!(
-            migration.status.success(),
-            "{} migrate failed (see target/debug/e2e-logs)",
-            service.name
-        );
         for (replica, port) in ports[service.name].iter().enumerate() {
             let mut env = env.clone();
             env.push((
@@ -447,6 +446,59 @@ pub async fn start_with(layout: Layout) -> anyhow::Result<SplitTopology> {
     };
     topology.wait_ready().await?;
     Ok(topology)
+}
+
+/// Creates a service's database as a copy of a template that `<service> migrate` built
+/// once for this build of the binary (as the Kubernetes Job migrates), so that each
+/// topology does not run every migration again. Called under the start lock: one process
+/// builds a template at a time.
+async fn migrated_database(
+    id: &str,
+    pg_base: &str,
+    service: &ServiceSpec,
+    binary: &PathBuf,
+    env: &[(String, String)],
+    database: &str,
+) -> anyhow::Result<()> {
+    use sea_orm::sqlx::{Connection, PgConnection};
+
+    let built = std::fs::metadata(binary)
+        .and_then(|metadata| metadata.modified())
+        .with_context(|| format!("cannot read {}", binary.display()))?
+        .duration_since(std::time::UNIX_EPOCH)?;
+    let template = format!(
+        "tavana_test_tpl_{:x}_{}",
+        built.as_nanos(),
+        service.name.replace('-', "_")
+    );
+    let mut admin = PgConnection::connect(pg_base).await?;
+    let exists = sea_orm::sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(&template)
+        .fetch_optional(&mut admin)
+        .await?
+        .is_some();
+    admin.close().await?;
+    if !exists {
+        let url_key = format!("TAVANA_{}__DATABASE__URL", service.section);
+        let mut env = env.to_vec();
+        env.retain(|(key, _)| *key != url_key);
+        env.push((url_key, database_url(pg_base, &template)));
+        let migration = spawn(
+            id,
+            &format!("{}-migrate", service.name),
+            binary,
+            &["migrate"],
+            &env,
+        )?
+        .wait_with_output()
+        .await?;
+        anyhow::ensure!(
+            migration.status.success(),
+            "{} migrate failed (see target/debug/e2e-logs)",
+            service.name
+        );
+    }
+    tavana_kit::testing::clone_postgres_database(pg_base, &template, database).await
 }
 
 /// Holds the lock file under the target directory until dropped.

@@ -182,9 +182,10 @@ async fn postgres_template<M: MigratorTrait>(
     Ok(template)
 }
 
-/// Creates `name` as a copy of `template`, retrying while PostgreSQL still counts a
-/// session on the template (one that was closing when the copy began).
-async fn clone_postgres_database(
+/// Creates `name` as a copy of `template` on the server of `server_url`, retrying while
+/// PostgreSQL still counts a session on the template (one that was closing when the copy
+/// began).
+pub async fn clone_postgres_database(
     server_url: &str,
     template: &str,
     name: &str,
