@@ -370,38 +370,6 @@ impl Identity {
         (token, refresh)
     }
 
-    /// With the dev provider, waits (at most 5 s) until the SMS queued under `dedup_key`
-    /// is in the dev inbox, so that a local client or test can read it right after the
-    /// call that sent it. Other providers never wait.
-    async fn settle_dev_sms(&self, dedup_key: &str) {
-        self.settle_dev_sms_all(&[dedup_key.to_owned()]).await;
-    }
-
-    /// Waits as [`Self::settle_dev_sms`] does, for every SMS of `dedup_keys` (without
-    /// repeats) and at most 5 s in all.
-    async fn settle_dev_sms_all(&self, dedup_keys: &[String]) {
-        if self.settings.sms_provider() != SmsProviderKind::Dev || dedup_keys.is_empty() {
-            return;
-        }
-        let waited = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            loop {
-                match store::sms_all_delivered(&self.db, dedup_keys).await {
-                    Ok(true) => break,
-                    Ok(false) => {}
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot check the dev sms delivery");
-                        break;
-                    }
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            }
-        })
-        .await;
-        if waited.is_err() {
-            tracing::warn!(sms = dedup_keys.len(), "dev sms not delivered within 5 s");
-        }
-    }
-
     /// Starts a login (R3): the answer is the same whether national ID and mobile match
     /// or not; the code is sent only on a match. The per-mobile sliding limits (1 a
     /// minute, 5 an hour) count every request, so that they reveal nothing either.
@@ -442,9 +410,9 @@ impl Identity {
             let sms =
                 SmsMessage::login_code(mobile.as_str(), &challenge_id, ttl.as_secs().div_ceil(60));
             let dedup_key = format!("login:{challenge_id}");
-            store::enqueue_sms(&self.db, &dedup_key, &sms).await?;
-            self.outbox.notify();
-            self.settle_dev_sms(&dedup_key).await;
+            let enqueued = store::enqueue_sms(&self.db, &dedup_key, &sms).await?;
+            // Delivered before the answer: a local client reads the dev inbox next.
+            self.outbox.deliver_now(&enqueued).await;
             tracing::info!(mobile = %mobile.masked(), "login code queued");
             tavana_kit::metrics::record_login_code(None);
         } else {
@@ -508,9 +476,7 @@ impl Identity {
         )
         .await?
         .ok_or(IdentityError::InvalidCode)?;
-        self.outbox.notify();
-        self.settle_dev_sms(&format!("welcome:{}", opened.employee.id))
-            .await;
+        self.outbox.deliver_now(&opened.welcome).await;
         self.tokens(&opened, refresh_token)
     }
 
@@ -662,11 +628,10 @@ impl Identity {
                 "reference": change.reference,
             }),
         );
-        let (employee, dedup_key, revoked_sessions) =
+        let (employee, sms, revoked_sessions) =
             store::change_mobile(&self.db, &change, self.now(), &audit).await?;
         self.revoke_access_of_sessions(&revoked_sessions).await;
-        self.outbox.notify();
-        self.settle_dev_sms(&dedup_key).await;
+        self.outbox.deliver_now(&sms).await;
         Ok(store::employee_view(&self.db, employee).await?)
     }
 
@@ -858,17 +823,14 @@ impl Identity {
             );
             queued.push((dedup_key, sms));
         }
-        let dedup_keys: Vec<String> = queued.iter().map(|(key, _)| key.clone()).collect();
-        store::enqueue_sms_many(&self.db, queued).await?;
-        if !dedup_keys.is_empty() {
-            self.outbox.notify();
-            self.settle_dev_sms_all(&dedup_keys).await;
-        }
+        let queued_count = queued.len();
+        let enqueued = store::enqueue_sms_many(&self.db, queued).await?;
+        self.outbox.deliver_now(&enqueued).await;
 
         if unknown > 0 {
             tracing::warn!(
                 unknown,
-                queued = dedup_keys.len(),
+                queued = queued_count,
                 "notifications for unknown employees"
             );
             return Err(IdentityError::EmployeeNotFound);

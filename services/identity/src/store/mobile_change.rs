@@ -6,6 +6,7 @@ use sea_orm::{
     IntoActiveModel, QueryFilter, QueryOrder, Set,
 };
 use tavana_kit::audit::AuditEntry;
+use tavana_kit::outbox::Enqueued;
 
 use super::employee::{find_employee_by_national_id, lock_employee};
 use super::entities::{employee, mobile_change, session};
@@ -30,15 +31,15 @@ pub struct MobileChangeRequest {
 }
 
 /// Changes a mobile in one transaction (R5): records who asked, revokes every session of
-/// the employee and queues an SMS to the new number. Returns the employee and the SMS's
-/// dedup key.
+/// the employee and queues an SMS to the new number. Returns the employee, the queued SMS
+/// and the revoked sessions.
 #[tracing::instrument(skip_all)]
 pub async fn change_mobile(
     db: &DatabaseConnection,
     request: &MobileChangeRequest,
     now: DateTime<Utc>,
     audit: &AuditEntry,
-) -> Result<(employee::Model, String, Vec<String>), IdentityError> {
+) -> Result<(employee::Model, Enqueued, Vec<String>), IdentityError> {
     let txn = tavana_kit::db::begin_write(db).await?;
     if !lock_employee(&txn, &request.national_id, now).await? {
         return Err(IdentityError::EmployeeNotFound);
@@ -63,17 +64,16 @@ pub async fn change_mobile(
     active.updated_at = Set(now);
     let employee = active.update(&txn).await?;
     let revoked = revoke_sessions_of(&txn, &employee.id, "mobile_changed", now).await?;
-    let dedup_key = format!("mobile_changed:{}", change.id);
-    enqueue_sms(
+    let sms = enqueue_sms(
         &txn,
-        &dedup_key,
+        &format!("mobile_changed:{}", change.id),
         &SmsMessage::mobile_changed(&request.new_mobile),
     )
     .await?;
     tavana_kit::audit::record_in(&txn, audit).await?;
     txn.commit().await?;
     tracing::info!(employee_id = %employee.id, revoked_sessions = revoked.len(), "mobile changed");
-    Ok((employee, dedup_key, revoked))
+    Ok((employee, sms, revoked))
 }
 
 /// Revokes every open session of an employee; returns their ids.

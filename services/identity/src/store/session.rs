@@ -7,6 +7,7 @@ use sea_orm::{
     QueryFilter, Set,
 };
 use tavana_kit::caller::RoleGrant;
+use tavana_kit::outbox::Enqueued;
 
 use super::employee::{find_employee, grants_of};
 use super::entities::{account, employee, refresh_token, session};
@@ -31,6 +32,8 @@ pub struct OpenedSession {
     pub employee: employee::Model,
     /// Their roles, for the access token.
     pub grants: Vec<RoleGrant>,
+    /// The welcome SMS of a first login (R4), to deliver at once.
+    pub welcome: Enqueued,
 }
 
 /// Opens a session after a verified code, in one transaction: the first login creates the
@@ -60,8 +63,10 @@ pub async fn open_session(
         )
         .to_owned();
     let created = txn.execute(&insert_account).await?.rows_affected() == 1;
+    let mut welcomed = Enqueued::default();
     if created {
-        enqueue_sms(&txn, &format!("welcome:{employee_id}"), &welcome(&employee)).await?;
+        welcomed =
+            enqueue_sms(&txn, &format!("welcome:{employee_id}"), &welcome(&employee)).await?;
         tracing::info!("account created");
     }
     let session_id = uuid::Uuid::now_v7().to_string();
@@ -81,6 +86,7 @@ pub async fn open_session(
         session_id,
         employee,
         grants,
+        welcome: welcomed,
     }))
 }
 
@@ -188,6 +194,7 @@ pub async fn rotate_refresh_token(
         session_id: session.id,
         employee,
         grants,
+        welcome: Enqueued::default(),
     })))
 }
 

@@ -1,26 +1,25 @@
 //! The SMS outbox (R28) and the dev provider's inbox.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait as _, Func, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Set,
 };
-use tavana_kit::db::IDS_PER_STATEMENT;
+use tavana_kit::outbox::Enqueued;
 
 use super::entities::dev_sms;
 use crate::delivery::SMS_TOPIC;
 use crate::domain::sms::SmsMessage;
 
-/// Writes an SMS to the outbox; call it inside the transaction of the change that causes it.
+/// Writes an SMS to the outbox; call it inside the transaction of the change that causes it,
+/// and hand what it returns to `OutboxHandle::deliver_now` after the commit.
 pub async fn enqueue_sms<C: ConnectionTrait>(
     conn: &C,
     dedup_key: &str,
     sms: &SmsMessage,
-) -> Result<(), DbErr> {
+) -> Result<Enqueued, DbErr> {
     let payload = serde_json::to_vec(sms).map_err(|error| DbErr::Custom(error.to_string()))?;
-    tavana_kit::outbox::enqueue(conn, SMS_TOPIC, dedup_key, payload).await?;
-    Ok(())
+    tavana_kit::outbox::enqueue(conn, SMS_TOPIC, dedup_key, payload).await
 }
 
 /// Deletes the SMS delivered more than `retention` before `now` (real time); returns how
@@ -38,7 +37,7 @@ pub async fn purge_delivered_sms(
 pub async fn enqueue_sms_many<C: ConnectionTrait>(
     conn: &C,
     messages: Vec<(String, SmsMessage)>,
-) -> Result<(), DbErr> {
+) -> Result<Enqueued, DbErr> {
     let messages = messages
         .into_iter()
         .map(|(dedup_key, sms)| {
@@ -49,39 +48,7 @@ pub async fn enqueue_sms_many<C: ConnectionTrait>(
             ))
         })
         .collect::<Result<Vec<_>, DbErr>>()?;
-    tavana_kit::outbox::enqueue_many(conn, messages).await?;
-    Ok(())
-}
-
-/// Returns true once the outbox has delivered (or given up on) every SMS queued under
-/// `dedup_keys` (without repeats).
-pub async fn sms_all_delivered<C: ConnectionTrait>(
-    conn: &C,
-    dedup_keys: &[String],
-) -> Result<bool, DbErr> {
-    use tavana_kit::outbox::Outbox;
-    for keys in dedup_keys.chunks(IDS_PER_STATEMENT) {
-        let query = Query::select()
-            .expr_as(Func::count(Expr::col(Outbox::Id)), "n")
-            .from(Outbox::Table)
-            .and_where(Expr::col(Outbox::Topic).eq(SMS_TOPIC))
-            .and_where(Expr::col(Outbox::DedupKey).is_in(keys.iter().map(String::as_str)))
-            .and_where(
-                Expr::col(Outbox::DeliveredAt)
-                    .is_not_null()
-                    .or(Expr::col(Outbox::FailedAt).is_not_null()),
-            )
-            .to_owned();
-        let done: i64 = match conn.query_one(&query).await? {
-            Some(row) => row.try_get("", "n")?,
-            None => 0,
-        };
-        // Documented saturation: a COUNT is never negative.
-        if u64::try_from(done).unwrap_or(0) < keys.len() as u64 {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    tavana_kit::outbox::enqueue_many(conn, messages).await
 }
 
 /// Keeps a message sent through the dev provider.
