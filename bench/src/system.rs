@@ -224,6 +224,21 @@ pub fn build_binaries(bin_dir: &Path) -> anyhow::Result<()> {
     if let Some(manifest) = option_env!("CARGO_MANIFEST_DIR") {
         command.current_dir(manifest);
     }
+    // `cargo run` hands this binary the package's own variables (CARGO_PKG_NAME, ...).
+    // Build scripts such as ring's watch them, so passing them on would rebuild ring and
+    // everything above it here, and again at the next plain `cargo build`.
+    for (key, _) in std::env::vars_os() {
+        let Some(key) = key.to_str() else { continue };
+        if key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                key,
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
+            )
+        {
+            command.env_remove(key);
+        }
+    }
     let status = command.status().context("cannot run cargo build")?;
     anyhow::ensure!(
         status.success(),
