@@ -20,6 +20,12 @@ use tokio::process::{Child, Command};
 /// short default of [`tavana_kit::config::OutboxSettings`].
 pub const IMMEDIATE_DEADLINE_MS: u64 = 30_000;
 
+/// How long a relay's claim holds its messages in the split topology: short, so that the
+/// rows of a replica a test kills go to the other replica within seconds, not the
+/// production default's 30 s. A delivery slower than this is made twice, which the
+/// receivers' idempotency absorbs.
+const OUTBOX_LEASE_MS: u64 = 5_000;
+
 /// A service of the split topology: binary, config section, replicas.
 struct ServiceSpec {
     name: &'static str,
@@ -367,6 +373,10 @@ pub async fn start_with(layout: Layout) -> anyhow::Result<SplitTopology> {
             env.push((
                 format!("TAVANA_{section}__OUTBOX__IMMEDIATE_DEADLINE_MS"),
                 IMMEDIATE_DEADLINE_MS.to_string(),
+            ));
+            env.push((
+                format!("TAVANA_{section}__OUTBOX__LEASE_MS"),
+                OUTBOX_LEASE_MS.to_string(),
             ));
         }
         migrated_database(

@@ -164,12 +164,18 @@ pub struct OutboxSettings {
     /// (read your writes, ARCHITECTURE.md), in milliseconds; what is not delivered by
     /// then is left to the relay.
     pub immediate_deadline_ms: u64,
+    /// How long a relay's claim holds its messages, in milliseconds: the rows of a
+    /// relay (or replica) that dies mid-delivery go to another once it expires. Keep it
+    /// above the longest delivery, or a slow delivery is made twice (receivers are
+    /// idempotent, so that costs only the repeat).
+    pub lease_ms: u64,
 }
 
 impl Default for OutboxSettings {
     fn default() -> Self {
         OutboxSettings {
             immediate_deadline_ms: 2_000,
+            lease_ms: 30_000,
         }
     }
 }

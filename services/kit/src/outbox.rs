@@ -645,6 +645,7 @@ impl OutboxRelay {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let config = RelayConfig {
             immediate_deadline: Duration::from_millis(settings.immediate_deadline_ms),
+            lease: Duration::from_millis(settings.lease_ms),
             ..RelayConfig::default()
         };
         let (handle, task) = OutboxRelay::spawn_with_config(db, deliver, config, async move {
