@@ -38,7 +38,7 @@ pub struct Http {
 impl Http {
     /// Creates a client with a connection pool large enough for the load clients.
     pub fn new(base_url: &str) -> anyhow::Result<Http> {
-        let client = reqwest::Client::builder()
+        let client = tavana_kit::http::client_builder()
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(3600))

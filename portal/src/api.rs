@@ -186,10 +186,10 @@ pub struct Gateway {
 impl Gateway {
     /// Builds a client of the gateway at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: &str, sessions: Sessions) -> Gateway {
-        let client = reqwest::Client::builder()
+        let client = tavana_kit::http::client_builder()
             .timeout(Duration::from_secs(60))
             .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+            .unwrap_or_else(|_| tavana_kit::http::client());
         Gateway {
             client,
             base: base.trim_end_matches('/').to_owned(),

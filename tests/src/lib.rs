@@ -116,7 +116,7 @@ async fn try_spawn_app_with(otlp_endpoint: Option<&str>) -> anyhow::Result<TestA
     };
     Ok(TestApp {
         base_url,
-        client: reqwest::Client::new(),
+        client: tavana_kit::http::client(),
         topology,
         admin,
         _data_dir: data_dir,

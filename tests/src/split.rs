@@ -525,7 +525,7 @@ impl SplitTopology {
     /// Waits until the gateway answers `/readyz`; fails at once, with the end
     /// of its log, when a process has exited meanwhile.
     async fn wait_ready(&self) -> anyhow::Result<()> {
-        let client = reqwest::Client::new();
+        let client = tavana_kit::http::client();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut interval = tokio::time::interval(Duration::from_millis(100));
         loop {

@@ -127,7 +127,9 @@ impl HttpProvider {
             !config.base_url.trim().is_empty(),
             "sms.base_url is required with the http SMS provider"
         );
-        let client = reqwest::Client::builder().timeout(config.timeout).build()?;
+        let client = tavana_kit::http::client_builder()
+            .timeout(config.timeout)
+            .build()?;
         Ok(HttpProvider { client, config })
     }
 

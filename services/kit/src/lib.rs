@@ -17,6 +17,7 @@ pub mod trust;
 pub use shared::Shared;
 pub mod config;
 pub mod grpc;
+pub mod http;
 pub mod metrics;
 pub mod outbox;
 pub mod paging;

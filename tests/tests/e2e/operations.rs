@@ -601,7 +601,7 @@ struct Browser {
 impl Browser {
     fn new() -> Browser {
         Browser {
-            client: reqwest::Client::builder()
+            client: tavana_kit::http::client_builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
