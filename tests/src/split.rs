@@ -176,9 +176,28 @@ fn bin_dir() -> anyhow::Result<PathBuf> {
     .to_path_buf())
 }
 
+/// Picks a port for a process of the topology to listen on. It comes from below the
+/// kernel's ephemeral range: a port the kernel hands out for `bind(0)` is also a port it
+/// hands out as the local end of outgoing connections (to PostgreSQL, Redis, between the
+/// services), and one of those could take it before the process binds it. Below that
+/// range only another listener can, and the start lock keeps the other topologies out
+/// until this one is bound. Free means that binding it succeeds now.
 fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let low = 10_000.min(ephemeral_start / 2);
+    let span = u64::from(ephemeral_start - low);
+    for _ in 0..100 {
+        // uuid's v4 bits are a random source the crate already has.
+        let random = uuid::Uuid::new_v4().as_u64_pair().0;
+        let port = low + u16::try_from(random % span)?;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port below the ephemeral range {ephemeral_start}")
 }
 
 fn database_url(base: &str, database: &str) -> String {
@@ -460,8 +479,7 @@ pub async fn start_with(layout: Layout) -> anyhow::Result<SplitTopology> {
 
 /// Creates a service's database as a copy of a template that `<service> migrate` built
 /// once for this build of the binary (as the Kubernetes Job migrates), so that each
-/// topology does not run every migration again. Called under the start lock: one process
-/// builds a template at a time.
+/// topology does not run every migration again.
 async fn migrated_database(
     id: &str,
     pg_base: &str,
@@ -470,8 +488,6 @@ async fn migrated_database(
     env: &[(String, String)],
     database: &str,
 ) -> anyhow::Result<()> {
-    use sea_orm::sqlx::{Connection, PgConnection};
-
     let built = std::fs::metadata(binary)
         .and_then(|metadata| metadata.modified())
         .with_context(|| format!("cannot read {}", binary.display()))?
@@ -481,18 +497,11 @@ async fn migrated_database(
         built.as_nanos(),
         service.name.replace('-', "_")
     );
-    let mut admin = PgConnection::connect(pg_base).await?;
-    let exists = sea_orm::sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
-        .bind(&template)
-        .fetch_optional(&mut admin)
-        .await?
-        .is_some();
-    admin.close().await?;
-    if !exists {
+    tavana_kit::testing::ensure_postgres_template(pg_base, &template, |url| async move {
         let url_key = format!("TAVANA_{}__DATABASE__URL", service.section);
         let mut env = env.to_vec();
         env.retain(|(key, _)| *key != url_key);
-        env.push((url_key, database_url(pg_base, &template)));
+        env.push((url_key, url));
         let migration = spawn(
             id,
             &format!("{}-migrate", service.name),
@@ -507,7 +516,9 @@ async fn migrated_database(
             "{} migrate failed (see target/debug/e2e-logs)",
             service.name
         );
-    }
+        Ok(())
+    })
+    .await?;
     tavana_kit::testing::clone_postgres_database(pg_base, &template, database).await
 }
 
@@ -536,7 +547,12 @@ impl SplitTopology {
                 .await
                 && response.status().is_success()
             {
-                return Ok(());
+                // The gateway is ready once one replica of each service answers: every
+                // replica must listen too, and one that could not start fails the start
+                // here, not a test later.
+                if self.every_replica_listens().await {
+                    return self.ensure_running();
+                }
             }
             self.ensure_running()?;
             anyhow::ensure!(
@@ -544,6 +560,19 @@ impl SplitTopology {
                 "the split topology was not ready within 60 s (see target/debug/e2e-logs)"
             );
         }
+    }
+
+    /// Whether every service replica accepts connections on its gRPC port.
+    async fn every_replica_listens(&self) -> bool {
+        for urls in self.service_urls.values() {
+            for url in urls.split(',') {
+                let address = url.trim_start_matches("http://");
+                if tokio::net::TcpStream::connect(address).await.is_err() {
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     fn ensure_running(&self) -> anyhow::Result<()> {

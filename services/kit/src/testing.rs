@@ -142,35 +142,55 @@ fn database_url(server_url: &str, name: &str) -> String {
 }
 
 /// Returns the name of the migrated template database of `M`, creating it when missing.
-/// Concurrent test processes may each build one; the first to rename its copy into place
-/// wins and the others drop theirs.
 async fn postgres_template<M: MigratorTrait>(
     server_url: &str,
     key: &str,
 ) -> anyhow::Result<String> {
+    let template = format!("tavana_test_tpl_{key}");
+    ensure_postgres_template(server_url, &template, |url| async move {
+        let db = db::connect(&url, 1).await?;
+        M::up(&db, None).await?;
+        db.close().await?;
+        Ok(())
+    })
+    .await?;
+    Ok(template)
+}
+
+/// Makes sure the database `template` exists on the server of `server_url`: when it is
+/// missing, `migrate` gets the URL of a fresh database to migrate, which is then renamed
+/// to `template`. Concurrent test processes may each build one; the first to rename its
+/// copy into place wins and the others drop theirs, so a half-migrated template is never
+/// seen.
+pub async fn ensure_postgres_template<F, Fut>(
+    server_url: &str,
+    template: &str,
+    migrate: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     use sea_orm::sqlx::{AssertSqlSafe, Connection, PgConnection};
 
-    let template = format!("tavana_test_tpl_{key}");
     let mut admin = PgConnection::connect(server_url).await?;
     let exists = sea_orm::sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
-        .bind(&template)
+        .bind(template)
         .fetch_optional(&mut admin)
         .await?
         .is_some();
     if exists {
         admin.close().await?;
-        return Ok(template);
+        return Ok(());
     }
     let building = format!("tavana_test_build_{}", uuid::Uuid::new_v4().simple());
     let url = database_url(server_url, &building);
     db::ensure_postgres_database(&url).await?;
-    let db = db::connect(&url, 1).await?;
-    M::up(&db, None).await?;
-    db.close().await?;
+    migrate(url).await?;
     let renamed = sea_orm::sqlx::query(AssertSqlSafe(format!(
         "ALTER DATABASE {} RENAME TO {}",
         quote_ident(&building),
-        quote_ident(&template)
+        quote_ident(template)
     )))
     .execute(&mut admin)
     .await;
@@ -179,7 +199,7 @@ async fn postgres_template<M: MigratorTrait>(
         // Another process renamed its template into place first.
         drop_database(server_url, &building).await?;
     }
-    Ok(template)
+    Ok(())
 }
 
 /// Creates `name` as a copy of `template` on the server of `server_url`, retrying while
