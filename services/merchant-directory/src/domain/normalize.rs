@@ -35,8 +35,9 @@ fn persian_letter(c: char) -> char {
 
 /// Returns the normalized form of `text` (R27): Arabic «ي»/«ى»/«ك» become Persian «ی»/«ک»,
 /// Persian and Arabic-Indic digits become ASCII, diacritics and tatweel are dropped, every
-/// run of whitespace and ZWNJ becomes one space, the ends are trimmed, and letters are
-/// lowercased (only Latin letters have case).
+/// run of whitespace, ZWNJ and control characters (a NUL can end a string in the database's
+/// text search) becomes one space, the ends are trimmed, and letters are lowercased (only
+/// Latin letters have case).
 pub fn normalize_text(text: &str) -> String {
     let digits = normalize_digits(text);
     let mut normalized = String::with_capacity(digits.len());
@@ -45,7 +46,7 @@ pub fn normalize_text(text: &str) -> String {
         if c == TATWEEL || c == ZWJ || is_arabic_diacritic(c) {
             continue;
         }
-        if c == ZWNJ || c.is_whitespace() {
+        if c == ZWNJ || c.is_whitespace() || c.is_control() {
             pending_space = !normalized.is_empty();
             continue;
         }
@@ -124,6 +125,13 @@ mod tests {
             "ڪتاب",
             "other letters are left alone"
         );
+    }
+
+    #[test]
+    fn r27_control_characters_separate_words_as_a_space_does() {
+        assert_eq!(normalize_text("a\u{0}b"), "a b");
+        assert_eq!(normalize_text("\u{17}ö\u{6}¸ò\u{0}\u{15}\u{96}"), "ö ¸ò");
+        assert_eq!(normalize_text("\u{0}"), "");
     }
 
     #[test]

@@ -75,6 +75,16 @@ async fn r27_like_wildcards_in_a_query_are_literal() {
     assert!(app.names_for("d_gi").await.is_empty());
 }
 
+#[tokio::test]
+async fn r27_control_characters_in_a_query_separate_words_and_never_fail_the_search() {
+    let app = spawn_service().await;
+    app.add_merchant(in_person("کتاب شهر", "یزد")).await;
+
+    // A NUL ends a string in SQLite's full-text query and is refused in PostgreSQL text.
+    assert_eq!(app.names_for("کتاب\u{0}شهر").await, ["کتاب شهر"]);
+    assert!(app.names_for("a\u{0}b\u{17}").await.is_empty());
+}
+
 async fn filtered(app: &TestApp, request: ListMerchantsRequest) -> Vec<String> {
     let mut names: Vec<String> = app
         .list(ListMerchantsRequest {
