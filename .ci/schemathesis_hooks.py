@@ -53,6 +53,9 @@ BUSINESS_RULE_CODES = frozenset(
         "page_token_invalid",
         # The header and lines of a `text/csv` body.
         "csv_header_invalid",
+        # A NUL (U+0000) in any text of the body or the URL: no text column stores
+        # one, and the document does not put a pattern on every string to say so.
+        "text_has_nul",
     }
 )
 

@@ -90,6 +90,18 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Refuses a URL whose path or query holds an encoded NUL (`%00`) with a 400
+/// `text_has_nul`: no text column stores one (PostgreSQL refuses it), so no path
+/// parameter or query value may carry it to a service.
+pub async fn refuse_nul_in_url(request: Request, next: Next) -> Response {
+    let uri = request.uri();
+    let encoded_nul = |part: &str| part.contains("%00");
+    if encoded_nul(uri.path()) || uri.query().is_some_and(encoded_nul) {
+        return crate::extract::nul_refused().into_response();
+    }
+    next.run(request).await
+}
+
 /// Resolves the client IP once, keeps it in the request's extensions and in the
 /// [`CLIENT_IP`] header (replacing whatever the client sent there).
 pub async fn client_ip(

@@ -28,6 +28,9 @@ where
             .await
             .map_err(json_rejection)?;
         whole_numbers_as_integers(&mut value);
+        if holds_nul(&value) {
+            return Err(nul_refused());
+        }
         serde_json::from_value(value).map(ApiJson).map_err(|error| {
             ApiError::bad_request(
                 "malformed_body",
@@ -39,11 +42,41 @@ where
 }
 
 /// Reads a JSON body read as bytes by a handler (optional or content-negotiated bodies),
-/// with whole numbers written as `146.0` taken as integers, as [`ApiJson`] does.
-pub fn json_from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
-    let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
+/// with whole numbers written as `146.0` taken as integers and a NUL in a text refused, as
+/// [`ApiJson`] does; `malformed` says what is wrong with a body that does not parse.
+pub fn json_from_slice<T: DeserializeOwned>(
+    bytes: &[u8],
+    malformed: impl Fn(serde_json::Error) -> ApiError,
+) -> Result<T, ApiError> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(&malformed)?;
     whole_numbers_as_integers(&mut value);
-    serde_json::from_value(value)
+    if holds_nul(&value) {
+        return Err(nul_refused());
+    }
+    serde_json::from_value(value).map_err(malformed)
+}
+
+/// Whether a text of `value` (a member's name included) holds a NUL (U+0000): no text
+/// column stores one (PostgreSQL refuses it), so it is refused at the edge.
+fn holds_nul(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(members) => members
+            .iter()
+            .any(|(name, member)| name.contains('\0') || holds_nul(member)),
+        _ => false,
+    }
+}
+
+/// The 400 `text_has_nul` for a NUL (U+0000) in a body's text or in the URL.
+pub fn nul_refused() -> ApiError {
+    ApiError::bad_request(
+        "text_has_nul",
+        "A text in the request holds a NUL character (U+0000), which no field accepts.",
+        "متنی در درخواست نویسهٔ NUL (U+0000) دارد که هیچ فیلدی نمی‌پذیرد.",
+    )
 }
 
 /// Rewrites every number with a zero fraction (`146.0`) as an integer, in place.
@@ -215,7 +248,11 @@ mod tests {
 
     #[test]
     fn whole_numbers_written_with_a_fraction_are_integers() {
-        let read = |body: &str| json_from_slice::<Months>(body.as_bytes());
+        let read = |body: &str| {
+            json_from_slice::<Months>(body.as_bytes(), |error| {
+                ApiError::bad_request("malformed_body", &error.to_string(), "")
+            })
+        };
 
         assert_eq!(
             read(r#"{"months": 146.0, "amount": -3.0}"#).unwrap(),
@@ -226,5 +263,16 @@ mod tests {
         );
         assert!(read(r#"{"months": 1.5, "amount": 1}"#).is_err());
         assert!(read(r#"{"months": 1, "amount": 1e300}"#).is_err());
+    }
+
+    #[test]
+    fn a_nul_anywhere_in_a_text_is_found_and_other_texts_pass() {
+        let holds = |body: &str| holds_nul(&serde_json::from_str(body).unwrap());
+
+        assert!(holds(r#"{"name": "a\u0000b"}"#));
+        assert!(holds(r#"{"lines": [{"ref": "\u0000"}]}"#));
+        assert!(holds(r#"{"a\u0000": 1}"#));
+        assert!(!holds(r#"{"name": "a\\u0000b", "n": 0, "ok": null}"#));
+        assert!(!holds(r#"{"name": "کتاب\u0001"}"#));
     }
 }

@@ -156,6 +156,7 @@ pub fn app_with(state: AppState, more: Router) -> Router {
             state.clone(),
             edge::limit_body,
         ))
+        .layer(axum::middleware::from_fn(edge::refuse_nul_in_url))
         .layer(axum::middleware::from_fn(record_metrics))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -542,15 +542,14 @@ async fn suspend_merchant(
     let body: SuspendBody = if body.iter().all(u8::is_ascii_whitespace) {
         SuspendBody::default()
     } else {
-        crate::extract::json_from_slice::<Option<SuspendBody>>(&body)
-            .map(Option::unwrap_or_default)
-            .map_err(|error| {
-                ApiError::bad_request(
-                    "malformed_body",
-                    &error.to_string(),
-                    "بدنهٔ درخواست JSON معتبر نیست.",
-                )
-            })?
+        crate::extract::json_from_slice::<Option<SuspendBody>>(&body, |error| {
+            ApiError::bad_request(
+                "malformed_body",
+                &error.to_string(),
+                "بدنهٔ درخواست JSON معتبر نیست.",
+            )
+        })?
+        .unwrap_or_default()
     };
     let message = pb::SuspendMerchantRequest {
         merchant_id: id,

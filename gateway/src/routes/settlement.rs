@@ -686,7 +686,7 @@ fn remittance_request(
             lines: parse_remittance_csv(body)?,
         });
     }
-    let body: RemittanceBody = crate::extract::json_from_slice(body).map_err(|error| {
+    let body: RemittanceBody = crate::extract::json_from_slice(body, |error| {
         ApiError::bad_request(
             "malformed_body",
             &format!("The body is not a valid remittance: {error}"),

@@ -75,6 +75,34 @@ async fn a_protected_route_without_token_is_401_problem_json() {
 }
 
 #[tokio::test]
+async fn a_nul_character_in_a_body_text_or_in_the_url_is_a_400_before_any_service_sees_it() {
+    let app = spawn_app().await;
+
+    // PostgreSQL stores no NUL in a text column: without the edge's check, the split
+    // topology answered 500 where SQLite stored the text.
+    let in_body = app
+        .post(
+            "/v1/auth/login-code",
+            None,
+            json!({"national_id": "0010000011", "mobile": "0912\u{0}0000001"}),
+        )
+        .await;
+    let in_member_name = app
+        .post("/v1/auth/login-code", None, json!({"a\u{0}b": 1}))
+        .await;
+    let in_query = app.get("/v1/merchants?q=a%00b", None).await;
+    let in_path = app.get("/v1/merchants/m%00x", None).await;
+
+    for answer in [&in_body, &in_member_name, &in_query, &in_path] {
+        assert_eq!(answer.status, 400, "{answer:?}");
+        assert_eq!(answer.code(), "text_has_nul");
+    }
+    // A text without one goes on as before (the directory is public).
+    let plain = app.get("/v1/merchants?q=a%20b", None).await;
+    assert_eq!(plain.status, 200, "{plain:?}");
+}
+
+#[tokio::test]
 async fn malformed_json_is_a_400_with_a_stable_code() {
     let app = spawn_app().await;
 
