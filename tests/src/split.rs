@@ -181,8 +181,15 @@ fn bin_dir() -> anyhow::Result<PathBuf> {
 /// hands out as the local end of outgoing connections (to PostgreSQL, Redis, between the
 /// services), and one of those could take it before the process binds it. Below that
 /// range only another listener can, and the start lock keeps the other topologies out
-/// until this one is bound. Free means that binding it succeeds now.
+/// until this one is bound. Free means that binding it succeeds now and that this process
+/// has not handed it out before (a port picked and released is free again until its
+/// process binds it, so two picks of one start could otherwise meet).
 fn free_port() -> anyhow::Result<u16> {
+    static ISSUED: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut issued = ISSUED
+        .lock()
+        .map_err(|_| anyhow::anyhow!("issued ports poisoned"))?;
     let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
@@ -193,7 +200,8 @@ fn free_port() -> anyhow::Result<u16> {
         // uuid's v4 bits are a random source the crate already has.
         let random = uuid::Uuid::new_v4().as_u64_pair().0;
         let port = low + u16::try_from(random % span)?;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !issued.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            issued.insert(port);
             return Ok(port);
         }
     }
