@@ -247,6 +247,32 @@ fn rows(anchors: &Anchors, modes: &[ModeResults]) -> Vec<Row> {
             Err(error) => rows.push(failed(&topology, scenario, target, error)),
         }
 
+        let scenario = "reconciliation of credit and settlement (R31)".to_owned();
+        let target = "<= 10x";
+        match &mode.reconciliation {
+            Ok(batch) => {
+                let (anchor, copy) = anchor_text(anchors.copy_in_seconds.as_ref(), |seconds| {
+                    format!("PostgreSQL COPY of {instalments} lines {seconds:.2} s")
+                });
+                let ratio = copy.map(|copy| batch.seconds / copy);
+                rows.push(Row {
+                    topology: topology.clone(),
+                    scenario: format!("{scenario}, {} purchases", batch.items),
+                    measured: format!(
+                        "{:.2} s, no difference, peak RSS {:.0} MiB{}",
+                        batch.seconds,
+                        mib(batch.peak_rss_bytes),
+                        per_process(batch)
+                    ),
+                    anchor,
+                    ratio: ratio.map_or("-".into(), |r| format!("{r:.1}x")),
+                    target,
+                    met: met(ratio.map(|r| r <= 10.0)),
+                });
+            }
+            Err(error) => rows.push(failed(&topology, scenario, target, error)),
+        }
+
         let scenario = format!("deduction list of {instalments} instalments (CSV stream)");
         let target = "<= 5x";
         match &mode.deduction_list {

@@ -55,6 +55,8 @@ pub struct ModeResults {
     pub deduction_list: Outcome<Batch>,
     pub remittance: Outcome<Batch>,
     pub period_close: Outcome<Batch>,
+    /// R31 over the bulk purchases and every purchase of the run.
+    pub reconciliation: Outcome<Batch>,
     pub salary_day: Outcome<LoadStats>,
 }
 
@@ -72,6 +74,7 @@ impl ModeResults {
             deduction_list: Err(why.to_owned()),
             remittance: Err(why.to_owned()),
             period_close: Err(why.to_owned()),
+            reconciliation: Err(why.to_owned()),
             salary_day: failed(),
         }
     }
@@ -85,6 +88,7 @@ impl ModeResults {
             && self.deduction_list.is_ok()
             && self.remittance.is_ok()
             && self.period_close.is_ok()
+            && self.reconciliation.is_ok()
             && self.salary_day.is_ok()
     }
 }
@@ -413,6 +417,10 @@ async fn measure(
     let period_close = period_close(system, &http, &actors, scale.close_instalments)
         .await
         .map_err(|error| format!("{error:#}"));
+    println!("  reconciliation");
+    let reconciliation = reconciliation(system, &http, &actors, scale)
+        .await
+        .map_err(|error| format!("{error:#}"));
     Ok(ModeResults {
         mode: mode.key(),
         label: mode.label(),
@@ -424,6 +432,7 @@ async fn measure(
         deduction_list,
         remittance,
         period_close,
+        reconciliation,
         salary_day,
     })
 }
@@ -650,6 +659,63 @@ async fn period_close(
         peak_rss_bytes,
         processes,
         items: overdue,
+        bytes: 0,
+    })
+}
+
+/// R31 through the gateway: credit's ledger against settlement's instalments, over the
+/// bulk and close purchases (credit's side written straight into its database, untimed)
+/// and every purchase the load scenarios made. The two sides must agree.
+async fn reconciliation(
+    system: &System,
+    http: &Http,
+    actors: &Actors,
+    scale: &Scale,
+) -> anyhow::Result<Batch> {
+    let timer = Instant::now();
+    seed::ledger(system, seed::BULK_ORGANIZATION, scale.instalments).await?;
+    seed::ledger(system, seed::CLOSE_ORGANIZATION, scale.close_instalments).await?;
+    println!(
+        "  credit's side of {} bulk purchases in {:.1} s",
+        scale.instalments + scale.close_instalments,
+        timer.elapsed().as_secs_f64()
+    );
+    let names = system.processes_named(&["tavana-gateway", "tavana-settlement", "tavana-credit"]);
+    let watch = PeakWatch::start(names.iter().map(|(_, pid)| *pid).collect());
+    let started = Instant::now();
+    let response = http
+        .client
+        .get(http.url("/v1/admin/reconciliation"))
+        .bearer_auth(&actors.support)
+        .send()
+        .await?;
+    let status = response.status();
+    let text = response.text().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (peak_rss_bytes, processes) = peak_of(&watch.finish().await, &names);
+    anyhow::ensure!(
+        status == 200,
+        "reconciliation: {status} {}",
+        truncate(&text)
+    );
+    let answer: serde_json::Value = serde_json::from_str(&text)?;
+    let checked = answer["checked_purchases"].as_u64().unwrap_or(0);
+    let bulk = scale.instalments + scale.close_instalments;
+    anyhow::ensure!(
+        checked >= bulk,
+        "the reconciliation checked {checked} purchases, fewer than the {bulk} bulk ones"
+    );
+    let mismatches = answer["mismatches"].as_array().map_or(0, Vec::len);
+    anyhow::ensure!(
+        mismatches == 0,
+        "credit and settlement disagree on {mismatches} of {checked} purchases (R31): {}",
+        truncate(&text)
+    );
+    Ok(Batch {
+        seconds,
+        peak_rss_bytes,
+        processes,
+        items: checked,
         bytes: 0,
     })
 }

@@ -48,6 +48,8 @@ pub struct System {
     pub gateway_url: String,
     pub settlement_url: String,
     pub merchants_url: String,
+    /// Credit's database: the bench writes the bulk purchases' ledger there.
+    pub credit_database_url: String,
     pub admin: Admin,
     /// Every principal's key: the bench seeds as the gateway and as credit.
     pub keyring: tavana_kit::trust::Keyring,
@@ -60,12 +62,18 @@ pub struct System {
 impl System {
     /// Returns the server processes that do the work of a settlement request, by name.
     pub fn settlement_processes(&self) -> Vec<(String, u32)> {
+        self.processes_named(&["tavana-gateway", "tavana-settlement"])
+    }
+
+    /// Returns the server processes of the given binaries in the split topology (the one
+    /// process of the all-in-one), by name.
+    pub fn processes_named(&self, binaries: &[&str]) -> Vec<(String, u32)> {
         match &self.processes {
             Processes::AllInOne(child) => child
                 .id()
                 .map(|pid| vec![("tavana".to_owned(), pid)])
                 .unwrap_or_default(),
-            Processes::Split(_) => ["tavana-gateway", "tavana-settlement"]
+            Processes::Split(_) => binaries
                 .iter()
                 .flat_map(|name| {
                     crate::rss::children_named(name)
@@ -161,6 +169,7 @@ pub async fn start_all_in_one(bin_dir: &Path, log_dir: &Path) -> anyhow::Result<
         gateway_url: address("gateway")?,
         settlement_url: address("settlement")?,
         merchants_url: address("merchant-directory")?,
+        credit_database_url: tavana_kit::db::sqlite_url(data_dir.path(), "credit"),
         admin,
         keyring,
         databases: Vec::new(),
@@ -188,6 +197,7 @@ pub async fn start_split() -> anyhow::Result<System> {
         gateway_url: topology.gateway_url.clone(),
         settlement_url: topology.service_urls["settlement"].clone(),
         merchants_url: topology.service_urls["merchant-directory"].clone(),
+        credit_database_url: topology.database_urls["credit"].clone(),
         admin,
         keyring: topology.keyring.clone(),
         databases,
