@@ -19,6 +19,7 @@ fn scratch() -> String {
 }
 
 /// A reachable PostgreSQL server and its command-line tools.
+#[derive(Clone)]
 pub struct Postgres {
     pub server_url: String,
     bin_dir: Option<PathBuf>,
@@ -75,6 +76,22 @@ impl Postgres {
             String::from_utf8_lossy(&output.stderr)
         );
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Turns autovacuum on for the run when the server has it off (a CI server may; no
+    /// production server does): without it the tables a run fills from empty are never
+    /// analyzed, and the plans each connection prepared while they were empty (sequential
+    /// scans) stay for the whole run. Returns the guard that puts the setting back, or
+    /// `None` when it was on already.
+    pub fn autovacuum_for_the_run(&self) -> anyhow::Result<Option<AutovacuumGuard>> {
+        if self.psql(&self.server_url, "show autovacuum")?.trim() == "on" {
+            return Ok(None);
+        }
+        self.psql(&self.server_url, "alter system set autovacuum = on")?;
+        self.psql(&self.server_url, "select pg_reload_conf()")?;
+        Ok(Some(AutovacuumGuard {
+            postgres: self.clone(),
+        }))
     }
 
     /// Creates (again) the scratch database; returns its URL.
@@ -246,4 +263,22 @@ pub async fn tonic_echo(clients: usize, duration: Duration) -> anyhow::Result<Lo
     let _ = stop.send(());
     let _ = server.await;
     Ok(stats)
+}
+
+/// Puts the server's own autovacuum setting back when dropped (`alter system reset`).
+pub struct AutovacuumGuard {
+    postgres: Postgres,
+}
+
+impl Drop for AutovacuumGuard {
+    fn drop(&mut self) {
+        let url = &self.postgres.server_url;
+        if let Err(error) = self
+            .postgres
+            .psql(url, "alter system reset autovacuum")
+            .and_then(|_| self.postgres.psql(url, "select pg_reload_conf()"))
+        {
+            eprintln!("autovacuum not put back as the server had it: {error:#}");
+        }
+    }
 }

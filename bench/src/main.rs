@@ -65,6 +65,11 @@ pub struct Options {
     /// load, before autovacuum gets to them).
     #[arg(long)]
     pub no_analyze: bool,
+    /// Leave PostgreSQL's autovacuum as the server has it. By default a full run turns it
+    /// on for the run when it is off (production servers run it); a quick run never
+    /// touches the server's settings.
+    #[arg(long)]
+    pub server_as_is: bool,
 }
 
 /// The scale of one run.

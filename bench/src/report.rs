@@ -25,6 +25,8 @@ pub struct Meta {
     pub scale: Scale,
     pub commit: String,
     pub seconds: f64,
+    /// PostgreSQL's autovacuum during the run, when PostgreSQL was reachable.
+    pub autovacuum: Option<String>,
 }
 
 impl Meta {
@@ -71,6 +73,7 @@ impl Meta {
             scale: scale.clone(),
             commit,
             seconds: elapsed.as_secs_f64(),
+            autovacuum: None,
         }
     }
 }
@@ -440,13 +443,15 @@ pub fn markdown(meta: &Meta, anchors: &Anchors, modes: &[ModeResults], out: &Pat
         text,
         "Scale: {} s per load scenario at {} clients (closed loop), {} buyers with facilities \
          opened through the real approval flow, {} merchants and {} instalments seeded through \
-         the services' gRPC; pgbench scale {}. The whole run took {:.0} s.\n",
+         the services' gRPC; pgbench scale {}. PostgreSQL's autovacuum: {}. The whole run \
+         took {:.0} s.\n",
         meta.scale.seconds,
         meta.scale.clients,
         meta.scale.buyers,
         meta.scale.merchants,
         meta.scale.instalments,
         meta.scale.pgbench_scale,
+        meta.autovacuum.as_deref().unwrap_or("no server"),
         meta.seconds
     );
     text.push_str(&table(anchors, modes));

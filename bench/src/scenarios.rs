@@ -133,6 +133,30 @@ pub async fn run_all(options: Options, bin_dir: PathBuf) -> anyhow::Result<bool>
         },
         if redis { "reachable" } else { "not reachable" }
     );
+    // Kept until the run ends: dropping it puts the server's setting back.
+    let mut restore_autovacuum = None;
+    let autovacuum = match &postgres {
+        Some(postgres) if !options.quick && !options.server_as_is => {
+            restore_autovacuum = tokio::task::block_in_place(|| postgres.autovacuum_for_the_run())?;
+            Some(if restore_autovacuum.is_some() {
+                println!("PostgreSQL: autovacuum was off, on for this run");
+                "on for this run (the server has it off)"
+            } else {
+                "on (as the server has it)"
+            })
+        }
+        Some(postgres) => {
+            let setting = tokio::task::block_in_place(|| {
+                postgres.psql(&postgres.server_url, "show autovacuum")
+            })?;
+            Some(if setting.trim() == "on" {
+                "on (as the server has it)"
+            } else {
+                "off (as the server has it)"
+            })
+        }
+        None => None,
+    };
     let duration = Duration::from_secs(scale.seconds);
 
     println!("anchor: tonic unary echo, {} clients", scale.clients);
@@ -222,7 +246,8 @@ pub async fn run_all(options: Options, bin_dir: PathBuf) -> anyhow::Result<bool>
     };
 
     let all_ok = anchors.tonic_echo.is_ok() && modes.iter().all(ModeResults::all_ok);
-    let meta = report::Meta::collect(&options, &scale, &bin_dir, started.elapsed());
+    let mut meta = report::Meta::collect(&options, &scale, &bin_dir, started.elapsed());
+    meta.autovacuum = autovacuum.map(str::to_owned);
     let results_file = bench_dir.join("results.json");
     std::fs::write(
         &results_file,
@@ -248,6 +273,7 @@ pub async fn run_all(options: Options, bin_dir: PathBuf) -> anyhow::Result<bool>
     );
     let _ = std::fs::remove_file(&remittance_csv);
     let _ = std::fs::remove_file(&close_csv);
+    drop(restore_autovacuum);
     Ok(all_ok)
 }
 
