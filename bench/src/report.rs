@@ -209,10 +209,13 @@ fn rows(anchors: &Anchors, modes: &[ModeResults]) -> Vec<Row> {
                     topology: topology.clone(),
                     scenario,
                     measured: format!(
-                        "{:.2} s, peak RSS {:.0} MiB{}",
+                        "{:.2} s, peak RSS {:.0} MiB{}{}",
                         batch.seconds,
                         mib(batch.peak_rss_bytes),
-                        per_process(batch)
+                        per_process(batch),
+                        batch.follow_up_seconds.map_or(String::new(), |seconds| format!(
+                            "; credit had every purchase marked settled {seconds:.1} s after the answer"
+                        ))
                     ),
                     anchor,
                     ratio: ratio.map_or("-".into(), |r| format!("{r:.1}x")),

@@ -541,6 +541,39 @@ pub async fn merchants(system: &System, count: u64) -> anyhow::Result<BulkRate> 
     .await
 }
 
+/// Waits until the outbox of the database at `url` has no message of `topic` left to
+/// deliver (at most ten minutes). Only one topic: settlement also tells identity about the
+/// bulk employees, whom identity does not know, so those messages wait for good.
+pub async fn outbox_drained(url: &str, topic: &str) -> anyhow::Result<()> {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    let db = tavana_kit::db::connect(url, 1).await?;
+    let backend = db.get_database_backend();
+    let sql = if backend == sea_orm::DbBackend::Postgres {
+        "SELECT COUNT(*) AS pending FROM outbox WHERE topic = $1 AND delivered_at IS NULL AND failed_at IS NULL"
+    } else {
+        "SELECT COUNT(*) AS pending FROM outbox WHERE topic = ? AND delivered_at IS NULL AND failed_at IS NULL"
+    };
+    let started = Instant::now();
+    loop {
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(backend, sql, [topic.into()]))
+            .await?
+            .context("COUNT answered no row")?;
+        let pending: i64 = row.try_get("", "pending")?;
+        if pending == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "{pending} {topic} messages still undelivered after ten minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    db.close().await?;
+    Ok(())
+}
+
 /// Writes credit's side of the bulk purchases of `organization` (those [`instalments`]
 /// recorded in settlement) straight into credit's database, one `INSERT ... SELECT` over a
 /// generated series: a million purchases through the purchase path would take hours, and

@@ -50,6 +50,8 @@ pub struct System {
     pub merchants_url: String,
     /// Credit's database: the bench writes the bulk purchases' ledger there.
     pub credit_database_url: String,
+    /// Settlement's database: the bench waits for its outbox after the remittance.
+    pub settlement_database_url: String,
     pub admin: Admin,
     /// Every principal's key: the bench seeds as the gateway and as credit.
     pub keyring: tavana_kit::trust::Keyring,
@@ -170,6 +172,7 @@ pub async fn start_all_in_one(bin_dir: &Path, log_dir: &Path) -> anyhow::Result<
         settlement_url: address("settlement")?,
         merchants_url: address("merchant-directory")?,
         credit_database_url: tavana_kit::db::sqlite_url(data_dir.path(), "credit"),
+        settlement_database_url: tavana_kit::db::sqlite_url(data_dir.path(), "settlement"),
         admin,
         keyring,
         databases: Vec::new(),
@@ -198,6 +201,7 @@ pub async fn start_split() -> anyhow::Result<System> {
         settlement_url: topology.service_urls["settlement"].clone(),
         merchants_url: topology.service_urls["merchant-directory"].clone(),
         credit_database_url: topology.database_urls["credit"].clone(),
+        settlement_database_url: topology.database_urls["settlement"].clone(),
         admin,
         keyring: topology.keyring.clone(),
         databases,
