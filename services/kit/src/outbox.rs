@@ -819,24 +819,35 @@ impl Courier {
                         }
                     }
                 }
+                // What the receivers accepted is recorded in one statement per round, before
+                // the next claim (which must see them delivered).
+                let mut accepted = Vec::new();
+                let mut out_of_time = false;
                 let mut rows = rows.into_iter();
                 while let Some(row) = rows.next() {
                     let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
                     if remaining.is_zero() {
                         let unattempted: Vec<i64> = std::iter::once(row.id)
-                            .chain(rows.map(|row| row.id))
+                            .chain(rows.by_ref().map(|row| row.id))
                             .collect();
                         self.release(&unattempted).await;
-                        return false;
+                        out_of_time = true;
+                        break;
                     }
-                    let id = row.id;
-                    if self
-                        .deliver_one(row, remaining.min(self.config.delivery_timeout))
+                    match self
+                        .attempt(&row, remaining.min(self.config.delivery_timeout))
                         .await
                     {
-                        delivered += 1;
+                        Ok(()) => accepted.push(row.id),
+                        Err(error) => self.record_failure(&row, &error).await,
                     }
-                    left.retain(|other| *other != id);
+                    left.retain(|other| *other != row.id);
+                }
+                if !accepted.is_empty() && self.record_delivered(&accepted).await {
+                    delivered += accepted.len();
+                }
+                if out_of_time {
+                    return false;
                 }
                 if left.is_empty() {
                     break;
@@ -874,9 +885,21 @@ impl Courier {
         }
     }
 
-    /// Delivers one claimed row inside a span whose parent is the trace that enqueued
-    /// it, and records the outcome; returns true when the receiver accepted it.
+    /// Delivers one claimed row and records the outcome; returns true when the receiver
+    /// accepted it.
     async fn deliver_one(&self, row: Claimed, timeout: Duration) -> bool {
+        match self.attempt(&row, timeout).await {
+            Ok(()) => self.record_delivered(&[row.id]).await,
+            Err(error) => {
+                self.record_failure(&row, &error).await;
+                false
+            }
+        }
+    }
+
+    /// Hands one claimed row to its receiver inside a span whose parent is the trace that
+    /// enqueued it.
+    async fn attempt(&self, row: &Claimed, timeout: Duration) -> Result<(), DeliveryError> {
         let span = tracing::info_span!(
             "outbox.deliver",
             otel.name = %format!("outbox {}", row.topic),
@@ -896,17 +919,39 @@ impl Courier {
             .instrument(span)
             .await
             .unwrap_or_else(|_| Err(DeliveryError::Retry("delivery timed out".to_owned())));
+        if outcome.is_ok() {
+            tracing::debug!(outbox_id = row.id, topic = %row.topic, "outbox message delivered");
+        }
+        outcome
+    }
+
+    /// Records leased rows as delivered, in one statement (they are leased to us, so
+    /// nobody else counts their attempts meanwhile); returns true when it was recorded.
+    async fn record_delivered(&self, ids: &[i64]) -> bool {
+        let update = Query::update()
+            .table(Outbox::Table)
+            .value(Outbox::DeliveredAt, Utc::now())
+            .value(Outbox::LeaseUntil, Option::<DateTime<Utc>>::None)
+            .value(Outbox::Attempts, Expr::col(Outbox::Attempts).add(1))
+            .and_where(Expr::col(Outbox::Id).is_in(ids.iter().copied()))
+            .to_owned();
+        match self.db.execute(&update).await {
+            Ok(_) => true,
+            Err(error) => {
+                // The leases expire and the rows are delivered again; receivers are
+                // idempotent.
+                tracing::warn!(outbox_ids = ?ids, error = %error, "outbox delivery not recorded");
+                false
+            }
+        }
+    }
+
+    /// Records a failed try: retried after a backoff, or kept as failed for good.
+    async fn record_failure(&self, row: &Claimed, error: &DeliveryError) {
         let attempts = row.attempts.saturating_add(1);
         let now = Utc::now();
-        let update = match &outcome {
-            Ok(()) => Query::update()
-                .table(Outbox::Table)
-                .value(Outbox::DeliveredAt, now)
-                .value(Outbox::LeaseUntil, Option::<DateTime<Utc>>::None)
-                .value(Outbox::Attempts, attempts)
-                .and_where(Expr::col(Outbox::Id).eq(row.id))
-                .to_owned(),
-            Err(DeliveryError::Retry(reason)) => {
+        let update = match error {
+            DeliveryError::Retry(reason) => {
                 // Documented saturation: attempts only count up from 0.
                 let delay = self
                     .config
@@ -928,7 +973,7 @@ impl Courier {
                     .and_where(Expr::col(Outbox::Id).eq(row.id))
                     .to_owned()
             }
-            Err(DeliveryError::Permanent(reason)) => {
+            DeliveryError::Permanent(reason) => {
                 tracing::error!(
                     outbox_id = row.id,
                     topic = %row.topic,
@@ -947,14 +992,9 @@ impl Courier {
             }
         };
         if let Err(error) = self.db.execute(&update).await {
-            // The lease expires and the row is delivered again; receivers are idempotent.
+            // The lease expires and the row is tried again.
             tracing::warn!(outbox_id = row.id, error = %error, "outbox result not recorded");
-            return false;
         }
-        if outcome.is_ok() {
-            tracing::debug!(outbox_id = row.id, topic = %row.topic, "outbox message delivered");
-        }
-        outcome.is_ok()
     }
 }
 

@@ -5,7 +5,12 @@ use super::*;
 impl Store {
     /// Creates a purchase with its holds, schedule, outbox messages and idempotency record
     /// in one transaction serialised per facility; `decide` (R14, R16, R29) runs inside it
-    /// on the facts read under the lock and returns the hold to record. Returns the stored answer of an earlier request with the same key.
+    /// on the facts read under the lock and returns the hold to record. Returns the stored
+    /// answer of an earlier request with the same key (R19).
+    ///
+    /// The caller looked for that answer just before; a request with the same key that
+    /// committed since is found here without a read on the way to a purchase: its record
+    /// makes ours fail on the unique key, and a refusal looks for it before it answers.
     #[tracing::instrument(skip_all, fields(facility_id = %new.facility_id, purchase_id = %new.id))]
     pub async fn create_purchase(
         &self,
@@ -14,26 +19,52 @@ impl Store {
     ) -> Result<Result<purchase::Model, Replay>, CreditError> {
         let txn = tavana_kit::db::begin_write(&self.db).await?;
         let facility_row = Self::lock_and_read_facility(&txn, &new.facility_id).await?;
-        if let Some(replay) = Self::find_replay_in(&txn, &new.idempotency).await? {
-            return Ok(Err(replay));
+        match Self::admit_in(&txn, &facility_row, &new, decide).await {
+            Ok(hold) => self.insert_purchase(txn, new, &facility_row, hold).await,
+            // A failed statement may have aborted the transaction: nothing to read there.
+            Err(error @ CreditError::Internal(_)) => Err(error),
+            Err(refusal) => match Self::find_replay_in(&txn, &new.idempotency).await? {
+                // R19: the first answer, not a refusal the first purchase's hold caused.
+                Some(replay) => Ok(Err(replay)),
+                None => Err(refusal),
+            },
         }
-        let mut held = Self::held_room_in(&txn, &facility_row, new.now).await?;
+    }
+
+    /// Reads the facts under the facility's lock and lets `decide` admit the purchase.
+    async fn admit_in(
+        txn: &DatabaseTransaction,
+        facility_row: &facility::Model,
+        new: &NewPurchase<'_>,
+        decide: impl FnOnce(&PurchaseFacts<'_>) -> Result<Hold, CreditError>,
+    ) -> Result<Hold, CreditError> {
+        let mut held = Self::held_room_in(txn, facility_row, new.now).await?;
         if held.waits_for_contract {
             // The caller checked the contract is in force just before (R14), so holds
             // that waited for it are released now (R18).
-            Self::release_waiting_in(&txn, &new.facility_id, new.now).await?;
-            held = Self::held_room_in(&txn, &facility_row, new.now).await?;
+            Self::release_waiting_in(txn, &new.facility_id, new.now).await?;
+            held = Self::held_room_in(txn, facility_row, new.now).await?;
         }
-        let period = tavana_kit::jalali::period_of(new.now);
-        let hold = decide(&PurchaseFacts {
-            status: status_of(&facility_row, new.now),
+        decide(&PurchaseFacts {
+            status: status_of(facility_row, new.now),
             overdue: held.overdue_amount,
-            terms: terms_of(&facility_row)?,
+            terms: terms_of(facility_row)?,
             holds: &held.holds,
             now: new.now,
-            period,
-        })?;
+            period: tavana_kit::jalali::period_of(new.now),
+        })
+    }
 
+    /// Writes an admitted purchase, its outbox messages and its idempotency record, and
+    /// commits; a concurrent request with the same key that committed first answers instead.
+    async fn insert_purchase(
+        &self,
+        txn: tavana_kit::db::WriteTransaction,
+        new: NewPurchase<'_>,
+        facility_row: &facility::Model,
+        hold: Hold,
+    ) -> Result<Result<purchase::Model, Replay>, CreditError> {
+        let period = tavana_kit::jalali::period_of(new.now);
         let deductions = schedule(new.terms, period);
         let row = purchase::Model {
             id: new.id.clone(),
@@ -68,7 +99,7 @@ impl Store {
                 .reset_all()
                 .insert(&txn)
                 .await?;
-            let enqueued = outbox::enqueue_many(&txn, (new.messages)(&row, &facility_row)).await?;
+            let enqueued = outbox::enqueue_many(&txn, (new.messages)(&row, facility_row)).await?;
             Self::save_replay(&txn, &new.idempotency, (new.encode)(&row), new.now).await?;
             Ok::<outbox::Enqueued, DbErr>(enqueued)
         }

@@ -99,6 +99,42 @@ async fn r19_sixteen_concurrent_requests_with_one_key_create_one_purchase() {
 }
 
 #[tokio::test]
+async fn r19_r16_concurrent_requests_with_one_key_that_spend_the_whole_room_all_get_the_first_answer()
+ {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000_000, 3).await;
+
+    // Under the facility's lock, every request after the first sees the first one's hold
+    // and no room left: each must still answer the first answer, not "insufficient".
+    let answers = join_all(
+        (0..8).map(|_| app.buy("E1", SHOP, PurchaseKind::Credit, 1_000_000, 0, "whole-room")),
+    )
+    .await;
+
+    let ids: HashSet<String> = answers
+        .iter()
+        .map(|answer| {
+            answer
+                .as_ref()
+                .expect("every duplicate gets the first answer")
+                .purchase
+                .clone()
+                .unwrap()
+                .purchase_id
+        })
+        .collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| !a.as_ref().unwrap().replayed)
+            .count(),
+        1
+    );
+    assert_eq!(app.room("E1").await, (0, 2_000_000));
+}
+
+#[tokio::test]
 async fn r19_sixty_four_parallel_purchases_never_overdraw_either_budget() {
     let app = spawn_service().await;
     // M = 1_000, N = 2: P = 2_000. Credit purchases of 70 fit 14 times in M; instalment
