@@ -107,6 +107,39 @@ fn anchor_text<T>(
     }
 }
 
+/// A batch scenario's row: its seconds against a `COPY` anchor, met when `within` holds
+/// for their ratio.
+fn batch_row(
+    topology: &str,
+    scenario: String,
+    target: &'static str,
+    batch: &crate::scenarios::Batch,
+    measured: String,
+    (anchor, copy): (String, Option<&f64>),
+    within: impl Fn(f64) -> bool,
+) -> Row {
+    let ratio = copy.map(|copy| batch.seconds / copy);
+    Row {
+        topology: topology.to_owned(),
+        scenario,
+        measured,
+        anchor,
+        ratio: ratio.map_or("-".into(), |r| format!("{r:.1}x")),
+        target,
+        met: met(ratio.map(within)),
+    }
+}
+
+/// "12.34 s, <middle>peak RSS 56 MiB (per process)<suffix>".
+fn seconds_and_memory(batch: &crate::scenarios::Batch, middle: &str, suffix: &str) -> String {
+    format!(
+        "{:.2} s, {middle}peak RSS {:.0} MiB{}{suffix}",
+        batch.seconds,
+        mib(batch.peak_rss_bytes),
+        per_process(batch)
+    )
+}
+
 fn short(error: &str) -> String {
     let line = error.lines().next().unwrap_or_default();
     let short: String = line.chars().take(120).collect();
@@ -200,28 +233,22 @@ fn rows(anchors: &Anchors, modes: &[ModeResults]) -> Vec<Row> {
         let target = "<= 10x, RSS < 512 MiB";
         match &mode.remittance {
             Ok(batch) => {
-                let (anchor, copy) = anchor_text(anchors.copy_in_seconds.as_ref(), |seconds| {
-                    format!("PostgreSQL COPY of the same lines {seconds:.2} s")
+                let follow_up = batch.follow_up_seconds.map_or(String::new(), |seconds| {
+                    format!(
+                        "; credit had every purchase marked settled {seconds:.1} s after the answer"
+                    )
                 });
-                let ratio = copy.map(|copy| batch.seconds / copy);
-                let rss_ok = batch.peak_rss_bytes < 512 * 1024 * 1024;
-                rows.push(Row {
-                    topology: topology.clone(),
+                rows.push(batch_row(
+                    &topology,
                     scenario,
-                    measured: format!(
-                        "{:.2} s, peak RSS {:.0} MiB{}{}",
-                        batch.seconds,
-                        mib(batch.peak_rss_bytes),
-                        per_process(batch),
-                        batch.follow_up_seconds.map_or(String::new(), |seconds| format!(
-                            "; credit had every purchase marked settled {seconds:.1} s after the answer"
-                        ))
-                    ),
-                    anchor,
-                    ratio: ratio.map_or("-".into(), |r| format!("{r:.1}x")),
                     target,
-                    met: met(ratio.map(|r| r <= 10.0 && rss_ok)),
-                });
+                    batch,
+                    seconds_and_memory(batch, "", &follow_up),
+                    anchor_text(anchors.copy_in_seconds.as_ref(), |seconds| {
+                        format!("PostgreSQL COPY of the same lines {seconds:.2} s")
+                    }),
+                    |ratio| ratio <= 10.0 && batch.peak_rss_bytes < 512 * 1024 * 1024,
+                ));
             }
             Err(error) => rows.push(failed(&topology, scenario, target, error)),
         }
@@ -230,79 +257,55 @@ fn rows(anchors: &Anchors, modes: &[ModeResults]) -> Vec<Row> {
         let scenario = format!("period close with {close_instalments} unpaid instalments (R29)");
         let target = "<= 10x";
         match &mode.period_close {
-            Ok(batch) => {
-                let (anchor, copy) = anchor_text(anchors.copy_close_seconds.as_ref(), |seconds| {
+            Ok(batch) => rows.push(batch_row(
+                &topology,
+                scenario,
+                target,
+                batch,
+                seconds_and_memory(batch, "", ""),
+                anchor_text(anchors.copy_close_seconds.as_ref(), |seconds| {
                     format!("PostgreSQL COPY of as many lines {seconds:.2} s")
-                });
-                let ratio = copy.map(|copy| batch.seconds / copy);
-                rows.push(Row {
-                    topology: topology.clone(),
-                    scenario,
-                    measured: format!(
-                        "{:.2} s, peak RSS {:.0} MiB{}",
-                        batch.seconds,
-                        mib(batch.peak_rss_bytes),
-                        per_process(batch)
-                    ),
-                    anchor,
-                    ratio: ratio.map_or("-".into(), |r| format!("{r:.1}x")),
-                    target,
-                    met: met(ratio.map(|r| r <= 10.0)),
-                });
-            }
+                }),
+                |ratio| ratio <= 10.0,
+            )),
             Err(error) => rows.push(failed(&topology, scenario, target, error)),
         }
 
         let scenario = "reconciliation of credit and settlement (R31)".to_owned();
         let target = "<= 10x";
         match &mode.reconciliation {
-            Ok(batch) => {
-                let (anchor, copy) = anchor_text(anchors.copy_in_seconds.as_ref(), |seconds| {
+            Ok(batch) => rows.push(batch_row(
+                &topology,
+                format!("{scenario}, {} purchases", batch.items),
+                target,
+                batch,
+                seconds_and_memory(batch, "no difference, ", ""),
+                anchor_text(anchors.copy_in_seconds.as_ref(), |seconds| {
                     format!("PostgreSQL COPY of {instalments} lines {seconds:.2} s")
-                });
-                let ratio = copy.map(|copy| batch.seconds / copy);
-                rows.push(Row {
-                    topology: topology.clone(),
-                    scenario: format!("{scenario}, {} purchases", batch.items),
-                    measured: format!(
-                        "{:.2} s, no difference, peak RSS {:.0} MiB{}",
-                        batch.seconds,
-                        mib(batch.peak_rss_bytes),
-                        per_process(batch)
-                    ),
-                    anchor,
-                    ratio: ratio.map_or("-".into(), |r| format!("{r:.1}x")),
-                    target,
-                    met: met(ratio.map(|r| r <= 10.0)),
-                });
-            }
+                }),
+                |ratio| ratio <= 10.0,
+            )),
             Err(error) => rows.push(failed(&topology, scenario, target, error)),
         }
 
         let scenario = format!("deduction list of {instalments} instalments (CSV stream)");
         let target = "<= 5x";
         match &mode.deduction_list {
-            Ok(batch) => {
-                let (anchor, copy) = anchor_text(anchors.copy_out_seconds.as_ref(), |seconds| {
+            Ok(batch) => rows.push(batch_row(
+                &topology,
+                scenario,
+                target,
+                batch,
+                seconds_and_memory(
+                    batch,
+                    &format!("{:.0} MiB streamed, ", mib(batch.bytes)),
+                    "",
+                ),
+                anchor_text(anchors.copy_out_seconds.as_ref(), |seconds| {
                     format!("PostgreSQL COPY ... TO of the same rows {seconds:.2} s")
-                });
-                let ratio = copy.map(|copy| batch.seconds / copy);
-                rows.push(Row {
-                    topology: topology.clone(),
-                    scenario,
-                    measured: format!(
-                        "{:.2} s, {:.0} MiB streamed, peak RSS {:.0} MiB{}",
-                        batch.seconds,
-                        mib(batch.bytes),
-                        mib(batch.peak_rss_bytes),
-                        per_process(batch)
-                    ),
-                    anchor,
-                    ratio: ratio.map_or("-".into(), |r| format!("{r:.1}x")),
-                    target,
-                    met: met(ratio.map(|r| r <= 5.0)),
-                });
-            }
+                }),
+                |ratio| ratio <= 5.0,
+            )),
             Err(error) => rows.push(failed(&topology, scenario, target, error)),
         }
 

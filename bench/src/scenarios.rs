@@ -670,10 +670,7 @@ async fn period_close(
     actors: &Actors,
     instalments: u64,
 ) -> anyhow::Result<Batch> {
-    let names = system.settlement_processes();
-    let watch = PeakWatch::start(names.iter().map(|(_, pid)| *pid).collect());
-    let started = Instant::now();
-    let response = http
+    let request = http
         .client
         .post(http.url(&format!(
             "/v1/organizations/{}/periods/{}/close",
@@ -681,29 +678,15 @@ async fn period_close(
             seed::PERIOD
         )))
         .bearer_auth(&actors.support)
-        .json(&json!({}))
-        .send()
-        .await?;
-    let status = response.status();
-    let text = response.text().await?;
-    let seconds = started.elapsed().as_secs_f64();
-    let (peak_rss_bytes, processes) = peak_of(&watch.finish().await, &names);
-    anyhow::ensure!(status == 200, "period close: {status} {}", truncate(&text));
-    let answer: serde_json::Value = serde_json::from_str(&text)?;
-    let overdue = answer["overdue_instalments"].as_u64().unwrap_or(0);
+        .json(&json!({}));
+    let timed = timed("period close", system.settlement_processes(), request).await?;
+    let overdue = timed.answer["overdue_instalments"].as_u64().unwrap_or(0);
     anyhow::ensure!(
         overdue == instalments,
         "the close marked {overdue} of {instalments} instalments overdue: {}",
-        truncate(&text)
+        truncate(&timed.answer.to_string())
     );
-    Ok(Batch {
-        seconds,
-        peak_rss_bytes,
-        processes,
-        items: overdue,
-        bytes: 0,
-        follow_up_seconds: None,
-    })
+    Ok(timed.batch(overdue, 0))
 }
 
 /// R31 through the gateway: credit's ledger against settlement's instalments, over the
@@ -715,44 +698,68 @@ async fn reconciliation(
     actors: &Actors,
     scale: &Scale,
 ) -> anyhow::Result<Batch> {
-    let names = system.processes_named(&["tavana-gateway", "tavana-settlement", "tavana-credit"]);
-    let watch = PeakWatch::start(names.iter().map(|(_, pid)| *pid).collect());
-    let started = Instant::now();
-    let response = http
+    let request = http
         .client
         .get(http.url("/v1/admin/reconciliation"))
-        .bearer_auth(&actors.support)
-        .send()
-        .await?;
-    let status = response.status();
-    let text = response.text().await?;
-    let seconds = started.elapsed().as_secs_f64();
-    let (peak_rss_bytes, processes) = peak_of(&watch.finish().await, &names);
-    anyhow::ensure!(
-        status == 200,
-        "reconciliation: {status} {}",
-        truncate(&text)
-    );
-    let answer: serde_json::Value = serde_json::from_str(&text)?;
-    let checked = answer["checked_purchases"].as_u64().unwrap_or(0);
+        .bearer_auth(&actors.support);
+    let names = system.processes_named(&["tavana-gateway", "tavana-settlement", "tavana-credit"]);
+    let timed = timed("reconciliation", names, request).await?;
+    let checked = timed.answer["checked_purchases"].as_u64().unwrap_or(0);
     let bulk = scale.instalments + scale.close_instalments;
     anyhow::ensure!(
         checked >= bulk,
         "the reconciliation checked {checked} purchases, fewer than the {bulk} bulk ones"
     );
-    let mismatches = answer["mismatches"].as_array().map_or(0, Vec::len);
+    let mismatches = timed.answer["mismatches"].as_array().map_or(0, Vec::len);
     anyhow::ensure!(
         mismatches == 0,
         "credit and settlement disagree on {mismatches} of {checked} purchases (R31): {}",
-        truncate(&text)
+        truncate(&timed.answer.to_string())
     );
-    Ok(Batch {
+    Ok(timed.batch(checked, 0))
+}
+
+/// A request to the gateway, timed while the peak memory of `processes` is watched.
+struct Timed {
+    /// The 200 answer's body.
+    answer: serde_json::Value,
+    seconds: f64,
+    peak_rss_bytes: u64,
+    processes: Vec<(String, u32, u64)>,
+}
+
+impl Timed {
+    fn batch(self, items: u64, bytes: u64) -> Batch {
+        Batch {
+            seconds: self.seconds,
+            peak_rss_bytes: self.peak_rss_bytes,
+            processes: self.processes,
+            items,
+            bytes,
+            follow_up_seconds: None,
+        }
+    }
+}
+
+/// Sends `request`, timing it and watching `processes`; fails unless it answers 200 with JSON.
+async fn timed(
+    what: &str,
+    processes: Vec<(String, u32)>,
+    request: reqwest::RequestBuilder,
+) -> anyhow::Result<Timed> {
+    let watch = PeakWatch::start(processes.iter().map(|(_, pid)| *pid).collect());
+    let started = Instant::now();
+    let response = request.send().await?;
+    let status = response.status();
+    let text = response.text().await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (peak_rss_bytes, processes) = peak_of(&watch.finish().await, &processes);
+    anyhow::ensure!(status == 200, "{what}: {status} {}", truncate(&text));
+    Ok(Timed {
+        answer: serde_json::from_str(&text)?,
         seconds,
         peak_rss_bytes,
         processes,
-        items: checked,
-        bytes: 0,
-        follow_up_seconds: None,
     })
 }
 
@@ -837,10 +844,7 @@ async fn remittance(
 ) -> anyhow::Result<Batch> {
     let body = tokio::fs::read(csv).await?;
     let bytes = body.len() as u64;
-    let names = system.settlement_processes();
-    let watch = PeakWatch::start(names.iter().map(|(_, pid)| *pid).collect());
-    let started = Instant::now();
-    let response = http
+    let request = http
         .client
         .post(http.url("/v1/remittances"))
         .query(&[
@@ -853,20 +857,13 @@ async fn remittance(
         ])
         .bearer_auth(&actors.support)
         .header(reqwest::header::CONTENT_TYPE, "text/csv")
-        .body(body)
-        .send()
-        .await?;
-    let status = response.status();
-    let text = response.text().await?;
-    let seconds = started.elapsed().as_secs_f64();
-    let (peak_rss_bytes, processes) = peak_of(&watch.finish().await, &names);
-    anyhow::ensure!(status == 200, "remittance: {status} {}", truncate(&text));
-    let answer: serde_json::Value = serde_json::from_str(&text)?;
-    let settled = answer["settled_instalments"].as_u64().unwrap_or(0);
+        .body(body);
+    let timed = timed("remittance", system.settlement_processes(), request).await?;
+    let settled = timed.answer["settled_instalments"].as_u64().unwrap_or(0);
     anyhow::ensure!(
         settled == instalments,
         "the remittance settled {settled} of {instalments} instalments: {}",
-        truncate(&text)
+        truncate(&timed.answer.to_string())
     );
     // Credit marks the purchases settled from settlement's outbox after the answer; the
     // next scenario starts once that is done.
@@ -877,12 +874,8 @@ async fn remittance(
     )
     .await?;
     Ok(Batch {
-        seconds,
-        peak_rss_bytes,
-        processes,
-        items: settled,
-        bytes,
         follow_up_seconds: Some(follow_up.elapsed().as_secs_f64()),
+        ..timed.batch(settled, bytes)
     })
 }
 

@@ -3,9 +3,34 @@
 use std::collections::HashSet;
 
 use futures::future::join_all;
-use tavana_proto::credit::v1::PurchaseKind;
+use tavana_proto::credit::v1::{self as pb, PurchaseKind};
+use tonic::Status;
 
 use crate::helpers::*;
+
+/// Every answer names the same purchase, and only one of them is not a replay (R19).
+fn assert_one_purchase_created_once(answers: &[Result<pb::CreatePurchaseResponse, Status>]) {
+    let ids: HashSet<String> = answers
+        .iter()
+        .map(|answer| {
+            answer
+                .as_ref()
+                .expect("every duplicate gets the first answer")
+                .purchase
+                .clone()
+                .unwrap()
+                .purchase_id
+        })
+        .collect();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| !a.as_ref().unwrap().replayed)
+            .count(),
+        1
+    );
+}
 
 #[tokio::test]
 async fn r19_same_key_and_body_replays_the_first_answer() {
@@ -75,26 +100,7 @@ async fn r19_sixteen_concurrent_requests_with_one_key_create_one_purchase() {
         join_all((0..16).map(|_| app.buy("E1", SHOP, PurchaseKind::Credit, 1_000, 0, "same-key")))
             .await;
 
-    let ids: HashSet<String> = answers
-        .iter()
-        .map(|answer| {
-            answer
-                .as_ref()
-                .expect("every duplicate is answered")
-                .purchase
-                .clone()
-                .unwrap()
-                .purchase_id
-        })
-        .collect();
-    assert_eq!(ids.len(), 1);
-    assert_eq!(
-        answers
-            .iter()
-            .filter(|a| !a.as_ref().unwrap().replayed)
-            .count(),
-        1
-    );
+    assert_one_purchase_created_once(&answers);
     assert_eq!(app.room("E1").await, (999_000, 2_999_000));
 }
 
@@ -111,26 +117,7 @@ async fn r19_r16_concurrent_requests_with_one_key_that_spend_the_whole_room_all_
     )
     .await;
 
-    let ids: HashSet<String> = answers
-        .iter()
-        .map(|answer| {
-            answer
-                .as_ref()
-                .expect("every duplicate gets the first answer")
-                .purchase
-                .clone()
-                .unwrap()
-                .purchase_id
-        })
-        .collect();
-    assert_eq!(ids.len(), 1);
-    assert_eq!(
-        answers
-            .iter()
-            .filter(|a| !a.as_ref().unwrap().replayed)
-            .count(),
-        1
-    );
+    assert_one_purchase_created_once(&answers);
     assert_eq!(app.room("E1").await, (0, 2_000_000));
 }
 
