@@ -545,22 +545,10 @@ pub async fn merchants(system: &System, count: u64) -> anyhow::Result<BulkRate> 
 /// deliver (at most ten minutes). Only one topic: settlement also tells identity about the
 /// bulk employees, whom identity does not know, so those messages wait for good.
 pub async fn outbox_drained(url: &str, topic: &str) -> anyhow::Result<()> {
-    use sea_orm::{ConnectionTrait, Statement};
-
     let db = tavana_kit::db::connect(url, 1).await?;
-    let backend = db.get_database_backend();
-    let sql = if backend == sea_orm::DbBackend::Postgres {
-        "SELECT COUNT(*) AS pending FROM outbox WHERE topic = $1 AND delivered_at IS NULL AND failed_at IS NULL"
-    } else {
-        "SELECT COUNT(*) AS pending FROM outbox WHERE topic = ? AND delivered_at IS NULL AND failed_at IS NULL"
-    };
     let started = Instant::now();
     loop {
-        let row = db
-            .query_one_raw(Statement::from_sql_and_values(backend, sql, [topic.into()]))
-            .await?
-            .context("COUNT answered no row")?;
-        let pending: i64 = row.try_get("", "pending")?;
+        let pending = tavana_kit::outbox::pending_count_of(&db, topic).await?;
         if pending == 0 {
             break;
         }

@@ -390,6 +390,17 @@ pub async fn pending_count<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
     count_where(db, Expr::col(Outbox::FailedAt).is_null()).await
 }
 
+/// Returns the number of messages of `topic` not yet delivered (and not given up).
+pub async fn pending_count_of<C: ConnectionTrait>(db: &C, topic: &str) -> Result<u64, DbErr> {
+    count_where(
+        db,
+        Expr::col(Outbox::FailedAt)
+            .is_null()
+            .and(Expr::col(Outbox::Topic).eq(topic)),
+    )
+    .await
+}
+
 /// Returns the number of messages given up after a permanent failure.
 pub async fn failed_count<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
     count_where(db, Expr::col(Outbox::FailedAt).is_not_null()).await

@@ -19,8 +19,12 @@ impl Store {
     ) -> Result<Result<purchase::Model, Replay>, CreditError> {
         let txn = tavana_kit::db::begin_write(&self.db).await?;
         let facility_row = Self::lock_and_read_facility(&txn, &new.facility_id).await?;
-        match Self::admit_in(&txn, &facility_row, &new, decide).await {
-            Ok(hold) => self.insert_purchase(txn, new, &facility_row, hold).await,
+        let period = tavana_kit::jalali::period_of(new.now);
+        match Self::admit_in(&txn, &facility_row, &new, period, decide).await {
+            Ok(hold) => {
+                self.insert_purchase(txn, new, &facility_row, period, hold)
+                    .await
+            }
             // A failed statement may have aborted the transaction: nothing to read there.
             Err(error @ CreditError::Internal(_)) => Err(error),
             Err(refusal) => match Self::find_replay_in(&txn, &new.idempotency).await? {
@@ -36,6 +40,7 @@ impl Store {
         txn: &DatabaseTransaction,
         facility_row: &facility::Model,
         new: &NewPurchase<'_>,
+        period: JalaliPeriod,
         decide: impl FnOnce(&PurchaseFacts<'_>) -> Result<Hold, CreditError>,
     ) -> Result<Hold, CreditError> {
         let mut held = Self::held_room_in(txn, facility_row, new.now).await?;
@@ -51,7 +56,7 @@ impl Store {
             terms: terms_of(facility_row)?,
             holds: &held.holds,
             now: new.now,
-            period: tavana_kit::jalali::period_of(new.now),
+            period,
         })
     }
 
@@ -62,9 +67,9 @@ impl Store {
         txn: tavana_kit::db::WriteTransaction,
         new: NewPurchase<'_>,
         facility_row: &facility::Model,
+        period: JalaliPeriod,
         hold: Hold,
     ) -> Result<Result<purchase::Model, Replay>, CreditError> {
-        let period = tavana_kit::jalali::period_of(new.now);
         let deductions = schedule(new.terms, period);
         let row = purchase::Model {
             id: new.id.clone(),

@@ -708,3 +708,31 @@ async fn trace_context_is_stored_at_enqueue_and_parents_the_delivery() {
     );
     assert_eq!(*recorder.trace_ids.lock().unwrap(), [trace_id]);
 }
+
+#[tokio::test]
+async fn pending_count_of_counts_one_topic_until_it_is_delivered() {
+    // Arrange
+    let test_db = test_db::<TestMigrator>().await;
+    let recorder = Arc::new(Recorder::default());
+    let handle = handle_only(&test_db, recorder.clone(), fast_config()).await;
+    let enqueued = commit_messages(
+        &test_db,
+        vec![
+            Message::new("credit.mark_purchases_settled", "settled-1", b"a".to_vec()),
+            Message::new("credit.mark_purchases_settled", "settled-2", b"b".to_vec()),
+            Message::new("identity.notify_employees", "sms-1", b"c".to_vec()),
+        ],
+    )
+    .await;
+    let pending = async |topic: &str| pending_count_of(&test_db.db, topic).await.unwrap();
+    assert_eq!(pending("credit.mark_purchases_settled").await, 2);
+    assert_eq!(pending("identity.notify_employees").await, 1);
+
+    // Act
+    handle.deliver_now(&enqueued).await;
+
+    // Assert: the three deliveries were recorded (in one statement) before it returned.
+    assert_eq!(recorder.delivered().len(), 3);
+    assert_eq!(pending("credit.mark_purchases_settled").await, 0);
+    assert_eq!(pending("identity.notify_employees").await, 0);
+}
