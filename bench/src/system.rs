@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tavana::admin::Admin;
 use tavana::suite::SuiteSettings;
+use tavana_e2e::split;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -39,7 +40,7 @@ impl Mode {
 
 enum Processes {
     AllInOne(Child),
-    Split(tavana_e2e::split::SplitTopology),
+    Split(split::SplitTopology),
 }
 
 /// A running system and the handles the benchmark needs.
@@ -186,7 +187,18 @@ pub async fn start_all_in_one(bin_dir: &Path, log_dir: &Path) -> anyhow::Result<
 pub async fn start_split() -> anyhow::Result<System> {
     let data_dir = tempfile::Builder::new().prefix("tavana-bench-").tempdir()?;
     let id = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let topology = tavana_e2e::split::start(&id).await?;
+    // The services' own outbox timing, as deployed: an answer waits at most the default
+    // immediate deadline for its deliveries (the test suites allow far more).
+    let topology = split::start_with(split::Layout {
+        id: id.clone(),
+        database_prefix: "tavana_test_e2e_",
+        gateway_port: None,
+        redis_url: tavana_kit::testing::test_redis_url()
+            .context("split mode needs TAVANA_TEST_REDIS_URL")?,
+        otlp_endpoint: None,
+        outbox: split::OutboxTiming::Production,
+    })
+    .await?;
     let mut settings = SuiteSettings::default();
     settings.identity.database.url = topology.database_urls["identity"].clone();
     let admin = Admin::open(&settings, data_dir.path()).await?;

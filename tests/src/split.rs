@@ -24,7 +24,7 @@ pub const IMMEDIATE_DEADLINE_MS: u64 = 30_000;
 /// rows of a replica a test kills go to the other replica within seconds, not the
 /// production default's 30 s. A delivery slower than this is made twice, which the
 /// receivers' idempotency absorbs.
-const OUTBOX_LEASE_MS: u64 = 5_000;
+pub const OUTBOX_LEASE_MS: u64 = 5_000;
 
 /// A service of the split topology: binary, config section, replicas.
 struct ServiceSpec {
@@ -262,6 +262,19 @@ pub struct Layout {
     pub redis_url: String,
     /// The OTLP collector every process exports its traces to.
     pub otlp_endpoint: Option<String>,
+    /// The outbox's timing: the test suites' ([`IMMEDIATE_DEADLINE_MS`], a short lease), or
+    /// the services' own defaults, as in production (the benchmark measures those).
+    pub outbox: OutboxTiming,
+}
+
+/// How the services' outboxes are timed in a topology.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboxTiming {
+    /// The test suites': an answer may wait [`IMMEDIATE_DEADLINE_MS`] for its immediate
+    /// delivery, and a claim holds its messages [`OUTBOX_LEASE_MS`].
+    Tests,
+    /// The services' defaults, as deployed.
+    Production,
 }
 
 /// Starts a fresh split topology for a test; `id` names its databases and keys.
@@ -273,6 +286,7 @@ pub async fn start(id: &str) -> anyhow::Result<SplitTopology> {
         redis_url: tavana_kit::testing::test_redis_url()
             .context("split mode needs TAVANA_TEST_REDIS_URL")?,
         otlp_endpoint: None,
+        outbox: OutboxTiming::Tests,
     })
     .await
 }
@@ -286,6 +300,7 @@ pub async fn start_traced(id: &str, otlp_endpoint: &str) -> anyhow::Result<Split
         redis_url: tavana_kit::testing::test_redis_url()
             .context("split mode needs TAVANA_TEST_REDIS_URL")?,
         otlp_endpoint: Some(otlp_endpoint.to_owned()),
+        outbox: OutboxTiming::Tests,
     })
     .await
 }
@@ -396,7 +411,7 @@ pub async fn start_with(layout: Layout) -> anyhow::Result<SplitTopology> {
         if service.name == "identity" {
             env.push(("TAVANA_IDENTITY__DEV".into(), "true".into()));
         }
-        if service.name != "merchant-directory" {
+        if service.name != "merchant-directory" && layout.outbox == OutboxTiming::Tests {
             env.push((
                 format!("TAVANA_{section}__OUTBOX__IMMEDIATE_DEADLINE_MS"),
                 IMMEDIATE_DEADLINE_MS.to_string(),

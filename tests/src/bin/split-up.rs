@@ -5,7 +5,7 @@
 //! `TAVANA_TEST_PG_URL` and `TAVANA_TEST_REDIS_URL` (defaults: the local ones).
 
 use anyhow::Context;
-use tavana_e2e::split::{Layout, start_with};
+use tavana_e2e::split::{Layout, OutboxTiming, start_with};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -22,6 +22,7 @@ async fn main() -> anyhow::Result<()> {
         redis_url: tavana_kit::testing::test_redis_url()
             .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
         otlp_endpoint: std::env::var("TAVANA_TELEMETRY__OTLP_ENDPOINT").ok(),
+        outbox: OutboxTiming::Tests,
     })
     .await?;
     println!("split topology ready: gateway {}", topology.gateway_url);
