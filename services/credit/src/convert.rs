@@ -12,7 +12,9 @@ use tavana_proto::settlement::v1 as settlement;
 use crate::delivery::{CANCEL_INSTALMENTS, NOTIFY_EMPLOYEE, RECORD_SCHEDULE, RELEASE_GUARANTEE};
 use crate::domain::facility::FacilityStatus;
 use crate::domain::purchase::{Deduction, PurchaseKind};
-use crate::store::{OutboxMessage, card, facility, purchase, schedule_of, status_of};
+use crate::store::{
+    LedgerRow, OutboxMessage, card, facility, parse_schedule, purchase, schedule_of, status_of,
+};
 
 /// Reads a protobuf timestamp.
 pub fn from_timestamp(at: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
@@ -177,18 +179,18 @@ pub fn record_schedule_request(
 }
 
 /// Returns credit's side of R31's reconciliation for one purchase.
-pub fn ledger_entry(row: &purchase::Model, national_id: String) -> pb::PurchaseLedgerEntry {
+pub fn ledger_entry(row: LedgerRow) -> pb::PurchaseLedgerEntry {
     pb::PurchaseLedgerEntry {
-        purchase_id: row.id.clone(),
-        national_id,
-        amount: row.amount,
-        refunded_amount: row.refunded_amount,
-        schedule: schedule_of(row)
+        schedule: parse_schedule(&row.schedule)
             .unwrap_or_default()
             .iter()
             .map(deduction_to_proto)
             .collect(),
-        version: version_of(row),
+        version: schedule_version(row.schedule_version),
+        purchase_id: row.id,
+        national_id: row.national_id.unwrap_or_default(),
+        amount: row.amount,
+        refunded_amount: row.refunded_amount,
     }
 }
 
@@ -196,7 +198,12 @@ pub fn ledger_entry(row: &purchase::Model, national_id: String) -> pb::PurchaseL
 /// saturation: the store writes 1 and only ever adds one, so a stored version below 1
 /// cannot be read; were it read, it is sent as 1, the first version.
 fn version_of(row: &purchase::Model) -> u32 {
-    stored_count(row.schedule_version).max(1)
+    schedule_version(row.schedule_version)
+}
+
+/// See [`version_of`].
+fn schedule_version(stored: i32) -> u32 {
+    stored_count(stored).max(1)
 }
 
 /// A stored count (instalment ceiling, months, schedule version) as the API's `u32`.

@@ -88,7 +88,10 @@ pub enum FacilityTarget {
 }
 
 /// The most purchases one page of the reconciliation ledger holds (R31).
-pub const LEDGER_PAGE_MAX: u32 = 1_000;
+pub const LEDGER_PAGE_MAX: u32 = 10_000;
+/// The most bytes the entries of one ledger page take encoded: well under tonic's 4 MiB
+/// limit on a received message.
+pub const LEDGER_PAGE_BYTES: usize = 3 << 20;
 
 /// A facility's balance (R16-R18).
 #[derive(Clone, Debug)]
@@ -173,38 +176,41 @@ fn replayed(replay: Replay) -> Result<PurchaseAnswer, CreditError> {
 
 /// Returns up to `page_size` (at most [`LEDGER_PAGE_MAX`]) purchases with an id after
 /// `after`, in id order, as credit's side of R31's reconciliation, and whether no purchase
-/// comes after them. `tavana admin reconcile` reads it straight from the database.
+/// comes after them. A page also ends before its entries would pass [`LEDGER_PAGE_BYTES`]
+/// encoded, so that it always fits in one gRPC message, whatever the schedules' lengths.
+/// `tavana admin reconcile` reads it straight from the database.
 pub async fn purchase_ledger(
     store: &Store,
     after: &str,
     page_size: u32,
 ) -> Result<(Vec<pb::PurchaseLedgerEntry>, bool), CreditError> {
-    let limit = u64::from(page_size.clamp(1, LEDGER_PAGE_MAX));
-    let mut rows = store.purchases_after(after, limit + 1).await?;
-    let kept =
-        usize::try_from(limit).map_err(|_| CreditError::internal("page size does not fit"))?;
-    let last_page = rows.len() <= kept;
-    rows.truncate(kept);
-    let mut facility_ids: Vec<&str> = rows.iter().map(|row| row.facility_id.as_str()).collect();
-    facility_ids.sort_unstable();
-    facility_ids.dedup();
-    let national_ids: HashMap<String, String> = store
-        .facilities(&facility_ids)
-        .await?
-        .into_iter()
-        .map(|facility| (facility.id, facility.national_id))
-        .collect();
-    let entries = rows
-        .iter()
-        .map(|row| {
-            let national_id = national_ids
-                .get(&row.facility_id)
-                .cloned()
-                .unwrap_or_default();
-            convert::ledger_entry(row, national_id)
-        })
-        .collect();
-    Ok((entries, last_page))
+    let limit = page_size.clamp(1, LEDGER_PAGE_MAX) as usize;
+    let rows = store.ledger_after(after, limit as u64 + 1).await?;
+    let more = rows.len() > limit;
+    let (entries, cut) = within_bytes(
+        rows.into_iter().take(limit).map(convert::ledger_entry),
+        LEDGER_PAGE_BYTES,
+    );
+    Ok((entries, !more && !cut))
+}
+
+/// Keeps the leading `entries` that fit in `max_bytes` as encoded in a response (always
+/// the first), and says whether some were left out.
+fn within_bytes(
+    entries: impl Iterator<Item = pb::PurchaseLedgerEntry>,
+    max_bytes: usize,
+) -> (Vec<pb::PurchaseLedgerEntry>, bool) {
+    let mut kept = Vec::new();
+    let mut bytes = 0;
+    for entry in entries {
+        // The entry, its length prefix and its field tag, as `repeated` encodes them.
+        bytes += entry.encoded_len() + 6;
+        if bytes > max_bytes && !kept.is_empty() {
+            return (kept, true);
+        }
+        kept.push(entry);
+    }
+    (kept, false)
 }
 
 impl CreditFlows {
@@ -881,5 +887,40 @@ impl CreditFlows {
             return Err(CreditError::CardNotFound);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: usize) -> pb::PurchaseLedgerEntry {
+        pb::PurchaseLedgerEntry {
+            purchase_id: format!("p{n:04}"),
+            national_id: "0012345679".to_owned(),
+            amount: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn r31_a_ledger_page_ends_before_its_entries_pass_the_byte_budget() {
+        let entries: Vec<_> = (0..10).map(entry).collect();
+        let each = entries[0].encoded_len() + 6;
+        let (kept, cut) = within_bytes(entries.clone().into_iter(), each * 3);
+        assert_eq!(kept, entries[..3]);
+        assert!(cut);
+        // The page as a response stays within the budget (plus its `last_page` flag).
+        let response = pb::ListPurchaseLedgerResponse {
+            items: kept,
+            last_page: false,
+        };
+        assert!(response.encoded_len() <= each * 3);
+
+        let (kept, cut) = within_bytes(entries.clone().into_iter(), each * 10);
+        assert_eq!((kept.len(), cut), (10, false));
+        // An entry larger than the budget still makes a page of one: the walk goes on.
+        let (kept, cut) = within_bytes(entries.into_iter(), 1);
+        assert_eq!((kept.len(), cut), (1, true));
     }
 }

@@ -18,8 +18,8 @@ use crate::domain::reconcile::{CreditSide, HeldInstalment, Report, compare};
 use crate::error::SettlementError;
 use crate::store::Store;
 
-/// Purchases per page of credit's ledger.
-pub const PAGE_SIZE: u32 = 1_000;
+/// Purchases per page of credit's ledger (credit may end a page sooner, by size).
+pub const PAGE_SIZE: u32 = 10_000;
 
 /// Credit's side: its purchases in id order, a page at a time.
 #[async_trait]
@@ -88,7 +88,33 @@ fn credit_side(entry: PurchaseLedgerEntry) -> CreditSide {
     }
 }
 
-/// Compares every purchase of `ledger` with the instalments `store` holds (R31).
+/// Compares one page: credit's `entries` and the instalments settlement holds for the same
+/// range of ids, in id order.
+fn compare_page(report: &mut Report, entries: Vec<PurchaseLedgerEntry>, held: Vec<HeldInstalment>) {
+    let mut by_purchase: BTreeMap<String, Vec<HeldInstalment>> = BTreeMap::new();
+    for instalment in held {
+        by_purchase
+            .entry(instalment.purchase_id.clone())
+            .or_default()
+            .push(instalment);
+    }
+    let credit: BTreeMap<String, CreditSide> = entries
+        .into_iter()
+        .map(|entry| (entry.purchase_id.clone(), credit_side(entry)))
+        .collect();
+    let ids: BTreeSet<&String> = credit.keys().chain(by_purchase.keys()).collect();
+    for id in ids {
+        report.checked_purchases += 1;
+        let instalments = by_purchase.get(id).map(Vec::as_slice).unwrap_or_default();
+        if let Some(mismatch) = compare(credit.get(id), instalments) {
+            report.mismatches.push(mismatch);
+        }
+    }
+}
+
+/// Compares every purchase of `ledger` with the instalments `store` holds (R31). While one
+/// page is compared, the next is already asked of the ledger, so that neither side waits
+/// for the other.
 pub async fn reconcile(
     ledger: &dyn Ledger,
     store: &Store,
@@ -96,35 +122,33 @@ pub async fn reconcile(
 ) -> Result<Report, SettlementError> {
     let mut report = Report::default();
     let mut after = String::new();
+    let mut page = ledger.page(&after, page_size).await?;
     loop {
-        let (entries, last_page) = ledger.page(&after, page_size).await?;
+        let (entries, last_page) = page;
         // The range this page covers on both sides: (after, its last id], or to the end.
         let upto = match (last_page, entries.last()) {
-            (true, _) => None,
             (false, Some(entry)) => Some(entry.purchase_id.clone()),
-            (false, None) => None,
+            _ => None,
         };
-        let mut held: BTreeMap<String, Vec<HeldInstalment>> = BTreeMap::new();
-        for instalment in store.held_instalments(&after, upto.as_deref()).await? {
-            held.entry(instalment.purchase_id.clone())
-                .or_default()
-                .push(instalment);
-        }
-        let credit: BTreeMap<String, CreditSide> = entries
-            .into_iter()
-            .map(|entry| (entry.purchase_id.clone(), credit_side(entry)))
-            .collect();
-        let ids: BTreeSet<&String> = credit.keys().chain(held.keys()).collect();
-        for id in ids {
-            report.checked_purchases += 1;
-            let instalments = held.get(id).map(Vec::as_slice).unwrap_or_default();
-            if let Some(mismatch) = compare(credit.get(id), instalments) {
-                report.mismatches.push(mismatch);
+        let next = async {
+            match &upto {
+                Some(upto) => ledger.page(upto, page_size).await.map(Some),
+                None => Ok(None),
             }
-        }
-        match upto {
-            Some(last) => after = last,
-            None => break,
+        };
+        let this = async {
+            let held = store.held_instalments(&after, upto.as_deref()).await?;
+            compare_page(&mut report, entries, held);
+            Ok::<_, SettlementError>(())
+        };
+        let (next, this) = tokio::join!(next, this);
+        this?;
+        match (next?, upto) {
+            (Some(next), Some(upto)) => {
+                page = next;
+                after = upto;
+            }
+            _ => break,
         }
     }
     if !report.mismatches.is_empty() {

@@ -45,6 +45,7 @@ use crate::domain::rules::{PurchaseFacts, RefundFacts, Refunded};
 use crate::error::CreditError;
 pub use entities::{card, employee_arrears, facility, idempotency_record, purchase, refund};
 
+pub use settlement::LedgerRow;
 /// An outgoing message, written to the outbox in the transaction of its change.
 pub use tavana_kit::outbox::Message as OutboxMessage;
 
@@ -250,7 +251,12 @@ pub fn status_of(row: &facility::Model, now: DateTime<Utc>) -> FacilityStatus {
 
 /// Returns the stored schedule of a purchase.
 pub fn schedule_of(row: &purchase::Model) -> Result<Vec<Deduction>, CreditError> {
-    serde_json::from_str(&row.schedule)
+    parse_schedule(&row.schedule)
+}
+
+/// Reads a stored schedule (JSON).
+pub fn parse_schedule(stored: &str) -> Result<Vec<Deduction>, CreditError> {
+    serde_json::from_str(stored)
         .map_err(|error| CreditError::Internal(anyhow::anyhow!("bad stored schedule: {error}")))
 }
 

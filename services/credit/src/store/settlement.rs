@@ -1,6 +1,25 @@
 //! Settlement of purchases (R18) and reconciliation (R31).
 
+use sea_orm::JoinType;
+
 use super::*;
+
+/// What R31's reconciliation reads of one purchase.
+#[derive(Clone, Debug, FromQueryResult)]
+pub struct LedgerRow {
+    /// The purchase.
+    pub id: String,
+    /// Its amount.
+    pub amount: i64,
+    /// What refunds took back of it.
+    pub refunded_amount: i64,
+    /// Its stored schedule (JSON).
+    pub schedule: String,
+    /// Its schedule version (R20).
+    pub schedule_version: i32,
+    /// The buyer's national ID (none when its facility is missing).
+    pub national_id: Option<String>,
+}
 
 impl Store {
     /// Returns the purchases among `purchase_ids` that exist, in no particular order.
@@ -133,16 +152,32 @@ impl Store {
 
     // ---- reconciliation (R31) ----
 
-    /// Returns up to `limit` purchases with an id after `after`, in id order.
-    pub async fn purchases_after(
+    /// Returns up to `limit` purchases with an id after `after`, in id order, as R31's
+    /// ledger: only the columns it compares, and the buyer's national ID by a join.
+    pub async fn ledger_after(
         &self,
         after: &str,
         limit: u64,
-    ) -> Result<Vec<purchase::Model>, CreditError> {
+    ) -> Result<Vec<LedgerRow>, CreditError> {
+        let facility = purchase::Entity::belongs_to(facility::Entity)
+            .from(purchase::Column::FacilityId)
+            .to(facility::Column::Id)
+            .into();
         Ok(purchase::Entity::find()
+            .select_only()
+            .columns([
+                purchase::Column::Id,
+                purchase::Column::Amount,
+                purchase::Column::RefundedAmount,
+                purchase::Column::Schedule,
+                purchase::Column::ScheduleVersion,
+            ])
+            .column(facility::Column::NationalId)
+            .join(JoinType::LeftJoin, facility)
             .filter(purchase::Column::Id.gt(after))
             .order_by_asc(purchase::Column::Id)
             .limit(limit)
+            .into_model::<LedgerRow>()
             .all(&self.db)
             .await?)
     }
