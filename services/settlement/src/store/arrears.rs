@@ -10,8 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Order, Query};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
+use sea_orm::sea_query::{ArrayType, Expr, ExprTrait, OnConflict, Order, Query};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, Value};
 use tavana_kit::audit::AuditEntry;
 use tavana_kit::jalali::{JalaliPeriod, release_instant};
 use tavana_kit::money::Rial;
@@ -580,22 +580,7 @@ async fn refresh_arrears(
     let mut items = Vec::with_capacity(employee_ids.len());
     for chunk in employee_ids.chunks(EMPLOYEES_PER_STATEMENT) {
         let held = reaged_held(txn, chunk, now).await?;
-        let query = Query::select()
-            .column(Instalment::EmployeeId)
-            .expr_as(Expr::cust("CAST(SUM(amount) AS BIGINT)"), "total")
-            .from(Instalment::Table)
-            .and_where(Expr::col(Instalment::State).eq(InstalmentState::Overdue.as_str()))
-            .and_where(one_of(
-                txn.get_database_backend(),
-                Instalment::EmployeeId,
-                chunk,
-            )?)
-            .group_by_col(Instalment::EmployeeId)
-            .to_owned();
-        let mut overdue: HashMap<String, i64> = HashMap::new();
-        for row in txn.query_all(&query).await? {
-            overdue.insert(get(&row, "employee_id")?, sum_of(&row)?);
-        }
+        let overdue = overdue_amounts(txn, chunk).await?;
         let mut upsert = Query::insert();
         upsert
             .into_table(EmployeeArrears::Table)
@@ -637,6 +622,60 @@ async fn refresh_arrears(
         }
     }
     Ok(delivery::set_arrears(items))
+}
+
+/// Returns the overdue amount of each of `employee_ids` that owes any (R29).
+///
+/// On PostgreSQL each employee's instalments are summed by a subquery of their own, which
+/// the planner runs as one index probe per employee. The plain `state = 'overdue' AND
+/// employee_id = ANY(...)` is planned on statistics from before the transaction: a period
+/// close has just made thousands of instalments overdue while the statistics still count
+/// few, so the planner reads every overdue instalment and filters it by the list, for each
+/// chunk of employees (43 ms against 3 ms per 1,000 employees at 100,000 overdue).
+async fn overdue_amounts(
+    txn: &DatabaseTransaction,
+    employee_ids: &[&str],
+) -> Result<HashMap<String, i64>, DbErr> {
+    let overdue = InstalmentState::Overdue.as_str();
+    let mut amounts = HashMap::new();
+    if txn.get_database_backend() == DbBackend::Postgres {
+        let ids = employee_ids
+            .iter()
+            .map(|id| Value::String(Some((*id).to_owned())))
+            .collect();
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT e.employee_id, (SELECT CAST(SUM(i.amount) AS BIGINT) FROM instalment i \
+             WHERE i.employee_id = e.employee_id AND i.state = $1) AS total \
+             FROM unnest($2::text[]) AS e(employee_id)",
+            [
+                overdue.into(),
+                Value::Array(ArrayType::String, Some(Box::new(ids))),
+            ],
+        );
+        for row in txn.query_all_raw(statement).await? {
+            if let Some(total) = get::<Option<i64>>(&row, "total")? {
+                amounts.insert(get(&row, "employee_id")?, total);
+            }
+        }
+        return Ok(amounts);
+    }
+    let query = Query::select()
+        .column(Instalment::EmployeeId)
+        .expr_as(Expr::cust("CAST(SUM(amount) AS BIGINT)"), "total")
+        .from(Instalment::Table)
+        .and_where(Expr::col(Instalment::State).eq(overdue))
+        .and_where(one_of(
+            txn.get_database_backend(),
+            Instalment::EmployeeId,
+            employee_ids,
+        )?)
+        .group_by_col(Instalment::EmployeeId)
+        .to_owned();
+    for row in txn.query_all(&query).await? {
+        amounts.insert(get(&row, "employee_id")?, sum_of(&row)?);
+    }
+    Ok(amounts)
 }
 
 /// Sums, per employee, the instalments re-aged (R29) into periods whose deductions are not
