@@ -10,14 +10,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{ArrayType, Expr, ExprTrait, OnConflict, Order, Query};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, Value};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Order, Query};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement};
 use tavana_kit::audit::AuditEntry;
 use tavana_kit::jalali::{JalaliPeriod, release_instant};
 use tavana_kit::money::Rial;
 use tavana_proto::credit::v1::EmployeeArrears as ArrearsMessage;
 
-use super::remittance::one_of;
+use super::remittance::{one_of, text_array};
 use super::{
     EmployeeArrears, Instalment, PeriodClose, PurchaseSchedule, Remittance, Store, get,
     is_unique_violation, lock_organization, to_i64, to_u64,
@@ -639,19 +639,12 @@ async fn overdue_amounts(
     let overdue = InstalmentState::Overdue.as_str();
     let mut amounts = HashMap::new();
     if txn.get_database_backend() == DbBackend::Postgres {
-        let ids = employee_ids
-            .iter()
-            .map(|id| Value::String(Some((*id).to_owned())))
-            .collect();
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT e.employee_id, (SELECT CAST(SUM(i.amount) AS BIGINT) FROM instalment i \
              WHERE i.employee_id = e.employee_id AND i.state = $1) AS total \
              FROM unnest($2::text[]) AS e(employee_id)",
-            [
-                overdue.into(),
-                Value::Array(ArrayType::String, Some(Box::new(ids))),
-            ],
+            [overdue.into(), text_array(employee_ids)],
         );
         for row in txn.query_all_raw(statement).await? {
             if let Some(total) = get::<Option<i64>>(&row, "total")? {

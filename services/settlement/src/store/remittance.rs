@@ -49,6 +49,19 @@ const PROBE_EMPLOYEES: usize = 1_000;
 /// Unmatched lines per multi-row insert on SQLite (5 parameters each).
 const UNMATCHED_INSERT_CHUNK: usize = 500;
 
+/// Returns `values` as one PostgreSQL text array parameter.
+pub(super) fn text_array(values: &[&str]) -> Value {
+    Value::Array(
+        ArrayType::String,
+        Some(Box::new(
+            values
+                .iter()
+                .map(|value| Value::String(Some((*value).to_owned())))
+                .collect(),
+        )),
+    )
+}
+
 /// Returns `column IN values` with the values bound as one parameter: a text array on
 /// PostgreSQL, a JSON array read by `json_each` on SQLite. The statement's text is the same
 /// for any number of values.
@@ -58,16 +71,7 @@ pub(super) fn one_of<C: IntoColumnRef>(
     values: &[&str],
 ) -> Result<Expr, DbErr> {
     if backend == DbBackend::Postgres {
-        let array = Value::Array(
-            ArrayType::String,
-            Some(Box::new(
-                values
-                    .iter()
-                    .map(|value| Value::String(Some((*value).to_owned())))
-                    .collect(),
-            )),
-        );
-        return Ok(Expr::col(column).eq(Func::cust("ANY").arg(array)));
+        return Ok(Expr::col(column).eq(Func::cust("ANY").arg(text_array(values))));
     }
     let json = serde_json::to_string(values).map_err(|error| DbErr::Custom(error.to_string()))?;
     let elements = Query::select()
