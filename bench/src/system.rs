@@ -190,13 +190,8 @@ pub async fn start_split() -> anyhow::Result<System> {
     // The services' own outbox timing, as deployed: an answer waits at most the default
     // immediate deadline for its deliveries (the test suites allow far more).
     let topology = split::start_with(split::Layout {
-        id: id.clone(),
-        database_prefix: "tavana_test_e2e_",
-        gateway_port: None,
-        redis_url: tavana_kit::testing::test_redis_url()
-            .context("split mode needs TAVANA_TEST_REDIS_URL")?,
-        otlp_endpoint: None,
         outbox: split::OutboxTiming::Production,
+        ..split::Layout::for_test(&id)?
     })
     .await?;
     let mut settings = SuiteSettings::default();

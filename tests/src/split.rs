@@ -277,30 +277,32 @@ pub enum OutboxTiming {
     Production,
 }
 
+impl Layout {
+    /// The layout of a test's fresh topology: `id` names its databases and keys, Redis
+    /// comes from `TAVANA_TEST_REDIS_URL`, the outbox runs the test suites' timing.
+    pub fn for_test(id: &str) -> anyhow::Result<Layout> {
+        Ok(Layout {
+            id: id.to_owned(),
+            database_prefix: "tavana_test_e2e_",
+            gateway_port: None,
+            redis_url: tavana_kit::testing::test_redis_url()
+                .context("split mode needs TAVANA_TEST_REDIS_URL")?,
+            otlp_endpoint: None,
+            outbox: OutboxTiming::Tests,
+        })
+    }
+}
+
 /// Starts a fresh split topology for a test; `id` names its databases and keys.
 pub async fn start(id: &str) -> anyhow::Result<SplitTopology> {
-    start_with(Layout {
-        id: id.to_owned(),
-        database_prefix: "tavana_test_e2e_",
-        gateway_port: None,
-        redis_url: tavana_kit::testing::test_redis_url()
-            .context("split mode needs TAVANA_TEST_REDIS_URL")?,
-        otlp_endpoint: None,
-        outbox: OutboxTiming::Tests,
-    })
-    .await
+    start_with(Layout::for_test(id)?).await
 }
 
 /// Starts a fresh split topology whose processes export traces to `otlp_endpoint`.
 pub async fn start_traced(id: &str, otlp_endpoint: &str) -> anyhow::Result<SplitTopology> {
     start_with(Layout {
-        id: id.to_owned(),
-        database_prefix: "tavana_test_e2e_",
-        gateway_port: None,
-        redis_url: tavana_kit::testing::test_redis_url()
-            .context("split mode needs TAVANA_TEST_REDIS_URL")?,
         otlp_endpoint: Some(otlp_endpoint.to_owned()),
-        outbox: OutboxTiming::Tests,
+        ..Layout::for_test(id)?
     })
     .await
 }
