@@ -25,6 +25,11 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const IDS_PER_STATEMENT: usize = 1_000;
 /// How long to wait for a new database connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A pooled PostgreSQL connection idle at least this long is pinged before it is handed
+/// out (a server restart or a proxy may have closed it meanwhile); a busy one is not.
+/// The pool's default pings on every checkout: one more round trip before every statement
+/// outside a transaction and every transaction.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(30);
 
 /// Returns the URL of a service's SQLite file in `data_dir` (created when missing).
 pub fn sqlite_url(data_dir: &Path, service: &str) -> String {
@@ -48,7 +53,9 @@ pub fn is_postgres(db: &impl ConnectionTrait) -> bool {
 ///
 /// SQLite files (and their parent directory) are created when missing, and every
 /// connection runs in WAL mode with foreign keys on, a 10 s busy timeout and
-/// `synchronous=NORMAL`.
+/// `synchronous=NORMAL`. A checkout pings only a PostgreSQL connection idle for
+/// [`PING_IF_IDLE_FOR`], never a SQLite one (an open file does not hang up; the ping
+/// would only cost a hop to the connection's worker thread).
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
@@ -58,6 +65,7 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database
         .sqlx_logging(false);
 
     if url.starts_with("sqlite:") {
+        options.test_before_acquire(false);
         let parsed: SqliteConnectOptions = url
             .parse()
             .with_context(|| format!("invalid SQLite URL {url}"))?;
@@ -81,7 +89,9 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .synchronous(SqliteSynchronous::Normal)
         });
-    } else if !is_postgres_url(url) {
+    } else if is_postgres_url(url) {
+        options.test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
+    } else {
         anyhow::bail!("unsupported database URL scheme (expected sqlite: or postgres:)");
     }
 
