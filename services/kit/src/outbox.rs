@@ -760,21 +760,36 @@ impl Courier {
                 values.extend(ids.iter().map(|id| Value::BigInt(Some(*id))));
             }
         }
-        let sql = format!(
-            "UPDATE outbox SET lease_until = {} WHERE id IN (\
-               SELECT o.id FROM outbox o \
-               WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= {} \
-                 AND (o.lease_until IS NULL OR o.lease_until < {}){only_sql} \
-                 AND (o.ordering_key IS NULL OR NOT EXISTS (\
-                   SELECT 1 FROM outbox e WHERE e.ordering_key = o.ordering_key \
-                     AND e.id < o.id AND e.delivered_at IS NULL)) \
-               ORDER BY o.id LIMIT {}{lock}) \
-             RETURNING id, topic, payload, attempts, traceparent",
-            p(1),
+        let due = format!(
+            "SELECT o.id FROM outbox o \
+             WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= {} \
+               AND (o.lease_until IS NULL OR o.lease_until < {}){only_sql} \
+               AND (o.ordering_key IS NULL OR NOT EXISTS (\
+                 SELECT 1 FROM outbox e WHERE e.ordering_key = o.ordering_key \
+                   AND e.id < o.id AND e.delivered_at IS NULL)) \
+             ORDER BY o.id LIMIT {}{lock}",
             p(2),
             p(3),
             self.config.batch_size
         );
+        let sql = if backend == DbBackend::Postgres {
+            // The due rows are chosen and locked once, whatever the plan: as a subquery of
+            // the UPDATE, a plan made while the table looked empty (a generic plan cached by
+            // the pool's prepared statement) ran the locking scan once per outbox row.
+            format!(
+                "WITH due AS MATERIALIZED ({due}) \
+                 UPDATE outbox SET lease_until = {} FROM due WHERE outbox.id = due.id \
+                 RETURNING outbox.id, outbox.topic, outbox.payload, outbox.attempts, \
+                   outbox.traceparent",
+                p(1)
+            )
+        } else {
+            format!(
+                "UPDATE outbox SET lease_until = {} WHERE id IN ({due}) \
+                 RETURNING id, topic, payload, attempts, traceparent",
+                p(1)
+            )
+        };
         let rows = self
             .db
             .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
