@@ -564,55 +564,22 @@ pub async fn outbox_drained(url: &str, topic: &str) -> anyhow::Result<()> {
 
 /// Writes credit's side of the bulk purchases of `organization` (those [`instalments`]
 /// recorded in settlement) straight into credit's database, one `INSERT ... SELECT` over a
-/// generated series: a million purchases through the purchase path would take hours, and
-/// the reconciliation scenario (R31) reads credit's ledger, not how it was written. The
-/// rows belong to one closed facility of their own and hold no room, so no buyer's
+/// generated series for the purchases and one for their facilities: a million purchases
+/// through the purchase path would take hours, and the reconciliation scenario (R31) reads
+/// credit's ledger, not how it was written. Each purchase has a closed facility of its own,
+/// as each bulk instalment has an employee of its own: the facilities' statistics are then
+/// those of a deployment, where no facility holds a large share of the purchases (with one
+/// facility holding them all, PostgreSQL planned the buyers' hold sums anew on every call
+/// rather than once). The facilities are closed and the holds released, so no buyer's
 /// balance sees them.
 pub async fn ledger(system: &System, organization: &str, count: u64) -> anyhow::Result<()> {
-    use sea_orm::{ActiveModelTrait, ConnectionTrait, IntoActiveModel, Statement, Value};
+    use sea_orm::{ConnectionTrait, Statement, Value};
     use tavana_credit::domain::purchase::Deduction;
-    use tavana_credit::store::facility;
     use tavana_kit::jalali::JalaliPeriod;
     use tavana_kit::money::Rial;
 
     let db = tavana_kit::db::connect(&system.credit_database_url, 2).await?;
     let now = chrono::Utc::now();
-    let facility_id = format!("bench-{organization}-facility");
-    facility::Model {
-        id: facility_id.clone(),
-        credit_request_id: facility_id.clone(),
-        employee_id: format!("bench-{organization}-employee"),
-        open_employee_id: None,
-        national_id: bulk_national_id(0),
-        full_name: "کارمند انبوه".to_owned(),
-        organization_id: organization.to_owned(),
-        monthly_credit: 1_000_000_000,
-        max_instalments: 12,
-        purchasing_power: 12_000_000_000,
-        activates_at: now,
-        suspended: false,
-        closed_at: Some(now),
-        created_at: now,
-        version: 0,
-        guarantor_employee_id: String::new(),
-        region_code: REGION.to_owned(),
-    }
-    .into_active_model()
-    .reset_all()
-    .insert(&db)
-    .await?;
-
-    // Credit's schedule text for one deduction of PERIOD, split around the amount, which
-    // the statement writes per row as `bulk_amount` does.
-    const SENTINEL: i64 = 987_654_321_012;
-    let template = serde_json::to_string(&[Deduction {
-        seq: 1,
-        period: JalaliPeriod::parse(PERIOD)?,
-        amount: Rial(SENTINEL),
-    }])?;
-    let (schedule_head, schedule_tail) = template
-        .split_once(&SENTINEL.to_string())
-        .context("the schedule text does not show its amount")?;
     let backend = db.get_database_backend();
     let postgres = backend == sea_orm::DbBackend::Postgres;
     let (series, padded) = if postgres {
@@ -628,13 +595,56 @@ pub async fn ledger(system: &System, organization: &str, count: u64) -> anyhow::
     } else {
         "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $1) "
     };
+    // SQLite numbers its parameters `?N`.
+    let numbered = |sql: String| if postgres { sql } else { sql.replace('$', "?") };
+    let facility_prefix = format!("bench-{organization}-facility-");
+    let employee_prefix = format!("bench-{organization}-employee-");
+    let facilities = format!(
+        "{with}INSERT INTO facility (id, credit_request_id, employee_id, open_employee_id, \
+           national_id, full_name, organization_id, monthly_credit, max_instalments, \
+           purchasing_power, activates_at, suspended, closed_at, created_at, version, \
+           guarantor_employee_id, region_code) \
+         SELECT $2 || {padded}, $2 || {padded}, $3 || {padded}, NULL, $4, $5, $6, \
+           1000000000, 12, 12000000000, $7, $8, $7, $7, 0, '', $9 \
+         FROM {series}"
+    );
+    let values: Vec<Value> = vec![
+        i64::try_from(count)?.into(),
+        facility_prefix.clone().into(),
+        employee_prefix.clone().into(),
+        bulk_national_id(0).into(),
+        "کارمند انبوه".into(),
+        organization.into(),
+        now.into(),
+        false.into(),
+        REGION.into(),
+    ];
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        numbered(facilities),
+        values,
+    ))
+    .await
+    .context("bulk insert of credit's facilities")?;
+
+    // Credit's schedule text for one deduction of PERIOD, split around the amount, which
+    // the statement writes per row as `bulk_amount` does.
+    const SENTINEL: i64 = 987_654_321_012;
+    let template = serde_json::to_string(&[Deduction {
+        seq: 1,
+        period: JalaliPeriod::parse(PERIOD)?,
+        amount: Rial(SENTINEL),
+    }])?;
+    let (schedule_head, schedule_tail) = template
+        .split_once(&SENTINEL.to_string())
+        .context("the schedule text does not show its amount")?;
     let amount = "(100000 + (i % 1000) * 10)";
     let sql = format!(
         "{with}INSERT INTO purchase (id, facility_id, employee_id, merchant_id, merchant_name, \
            kind, amount, refunded_amount, months, purchase_period, schedule, created_at, \
            created_micros, settled_at, hold_monthly, hold_total, hold_release_at, \
            hold_waits_for_contract, hold_released_at, schedule_version, partly_settled_at) \
-         SELECT $2 || {padded}, $3, $4 || {padded}, 'bench-merchant', $5, 'instalment', \
+         SELECT $2 || {padded}, $3 || {padded}, $4 || {padded}, 'bench-merchant', $5, 'instalment', \
            {amount}, 0, 1, $6, $7 || CAST({amount} AS TEXT) || $8, $9, $10, NULL, 0, 0, NULL, \
            $11, $9, 1, NULL \
          FROM {series}"
@@ -642,8 +652,8 @@ pub async fn ledger(system: &System, organization: &str, count: u64) -> anyhow::
     let values: Vec<Value> = vec![
         i64::try_from(count)?.into(),
         format!("bench-{organization}-").into(),
-        facility_id.into(),
-        format!("bench-{organization}-employee-").into(),
+        facility_prefix.into(),
+        employee_prefix.into(),
         "فروشگاه بنچمارک".into(),
         PERIOD.into(),
         schedule_head.into(),
@@ -652,11 +662,13 @@ pub async fn ledger(system: &System, organization: &str, count: u64) -> anyhow::
         now.timestamp_micros().into(),
         false.into(),
     ];
-    // SQLite numbers its parameters `?N`.
-    let sql = if postgres { sql } else { sql.replace('$', "?") };
-    db.execute_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await
-        .context("bulk insert of credit's purchases")?;
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        numbered(sql),
+        values,
+    ))
+    .await
+    .context("bulk insert of credit's purchases")?;
     db.close().await?;
     Ok(())
 }
