@@ -402,28 +402,36 @@ async fn measure(
         "  {} buyers with facilities in {actors_seconds:.1} s",
         scale.buyers
     );
-    // A running system's churning tables (the outboxes, the idempotency records) hold rows
-    // that autovacuum has analyzed; freshly seeded they are empty, analyzed empty below,
-    // and every connection would plan its statements on them for an empty table
-    // (sequential scans) for the whole measurement. A few seconds of purchases fill them
-    // first, as a system that has been taking purchases for a while has them.
-    println!("  warm-up purchases");
-    let warm_up = purchases(&http, &actors, scale.clients, duration.min(WARM_UP)).await;
     // Autovacuum analyzes a freshly loaded table within a minute or so (when it runs), and
     // until then every connection keeps the plans it prepared on the statistics of an empty
     // table: settlement's ledger query scans the whole organization per chunk of 1,000
     // lines (quadratic, see BENCHMARKS.md), credit reads every purchase per purchase. The
     // data is loaded by now, employees and facilities included. `--no-analyze` shows that.
-    let analyzed = match (postgres, scale.analyze) {
-        (Some(postgres), true) if mode == Mode::Split => {
-            for database in &system.databases {
-                let url = crate::anchors::database_url(&postgres.server_url, database);
-                tokio::task::block_in_place(|| postgres.psql(&url, "analyze"))?;
+    let analyze = || -> anyhow::Result<bool> {
+        match (postgres, scale.analyze) {
+            (Some(postgres), true) if mode == Mode::Split => {
+                for database in &system.databases {
+                    let url = crate::anchors::database_url(&postgres.server_url, database);
+                    tokio::task::block_in_place(|| postgres.psql(&url, "analyze"))?;
+                }
+                Ok(true)
             }
-            true
+            _ => Ok(false),
         }
-        _ => false,
     };
+    let analyzed = analyze()?;
+    // Balance reads first, while each buyer has only the holds of the seeding.
+    println!("  balance reads");
+    let balance = balance(&http, &actors, scale.clients, duration).await;
+    // A running system's churning tables (the outboxes, the idempotency records) hold rows
+    // that autovacuum has analyzed; freshly seeded they are empty, analyzed empty above,
+    // and every connection would plan its statements on them for an empty table
+    // (sequential scans) for the whole measurement. A few seconds of purchases fill them,
+    // as a system that has been taking purchases for a while has them, and they are
+    // analyzed again.
+    println!("  warm-up purchases");
+    let warm_up = purchases(&http, &actors, scale.clients, duration.min(WARM_UP)).await;
+    analyze()?;
     let seeding = {
         let mut seeding = seeding;
         seeding["analyzed_after_seeding"] = json!(analyzed);
@@ -433,8 +441,6 @@ async fn measure(
         seeding["warm_up_purchases"] = json!(warm_up.map(|stats| stats.ok).unwrap_or(0));
         seeding
     };
-    println!("  balance reads");
-    let balance = balance(&http, &actors, scale.clients, duration).await;
     println!("  purchases");
     let purchase = purchases(&http, &actors, scale.clients, duration).await;
     println!("  merchant search");
