@@ -784,6 +784,7 @@ impl Courier {
                 p(1)
             )
         } else {
+            // SQLite binds `?` in text order: the lease comes first here.
             format!(
                 "UPDATE outbox SET lease_until = {} WHERE id IN ({due}) \
                  RETURNING id, topic, payload, attempts, traceparent",
