@@ -438,9 +438,12 @@ impl CreditFlows {
     /// every purchase) we ask identity about the contract, only when such holds exist.
     #[tracing::instrument(skip_all)]
     pub async fn balance(&self, employee_id: &str) -> Result<Balance, CreditError> {
-        let facility = self.facility_of(employee_id).await?;
         let now = self.now();
-        let mut held = self.store.held_room(&facility, now).await?;
+        let (facility, mut held) = self
+            .store
+            .facility_and_held_room(employee_id, now)
+            .await?
+            .ok_or(CreditError::NoFacility)?;
         if held.waits_for_contract
             && self
                 .peers

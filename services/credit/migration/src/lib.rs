@@ -10,6 +10,9 @@ mod m20261203_170000_create_audit_event;
 mod m20261203_170000_extend_outbox;
 mod m20261203_230000_add_arrears_hold;
 mod m20261204_000001_index_pending_outbox;
+mod m20261205_000001_create_facility_held;
+
+pub use m20261205_000001_create_facility_held::UNTIL_EVENT;
 
 /// The migrations of the credit service, oldest first.
 pub struct Migrator;
@@ -26,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_170000_create_audit_event::Migration),
             Box::new(m20261203_230000_add_arrears_hold::Migration),
             Box::new(m20261204_000001_index_pending_outbox::Migration),
+            Box::new(m20261205_000001_create_facility_held::Migration),
         ]
     }
 }

@@ -1,8 +1,8 @@
 //! Holds and the two budgets of R16: monthly credit `M` and purchasing power `P`.
 //!
-//! Room is never stored: it is computed at `now` from the holds that are still in effect,
-//! so the room of a credit purchase returns on the 8th of the next month (R17) without any
-//! batch job.
+//! Room is never stored: it is computed at `now` from the holds that are still in effect
+//! (the store keeps them summed per release), so the room of a credit purchase returns on
+//! the 8th of the next month (R17) without any batch job.
 
 use chrono::{DateTime, Utc};
 use tavana_kit::jalali::{JalaliPeriod, release_instant};

@@ -161,3 +161,30 @@ pub mod employee_arrears {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// The holds of a facility's unreleased purchases counted per release (R16-R18), kept by
+/// triggers on `purchase` (migration `m20261205_000001_create_facility_held`).
+pub mod facility_held {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "facility_held")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub facility_id: String,
+        /// The clock release, or `UNTIL_EVENT` for holds released by an event (R18).
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub release_at: DateTimeUtc,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub waits_for_contract: bool,
+        /// How many unreleased purchases hold room under this release.
+        pub purchases: i64,
+        pub monthly: i64,
+        pub total: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

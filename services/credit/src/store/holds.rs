@@ -1,5 +1,8 @@
 //! Holds and budgets (R16-R18).
 
+use sea_orm::sea_query::SelectStatement;
+use sea_orm::{Iterable, JoinType};
+
 use super::*;
 
 impl Store {
@@ -26,49 +29,97 @@ impl Store {
         Self::held_room_in(&self.db, facility, now).await
     }
 
-    /// Sums the holds in SQL instead of reading every purchase: a credit purchase keeps
-    /// `hold_released_at` NULL for good (the clock releases it, R17), so the unreleased
-    /// rows of a facility only grow. Two index range scans of
-    /// `idx_purchase_facility_holds` read just the holds that may be in effect: those
-    /// released by the clock after `now`, and those waiting for an event (no
-    /// `hold_release_at`: instalments until settled, R18). `budget::available` still
-    /// decides with the same `now`. The employee's arrears row, read once, gives both
-    /// the arrears hold and the overdue amount (R29): two statements in all.
+    /// Reads the facility's held room from its counters (`facility_held`, kept by triggers
+    /// on `purchase` in the transaction of every hold's change) and the employee's arrears
+    /// row, in one statement: a one-row source with both left-joined.
     pub(super) async fn held_room_in<C: ConnectionTrait>(
         conn: &C,
         facility: &facility::Model,
         now: DateTime<Utc>,
     ) -> Result<HeldRoom, CreditError> {
-        let query = summed_holds_query(&facility.id, purchase::Column::HoldReleaseAt.gt(now))
-            .union(
-                UnionType::All,
-                summed_holds_query(&facility.id, purchase::Column::HoldReleaseAt.is_null()),
+        let mut query = Query::select();
+        query
+            .from_subquery(Query::select().expr(Expr::val(1)).to_owned(), ONE_ROW)
+            .join(
+                JoinType::LeftJoin,
+                facility_held::Entity,
+                counters_in_effect(
+                    facility_held::Column::FacilityId.eq(facility.id.as_str()),
+                    now,
+                ),
             )
-            .to_owned();
-        let rows = SummedHolds::find_by_statement(conn.get_database_backend().build(&query))
-            .all(conn)
-            .await?;
-        let mut holds: Vec<Hold> = rows
+            .join(
+                JoinType::LeftJoin,
+                employee_arrears::Entity,
+                employee_arrears::Column::EmployeeId.eq(facility.employee_id.as_str()),
+            );
+        let rows =
+            HeldRow::find_by_statement(conn.get_database_backend().build(held_columns(&mut query)))
+                .all(conn)
+                .await?;
+        Ok(held_room_of(&rows, now))
+    }
+
+    /// Returns the employee's open facility (or else their latest closed one) with its held
+    /// room at `now`, in one statement: the employee's facilities, each with its counters
+    /// and the employee's arrears left-joined (an employee has a facility or two).
+    pub async fn facility_and_held_room(
+        &self,
+        employee_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(facility::Model, HeldRoom)>, CreditError> {
+        let mut query = Query::select();
+        query
+            .columns(facility::Column::iter().map(|column| (facility::Entity, column)))
+            .from(facility::Entity)
+            .join(
+                JoinType::LeftJoin,
+                facility_held::Entity,
+                counters_in_effect(
+                    Expr::col((facility_held::Entity, facility_held::Column::FacilityId))
+                        .equals((facility::Entity, facility::Column::Id)),
+                    now,
+                ),
+            )
+            .join(
+                JoinType::LeftJoin,
+                employee_arrears::Entity,
+                Expr::col((
+                    employee_arrears::Entity,
+                    employee_arrears::Column::EmployeeId,
+                ))
+                .equals((facility::Entity, facility::Column::EmployeeId)),
+            )
+            .and_where(facility::Column::EmployeeId.eq(employee_id));
+        let rows = self.db.query_all(held_columns(&mut query)).await?;
+        let mut facilities: Vec<(facility::Model, HeldRow)> = rows
             .iter()
-            .map(|row| Hold {
-                monthly: Rial(row.monthly),
-                total: Rial(row.total),
-                release: release_of(row.hold_release_at, row.hold_waits_for_contract),
+            .map(|row| {
+                Ok((
+                    facility::Model::from_query_result(row, "")?,
+                    HeldRow::from_query_result(row, "")?,
+                ))
             })
-            .collect();
-        let arrears = employee_arrears::Entity::find_by_id(facility.employee_id.clone())
-            .one(conn)
-            .await?;
-        holds.extend(
-            arrears
-                .as_ref()
-                .and_then(|arrears| arrears_hold(arrears, now)),
-        );
-        Ok(HeldRoom {
-            waits_for_contract: rows.iter().any(|row| row.hold_waits_for_contract),
-            holds,
-            overdue_amount: arrears.map_or(Rial::ZERO, |arrears| Rial(arrears.overdue_amount)),
-        })
+            .collect::<Result<_, DbErr>>()?;
+        // As `open_or_latest`: the open facility, else the latest; the newest first.
+        facilities.sort_by(|(a, _), (b, _)| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        let chosen = facilities
+            .iter()
+            .find(|(facility, _)| facility.closed_at.is_none())
+            .or(facilities.first())
+            .map(|(facility, _)| facility.clone());
+        Ok(chosen.map(|facility| {
+            let rows: Vec<HeldRow> = facilities
+                .into_iter()
+                .filter(|(row, _)| row.id == facility.id)
+                .map(|(_, held)| held)
+                .collect();
+            (facility, held_room_of(&rows, now))
+        }))
     }
 
     pub(super) async fn release_waiting_in(
@@ -123,12 +174,106 @@ impl Store {
 /// deducted in periods not due yet, on top of what the purchases' holds cover, and stay
 /// there when an early remittance pays them; held until the 8th of the last of those
 /// periods, as settlement last counted them.
-fn arrears_hold(arrears: &employee_arrears::Model, now: DateTime<Utc>) -> Option<Hold> {
-    let period = JalaliPeriod::parse(&arrears.held_until_period).ok()?;
+fn arrears_hold(held_monthly: i64, held_until_period: &str, now: DateTime<Utc>) -> Option<Hold> {
+    let period = JalaliPeriod::parse(held_until_period).ok()?;
     let until = tavana_kit::jalali::release_instant(period);
-    (arrears.held_monthly > 0 && until > now).then_some(Hold {
-        monthly: Rial(arrears.held_monthly),
+    (held_monthly > 0 && until > now).then_some(Hold {
+        monthly: Rial(held_monthly),
         total: Rial::ZERO,
         release: HoldRelease::At(until),
     })
+}
+
+/// The counters of the releases after `now`: the holds that may be in effect (the clock
+/// released the others, R17); `budget::available` still decides with the same `now`.
+fn counters_in_effect(facility: Expr, now: DateTime<Utc>) -> Condition {
+    Condition::all()
+        .add(facility)
+        .add(facility_held::Column::ReleaseAt.gt(now))
+        .add(facility_held::Column::Purchases.gt(0))
+}
+
+/// Selects the counters' and the arrears' columns that [`HeldRow`] reads.
+fn held_columns(query: &mut SelectStatement) -> &SelectStatement {
+    query
+        .columns([
+            facility_held::Column::ReleaseAt,
+            facility_held::Column::WaitsForContract,
+            facility_held::Column::Monthly,
+            facility_held::Column::Total,
+        ])
+        .columns([
+            employee_arrears::Column::OverdueAmount,
+            employee_arrears::Column::HeldMonthly,
+            employee_arrears::Column::HeldUntilPeriod,
+        ])
+}
+
+/// Returns the held room of one facility's rows: its counters, and the arrears row, which
+/// repeats on every row (one row when there is no counter) and gives both the arrears
+/// hold and the overdue amount (R29).
+fn held_room_of(rows: &[HeldRow], now: DateTime<Utc>) -> HeldRoom {
+    let mut held = HeldRoom::default();
+    for row in rows {
+        if let (Some(release_at), Some(waits), Some(monthly), Some(total)) = (
+            row.release_at,
+            row.waits_for_contract,
+            row.monthly,
+            row.total,
+        ) {
+            held.waits_for_contract |= waits;
+            held.holds.push(Hold {
+                monthly: Rial(monthly),
+                total: Rial(total),
+                release: release_of((release_at != until_event()).then_some(release_at), waits),
+            });
+        }
+    }
+    if let Some(row) = rows.first() {
+        held.overdue_amount = Rial(row.overdue_amount.unwrap_or(0));
+        held.holds.extend(arrears_hold(
+            row.held_monthly.unwrap_or(0),
+            row.held_until_period.as_deref().unwrap_or(""),
+            now,
+        ));
+    }
+    held
+}
+
+/// The alias of the one-row source the held room's statement joins its rows to.
+const ONE_ROW: &str = "one_row";
+
+/// One row of the held room's statement: a counter (none when the facility has no hold
+/// that may be in effect) beside the employee's arrears (none when settlement sent none).
+#[derive(Debug, FromQueryResult)]
+struct HeldRow {
+    release_at: Option<DateTime<Utc>>,
+    waits_for_contract: Option<bool>,
+    monthly: Option<i64>,
+    total: Option<i64>,
+    overdue_amount: Option<i64>,
+    held_monthly: Option<i64>,
+    held_until_period: Option<String>,
+}
+
+/// The release under which the counters keep holds with no clock release (R18): the
+/// migration's `UNTIL_EVENT` (a unit test checks it parses; `MAX_UTC` is never reached).
+pub fn until_event() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(tavana_credit_migration::UNTIL_EVENT)
+        .map_or(DateTime::<Utc>::MAX_UTC, |at| at.to_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn holds_without_a_clock_release_are_counted_after_any_clock() {
+        assert_eq!(
+            until_event(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 0, 0, 0).unwrap()
+        );
+    }
 }

@@ -22,9 +22,7 @@ mod settlement;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::sea_query::{
-    ArrayType, Expr, ExprTrait, Func, OnConflict, Query, SelectStatement, UnionType,
-};
+use sea_orm::sea_query::{ArrayType, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
     DatabaseTransaction, DbBackend, DbErr, EntityTrait, FromQueryResult, IntoActiveModel,
@@ -43,7 +41,9 @@ use crate::domain::idempotency::KEEP_HOURS;
 use crate::domain::purchase::{Deduction, PurchaseKind, PurchaseTerms, schedule};
 use crate::domain::rules::{PurchaseFacts, RefundFacts, Refunded};
 use crate::error::CreditError;
-pub use entities::{card, employee_arrears, facility, idempotency_record, purchase, refund};
+pub use entities::{
+    card, employee_arrears, facility, facility_held, idempotency_record, purchase, refund,
+};
 
 pub use settlement::LedgerRow;
 /// An outgoing message, written to the outbox in the transaction of its change.
@@ -192,40 +192,6 @@ pub struct HeldRoom {
     pub waits_for_contract: bool,
     /// The employee's overdue amount, as settlement last counted it (R29).
     pub overdue_amount: Rial,
-}
-
-/// One row of the summed holds query.
-#[derive(Debug, FromQueryResult)]
-struct SummedHolds {
-    hold_release_at: Option<DateTime<Utc>>,
-    hold_waits_for_contract: bool,
-    monthly: i64,
-    total: i64,
-}
-
-/// Sums the unreleased holds of a facility that pass `release_filter`, per release.
-///
-/// PostgreSQL's `SUM(bigint)` is `numeric`: the cast brings it back to `BIGINT` (a sum
-/// beyond it fails the query; it cannot happen, since R16 keeps the holds in effect within
-/// the budgets, and a failure refuses rather than lets anything through).
-fn summed_holds_query(facility_id: &str, release_filter: Expr) -> SelectStatement {
-    let sum = |column: purchase::Column| Func::cast_as(Func::sum(Expr::col(column)), "BIGINT");
-    Query::select()
-        .columns([
-            purchase::Column::HoldReleaseAt,
-            purchase::Column::HoldWaitsForContract,
-        ])
-        .expr_as(sum(purchase::Column::HoldMonthly), "monthly")
-        .expr_as(sum(purchase::Column::HoldTotal), "total")
-        .from(purchase::Entity)
-        .and_where(purchase::Column::FacilityId.eq(facility_id))
-        .and_where(purchase::Column::HoldReleasedAt.is_null())
-        .and_where(release_filter)
-        .group_by_columns([
-            purchase::Column::HoldReleaseAt,
-            purchase::Column::HoldWaitsForContract,
-        ])
-        .to_owned()
 }
 
 /// Returns the terms of a stored facility.

@@ -317,9 +317,21 @@ async fn r30_a_new_approval_opens_a_facility_beside_an_older_closed_one() {
         .facility
         .unwrap();
     let balance = app.balance("E1").await.unwrap();
+    app.buy(
+        "E1",
+        SHOP,
+        pb::PurchaseKind::Credit,
+        500,
+        0,
+        "after-reopening",
+    )
+    .await
+    .unwrap();
 
     assert_eq!(reopened.status, pb::FacilityStatus::Active as i32);
     assert_eq!(balance.facility.unwrap().monthly_credit, 2_000);
+    // The balance reads the new facility's holds, not the closed one's (R16).
+    assert_eq!(app.room("E1").await, (1_500, 5_500));
 }
 
 #[tokio::test]

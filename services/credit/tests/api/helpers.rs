@@ -335,6 +335,13 @@ pub async fn spawn_service_at(now: DateTime<Utc>) -> TestApp {
     }
 }
 
+impl TestApp {
+    /// The service's database.
+    pub fn db(&self) -> &sea_orm::DatabaseConnection {
+        &self._database.db
+    }
+}
+
 /// The credit service calling as another service.
 pub fn service() -> Caller {
     Caller::service("guarantee")

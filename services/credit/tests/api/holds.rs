@@ -109,8 +109,10 @@ fn by_release(mut holds: Vec<Hold>) -> Vec<Hold> {
 /// R16-R18: the store sums holds in SQL (`held_room`). At every instant, on both sides of
 /// the clock releases and while a settled purchase waits for the contract, its sums are
 /// the holds of the purchases one by one that are in effect, summed per release.
-#[tokio::test]
-async fn r16_summed_holds_are_the_purchases_holds_in_effect_summed_per_release() {
+/// Seven purchases on one facility, one refunded wholly, one in part: three clock
+/// releases, instalments until settled, and one settled while the organization's
+/// contract is not in force (R18). Returns the app and the facility.
+async fn holds_of_every_release() -> (TestApp, String) {
     let app = spawn_service_at(noon_of("1405-01", 10)).await;
     let facility_id = app.open_facility("E1", 100_000, 6).await.facility_id;
     let buy = async |kind, amount, months, key: &str| {
@@ -134,7 +136,12 @@ async fn r16_summed_holds_are_the_purchases_holds_in_effect_summed_per_release()
     app.refund(SHOP, &c4, 50).await.unwrap();
     app.set_contract_in_force(false);
     app.settle(&i1).await.unwrap();
+    (app, facility_id)
+}
 
+#[tokio::test]
+async fn r16_summed_holds_are_the_purchases_holds_in_effect_summed_per_release() {
+    let (app, facility_id) = holds_of_every_release().await;
     let second = release_instant(JalaliPeriod::parse("1405-02").unwrap());
     let third = release_instant(JalaliPeriod::parse("1405-03").unwrap());
     let fourth = release_instant(JalaliPeriod::parse("1405-04").unwrap());
@@ -174,4 +181,58 @@ async fn r16_summed_holds_are_the_purchases_holds_in_effect_summed_per_release()
     assert_eq!(rows.len(), 6);
     let waiting = app.store.held_room(&facility, third).await.unwrap();
     assert_eq!(waiting.holds.len(), 3);
+}
+
+/// R16: the counters the triggers keep purchase by purchase (buys, refunds, a settlement
+/// that waits for the contract) are the ones the migration counts afresh from the
+/// purchases, as it does for a database that had purchases before the counters.
+#[tokio::test]
+async fn r16_counters_kept_by_the_triggers_are_the_ones_counted_afresh_from_the_purchases() {
+    use sea_orm::{EntityTrait, QueryOrder};
+    use tavana_credit::store::facility_held;
+    use tavana_credit_migration::MigratorTrait;
+
+    let (app, facility_id) = holds_of_every_release().await;
+    let counters = async || {
+        facility_held::Entity::find()
+            .order_by_asc(facility_held::Column::ReleaseAt)
+            .order_by_asc(facility_held::Column::WaitsForContract)
+            .all(app.db())
+            .await
+            .unwrap()
+    };
+    let kept = counters().await;
+
+    tavana_credit_migration::Migrator::down(app.db(), Some(1))
+        .await
+        .unwrap();
+    tavana_credit_migration::Migrator::up(app.db(), None)
+        .await
+        .unwrap();
+    let counted = counters().await;
+
+    // The wholly refunded purchase was taken off its counter (the migration never saw it).
+    let live: Vec<_> = kept
+        .iter()
+        .filter(|row| row.purchases > 0)
+        .cloned()
+        .collect();
+    assert_eq!(live, counted);
+    assert!(kept.iter().all(|row| row.facility_id == facility_id));
+    let purchases: i64 = counted.iter().map(|row| row.purchases).sum();
+    assert_eq!(purchases, 6, "six purchases hold room");
+    assert_eq!(
+        counted.len(),
+        5,
+        "three clock releases, until settled, until the contract"
+    );
+    let facility = app.store.facility(&facility_id).await.unwrap().unwrap();
+    let now = noon_of("1405-01", 1);
+    let rows = app.store.unreleased_purchases(&facility_id).await.unwrap();
+    let one_by_one: Vec<Hold> = rows.iter().filter_map(hold_of).collect();
+    assert_eq!(
+        by_release(app.store.held_room(&facility, now).await.unwrap().holds),
+        by_release(sum_per_release(&one_by_one)),
+        "the counters read back after the rebuild"
+    );
 }
