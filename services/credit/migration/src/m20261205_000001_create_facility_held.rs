@@ -13,12 +13,32 @@
 //! clock: the primary key needs no NULL, and `release_at > now` selects every hold that
 //! may be in effect in one range. Released buckets stay (one per facility and month) with
 //! their purchases counted down to zero.
+//!
+//! No read sums the purchases' holds any more, so the covering index that served those
+//! sums (`idx_purchase_facility_holds`, six columns) gives way to the narrow
+//! `idx_purchase_facility` (facility, `hold_released_at`) it replaced: it still finds a
+//! facility's purchases (the close, holds waiting for the contract), and every purchase
+//! writes a smaller index entry.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
+
+#[derive(DeriveIden)]
+enum Purchase {
+    Table,
+    FacilityId,
+    HoldMonthly,
+    HoldTotal,
+    HoldReleaseAt,
+    HoldWaitsForContract,
+    HoldReleasedAt,
+}
+
+const COVERING_INDEX: &str = "idx_purchase_facility_holds";
+const NARROW_INDEX: &str = "idx_purchase_facility";
 
 #[derive(DeriveIden)]
 enum FacilityHeld {
@@ -162,10 +182,53 @@ impl MigrationTrait for Migration {
         for trigger in triggers {
             db.execute_unprepared(&trigger).await?;
         }
-        Ok(())
+        manager
+            .create_index(
+                Index::create()
+                    .name(NARROW_INDEX)
+                    .table(Purchase::Table)
+                    .col(Purchase::FacilityId)
+                    .col(Purchase::HoldReleasedAt)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .drop_index(
+                Index::drop()
+                    .name(COVERING_INDEX)
+                    .table(Purchase::Table)
+                    .if_exists()
+                    .to_owned(),
+            )
+            .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_index(
+                Index::create()
+                    .name(COVERING_INDEX)
+                    .table(Purchase::Table)
+                    .col(Purchase::FacilityId)
+                    .col(Purchase::HoldReleasedAt)
+                    .col(Purchase::HoldReleaseAt)
+                    .col(Purchase::HoldWaitsForContract)
+                    .col(Purchase::HoldMonthly)
+                    .col(Purchase::HoldTotal)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .drop_index(
+                Index::drop()
+                    .name(NARROW_INDEX)
+                    .table(Purchase::Table)
+                    .if_exists()
+                    .to_owned(),
+            )
+            .await?;
         let db = manager.get_connection();
         for trigger in [
             "purchase_held_insert",
