@@ -26,7 +26,7 @@ use sea_orm_migration::schema::*;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-#[derive(DeriveIden)]
+#[derive(Clone, Copy, DeriveIden)]
 enum Purchase {
     Table,
     FacilityId,
@@ -38,7 +38,40 @@ enum Purchase {
 }
 
 const COVERING_INDEX: &str = "idx_purchase_facility_holds";
+const COVERING_COLUMNS: [Purchase; 6] = [
+    Purchase::FacilityId,
+    Purchase::HoldReleasedAt,
+    Purchase::HoldReleaseAt,
+    Purchase::HoldWaitsForContract,
+    Purchase::HoldMonthly,
+    Purchase::HoldTotal,
+];
 const NARROW_INDEX: &str = "idx_purchase_facility";
+const NARROW_COLUMNS: [Purchase; 2] = [Purchase::FacilityId, Purchase::HoldReleasedAt];
+
+/// Creates the purchase index `name` over `columns`, then drops the index `old`.
+async fn replace_index(
+    manager: &SchemaManager<'_>,
+    name: &str,
+    columns: &[Purchase],
+    old: &str,
+) -> Result<(), DbErr> {
+    let mut index = Index::create();
+    index.name(name).table(Purchase::Table).if_not_exists();
+    for column in columns {
+        index.col(*column);
+    }
+    manager.create_index(index).await?;
+    manager
+        .drop_index(
+            Index::drop()
+                .name(old)
+                .table(Purchase::Table)
+                .if_exists()
+                .to_owned(),
+        )
+        .await
+}
 
 #[derive(DeriveIden)]
 enum FacilityHeld {
@@ -182,53 +215,11 @@ impl MigrationTrait for Migration {
         for trigger in triggers {
             db.execute_unprepared(&trigger).await?;
         }
-        manager
-            .create_index(
-                Index::create()
-                    .name(NARROW_INDEX)
-                    .table(Purchase::Table)
-                    .col(Purchase::FacilityId)
-                    .col(Purchase::HoldReleasedAt)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .drop_index(
-                Index::drop()
-                    .name(COVERING_INDEX)
-                    .table(Purchase::Table)
-                    .if_exists()
-                    .to_owned(),
-            )
-            .await
+        replace_index(manager, NARROW_INDEX, &NARROW_COLUMNS, COVERING_INDEX).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .create_index(
-                Index::create()
-                    .name(COVERING_INDEX)
-                    .table(Purchase::Table)
-                    .col(Purchase::FacilityId)
-                    .col(Purchase::HoldReleasedAt)
-                    .col(Purchase::HoldReleaseAt)
-                    .col(Purchase::HoldWaitsForContract)
-                    .col(Purchase::HoldMonthly)
-                    .col(Purchase::HoldTotal)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .drop_index(
-                Index::drop()
-                    .name(NARROW_INDEX)
-                    .table(Purchase::Table)
-                    .if_exists()
-                    .to_owned(),
-            )
-            .await?;
+        replace_index(manager, COVERING_INDEX, &COVERING_COLUMNS, NARROW_INDEX).await?;
         let db = manager.get_connection();
         for trigger in [
             "purchase_held_insert",
