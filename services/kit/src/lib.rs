@@ -8,6 +8,7 @@ pub mod db;
 pub mod error;
 pub mod ids;
 pub mod jalali;
+pub mod jwt_keys;
 pub mod money;
 pub mod shared;
 pub mod store;

@@ -157,6 +157,9 @@ fn check_principal(principal: &str) -> anyhow::Result<()> {
 impl Keyring {
     /// Builds a keyring from private keys (PKCS#8 PEM) and trusted public keys (SPKI PEM).
     pub fn from_pems(own: &[(&str, &str)], trusted: &[(&str, &str)]) -> anyhow::Result<Keyring> {
+        if !crate::jwt_keys::install() {
+            tracing::debug!("another JWT crypto provider was chosen first");
+        }
         let mut inner = KeyringInner::default();
         for (principal, pem) in own {
             check_principal(principal)?;
