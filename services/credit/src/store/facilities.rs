@@ -104,11 +104,9 @@ impl Store {
     ) -> Result<Option<facility::Model>, CreditError> {
         let facilities = facility::Entity::find()
             .filter(column.eq(value))
-            .order_by_desc(facility::Column::CreatedAt)
             .all(&self.db)
             .await?;
-        let open = facilities.iter().find(|f| f.closed_at.is_none()).cloned();
-        Ok(open.or_else(|| facilities.into_iter().next()))
+        Ok(open_or_latest_of(facilities.iter()).cloned())
     }
 
     /// Suspends or resumes a facility (R14, R30): a suspended facility takes no purchase,
@@ -198,4 +196,12 @@ impl Store {
         self.deliver_now(&enqueued).await;
         Ok(row)
     }
+}
+
+/// Returns the open facility among `facilities`, or else the latest closed one (an
+/// employee has one open facility at most, R12).
+pub(super) fn open_or_latest_of<'a>(
+    facilities: impl Iterator<Item = &'a facility::Model>,
+) -> Option<&'a facility::Model> {
+    facilities.max_by_key(|facility| (facility.closed_at.is_none(), facility.created_at))
 }

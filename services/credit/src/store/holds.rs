@@ -92,7 +92,7 @@ impl Store {
             )
             .and_where(facility::Column::EmployeeId.eq(employee_id));
         let rows = self.db.query_all(held_columns(&mut query)).await?;
-        let mut facilities: Vec<(facility::Model, HeldRow)> = rows
+        let facilities: Vec<(facility::Model, HeldRow)> = rows
             .iter()
             .map(|row| {
                 Ok((
@@ -101,17 +101,8 @@ impl Store {
                 ))
             })
             .collect::<Result<_, DbErr>>()?;
-        // As `open_or_latest`: the open facility, else the latest; the newest first.
-        facilities.sort_by(|(a, _), (b, _)| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        let chosen = facilities
-            .iter()
-            .find(|(facility, _)| facility.closed_at.is_none())
-            .or(facilities.first())
-            .map(|(facility, _)| facility.clone());
+        let chosen =
+            facilities::open_or_latest_of(facilities.iter().map(|(facility, _)| facility)).cloned();
         Ok(chosen.map(|facility| {
             let rows: Vec<HeldRow> = facilities
                 .into_iter()
