@@ -9,6 +9,7 @@
 //! `ed25519-dalek`'s, the JWS encoding still jsonwebtoken's, and every other algorithm
 //! goes to the default provider.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{LazyLock, RwLock};
@@ -43,11 +44,17 @@ pub fn install() -> bool {
 }
 
 /// Returns the parsed key of `key` from `cache`, parsing and keeping it on a miss.
-fn cached<K: Eq + Hash + Clone, V: Clone>(
+/// A hit reads the map with the borrowed key, without an allocation.
+fn cached<K, Q, V>(
     cache: &RwLock<HashMap<K, V>>,
-    key: &K,
+    key: &Q,
     parse: impl FnOnce() -> Result<V>,
-) -> Result<V> {
+) -> Result<V>
+where
+    K: Eq + Hash + Borrow<Q>,
+    Q: Eq + Hash + ToOwned<Owned = K> + ?Sized,
+    V: Clone,
+{
     if let Some(value) = cache.read().ok().and_then(|map| map.get(key).cloned()) {
         return Ok(value);
     }
@@ -55,7 +62,7 @@ fn cached<K: Eq + Hash + Clone, V: Clone>(
     if let Ok(mut map) = cache.write()
         && map.len() < MAX_KEYS
     {
-        map.insert(key.clone(), value.clone());
+        map.insert(key.to_owned(), value.clone());
     }
     Ok(value)
 }
@@ -100,7 +107,7 @@ fn new_signer(algorithm: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSig
         return Err(ErrorKind::InvalidKeyFormat.into());
     }
     let der = key.as_bytes();
-    let signing = cached(&SIGNING, &der.to_vec(), || {
+    let signing = cached(&SIGNING, der, || {
         SigningKey::from_pkcs8_der(der).map_err(|_| ErrorKind::InvalidEddsaKey.into())
     })?;
     Ok(Box::new(Ed25519Signer(signing)))
