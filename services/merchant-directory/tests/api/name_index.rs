@@ -321,3 +321,78 @@ async fn r27_sqlite_has_fts5_and_a_trigram_name_index() {
     assert!(definition.contains("fts5"), "{definition}");
     assert!(definition.contains("trigram"), "{definition}");
 }
+
+/// How many segments SQLite's name index has (FTS5 keeps one row per segment and leaf
+/// page in its `_idx` table).
+async fn name_index_segments(app: &TestApp) -> i64 {
+    app.db
+        .db
+        .query_one_raw(Statement::from_string(
+            sea_orm::DbBackend::Sqlite,
+            "SELECT count(DISTINCT segid) AS segments FROM merchant_name_search_idx",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "segments")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn r27_the_compacted_name_index_finds_what_it_found_in_segments() {
+    let app = spawn_uncached().await;
+    let mut merchants = numbered(&NAMES);
+    // One write each, as approvals come: every one adds a segment to SQLite's index.
+    for (id, name) in &merchants {
+        insert_merchant_row(&app, id, name, &format!("{id}.example")).await;
+    }
+    // A rename and a removal leave deleted entries for the merge to drop.
+    merchant::Entity::update_many()
+        .col_expr(merchant::Column::Name, Expr::value("نشر سیمرغ"))
+        .col_expr(
+            merchant::Column::NameNormalized,
+            Expr::value(normalize_text("نشر سیمرغ")),
+        )
+        .filter(merchant::Column::Id.eq("m000"))
+        .exec(&app.db.db)
+        .await
+        .unwrap();
+    merchants[0].1 = "نشر سیمرغ".to_owned();
+    merchant::Entity::delete_by_id("m001".to_owned())
+        .exec(&app.db.db)
+        .await
+        .unwrap();
+    merchants.remove(1);
+    let sqlite = !app.db.is_postgres();
+    if sqlite {
+        assert!(name_index_segments(&app).await > 1);
+    }
+
+    tavana_merchant_directory::store::compact_name_index(&app.db.db)
+        .await
+        .unwrap();
+
+    if sqlite {
+        assert_eq!(name_index_segments(&app).await, 1);
+    }
+    for q in QUERIES.iter().chain(&["سیمرغ", "ققنوس", "نادري"]) {
+        assert_eq!(
+            all_pages(&app, q, 100).await,
+            expected(&merchants, q),
+            "{q:?}"
+        );
+    }
+    // Once compact, it stays so, and a new merchant is found at once.
+    tavana_merchant_directory::store::compact_name_index(&app.db.db)
+        .await
+        .unwrap();
+    insert_merchant_row(&app, "m100", "کتاب‌سرای تازه", "new.example").await;
+    merchants.push(("m100".to_owned(), "کتاب‌سرای تازه".to_owned()));
+    for q in ["کتاب", "تازه", "سرای"] {
+        assert_eq!(
+            all_pages(&app, q, 100).await,
+            expected(&merchants, q),
+            "{q:?}"
+        );
+    }
+}
