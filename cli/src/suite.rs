@@ -388,7 +388,7 @@ fn gateway_app(
     address: SocketAddr,
     dev: bool,
 ) -> anyhow::Result<axum::Router> {
-    let mut state = AppState::new(
+    let state = AppState::new(
         settings,
         shared.store.clone(),
         dev_clock,
@@ -397,7 +397,7 @@ fn gateway_app(
     // The portal's calls reach the gateway from loopback; this secret, known only
     // to this process, lets them name the client they are made for.
     let forward_token = tavana_gateway::edge::new_forward_token();
-    state.forward_token = Some(forward_token.clone().into());
+    let state = state.with_forward_token(forward_token.clone().into());
     let mut portal = tavana_portal::PortalSettings::beside_gateway(address, !dev);
     portal.forward_token = Some(forward_token);
     Ok(tavana_gateway::app_with(

@@ -19,6 +19,7 @@ use tokio::sync::{Mutex, RwLock};
 use tonic::metadata::{MetadataMap, MetadataValue};
 
 use crate::AppState;
+use crate::edge::SessionRead;
 use crate::error::ApiError;
 
 /// Issuer and audience of access tokens, as identity signs them.
@@ -118,6 +119,13 @@ impl TokenKeys {
         let claims = Arc::new(self.verify_signed(state, token).await?);
         self.verified.insert(token.to_owned(), Arc::clone(&claims));
         Some(claims)
+    }
+
+    /// The session of the bearer token in `headers` when the gateway verified that token
+    /// lately and it has not expired; no signature is checked here.
+    pub fn remembered_session(&self, headers: &HeaderMap) -> Option<String> {
+        let claims = self.cached(bearer(headers)?, jsonwebtoken::get_current_timestamp())??;
+        Some(claims.sid.clone())
     }
 
     /// A verified token's claims while it has not expired at `now`; `None` when the token
@@ -224,7 +232,11 @@ impl FromRequestParts<AppState> for User {
             .verify(state, token)
             .await
             .ok_or_else(ApiError::unauthenticated)?;
-        if session_revoked(state, &claims.sid).await? {
+        let read = parts
+            .extensions
+            .get::<SessionRead>()
+            .filter(|read| read.session_id == claims.sid);
+        if session_revoked(state, &claims.sid, read).await? {
             return Err(ApiError::unauthenticated());
         }
         let grants = claims
@@ -245,15 +257,23 @@ impl FromRequestParts<AppState> for User {
 }
 
 /// Tells whether the session of an access token is revoked: from the cache
-/// in the shared store, or else from identity's sessions table (the durable
-/// record), whose answer is then cached (R5).
-async fn session_revoked(state: &AppState, session_id: &str) -> Result<bool, ApiError> {
+/// in the shared store (as `read` with the request's rate, or else read now), or
+/// else from identity's sessions table (the durable record), whose answer is then
+/// cached (R5).
+async fn session_revoked(
+    state: &AppState,
+    session_id: &str,
+    read: Option<&SessionRead>,
+) -> Result<bool, ApiError> {
     use tavana_kit::revocation;
     let store = state.store.as_ref();
-    if let Some(revoked) = revocation::cached(store, session_id)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    let cached = match read {
+        Some(read) => read.revoked,
+        None => revocation::cached(store, session_id)
+            .await
+            .map_err(ApiError::internal)?,
+    };
+    if let Some(revoked) = cached {
         return Ok(revoked);
     }
     let request = tavana_kit::caller::attach(

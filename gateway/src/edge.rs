@@ -168,16 +168,27 @@ pub async fn check_rate_per_minute(
     key: &str,
     limit: u64,
 ) -> Result<(), ApiError> {
+    count_per_minute(state, key, limit, None).await.map(drop)
+}
+
+/// Counts one request as [`check_rate_per_minute`] does and returns what the store holds
+/// under `read`, read in the same round trip; `None` when the store failed.
+async fn count_per_minute(
+    state: &AppState,
+    key: &str,
+    limit: u64,
+    read: Option<&str>,
+) -> Result<Option<Option<String>>, ApiError> {
     let rule = RateLimit {
         limit,
         window: Duration::from_secs(60),
     };
-    match tavana_kit::store::check_rate(state.store.as_ref(), key, rule).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(retry_after)) => Err(rate_limited(retry_after)),
+    match tavana_kit::store::check_rate_reading(state.store.as_ref(), key, rule, read).await {
+        Ok((Ok(()), value)) => Ok(Some(value)),
+        Ok((Err(retry_after), _)) => Err(rate_limited(retry_after)),
         Err(error) => {
             tracing::warn!(%error, "rate limiter unavailable");
-            Ok(())
+            Ok(None)
         }
     }
 }
@@ -195,10 +206,12 @@ fn hex_digest(value: &str) -> String {
         .collect()
 }
 
-/// Limits requests per client IP per minute.
+/// Limits requests per client IP per minute. A request whose access token the gateway
+/// verified lately also reads its session's revocation in the same round trip to the
+/// store, for [`crate::auth::User`] to use (R5).
 pub async fn rate_limit_per_ip(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let ip = request
@@ -208,10 +221,32 @@ pub async fn rate_limit_per_ip(
         .unwrap_or(ClientIp(None));
     let key = format!("gateway:rate:ip:{ip}");
     let limit = state.settings.rate_limit_per_ip_per_minute;
-    match check_rate_per_minute(&state, &key, limit).await {
-        Ok(()) => next.run(request).await,
+    let session_id = state.token_keys.remembered_session(request.headers());
+    let read = session_id
+        .as_deref()
+        .map(tavana_kit::revocation::session_key);
+    match count_per_minute(&state, &key, limit, read.as_deref()).await {
+        Ok(value) => {
+            if let (Some(session_id), Some(value)) = (session_id, value) {
+                request.extensions_mut().insert(SessionRead {
+                    session_id,
+                    revoked: tavana_kit::revocation::answer(value.as_deref()),
+                });
+            }
+            next.run(request).await
+        }
         Err(refused) => refused.into_response(),
     }
+}
+
+/// What the store held about a request's session when its rate was counted: `revoked` as
+/// [`tavana_kit::revocation::cached`] tells it.
+#[derive(Clone, Debug)]
+pub struct SessionRead {
+    /// The session of the request's access token.
+    pub session_id: String,
+    /// `Some(true)` revoked, `Some(false)` active, `None` unknown (ask identity).
+    pub revoked: Option<bool>,
 }
 
 fn body_too_large(limit: usize) -> Response {

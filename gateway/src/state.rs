@@ -1,6 +1,7 @@
 //! What every handler shares: clients of the five services, token keys,
 //! the expiring-key store and the settings.
 
+use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,9 +83,23 @@ impl Default for GatewaySettings {
     }
 }
 
-/// State shared by every handler; cheap to clone.
+/// State shared by every handler: one reference-counted pointer to [`Services`], so that
+/// axum's clone of it for every layer and extractor of a request is one atomic increment,
+/// not a clone of every service client (each a channel sender of its own).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Services {
     /// Client of the identity service (login, employees, organizations, roles); accepts
     /// messages up to [`MAX_GRPC_MESSAGE`] for employee imports.
     pub identity: IdentityServiceClient<Channel>,
@@ -133,7 +148,7 @@ impl AppState {
         .into_iter()
         .map(|url| channel(url).map(AuditServiceClient::new))
         .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(AppState {
+        Ok(AppState(Arc::new(Services {
             audit: audit.into(),
             identity: IdentityServiceClient::new(channel(&settings.identity_url)?)
                 .max_decoding_message_size(MAX_GRPC_MESSAGE)
@@ -151,6 +166,12 @@ impl AppState {
             dev_clock: if settings.dev { dev_clock } else { None },
             settings: Arc::new(settings),
             forward_token: None,
-        })
+        })))
+    }
+
+    /// Trusts requests that carry `token` as the portal's, in the same process.
+    pub fn with_forward_token(mut self, token: Arc<str>) -> AppState {
+        Arc::make_mut(&mut self.0).forward_token = Some(token);
+        self
     }
 }

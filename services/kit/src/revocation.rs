@@ -23,7 +23,8 @@ pub const ACTIVE_TTL: Duration = Duration::from_secs(30);
 const REVOKED: &str = "1";
 const ACTIVE: &str = "0";
 
-fn session_key(session_id: &str) -> String {
+/// The store key of a session's cached state.
+pub fn session_key(session_id: &str) -> String {
     format!("revoked:session:{session_id}")
 }
 
@@ -47,10 +48,15 @@ pub async fn remember_active(store: &dyn KvStore, session_id: &str) -> anyhow::R
 /// Returns what the cache knows: `Some(true)` revoked, `Some(false)` active
 /// (asked recently), `None` unknown (ask identity).
 pub async fn cached(store: &dyn KvStore, session_id: &str) -> anyhow::Result<Option<bool>> {
-    Ok(store
-        .get(&session_key(session_id))
-        .await?
-        .map(|value| value != ACTIVE))
+    Ok(answer(
+        store.get(&session_key(session_id)).await?.as_deref(),
+    ))
+}
+
+/// Reads the value stored under [`session_key`] as [`cached`] does, for a caller that
+/// read it itself.
+pub fn answer(value: Option<&str>) -> Option<bool> {
+    value.map(|value| value != ACTIVE)
 }
 
 #[cfg(test)]

@@ -27,7 +27,18 @@ pub trait KvStore: Send + Sync + 'static {
     async fn delete(&self, key: &str) -> anyhow::Result<()>;
     /// Increments the counter `key` and returns its new value; the counter expires `ttl`
     /// after it was created.
-    async fn incr(&self, key: &str, ttl: Duration) -> anyhow::Result<u64>;
+    async fn incr(&self, key: &str, ttl: Duration) -> anyhow::Result<u64> {
+        Ok(self.incr_reading(key, ttl, None).await?.0)
+    }
+    /// Increments the counter `key` as [`KvStore::incr`] does and, in the same round trip
+    /// to the store, returns the value of `read` (the gateway reads a session's revocation
+    /// with the count of its client's requests).
+    async fn incr_reading(
+        &self,
+        key: &str,
+        ttl: Duration,
+        read: Option<&str>,
+    ) -> anyhow::Result<(u64, Option<String>)>;
     /// Returns the time left before `key` expires (`None` when missing or not expiring).
     async fn ttl(&self, key: &str) -> anyhow::Result<Option<Duration>>;
     /// Admits one event at `at` under the sliding log `key` when, counting it, no rule
@@ -85,6 +96,8 @@ fn millis(duration: Duration) -> u64 {
 pub struct RedisStore {
     connection: ConnectionManager,
     prefix: String,
+    /// [`INCR_SCRIPT`], with its hash computed once.
+    incr_script: redis::Script,
 }
 
 const TAKE_SCRIPT: &str = r"
@@ -122,7 +135,11 @@ local count = redis.call('INCR', KEYS[1])
 if count == 1 or redis.call('PTTL', KEYS[1]) < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
 end
-return count
+local read = false
+if KEYS[2] then
+  read = redis.call('GET', KEYS[2])
+end
+return {count, read}
 ";
 
 impl RedisStore {
@@ -147,7 +164,11 @@ impl RedisStore {
         } else {
             format!("{prefix}:")
         };
-        Ok(RedisStore { connection, prefix })
+        Ok(RedisStore {
+            connection,
+            prefix,
+            incr_script: redis::Script::new(INCR_SCRIPT),
+        })
     }
 
     fn key(&self, key: &str) -> String {
@@ -207,14 +228,26 @@ impl KvStore for RedisStore {
         Ok(())
     }
 
-    async fn incr(&self, key: &str, ttl: Duration) -> anyhow::Result<u64> {
+    async fn incr_reading(
+        &self,
+        key: &str,
+        ttl: Duration,
+        read: Option<&str>,
+    ) -> anyhow::Result<(u64, Option<String>)> {
         let mut connection = self.connection.clone();
-        let count: i64 = redis::Script::new(INCR_SCRIPT)
-            .key(self.key(key))
+        let mut script = self.incr_script.prepare_invoke();
+        script.key(self.key(key));
+        if let Some(read) = read {
+            script.key(self.key(read));
+        }
+        let (count, value): (i64, Option<String>) = script
             .arg(millis(ttl))
             .invoke_async(&mut connection)
             .await?;
-        u64::try_from(count).context("counter went negative")
+        Ok((
+            u64::try_from(count).context("counter went negative")?,
+            value,
+        ))
     }
 
     async fn ttl(&self, key: &str) -> anyhow::Result<Option<Duration>> {
@@ -353,7 +386,12 @@ impl KvStore for MemoryStore {
         Ok(())
     }
 
-    async fn incr(&self, key: &str, ttl: Duration) -> anyhow::Result<u64> {
+    async fn incr_reading(
+        &self,
+        key: &str,
+        ttl: Duration,
+        read: Option<&str>,
+    ) -> anyhow::Result<(u64, Option<String>)> {
         let mut entries = self.entries();
         let current = match MemoryStore::live(&entries, key) {
             Some(entry) => Some((
@@ -376,7 +414,9 @@ impl KvStore for MemoryStore {
                 expires_at,
             },
         );
-        Ok(count)
+        let value =
+            read.and_then(|read| MemoryStore::live(&entries, read).map(|e| e.value.clone()));
+        Ok((count, value))
     }
 
     async fn ttl(&self, key: &str) -> anyhow::Result<Option<Duration>> {
@@ -452,12 +492,23 @@ pub async fn check_rate(
     key: &str,
     rule: RateLimit,
 ) -> anyhow::Result<Result<(), Duration>> {
-    let count = store.incr(key, rule.window).await?;
+    Ok(check_rate_reading(store, key, rule, None).await?.0)
+}
+
+/// Counts one event under `key` as [`check_rate`] does, and returns the value of `read`
+/// from the same round trip to the store.
+pub async fn check_rate_reading(
+    store: &dyn KvStore,
+    key: &str,
+    rule: RateLimit,
+    read: Option<&str>,
+) -> anyhow::Result<(Result<(), Duration>, Option<String>)> {
+    let (count, value) = store.incr_reading(key, rule.window, read).await?;
     if count <= rule.limit {
-        return Ok(Ok(()));
+        return Ok((Ok(()), value));
     }
     let retry_after = store.ttl(key).await?.unwrap_or(rule.window);
-    Ok(Err(retry_after))
+    Ok((Err(retry_after), value))
 }
 
 #[cfg(test)]
@@ -554,6 +605,44 @@ mod tests {
             assert!(store.ttl("n").await.unwrap().unwrap() <= SHORT);
             tokio::time::sleep(SHORT * 2).await;
             assert_eq!(store.incr("n", LONG).await.unwrap(), 1);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_count_reads_another_key_in_the_same_call_and_counts_alike() {
+        each_store(async |store| {
+            assert_eq!(
+                store.incr_reading("n", LONG, Some("r")).await.unwrap(),
+                (1, None)
+            );
+            store.set("r", "1", LONG).await.unwrap();
+            assert_eq!(
+                store.incr_reading("n", LONG, Some("r")).await.unwrap(),
+                (2, Some("1".to_owned()))
+            );
+            assert_eq!(
+                store.incr_reading("n", LONG, None).await.unwrap(),
+                (3, None)
+            );
+            assert_eq!(store.incr("n", LONG).await.unwrap(), 4);
+            assert!(store.ttl("n").await.unwrap().is_some());
+            // The key read is left as it was.
+            assert_eq!(store.get("r").await.unwrap().as_deref(), Some("1"));
+
+            let rule = RateLimit {
+                limit: 1,
+                window: LONG,
+            };
+            let (first, read) = check_rate_reading(&*store, "ip", rule, Some("r"))
+                .await
+                .unwrap();
+            assert_eq!((first, read.as_deref()), (Ok(()), Some("1")));
+            let (second, read) = check_rate_reading(&*store, "ip", rule, Some("r"))
+                .await
+                .unwrap();
+            assert!(second.is_err());
+            assert_eq!(read.as_deref(), Some("1"));
         })
         .await;
     }

@@ -155,8 +155,11 @@ async fn logout_ends_the_session() {
     let app = app_with_employees(1).await;
     let tokens = app.login_tokens(&national_id(1), &mobile(1)).await.unwrap();
     let access = tokens["access_token"].as_str().unwrap();
+    // Used once, the token is verified and its session remembered as active.
+    let before = app.get("/v1/me", Some(access)).await;
 
     let answer = app.post("/v1/auth/logout", Some(access), json!({})).await;
+    let after = app.get("/v1/me", Some(access)).await;
     let refresh = app
         .post(
             "/v1/auth/refresh",
@@ -165,7 +168,10 @@ async fn logout_ends_the_session() {
         )
         .await;
 
+    assert_eq!(before.status, 200, "{before:?}");
     assert_eq!(answer.status, 204, "{answer:?}");
+    // R5: the access token stops working at once, though the gateway verified it lately.
+    assert_eq!(after.status, 401, "{after:?}");
     assert_eq!(refresh.status, 401);
 }
 

@@ -524,6 +524,27 @@ async fn r5_an_active_session_is_checked_with_identity_once_and_then_cached() {
 }
 
 #[tokio::test]
+async fn r5_a_revocation_in_the_shared_store_refuses_a_token_verified_lately_at_once() {
+    // Arrange: a token the gateway has verified, whose session it remembers as active.
+    let app = spawn_app().await;
+    let world = seed(&app).await;
+    let token = world.applicant.token.clone();
+    let before = app.get("/v1/me", Some(&token)).await;
+    assert_eq!(before.status, 200, "{before:?}");
+
+    // Act: the session is revoked in the shared store only (identity's table still says
+    // active), as identity records a revocation for every gateway replica.
+    let store = app.store().await;
+    tavana_kit::revocation::revoke_session(store.as_ref(), &session_of(&token))
+        .await
+        .unwrap();
+    let after = app.get("/v1/me", Some(&token)).await;
+
+    // Assert: the gateway read the revocation with the request, not a remembered answer.
+    assert_eq!(after.status, 401, "{after:?}");
+}
+
+#[tokio::test]
 async fn r26_a_manager_of_two_regions_proposes_in_the_region_named_and_only_in_own_regions() {
     // Arrange: a manager of R01 and R02, granted both before the first login so that the
     // token carries both (login codes are rate limited on the real clock, R3).
