@@ -12,7 +12,7 @@ use sea_orm::sqlx::{AssertSqlSafe, Connection};
 use sea_orm::{
     ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
     DatabaseTransaction, DbBackend, DbErr, EntityTrait, ExecResult, QueryFilter, QueryResult,
-    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    SqliteTransactionMode, Statement, StatementBuilder, TransactionOptions, TransactionTrait,
 };
 use sea_orm_migration::sea_query::{Alias, Expr, OnConflict, Query};
 use sea_orm_migration::{MigratorTrait, SchemaManager};
@@ -245,6 +245,38 @@ async fn sqlite_write_turn(db: &DatabaseConnection) -> Result<Option<OwnedMutexG
         .map_err(|_| DbErr::Custom("database is locked: no turn to write in time".into()))
 }
 
+/// Runs one writing statement on its own, outside any transaction. On SQLite it first
+/// waits for this process's turn to write, as [`begin_write`] does: a lone statement
+/// racing the queued writers for the file's lock waited in SQLite's busy handler, whose
+/// sleeps grow to 100 ms, and kept losing the lock to them (the outbox's claims and
+/// delivery records, on the answer path of every purchase).
+pub async fn execute_write<S: StatementBuilder>(
+    db: &DatabaseConnection,
+    statement: &S,
+) -> Result<ExecResult, DbErr> {
+    let _turn = write_turn(db).await?;
+    db.execute(statement).await
+}
+
+/// Runs one writing statement that returns rows (`RETURNING`) on its own, as
+/// [`execute_write`] does.
+pub async fn query_write(
+    db: &DatabaseConnection,
+    statement: Statement,
+) -> Result<Vec<QueryResult>, DbErr> {
+    let _turn = write_turn(db).await?;
+    db.query_all_raw(statement).await
+}
+
+/// This process's turn to write the SQLite file behind `db`; nothing on PostgreSQL.
+async fn write_turn(db: &DatabaseConnection) -> Result<Option<OwnedMutexGuard<()>>, DbErr> {
+    if db.get_database_backend() == DbBackend::Sqlite {
+        sqlite_write_turn(db).await
+    } else {
+        Ok(None)
+    }
+}
+
 /// Begins a transaction that will write.
 ///
 /// On SQLite, one writer at a time holds the file's write lock. Writers of this process
@@ -257,11 +289,7 @@ async fn sqlite_write_turn(db: &DatabaseConnection) -> Result<Option<OwnedMutexG
 /// writer got in between (the busy timeout does not apply to that upgrade).
 /// PostgreSQL ignores both.
 pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, DbErr> {
-    let turn = if db.get_database_backend() == DbBackend::Sqlite {
-        sqlite_write_turn(db).await?
-    } else {
-        None
-    };
+    let turn = write_turn(db).await?;
     let txn = db
         .begin_with_options(TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
@@ -472,6 +500,72 @@ mod tests {
         next.commit().await.unwrap();
 
         assert_eq!(count(&db).await, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn lone_write_statements_take_their_turn_among_write_transactions_on_sqlite() {
+        // No busy timeout: a statement that raced a transaction for the file's lock
+        // would fail at once with SQLITE_BUSY instead of sleeping.
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = ConnectOptions::new(sqlite_url(dir.path(), "lone"));
+        options
+            .max_connections(8)
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|opts| {
+                opts.create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::ZERO)
+            });
+        let db = Database::connect(options).await.unwrap();
+        db.execute_unprepared("CREATE TABLE counter (n INTEGER NOT NULL)")
+            .await
+            .unwrap();
+        let insert = Query::insert()
+            .into_table(Alias::new("counter"))
+            .columns([Alias::new("n")])
+            .values_panic([2.into()])
+            .to_owned();
+
+        let transactions = (0..4).map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    let txn = begin_write(&db).await?;
+                    txn.execute_unprepared("INSERT INTO counter (n) VALUES (1)")
+                        .await?;
+                    for _ in 0..5 {
+                        tokio::task::yield_now().await;
+                    }
+                    txn.commit().await?;
+                }
+                Ok::<(), DbErr>(())
+            })
+        });
+        let statements = (0..4).map(|_| {
+            let db = db.clone();
+            let insert = insert.clone();
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    execute_write(&db, &insert).await?;
+                    let returned = query_write(
+                        &db,
+                        Statement::from_string(
+                            DbBackend::Sqlite,
+                            "INSERT INTO counter (n) VALUES (3) RETURNING n",
+                        ),
+                    )
+                    .await?;
+                    assert_eq!(returned.len(), 1);
+                }
+                Ok::<(), DbErr>(())
+            })
+        });
+        let tasks: Vec<_> = transactions.chain(statements).collect();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+
+        assert_eq!(count(&db).await, 4 * 20 + 4 * 20 * 2);
     }
 
     #[tokio::test]

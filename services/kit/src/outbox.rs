@@ -791,10 +791,11 @@ impl Courier {
                 p(1)
             )
         };
-        let rows = self
-            .db
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?;
+        let rows = crate::db::query_write(
+            &self.db,
+            Statement::from_sql_and_values(backend, sql, values),
+        )
+        .await?;
         let mut claimed = rows
             .iter()
             .map(|row| {
@@ -906,7 +907,7 @@ impl Courier {
             .value(Outbox::LeaseUntil, Option::<DateTime<Utc>>::None)
             .and_where(Expr::col(Outbox::Id).is_in(ids.iter().copied()))
             .to_owned();
-        if let Err(error) = self.db.execute(&update).await {
+        if let Err(error) = crate::db::execute_write(&self.db, &update).await {
             // The leases expire on their own.
             tracing::warn!(%error, "outbox leases not released");
         }
@@ -962,7 +963,7 @@ impl Courier {
             .value(Outbox::Attempts, Expr::col(Outbox::Attempts).add(1))
             .and_where(Expr::col(Outbox::Id).is_in(ids.iter().copied()))
             .to_owned();
-        match self.db.execute(&update).await {
+        match crate::db::execute_write(&self.db, &update).await {
             Ok(_) => true,
             Err(error) => {
                 // The leases expire and the rows are delivered again; receivers are
@@ -1018,7 +1019,7 @@ impl Courier {
                     .to_owned()
             }
         };
-        if let Err(error) = self.db.execute(&update).await {
+        if let Err(error) = crate::db::execute_write(&self.db, &update).await {
             // The lease expires and the row is tried again.
             tracing::warn!(outbox_id = row.id, error = %error, "outbox result not recorded");
         }

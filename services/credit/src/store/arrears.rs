@@ -46,7 +46,9 @@ impl Store {
                     item.held_until_period.clone().into(),
                 ]);
             }
-            changed += self.db.execute(&upsert).await?.rows_affected();
+            changed += tavana_kit::db::execute_write(&self.db, &upsert)
+                .await?
+                .rows_affected();
         }
         Ok(changed)
     }

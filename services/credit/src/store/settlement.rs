@@ -1,6 +1,6 @@
 //! Settlement of purchases (R18) and reconciliation (R31).
 
-use sea_orm::JoinType;
+use sea_orm::{JoinType, QueryTrait};
 
 use super::*;
 
@@ -139,13 +139,14 @@ impl Store {
     ) -> Result<u64, CreditError> {
         let mut marked = 0;
         for ids in purchase_ids.chunks(IDS_PER_STATEMENT) {
-            marked += purchase::Entity::update_many()
+            let mark = purchase::Entity::update_many()
                 .col_expr(purchase::Column::PartlySettledAt, Expr::value(now))
                 .filter(purchase::Column::Id.is_in(ids.iter().copied()))
                 .filter(purchase::Column::PartlySettledAt.is_null())
-                .exec(&self.db)
+                .into_query();
+            marked += tavana_kit::db::execute_write(&self.db, &mark)
                 .await?
-                .rows_affected;
+                .rows_affected();
         }
         Ok(marked)
     }
