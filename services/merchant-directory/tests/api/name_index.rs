@@ -67,6 +67,20 @@ async fn insert_rows(app: &TestApp, merchants: &[(String, String)]) {
     }
 }
 
+/// Renames a merchant straight in the database, bypassing the service.
+async fn rename_row(app: &TestApp, id: &str, name: &str) {
+    merchant::Entity::update_many()
+        .col_expr(merchant::Column::Name, Expr::value(name))
+        .col_expr(
+            merchant::Column::NameNormalized,
+            Expr::value(normalize_text(name)),
+        )
+        .filter(merchant::Column::Id.eq(id))
+        .exec(&app.db.db)
+        .await
+        .unwrap();
+}
+
 /// Every page of a search, in order, as names.
 async fn all_pages(app: &TestApp, q: &str, page_size: u32) -> Vec<String> {
     let mut names = Vec::new();
@@ -230,16 +244,7 @@ async fn r27_a_renamed_merchant_is_found_by_its_new_name_only() {
     insert_merchant_row(&app, "m-1", "کتاب‌فروشی ققنوس", "qoqnoos.ir").await;
     assert_eq!(app.names_for("ققنوس").await, ["کتاب‌فروشی ققنوس"]);
 
-    merchant::Entity::update_many()
-        .col_expr(merchant::Column::Name, Expr::value("نشر سیمرغ"))
-        .col_expr(
-            merchant::Column::NameNormalized,
-            Expr::value(normalize_text("نشر سیمرغ")),
-        )
-        .filter(merchant::Column::Id.eq("m-1"))
-        .exec(&app.db.db)
-        .await
-        .unwrap();
+    rename_row(&app, "m-1", "نشر سیمرغ").await;
 
     assert!(app.names_for("ققنوس").await.is_empty());
     assert_eq!(app.names_for("سیمرغ").await, ["نشر سیمرغ"]);
@@ -347,16 +352,7 @@ async fn r27_the_compacted_name_index_finds_what_it_found_in_segments() {
         insert_merchant_row(&app, id, name, &format!("{id}.example")).await;
     }
     // A rename and a removal leave deleted entries for the merge to drop.
-    merchant::Entity::update_many()
-        .col_expr(merchant::Column::Name, Expr::value("نشر سیمرغ"))
-        .col_expr(
-            merchant::Column::NameNormalized,
-            Expr::value(normalize_text("نشر سیمرغ")),
-        )
-        .filter(merchant::Column::Id.eq("m000"))
-        .exec(&app.db.db)
-        .await
-        .unwrap();
+    rename_row(&app, "m000", "نشر سیمرغ").await;
     merchants[0].1 = "نشر سیمرغ".to_owned();
     merchant::Entity::delete_by_id("m001".to_owned())
         .exec(&app.db.db)
