@@ -88,13 +88,13 @@ impl Store {
 
     /// Forgets the wrong PINs after a right one (the count is of consecutive wrong PINs).
     pub async fn reset_wrong_pins(&self, facility_id: &str) -> Result<(), CreditError> {
-        card::Entity::update_many()
+        let update = card::Entity::update_many()
             .col_expr(card::Column::FailedAttempts, Expr::value(0))
             .filter(card::Column::FacilityId.eq(facility_id))
             .filter(card::Column::Locked.eq(false))
             .filter(card::Column::FailedAttempts.gt(0))
-            .exec(&self.db)
-            .await?;
+            .into_query();
+        tavana_kit::db::execute_write(&self.db, &update).await?;
         Ok(())
     }
 
@@ -105,15 +105,15 @@ impl Store {
         pin_hash: String,
         now: DateTime<Utc>,
     ) -> Result<(), CreditError> {
-        card::Entity::update_many()
+        let update = card::Entity::update_many()
             .col_expr(card::Column::PinHash, Expr::value(pin_hash))
             .col_expr(card::Column::PinMustChange, Expr::value(false))
             .col_expr(card::Column::FailedAttempts, Expr::value(0))
             .col_expr(card::Column::UpdatedAt, Expr::value(now))
             .filter(card::Column::FacilityId.eq(facility_id))
             .filter(card::Column::Locked.eq(false))
-            .exec(&self.db)
-            .await?;
+            .into_query();
+        tavana_kit::db::execute_write(&self.db, &update).await?;
         Ok(())
     }
 

@@ -116,11 +116,11 @@ impl Store {
         facility_id: &str,
         suspended: bool,
     ) -> Result<(), CreditError> {
-        facility::Entity::update_many()
+        let update = facility::Entity::update_many()
             .col_expr(facility::Column::Suspended, Expr::value(suspended))
             .filter(facility::Column::Id.eq(facility_id))
-            .exec(&self.db)
-            .await?;
+            .into_query();
+        tavana_kit::db::execute_write(&self.db, &update).await?;
         Ok(())
     }
 

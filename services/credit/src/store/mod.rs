@@ -26,7 +26,7 @@ use sea_orm::sea_query::{ArrayType, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
     DatabaseTransaction, DbBackend, DbErr, EntityTrait, FromQueryResult, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, Statement, Value,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, SqlErr, Statement, Value,
 };
 use tavana_kit::audit::AuditEntry;
 use tavana_kit::db::IDS_PER_STATEMENT;

@@ -1,6 +1,6 @@
 //! Settlement of purchases (R18) and reconciliation (R31).
 
-use sea_orm::{JoinType, QueryTrait};
+use sea_orm::JoinType;
 
 use super::*;
 

@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
-    DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, SqlErr, Statement,
+    DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select, SqlErr,
+    Statement,
 };
 use tavana_kit::audit::AuditEntry;
 
@@ -457,15 +458,18 @@ pub async fn rotate_key(
     merchant_id: &str,
     new_hash: &str,
 ) -> Result<(), MerchantError> {
-    let updated = merchant::Entity::update_many()
+    let update = merchant::Entity::update_many()
         .col_expr(
             merchant::Column::ApiKeyHash,
             Expr::value(new_hash.to_owned()),
         )
         .filter(merchant::Column::Id.eq(merchant_id))
-        .exec(db)
-        .await?;
-    if updated.rows_affected == 0 {
+        .into_query();
+    if tavana_kit::db::execute_write(db, &update)
+        .await?
+        .rows_affected()
+        == 0
+    {
         return Err(MerchantError::MerchantNotFound);
     }
     Ok(())
@@ -649,7 +653,7 @@ fn page_len(page_size: u64) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{QueryTrait, TransactionTrait, Value};
+    use sea_orm::{TransactionTrait, Value};
     use tavana_kit::testing::{test_db, test_uses_postgres};
     use tavana_merchant_directory_migration::Migrator;
 

@@ -280,17 +280,12 @@ async fn r27_a_deleted_merchant_leaves_search_and_the_name_index() {
 
     assert_eq!(app.names_for("digi").await, ["Digistyle"]);
     if !app.db.is_postgres() {
-        let left = app
-            .db
-            .db
-            .query_one_raw(Statement::from_string(
-                sea_orm::DbBackend::Sqlite,
-                "SELECT count(*) AS left FROM merchant_name_search WHERE merchant_id = 'm-1'",
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(left.try_get::<i64>("", "left").unwrap(), 0);
+        let left = sqlite_count(
+            &app,
+            "SELECT count(*) AS n FROM merchant_name_search WHERE merchant_id = 'm-1'",
+        )
+        .await;
+        assert_eq!(left, 0);
     }
 }
 
@@ -327,20 +322,26 @@ async fn r27_sqlite_has_fts5_and_a_trigram_name_index() {
     assert!(definition.contains("trigram"), "{definition}");
 }
 
-/// How many segments SQLite's name index has (FTS5 keeps one row per segment and leaf
-/// page in its `_idx` table).
-async fn name_index_segments(app: &TestApp) -> i64 {
+/// The count `n` that a SQLite query returns.
+async fn sqlite_count(app: &TestApp, sql: &str) -> i64 {
     app.db
         .db
-        .query_one_raw(Statement::from_string(
-            sea_orm::DbBackend::Sqlite,
-            "SELECT count(DISTINCT segid) AS segments FROM merchant_name_search_idx",
-        ))
+        .query_one_raw(Statement::from_string(sea_orm::DbBackend::Sqlite, sql))
         .await
         .unwrap()
         .unwrap()
-        .try_get("", "segments")
+        .try_get("", "n")
         .unwrap()
+}
+
+/// How many segments SQLite's name index has (FTS5 keeps one row per segment and leaf
+/// page in its `_idx` table).
+async fn name_index_segments(app: &TestApp) -> i64 {
+    sqlite_count(
+        app,
+        "SELECT count(DISTINCT segid) AS n FROM merchant_name_search_idx",
+    )
+    .await
 }
 
 #[tokio::test]
