@@ -627,6 +627,8 @@ struct Claimed {
     payload: Vec<u8>,
     attempts: i32,
     traceparent: Option<String>,
+    /// Whether the message has an ordering key (its delivery may free the next one).
+    ordered: bool,
 }
 
 fn chrono_of(duration: Duration) -> chrono::Duration {
@@ -698,13 +700,17 @@ impl OutboxRelay {
         loop {
             let go_on = match courier.claim(None).await {
                 Ok(rows) => {
-                    // A full batch may leave more due rows; a delivery may free the next
-                    // message of its ordering key.
+                    // A full batch may leave more due rows; the delivery of an ordered
+                    // message may free the next message of its key. Otherwise the relay
+                    // waits: claiming again at once would race the senders' immediate
+                    // deliveries for the rows they have just committed.
                     let mut go_on = rows.len() >= courier.config.batch_size as usize;
                     for row in rows {
-                        go_on |= courier
+                        let ordered = row.ordered;
+                        let delivered = courier
                             .deliver_one(row, courier.config.delivery_timeout)
                             .await;
+                        go_on |= delivered && ordered;
                     }
                     go_on
                 }
@@ -780,14 +786,15 @@ impl Courier {
                 "WITH due AS MATERIALIZED ({due}) \
                  UPDATE outbox SET lease_until = {} FROM due WHERE outbox.id = due.id \
                  RETURNING outbox.id, outbox.topic, outbox.payload, outbox.attempts, \
-                   outbox.traceparent",
+                   outbox.traceparent, outbox.ordering_key IS NOT NULL AS ordered",
                 p(1)
             )
         } else {
             // SQLite binds `?` in text order: the lease comes first here.
             format!(
                 "UPDATE outbox SET lease_until = {} WHERE id IN ({due}) \
-                 RETURNING id, topic, payload, attempts, traceparent",
+                 RETURNING id, topic, payload, attempts, traceparent, \
+                   ordering_key IS NOT NULL AS ordered",
                 p(1)
             )
         };
@@ -805,6 +812,7 @@ impl Courier {
                     payload: row.try_get("", "payload")?,
                     attempts: row.try_get("", "attempts")?,
                     traceparent: row.try_get("", "traceparent")?,
+                    ordered: row.try_get("", "ordered")?,
                 })
             })
             .collect::<Result<Vec<_>, DbErr>>()?;

@@ -454,6 +454,92 @@ async fn read_your_writes_deliver_now_delivers_before_it_returns() {
     assert_eq!(pending_count(&test_db.db).await.unwrap(), 0);
 }
 
+/// While it delivers its first message, commits a second one as a sender does; records
+/// which task delivered each message (`None`: the test's own, through `deliver_now`).
+struct CommitsWhileDelivered {
+    db: DatabaseConnection,
+    second: Mutex<Option<oneshot::Sender<Enqueued>>>,
+    delivered_by: Mutex<Vec<(String, Option<tokio::task::Id>)>>,
+}
+
+#[async_trait]
+impl Deliver for CommitsWhileDelivered {
+    async fn deliver(&self, topic: &str, _payload: &[u8]) -> Result<(), DeliveryError> {
+        self.delivered_by
+            .lock()
+            .unwrap()
+            .push((topic.to_owned(), tokio::task::try_id()));
+        let sender = self.second.lock().unwrap().take();
+        if let Some(sender) = sender {
+            let txn = self.db.begin().await.unwrap();
+            let enqueued = enqueue(&txn, "identity.notify_employee", "sms-2", b"2".to_vec())
+                .await
+                .unwrap();
+            txn.commit().await.unwrap();
+            sender.send(enqueued).unwrap();
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn read_your_writes_the_relay_leaves_a_sender_its_just_committed_messages() {
+    // Arrange: a relay woken only by `notify` (it polls once an hour) delivers a first
+    // message; while it does, a sender commits a second one.
+    let test_db = test_db::<TestMigrator>().await;
+    let (second, committed) = oneshot::channel();
+    let receiver = Arc::new(CommitsWhileDelivered {
+        db: test_db.db.clone(),
+        second: Mutex::new(Some(second)),
+        delivered_by: Mutex::new(Vec::new()),
+    });
+    let config = RelayConfig {
+        poll_interval: Duration::from_secs(3600),
+        ..fast_config()
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (handle, task) =
+        OutboxRelay::spawn_with_config(test_db.db.clone(), receiver.clone(), config, async move {
+            let _ = stopped.await;
+        });
+    let first = commit_messages(
+        &test_db,
+        vec![Message::new("credit.open_facility", "req-1", b"1".to_vec())],
+    )
+    .await;
+    handle.notify();
+    let enqueued = committed.await.unwrap();
+    // The relay's own effect, which no contract times: its record of the first message.
+    eventually("the first message recorded", async || {
+        let query = Query::select()
+            .column(Outbox::Id)
+            .from(Outbox::Table)
+            .and_where(Expr::col(Outbox::Id).eq(first.ids()[0]))
+            .and_where(Expr::col(Outbox::DeliveredAt).is_not_null())
+            .to_owned();
+        test_db.db.query_one(&query).await.unwrap().is_some()
+    })
+    .await;
+
+    // Act: the sender delivers what it committed.
+    handle.deliver_now(&enqueued).await;
+
+    // Assert: the relay, having delivered an unordered message, did not claim again at
+    // once and race the sender for the second one: the sender delivered it.
+    assert_eq!(pending_count(&test_db.db).await.unwrap(), 0);
+    let delivered_by = receiver.delivered_by.lock().unwrap().clone();
+    assert_eq!(delivered_by.len(), 2, "{delivered_by:?}");
+    assert_eq!(delivered_by[0].0, "credit.open_facility");
+    assert!(delivered_by[0].1.is_some(), "the relay delivers the first");
+    assert_eq!(
+        delivered_by[1],
+        ("identity.notify_employee".to_owned(), None),
+        "the sender delivers the second"
+    );
+    stop.send(()).unwrap();
+    task.await.unwrap();
+}
+
 /// Retries at once when woken: what a test sees retried was retried by the relay.
 fn no_backoff() -> RelayConfig {
     RelayConfig {
