@@ -15,6 +15,7 @@ pub mod store;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -158,12 +159,9 @@ pub async fn serve(
     let (outbox, relay) = OutboxRelay::start(db.clone(), Arc::new(delivery), &settings.outbox);
 
     let audit = tavana_kit::audit::server(db.clone());
-    let flows = CreditFlows::new(
-        Store::new(db, Some(outbox)),
-        peers,
-        shared.clock.clone(),
-        settings.max_instalments,
-    );
+    let store = Store::new(db, Some(outbox));
+    let upkeep = spawn_idempotency_purge(store.clone(), shared.clock.clone());
+    let flows = CreditFlows::new(store, peers, shared.clock.clone(), settings.max_instalments);
     let routes = tonic::service::Routes::new(CreditServiceServer::new(CreditRpc::new(flows)))
         .add_service(audit);
     let served = tavana_kit::grpc::serve_grpc(
@@ -176,6 +174,23 @@ pub async fn serve(
         shutdown,
     )
     .await;
+    upkeep.abort();
     relay.stop().await;
     served
+}
+
+/// How often idempotency records past their retention are purged.
+const IDEMPOTENCY_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Purges the idempotency records past their retention (R19) now and every
+/// [`IDEMPOTENCY_PURGE_INTERVAL`], on the service's clock, which stamped them.
+fn spawn_idempotency_purge(
+    store: Store,
+    clock: tavana_kit::SharedClock,
+) -> tokio::task::JoinHandle<()> {
+    tavana_kit::upkeep::spawn_every("idempotency purge", IDEMPOTENCY_PURGE_INTERVAL, move || {
+        let store = store.clone();
+        let now = clock.now();
+        async move { store.purge_idempotency_records(now).await }
+    })
 }

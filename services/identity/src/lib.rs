@@ -382,17 +382,9 @@ fn spawn_sms_purge(
     db: DatabaseConnection,
     retention: chrono::Duration,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(SMS_PURGE_INTERVAL);
-        loop {
-            ticks.tick().await;
-            let now = SecurityClock::system().now();
-            match store::purge_delivered_sms(&db, retention, now).await {
-                Ok(0) => {}
-                Ok(purged) => tracing::info!(purged, "delivered sms purged"),
-                Err(error) => tracing::warn!(%error, "sms purge failed"),
-            }
-        }
+    tavana_kit::upkeep::spawn_every("sms purge", SMS_PURGE_INTERVAL, move || {
+        let db = db.clone();
+        async move { store::purge_delivered_sms(&db, retention, SecurityClock::system().now()).await }
     })
 }
 

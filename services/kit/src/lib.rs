@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod paging;
 pub mod telemetry;
+pub mod upkeep;
 
 pub use caller::{Caller, Role, RoleGrant};
 pub use clock::{AdjustableClock, Clock, SecurityClock, SharedClock, SystemClock};

@@ -52,6 +52,11 @@ pub static POLICY: tavana_kit::trust::Policy = {
 /// How long a cached listing page lives when nothing else is configured.
 pub const DEFAULT_CACHE_TTL_SECONDS: u64 = 30;
 
+/// How often the search's name index is merged back into one segment when nothing else is
+/// configured: soon after a bulk of approvals, searches run at full speed again; a tick
+/// with nothing to merge writes nothing.
+pub const DEFAULT_NAME_INDEX_UPKEEP_SECONDS: u64 = 10;
+
 /// Settings of the merchant-directory service (section `merchant_directory`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -63,6 +68,9 @@ pub struct Settings {
     /// How long a cached listing page lives; it bounds how long a suspended merchant can
     /// still show if an invalidation is lost. 0 turns the cache off.
     pub cache_ttl_seconds: u64,
+    /// How often, in seconds, SQLite's name index is merged back into one segment (see
+    /// [`store::compact_name_index`]); 0 turns the upkeep off.
+    pub name_index_upkeep_seconds: u64,
 }
 
 impl Default for Settings {
@@ -71,6 +79,7 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             grpc: GrpcSettings::default(),
             cache_ttl_seconds: DEFAULT_CACHE_TTL_SECONDS,
+            name_index_upkeep_seconds: DEFAULT_NAME_INDEX_UPKEEP_SECONDS,
         }
     }
 }
@@ -108,7 +117,12 @@ pub async fn serve(
     tavana_kit::metrics::watch_pool("merchant_directory", db.clone());
     let cache = ListingCache::new(shared.store.clone(), settings.cache_ttl());
     let audit = tavana_kit::audit::server(db.clone());
-    let upkeep = spawn_name_index_upkeep(db.clone());
+    let upkeep = (settings.name_index_upkeep_seconds > 0).then(|| {
+        spawn_name_index_upkeep(
+            db.clone(),
+            Duration::from_secs(settings.name_index_upkeep_seconds),
+        )
+    });
     let service =
         MerchantDirectoryRpc::new(MerchantDirectory::new(db, shared.clock.clone(), cache));
     let routes = tonic::service::Routes::new(MerchantDirectoryServiceServer::new(service))
@@ -123,25 +137,20 @@ pub async fn serve(
         shutdown,
     )
     .await;
-    upkeep.abort();
+    if let Some(upkeep) = upkeep {
+        upkeep.abort();
+    }
     served
 }
 
-/// How often the search's name index is merged back into one segment: soon after a
-/// bulk of approvals, searches run at full speed again; a tick with nothing to merge
-/// writes nothing.
-const NAME_INDEX_UPKEEP_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Keeps the name index that serves merchant search compact, now and every
-/// [`NAME_INDEX_UPKEEP_INTERVAL`] (see [`store::compact_name_index`]).
-fn spawn_name_index_upkeep(db: sea_orm::DatabaseConnection) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(NAME_INDEX_UPKEEP_INTERVAL);
-        loop {
-            ticks.tick().await;
-            if let Err(error) = store::compact_name_index(&db).await {
-                tracing::warn!(%error, "name index upkeep failed");
-            }
-        }
+/// Keeps the name index that serves merchant search compact, now and every `interval`
+/// (see [`store::compact_name_index`]).
+fn spawn_name_index_upkeep(
+    db: sea_orm::DatabaseConnection,
+    interval: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tavana_kit::upkeep::spawn_every("name index", interval, move || {
+        let db = db.clone();
+        async move { store::compact_name_index(&db).await.map(|()| 0) }
     })
 }

@@ -11,6 +11,7 @@ mod m20261203_170000_extend_outbox;
 mod m20261203_230000_add_arrears_hold;
 mod m20261204_000001_index_pending_outbox;
 mod m20261205_000001_create_facility_held;
+mod m20261205_120000_index_idempotency_age;
 
 pub use m20261205_000001_create_facility_held::UNTIL_EVENT;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_230000_add_arrears_hold::Migration),
             Box::new(m20261204_000001_index_pending_outbox::Migration),
             Box::new(m20261205_000001_create_facility_held::Migration),
+            Box::new(m20261205_120000_index_idempotency_age::Migration),
         ]
     }
 }

@@ -35,12 +35,6 @@ impl Store {
         response: Vec<u8>,
         now: DateTime<Utc>,
     ) -> Result<(), DbErr> {
-        // Keys are kept at least KEEP_HOURS; older ones of this caller go lazily here.
-        idempotency_record::Entity::delete_many()
-            .filter(idempotency_record::Column::Caller.eq(scope.caller.clone()))
-            .filter(idempotency_record::Column::CreatedAt.lt(now - Duration::hours(2 * KEEP_HOURS)))
-            .exec(txn)
-            .await?;
         idempotency_record::ActiveModel {
             caller: Set(scope.caller.clone()),
             idempotency_key: Set(scope.key.clone()),
@@ -51,6 +45,18 @@ impl Store {
         .insert(txn)
         .await?;
         Ok(())
+    }
+
+    /// Deletes the idempotency records older than twice [`KEEP_HOURS`] at `now` (R19: a key
+    /// is kept at least `KEEP_HOURS`); returns how many. Credit's upkeep runs it, off the
+    /// purchase's path.
+    pub async fn purge_idempotency_records(&self, now: DateTime<Utc>) -> Result<u64, DbErr> {
+        let delete = idempotency_record::Entity::delete_many()
+            .filter(idempotency_record::Column::CreatedAt.lt(now - Duration::hours(2 * KEEP_HOURS)))
+            .into_query();
+        Ok(tavana_kit::db::execute_write(&self.db, &delete)
+            .await?
+            .rows_affected())
     }
 
     /// After a transaction failed on a unique key, tells whether the idempotency record

@@ -171,3 +171,53 @@ async fn r19_sixty_four_parallel_purchases_never_overdraw_either_budget() {
         "64 purchases cannot all fit"
     );
 }
+
+#[tokio::test]
+async fn r19_the_upkeep_purges_keys_past_twice_their_retention_and_keeps_the_rest() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    let started = app.clock_now();
+    let retention = chrono::Duration::hours(2 * tavana_credit::domain::idempotency::KEEP_HOURS);
+    app.buy("E1", SHOP, PurchaseKind::Credit, 1, 0, "old")
+        .await
+        .unwrap();
+    app.advance(chrono::Duration::minutes(1));
+    app.buy("E1", SHOP, PurchaseKind::Credit, 2, 0, "edge")
+        .await
+        .unwrap();
+    let edge_at = app.clock_now();
+    app.advance(retention - chrono::Duration::minutes(2));
+    app.buy("E1", SHOP, PurchaseKind::Credit, 3, 0, "fresh")
+        .await
+        .unwrap();
+
+    // A purge exactly at the edge key's retention: older goes, the edge key stays.
+    let purged = app
+        .store
+        .purge_idempotency_records(edge_at + retention)
+        .await
+        .unwrap();
+
+    assert_eq!(purged, 1, "only the key made before {started} + 1 min");
+    // The purged key is free again: another body under it is a new purchase, not refused.
+    let reused = app
+        .buy("E1", SHOP, PurchaseKind::Credit, 4, 0, "old")
+        .await
+        .unwrap();
+    assert!(!reused.replayed);
+    for (key, amount) in [("edge", 2), ("fresh", 3)] {
+        let again = app
+            .buy("E1", SHOP, PurchaseKind::Credit, amount, 0, key)
+            .await
+            .unwrap();
+        assert!(again.replayed, "{key} is still replayed");
+    }
+    assert_eq!(
+        app.store
+            .purge_idempotency_records(edge_at + retention)
+            .await
+            .unwrap(),
+        0,
+        "a second purge finds nothing"
+    );
+}

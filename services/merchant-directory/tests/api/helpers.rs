@@ -43,12 +43,24 @@ pub async fn spawn_with(
     cache_ttl_seconds: u64,
 ) -> TestApp {
     let settings = Settings {
+        cache_ttl_seconds,
+        ..Settings::default()
+    };
+    spawn_with_settings(db, store, settings).await
+}
+
+/// Starts the service on `db` with `settings` (its database URL set to `db`'s).
+pub async fn spawn_with_settings(
+    db: Arc<TestDb>,
+    store: Arc<dyn KvStore>,
+    settings: Settings,
+) -> TestApp {
+    let settings = Settings {
         database: DatabaseSettings {
             url: db.url.clone(),
             max_connections: 5,
         },
-        cache_ttl_seconds,
-        ..Settings::default()
+        ..settings
     };
     let shared = Shared {
         clock: AdjustableClock::new().shared(),

@@ -11,6 +11,7 @@ use sea_orm::{
 };
 use tavana_kit::store::MemoryStore;
 use tavana_kit::testing::test_db;
+use tavana_merchant_directory::Settings;
 use tavana_merchant_directory::domain::normalize::normalize_text;
 use tavana_merchant_directory::store::merchant;
 use tavana_merchant_directory_migration::Migrator;
@@ -18,12 +19,17 @@ use tavana_proto::merchant_directory::v1::*;
 
 use crate::helpers::*;
 
-/// A service without a listing cache: these tests change rows behind its back.
+/// A service without a listing cache (these tests change rows behind its back) and
+/// without its own merges of the name index (a test merges it when it means to).
 async fn spawn_uncached() -> TestApp {
-    spawn_with(
+    spawn_with_settings(
         Arc::new(test_db::<Migrator>().await),
         Arc::new(MemoryStore::new()),
-        0,
+        Settings {
+            cache_ttl_seconds: 0,
+            name_index_upkeep_seconds: 0,
+            ..Settings::default()
+        },
     )
     .await
 }
