@@ -598,11 +598,11 @@ impl OutboxHandle {
         if enqueued.is_empty() {
             return;
         }
-        let all_delivered = match &self.courier {
+        let all_done = match &self.courier {
             Some(courier) => courier.deliver_ids(enqueued.ids()).await,
             None => false,
         };
-        if !all_delivered {
+        if !all_done {
             self.notify();
         }
     }
@@ -821,11 +821,13 @@ impl Courier {
         Ok(claimed)
     }
 
-    /// Delivers the rows `ids` now, in order, within the immediate deadline; returns true
-    /// when every one of them was delivered.
+    /// Delivers the rows `ids` now, in order, within the immediate deadline; returns false
+    /// when it leaves some of them to the relay (a failed try or record, the deadline).
+    /// Rows another relay leased are waited for; rows no longer due (delivered by another
+    /// relay, or waiting behind an older message of their key) are not its to hurry.
     async fn deliver_ids(&self, ids: &[i64]) -> bool {
         let deadline = tokio::time::Instant::now() + self.config.immediate_deadline;
-        let mut delivered = 0usize;
+        let mut all_done = true;
         for window in ids.chunks(IDS_PER_CLAIM) {
             let mut left: Vec<i64> = window.to_vec();
             // Claim again after each round: a delivery frees the next message of a key.
@@ -875,12 +877,15 @@ impl Courier {
                         .await
                     {
                         Ok(()) => accepted.push(row.id),
-                        Err(error) => self.record_failure(&row, &error).await,
+                        Err(error) => {
+                            self.record_failure(&row, &error).await;
+                            all_done = false;
+                        }
                     }
                     left.retain(|other| *other != row.id);
                 }
-                if !accepted.is_empty() && self.record_delivered(&accepted).await {
-                    delivered += accepted.len();
+                if !accepted.is_empty() && !self.record_delivered(&accepted).await {
+                    all_done = false;
                 }
                 if out_of_time {
                     return false;
@@ -890,7 +895,7 @@ impl Courier {
                 }
             }
         }
-        delivered == ids.len()
+        all_done
     }
 
     /// Whether one of `ids` is undelivered and leased now, by a relay of this or another

@@ -540,6 +540,50 @@ async fn read_your_writes_the_relay_leaves_a_sender_its_just_committed_messages(
     task.await.unwrap();
 }
 
+#[tokio::test]
+async fn read_your_writes_messages_another_relay_delivered_leave_nothing_to_hurry() {
+    // Arrange: two messages committed; another replica's relay delivers the first before
+    // the sender's immediate delivery claims it.
+    let test_db = test_db::<TestMigrator>().await;
+    let recorder = Arc::new(Recorder::default());
+    let courier = Courier {
+        db: test_db.db.clone(),
+        deliver: recorder.clone(),
+        config: fast_config(),
+    };
+    let enqueued = commit_messages(
+        &test_db,
+        vec![
+            Message::new("credit.open_facility", "req-1", b"1".to_vec()),
+            Message::new("identity.notify_employee", "sms-1", b"2".to_vec()),
+        ],
+    )
+    .await;
+    assert!(courier.record_delivered(&enqueued.ids()[..1]).await);
+
+    // Act
+    let all_done = courier.deliver_ids(enqueued.ids()).await;
+
+    // Assert: the sender delivered the second, and leaves its relay asleep (waking it for
+    // rows others delivered had relays chase each other's fresh rows under load).
+    assert!(all_done);
+    assert_eq!(
+        recorder.delivered(),
+        [("identity.notify_employee".to_owned(), b"2".to_vec())]
+    );
+    assert_eq!(pending_count(&test_db.db).await.unwrap(), 0);
+
+    // A receiver that refuses leaves the message to the relay: it is woken.
+    recorder.down.store(true, Ordering::SeqCst);
+    let refused = commit_messages(
+        &test_db,
+        vec![Message::new("credit.open_facility", "req-2", b"3".to_vec())],
+    )
+    .await;
+    assert!(!courier.deliver_ids(refused.ids()).await);
+    assert_eq!(pending_count(&test_db.db).await.unwrap(), 1);
+}
+
 /// Retries at once when woken: what a test sees retried was retried by the relay.
 fn no_backoff() -> RelayConfig {
     RelayConfig {
