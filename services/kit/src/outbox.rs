@@ -697,8 +697,16 @@ impl OutboxRelay {
     async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         tokio::pin!(shutdown);
         let courier = &self.courier;
+        // The first sweep and a sweep on a sender's call take every due message; a sweep
+        // on the poll leaves those a sender may still be delivering at once.
+        let mut fresh_too = true;
         loop {
-            let go_on = match courier.claim(None).await {
+            let claimed = if fresh_too {
+                courier.claim(Due::All).await
+            } else {
+                courier.claim(Due::LeavingFresh).await
+            };
+            let go_on = match claimed {
                 Ok(rows) => {
                     // A full batch may leave more due rows; the delivery of an ordered
                     // message may free the next message of its key. Otherwise the relay
@@ -727,18 +735,32 @@ impl OutboxRelay {
             }
             tokio::select! {
                 () = &mut shutdown => break,
-                () = self.notify.notified() => {}
-                () = tokio::time::sleep(courier.config.poll_interval) => {}
+                () = self.notify.notified() => fresh_too = true,
+                () = tokio::time::sleep(courier.config.poll_interval) => fresh_too = false,
             }
         }
         tracing::debug!("outbox relay stopped");
     }
 }
 
+/// Which due messages a claim takes.
+#[derive(Clone, Copy, Debug)]
+enum Due<'a> {
+    /// Every one.
+    All,
+    /// Every one but those enqueued within the immediate deadline and never tried: their
+    /// senders may be delivering them at once (read your writes), and a relay that took
+    /// them would make each sender wait for its lease. A sender that died before its
+    /// immediate delivery leaves them to the next poll after the deadline.
+    LeavingFresh,
+    /// These rows (a sender's immediate delivery), fresh or not.
+    Ids(&'a [i64]),
+}
+
 impl Courier {
-    /// Leases a batch of due messages in one statement (only those of `only`, when
-    /// given): none that waits behind an older undelivered message of its ordering key.
-    async fn claim(&self, only: Option<&[i64]>) -> Result<Vec<Claimed>, DbErr> {
+    /// Leases a batch of due messages in one statement: none that waits behind an older
+    /// undelivered message of its ordering key.
+    async fn claim(&self, due: Due<'_>) -> Result<Vec<Claimed>, DbErr> {
         let backend = self.db.get_database_backend();
         let now = Utc::now();
         let lease_until = now + chrono_of(self.config.lease);
@@ -754,18 +776,22 @@ impl Courier {
                 "?".to_owned()
             }
         };
-        let mut only_sql = String::new();
-        if let Some(ids) = only {
-            if backend == DbBackend::Postgres {
-                only_sql = format!(" AND o.id = ANY({}::bigint[])", p(4));
+        let only_sql = match due {
+            Due::All => String::new(),
+            Due::LeavingFresh => {
+                values.push((now - chrono_of(self.config.immediate_deadline)).into());
+                format!(" AND (o.attempts > 0 OR o.created_at <= {})", p(4))
+            }
+            Due::Ids(ids) if backend == DbBackend::Postgres => {
                 let ids = ids.iter().map(|id| Value::BigInt(Some(*id))).collect();
                 values.push(Value::Array(ArrayType::BigInt, Some(Box::new(ids))));
-            } else {
-                let marks = vec!["?"; ids.len()].join(", ");
-                only_sql = format!(" AND o.id IN ({marks})");
-                values.extend(ids.iter().map(|id| Value::BigInt(Some(*id))));
+                format!(" AND o.id = ANY({}::bigint[])", p(4))
             }
-        }
+            Due::Ids(ids) => {
+                values.extend(ids.iter().map(|id| Value::BigInt(Some(*id))));
+                format!(" AND o.id IN ({})", vec!["?"; ids.len()].join(", "))
+            }
+        };
         let due = format!(
             "SELECT o.id FROM outbox o \
              WHERE o.delivered_at IS NULL AND o.failed_at IS NULL AND o.next_attempt_at <= {} \
@@ -835,7 +861,7 @@ impl Courier {
                 if tokio::time::Instant::now() >= deadline {
                     return false;
                 }
-                let rows = match self.claim(Some(&left)).await {
+                let rows = match self.claim(Due::Ids(&left)).await {
                     Ok(rows) => rows,
                     Err(error) => {
                         tracing::warn!(%error, "outbox claim for immediate delivery failed");

@@ -584,6 +584,65 @@ async fn read_your_writes_messages_another_relay_delivered_leave_nothing_to_hurr
     assert_eq!(pending_count(&test_db.db).await.unwrap(), 1);
 }
 
+#[tokio::test]
+async fn read_your_writes_the_relay_poll_leaves_fresh_messages_to_their_senders() {
+    // Arrange: a fresh message, one a sender tried and failed, and one older than the
+    // immediate deadline whose sender died before delivering it.
+    let test_db = test_db::<TestMigrator>().await;
+    let courier = Courier {
+        db: test_db.db.clone(),
+        deliver: Arc::new(Recorder::default()),
+        config: RelayConfig {
+            immediate_deadline: Duration::from_secs(60),
+            ..fast_config()
+        },
+    };
+    let fresh = commit_messages(&test_db, vec![Message::new("t", "fresh", b"1".to_vec())]).await;
+    let tried = commit_messages(&test_db, vec![Message::new("t", "tried", b"2".to_vec())]).await;
+    let orphan = commit_messages(&test_db, vec![Message::new("t", "orphan", b"3".to_vec())]).await;
+    let update = |id: i64, column: Outbox, value: Value| {
+        Query::update()
+            .table(Outbox::Table)
+            .value(column, value)
+            .and_where(Expr::col(Outbox::Id).eq(id))
+            .to_owned()
+    };
+    test_db
+        .db
+        .execute(&update(tried.ids()[0], Outbox::Attempts, 1.into()))
+        .await
+        .unwrap();
+    let before_deadline = Utc::now() - chrono::Duration::seconds(61);
+    test_db
+        .db
+        .execute(&update(
+            orphan.ids()[0],
+            Outbox::CreatedAt,
+            before_deadline.into(),
+        ))
+        .await
+        .unwrap();
+
+    // Act: the poll's claim.
+    let polled: Vec<i64> = courier
+        .claim(Due::LeavingFresh)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.id)
+        .collect();
+
+    // Assert: the fresh one stays for its sender; a sender's own claim, or a sweep on a
+    // sender's call, still takes it.
+    assert_eq!(polled, [tried.ids()[0], orphan.ids()[0]]);
+    let swept = courier.claim(Due::All).await.unwrap();
+    assert_eq!(swept.len(), 1);
+    assert_eq!(swept[0].id, fresh.ids()[0]);
+    courier.release(fresh.ids()).await;
+    let own = courier.claim(Due::Ids(fresh.ids())).await.unwrap();
+    assert_eq!(own.len(), 1);
+}
+
 /// Retries at once when woken: what a test sees retried was retried by the relay.
 fn no_backoff() -> RelayConfig {
     RelayConfig {
