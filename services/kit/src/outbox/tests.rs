@@ -484,8 +484,8 @@ impl Deliver for CommitsWhileDelivered {
 
 #[tokio::test]
 async fn read_your_writes_the_relay_leaves_a_sender_its_just_committed_messages() {
-    // Arrange: a relay woken only by `notify` (it polls once an hour) delivers a first
-    // message; while it does, a sender commits a second one.
+    // Arrange: a relay that polls once an hour delivers a first message in its first
+    // sweep; while it does, a sender commits a second one.
     let test_db = test_db::<TestMigrator>().await;
     let (second, committed) = oneshot::channel();
     let receiver = Arc::new(CommitsWhileDelivered {
@@ -497,17 +497,16 @@ async fn read_your_writes_the_relay_leaves_a_sender_its_just_committed_messages(
         poll_interval: Duration::from_secs(3600),
         ..fast_config()
     };
-    let (stop, stopped) = oneshot::channel::<()>();
-    let (handle, task) =
-        OutboxRelay::spawn_with_config(test_db.db.clone(), receiver.clone(), config, async move {
-            let _ = stopped.await;
-        });
     let first = commit_messages(
         &test_db,
         vec![Message::new("credit.open_facility", "req-1", b"1".to_vec())],
     )
     .await;
-    handle.notify();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (handle, task) =
+        OutboxRelay::spawn_with_config(test_db.db.clone(), receiver.clone(), config, async move {
+            let _ = stopped.await;
+        });
     let enqueued = committed.await.unwrap();
     // The relay's own effect, which no contract times: its record of the first message.
     eventually("the first message recorded", async || {
