@@ -14,7 +14,9 @@ use sea_orm::{
     DatabaseTransaction, DbBackend, DbErr, EntityTrait, ExecResult, QueryFilter, QueryResult,
     SqliteTransactionMode, Statement, StatementBuilder, TransactionOptions, TransactionTrait,
 };
-use sea_orm_migration::sea_query::{Alias, Expr, OnConflict, Query};
+use sea_orm_migration::sea_query::{
+    Alias, Expr, Index, IndexCreateStatement, IntoTableRef, OnConflict, Query,
+};
 use sea_orm_migration::{MigratorTrait, SchemaManager};
 use tokio::sync::OwnedMutexGuard;
 
@@ -395,6 +397,23 @@ pub async fn check_schema_not_newer<M: MigratorTrait>(
 /// Quotes a PostgreSQL identifier.
 pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Replaces an index of `table` in a migration: creates `create` (unless an index of its
+/// name exists), then drops the index named `drop` (if it exists). The migration's `down`
+/// swaps them back.
+pub async fn swap_index(
+    manager: &SchemaManager<'_>,
+    table: impl IntoTableRef,
+    mut create: IndexCreateStatement,
+    drop: &str,
+) -> Result<(), DbErr> {
+    manager
+        .create_index(create.if_not_exists().to_owned())
+        .await?;
+    manager
+        .drop_index(Index::drop().name(drop).table(table).if_exists().to_owned())
+        .await
 }
 
 /// Hides the password of a database URL, for error messages and logs.

@@ -15,6 +15,7 @@
 //! `idx_idempotency_caller_created` is a range scan of just the old ones.
 
 use sea_orm_migration::prelude::*;
+use tavana_kit::db::swap_index;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -44,30 +45,17 @@ const IDEMPOTENCY_INDEX: &str = "idx_idempotency_caller_created";
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .create_index(
-                Index::create()
-                    .name(NEW_INDEX)
-                    .table(Purchase::Table)
-                    .col(Purchase::FacilityId)
-                    .col(Purchase::HoldReleasedAt)
-                    .col(Purchase::HoldReleaseAt)
-                    .col(Purchase::HoldWaitsForContract)
-                    .col(Purchase::HoldMonthly)
-                    .col(Purchase::HoldTotal)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .drop_index(
-                Index::drop()
-                    .name(OLD_INDEX)
-                    .table(Purchase::Table)
-                    .if_exists()
-                    .to_owned(),
-            )
-            .await?;
+        let holds = Index::create()
+            .name(NEW_INDEX)
+            .table(Purchase::Table)
+            .col(Purchase::FacilityId)
+            .col(Purchase::HoldReleasedAt)
+            .col(Purchase::HoldReleaseAt)
+            .col(Purchase::HoldWaitsForContract)
+            .col(Purchase::HoldMonthly)
+            .col(Purchase::HoldTotal)
+            .to_owned();
+        swap_index(manager, Purchase::Table, holds, OLD_INDEX).await?;
         manager
             .create_index(
                 Index::create()
@@ -91,25 +79,12 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name(OLD_INDEX)
-                    .table(Purchase::Table)
-                    .col(Purchase::FacilityId)
-                    .col(Purchase::HoldReleasedAt)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .drop_index(
-                Index::drop()
-                    .name(NEW_INDEX)
-                    .table(Purchase::Table)
-                    .if_exists()
-                    .to_owned(),
-            )
-            .await
+        let facility = Index::create()
+            .name(OLD_INDEX)
+            .table(Purchase::Table)
+            .col(Purchase::FacilityId)
+            .col(Purchase::HoldReleasedAt)
+            .to_owned();
+        swap_index(manager, Purchase::Table, facility, NEW_INDEX).await
     }
 }

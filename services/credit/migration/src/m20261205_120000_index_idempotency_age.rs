@@ -3,6 +3,7 @@
 //! on (caller, age) that served the per-caller purge.
 
 use sea_orm_migration::prelude::*;
+use tavana_kit::db::swap_index;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -20,47 +21,21 @@ const NEW_INDEX: &str = "idx_idempotency_created";
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .create_index(
-                Index::create()
-                    .name(NEW_INDEX)
-                    .table(IdempotencyRecord::Table)
-                    .col(IdempotencyRecord::CreatedAt)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .drop_index(
-                Index::drop()
-                    .name(OLD_INDEX)
-                    .table(IdempotencyRecord::Table)
-                    .if_exists()
-                    .to_owned(),
-            )
-            .await
+        let by_age = Index::create()
+            .name(NEW_INDEX)
+            .table(IdempotencyRecord::Table)
+            .col(IdempotencyRecord::CreatedAt)
+            .to_owned();
+        swap_index(manager, IdempotencyRecord::Table, by_age, OLD_INDEX).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .create_index(
-                Index::create()
-                    .name(OLD_INDEX)
-                    .table(IdempotencyRecord::Table)
-                    .col(IdempotencyRecord::Caller)
-                    .col(IdempotencyRecord::CreatedAt)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .drop_index(
-                Index::drop()
-                    .name(NEW_INDEX)
-                    .table(IdempotencyRecord::Table)
-                    .if_exists()
-                    .to_owned(),
-            )
-            .await
+        let by_caller = Index::create()
+            .name(OLD_INDEX)
+            .table(IdempotencyRecord::Table)
+            .col(IdempotencyRecord::Caller)
+            .col(IdempotencyRecord::CreatedAt)
+            .to_owned();
+        swap_index(manager, IdempotencyRecord::Table, by_caller, NEW_INDEX).await
     }
 }

@@ -221,3 +221,51 @@ async fn r19_the_upkeep_purges_keys_past_twice_their_retention_and_keeps_the_res
         "a second purge finds nothing"
     );
 }
+
+/// The names of the indexes of the idempotency records.
+async fn idempotency_indexes(db: &sea_orm::DatabaseConnection) -> Vec<String> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT indexname AS name FROM pg_indexes \
+             WHERE tablename = 'idempotency_record' ORDER BY 1"
+        }
+        _ => {
+            "SELECT name FROM sqlite_master \
+             WHERE type = 'index' AND tbl_name = 'idempotency_record' ORDER BY 1"
+        }
+    };
+    db.query_all_raw(Statement::from_string(backend, sql))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get::<String>("", "name").unwrap())
+        .filter(|name| name.starts_with("idx_"))
+        .collect()
+}
+
+#[tokio::test]
+async fn r19_the_index_on_the_records_age_replaces_the_one_on_caller_and_age_both_ways() {
+    use tavana_credit_migration::MigratorTrait;
+    let app = spawn_service().await;
+    assert_eq!(
+        idempotency_indexes(app.db()).await,
+        ["idx_idempotency_created"]
+    );
+
+    tavana_credit_migration::Migrator::down(app.db(), Some(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        idempotency_indexes(app.db()).await,
+        ["idx_idempotency_caller_created"]
+    );
+    tavana_credit_migration::Migrator::up(app.db(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        idempotency_indexes(app.db()).await,
+        ["idx_idempotency_created"]
+    );
+}

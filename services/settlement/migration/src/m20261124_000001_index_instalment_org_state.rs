@@ -11,6 +11,7 @@
 //! organization names every state and so uses this one too.
 
 use sea_orm_migration::prelude::*;
+use tavana_kit::db::swap_index;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -31,54 +32,28 @@ const NEW_INDEX: &str = "ix_instalment_org_state_national_id_period";
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .create_index(
-                Index::create()
-                    .name(NEW_INDEX)
-                    .table(Instalment::Table)
-                    .col(Instalment::OrganizationId)
-                    .col(Instalment::State)
-                    .col(Instalment::NationalId)
-                    .col(Instalment::Period)
-                    .col(Instalment::Seq)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .drop_index(
-                Index::drop()
-                    .name(OLD_INDEX)
-                    .table(Instalment::Table)
-                    .if_exists()
-                    .to_owned(),
-            )
-            .await
+        let state_first = Index::create()
+            .name(NEW_INDEX)
+            .table(Instalment::Table)
+            .col(Instalment::OrganizationId)
+            .col(Instalment::State)
+            .col(Instalment::NationalId)
+            .col(Instalment::Period)
+            .col(Instalment::Seq)
+            .to_owned();
+        swap_index(manager, Instalment::Table, state_first, OLD_INDEX).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .create_index(
-                Index::create()
-                    .name(OLD_INDEX)
-                    .table(Instalment::Table)
-                    .col(Instalment::OrganizationId)
-                    .col(Instalment::NationalId)
-                    .col(Instalment::State)
-                    .col(Instalment::Period)
-                    .col(Instalment::Seq)
-                    .if_not_exists()
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .drop_index(
-                Index::drop()
-                    .name(NEW_INDEX)
-                    .table(Instalment::Table)
-                    .if_exists()
-                    .to_owned(),
-            )
-            .await
+        let national_id_first = Index::create()
+            .name(OLD_INDEX)
+            .table(Instalment::Table)
+            .col(Instalment::OrganizationId)
+            .col(Instalment::NationalId)
+            .col(Instalment::State)
+            .col(Instalment::Period)
+            .col(Instalment::Seq)
+            .to_owned();
+        swap_index(manager, Instalment::Table, national_id_first, NEW_INDEX).await
     }
 }
