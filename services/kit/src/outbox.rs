@@ -748,10 +748,12 @@ impl OutboxRelay {
 enum Due<'a> {
     /// Every one.
     All,
-    /// Every one but those enqueued within the immediate deadline and never tried: their
-    /// senders may be delivering them at once (read your writes), and a relay that took
-    /// them would make each sender wait for its lease. A sender that died before its
-    /// immediate delivery leaves them to the next poll after the deadline.
+    /// Every one but those enqueued within the immediate deadline, never tried and without
+    /// an ordering key: their senders may be delivering them at once (read your writes),
+    /// and a relay that took them would make each sender wait for its lease. A sender
+    /// that died before its immediate delivery leaves them to the next poll after the
+    /// deadline. An ordered message may have waited behind an older one that another
+    /// sender delivered: its own sender left it, so the poll takes it.
     LeavingFresh,
     /// These rows (a sender's immediate delivery), fresh or not.
     Ids(&'a [i64]),
@@ -780,7 +782,10 @@ impl Courier {
             Due::All => String::new(),
             Due::LeavingFresh => {
                 values.push((now - chrono_of(self.config.immediate_deadline)).into());
-                format!(" AND (o.attempts > 0 OR o.created_at <= {})", p(4))
+                format!(
+                    " AND (o.attempts > 0 OR o.created_at <= {} OR o.ordering_key IS NOT NULL)",
+                    p(4)
+                )
             }
             Due::Ids(ids) if backend == DbBackend::Postgres => {
                 let ids = ids.iter().map(|id| Value::BigInt(Some(*id))).collect();

@@ -585,8 +585,8 @@ async fn read_your_writes_messages_another_relay_delivered_leave_nothing_to_hurr
 
 #[tokio::test]
 async fn read_your_writes_the_relay_poll_leaves_fresh_messages_to_their_senders() {
-    // Arrange: a fresh message, one a sender tried and failed, and one older than the
-    // immediate deadline whose sender died before delivering it.
+    // Arrange: a fresh message, one a sender tried and failed, one older than the
+    // immediate deadline whose sender died before delivering it, and a fresh ordered one.
     let test_db = test_db::<TestMigrator>().await;
     let courier = Courier {
         db: test_db.db.clone(),
@@ -599,6 +599,13 @@ async fn read_your_writes_the_relay_poll_leaves_fresh_messages_to_their_senders(
     let fresh = commit_messages(&test_db, vec![Message::new("t", "fresh", b"1".to_vec())]).await;
     let tried = commit_messages(&test_db, vec![Message::new("t", "tried", b"2".to_vec())]).await;
     let orphan = commit_messages(&test_db, vec![Message::new("t", "orphan", b"3".to_vec())]).await;
+    // A fresh message with an ordering key: its sender may have found it waiting behind an
+    // older one of its key, which another sender delivered.
+    let ordered = commit_messages(
+        &test_db,
+        vec![Message::new("t", "ordered", b"4".to_vec()).ordered("key-1", 1)],
+    )
+    .await;
     let update = |id: i64, column: Outbox, value: Value| {
         Query::update()
             .table(Outbox::Table)
@@ -633,7 +640,7 @@ async fn read_your_writes_the_relay_poll_leaves_fresh_messages_to_their_senders(
 
     // Assert: the fresh one stays for its sender; a sender's own claim, or a sweep on a
     // sender's call, still takes it.
-    assert_eq!(polled, [tried.ids()[0], orphan.ids()[0]]);
+    assert_eq!(polled, [tried.ids()[0], orphan.ids()[0], ordered.ids()[0]]);
     let swept = courier.claim(Due::All).await.unwrap();
     assert_eq!(swept.len(), 1);
     assert_eq!(swept[0].id, fresh.ids()[0]);
