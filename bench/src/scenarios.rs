@@ -902,28 +902,13 @@ fn truncate(text: &str) -> String {
 }
 
 /// Records the remittance with settlement's `RecordRemittance` as a support user, as the
-/// gateway would after parsing the CSV.
+/// gateway does: the CSV file as it came.
 async fn remittance_grpc(system: &System, csv: &Path, instalments: u64) -> anyhow::Result<Batch> {
     use tavana_kit::caller::{Caller, Role, RoleGrant};
     use tavana_proto::settlement::v1 as pb;
 
-    let text = tokio::fs::read_to_string(csv).await?;
-    let lines: Vec<pb::RemittanceLine> = text
-        .lines()
-        .skip(1)
-        .enumerate()
-        .filter_map(|(index, line)| {
-            let (national_id, amount) = line.split_once(',')?;
-            Some(pb::RemittanceLine {
-                national_id: national_id.to_owned(),
-                amount: amount.parse().ok()?,
-                line: u32::try_from(index + 2).ok()?,
-                malformed_code: String::new(),
-            })
-        })
-        .collect();
-    let bytes = text.len() as u64;
-    drop(text);
+    let csv = tokio::fs::read(csv).await?;
+    let bytes = csv.len() as u64;
     let channel = tavana_kit::grpc::channel(
         &system.settlement_url,
         Duration::from_secs(3600),
@@ -936,7 +921,8 @@ async fn remittance_grpc(system: &System, csv: &Path, instalments: u64) -> anyho
         organization_id: seed::BULK_ORGANIZATION.to_owned(),
         period: seed::PERIOD.to_owned(),
         bank_reference: format!("BENCH-GRPC-{}", uuid::Uuid::new_v4().simple()),
-        lines,
+        lines: Vec::new(),
+        csv,
     });
     Caller::User {
         employee_id: "bench-support".into(),

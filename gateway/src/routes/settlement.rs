@@ -534,124 +534,33 @@ fn missing(field: &str) -> ApiError {
     )
 }
 
-/// Finds the physical line of a record: the reader reports the offset where it started
-/// looking, before any blank lines it skipped.
-#[derive(Default)]
-struct LineCounter {
-    offset: usize,
-    line: u32,
-}
-
-impl LineCounter {
-    fn line_at(&mut self, body: &[u8], byte: u64) -> u32 {
-        let mut start = usize::try_from(byte).unwrap_or(usize::MAX).min(body.len());
-        while start < body.len() && matches!(body[start], b'\r' | b'\n') {
-            start += 1;
-        }
-        if start >= self.offset {
-            let newlines = body[self.offset..start]
-                .iter()
-                .filter(|b| **b == b'\n')
-                .count();
-            // Saturates rather than overflows: u32::MAX lines is far past the default
-            // upload limit (`max_upload_bytes`).
-            self.line = self
-                .line
-                .saturating_add(u32::try_from(newlines).unwrap_or(u32::MAX));
-            self.offset = start;
-        }
-        self.line.saturating_add(1)
-    }
-}
-
-/// Reads a remittance CSV with a header naming `national_id` and `amount` (in any order).
-///
-/// Every data line becomes a line of the request with its line number in the file; a line
-/// that cannot be read is sent with a code (`line_malformed`, `amount_invalid`) so that the
-/// service keeps it as unmatched: nothing is dropped.
-pub fn parse_remittance_csv(body: &[u8]) -> Result<Vec<pb::RemittanceLine>, ApiError> {
+/// Checks that a remittance CSV starts with a header naming `national_id` and `amount` (in
+/// any order): the one thing that refuses a whole file. Settlement reads the lines.
+fn check_remittance_csv_header(body: &[u8]) -> Result<(), ApiError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(body);
-    let bad_header = || {
-        ApiError::bad_request(
+    let named = |header: &csv::StringRecord, name: &str| {
+        header
+            .iter()
+            .any(|field| field.trim().eq_ignore_ascii_case(name))
+    };
+    match reader.headers() {
+        Ok(header) if named(header, "national_id") && named(header, "amount") => Ok(()),
+        _ => Err(ApiError::bad_request(
             "csv_header_invalid",
             "The CSV must start with a header line naming national_id and amount.",
             "سطر نخست CSV باید ستون‌های national_id و amount را نام ببرد.",
-        )
-    };
-    let header = reader.headers().map_err(|_| bad_header())?.clone();
-    let column = |name: &str| {
-        header
-            .iter()
-            .position(|field| field.trim().eq_ignore_ascii_case(name))
-    };
-    let (Some(id_column), Some(amount_column)) = (column("national_id"), column("amount")) else {
-        return Err(bad_header());
-    };
-    let mut lines = Vec::new();
-    let mut record = csv::StringRecord::new();
-    let mut counter = LineCounter::default();
-    loop {
-        let read = reader.read_record(&mut record);
-        let line_number = record
-            .position()
-            .map_or(0, |p| counter.line_at(body, p.byte()));
-        match read {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(error) => {
-                // A line number beyond u32 (far past the default upload limit) is reported
-                // as 0, as for a line without a position.
-                let line = error
-                    .position()
-                    .map_or(line_number, |p| u32::try_from(p.line()).unwrap_or(0));
-                lines.push(pb::RemittanceLine {
-                    line,
-                    malformed_code: "line_malformed".into(),
-                    ..Default::default()
-                });
-                continue;
-            }
-        }
-        if record.iter().all(str::is_empty) {
-            continue;
-        }
-        let national_id = record.get(id_column).unwrap_or_default().to_owned();
-        let amount = record.get(id_column).and(record.get(amount_column));
-        let line = match amount {
-            None => pb::RemittanceLine {
-                national_id,
-                amount: 0,
-                line: line_number,
-                malformed_code: "line_malformed".into(),
-            },
-            Some(text) => match text.replace(['_', ','], "").parse::<i64>() {
-                Ok(amount) => pb::RemittanceLine {
-                    national_id,
-                    amount,
-                    line: line_number,
-                    malformed_code: String::new(),
-                },
-                Err(_) => pb::RemittanceLine {
-                    national_id,
-                    amount: 0,
-                    line: line_number,
-                    malformed_code: "amount_invalid".into(),
-                },
-            },
-        };
-        lines.push(line);
+        )),
     }
-    Ok(lines)
 }
 
 fn remittance_request(
     headers: &HeaderMap,
     query: RemittanceQuery,
-    body: &[u8],
+    body: Bytes,
 ) -> Result<pb::RecordRemittanceRequest, ApiError> {
     // The query parameters, wherever given, are held to their OpenAPI patterns; only a
     // CSV body needs them.
@@ -677,16 +586,20 @@ fn remittance_request(
         return Err(missing("bank_reference"));
     }
     if is_csv(headers) {
+        check_remittance_csv_header(&body)?;
+        // The file goes to settlement as it came, read there line by line: a large
+        // remittance is held as its text, not also as a message of parsed lines.
         return Ok(pb::RecordRemittanceRequest {
             organization_id: organization_id.ok_or_else(|| missing("organization_id"))?,
             period: query.period.ok_or_else(|| missing("period"))?,
             bank_reference: query
                 .bank_reference
                 .ok_or_else(|| missing("bank_reference"))?,
-            lines: parse_remittance_csv(body)?,
+            lines: Vec::new(),
+            csv: Vec::from(body),
         });
     }
-    let body: RemittanceBody = crate::extract::json_from_slice(body, |error| {
+    let body: RemittanceBody = crate::extract::json_from_slice(&body, |error| {
         ApiError::bad_request(
             "malformed_body",
             &format!("The body is not a valid remittance: {error}"),
@@ -706,6 +619,7 @@ fn remittance_request(
                 ..Default::default()
             })
             .collect(),
+        csv: Vec::new(),
     })
 }
 
@@ -733,8 +647,7 @@ async fn record_remittance(
     ApiQuery(query): ApiQuery<RemittanceQuery>,
     body: Bytes,
 ) -> Result<Json<RemittanceView>, ApiError> {
-    let request = remittance_request(&headers, query, &body)?;
-    drop(body);
+    let request = remittance_request(&headers, query, body)?;
     let response = state
         .settlement
         .clone()
@@ -1191,49 +1104,25 @@ mod tests {
     }
 
     #[test]
-    fn csv_lines_keep_their_file_line_numbers_and_malformed_lines_are_kept() {
-        let body = "\u{FEFF}amount,national_id\n40,0012345679\n\nabc,0012345679\n12\n50,0499370899,extra\n";
-
-        let lines = parse_remittance_csv(body.as_bytes()).unwrap();
-
-        let summary: Vec<(u32, &str, i64, &str)> = lines
-            .iter()
-            .map(|l| {
-                (
-                    l.line,
-                    l.national_id.as_str(),
-                    l.amount,
-                    l.malformed_code.as_str(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            summary,
-            [
-                (2, "0012345679", 40, ""),
-                (4, "0012345679", 0, "amount_invalid"),
-                (5, "", 0, "line_malformed"),
-                (6, "0499370899", 50, ""),
-            ]
-        );
-    }
-
-    #[test]
-    fn a_csv_without_the_header_is_refused() {
-        assert!(parse_remittance_csv(b"0012345679,40\n").is_err());
-    }
-
-    #[test]
-    fn a_100_000_line_csv_parses_every_line() {
-        let mut body = String::from("national_id,amount\n");
-        for n in 0..100_000 {
-            body.push_str(&format!("{:010},{}\n", n, n + 1));
+    fn a_csv_remittance_needs_a_header_naming_both_columns() {
+        for good in [
+            "national_id,amount\n",
+            "\u{FEFF}Amount , NATIONAL_ID,note\n0012345679,40\n",
+        ] {
+            assert!(
+                check_remittance_csv_header(good.as_bytes()).is_ok(),
+                "{good:?}"
+            );
         }
-        let lines = parse_remittance_csv(body.as_bytes()).unwrap();
-        assert_eq!(lines.len(), 100_000);
-        assert_eq!(lines[99_999].line, 100_001);
-        let total: i64 = lines.iter().map(|l| l.amount).sum();
-        assert_eq!(total, (1..=100_000i64).sum::<i64>());
+        for bad in [
+            "",
+            "0012345679,40\n",
+            "national_id\n0012345679\n",
+            "amount,id\n",
+        ] {
+            let refused = check_remittance_csv_header(bad.as_bytes()).unwrap_err();
+            assert_eq!(refused.0.code, "csv_header_invalid", "{bad:?}");
+        }
     }
 
     fn deduction_row(national_id: &str, instalments: &[(&str, i64)]) -> pb::DeductionRow {

@@ -13,7 +13,8 @@ use crate::domain::instalment::{
     InstalmentState, RawScheduledInstalment, ScheduledInstalment, StateFilter, parse_schedule,
 };
 use crate::domain::reconcile::Report;
-use crate::domain::remittance::{CheckedLine, RawLine, check_line};
+use crate::domain::remittance::{CheckedLines, RawLine, check_line};
+use crate::domain::remittance_csv::parse_remittance_csv;
 use crate::error::SettlementError;
 use crate::service::{CancelInstalments, DeductionEvent, NewRemittanceInput};
 use crate::store::{
@@ -329,9 +330,9 @@ pub(crate) fn resolution(
 /// Checks every line of a remittance; line numbers default to positions and must be distinct.
 pub(crate) fn checked_lines(
     lines: Vec<pb::RemittanceLine>,
-) -> Result<Vec<CheckedLine>, SettlementError> {
+) -> Result<CheckedLines, SettlementError> {
     let mut seen = std::collections::HashSet::with_capacity(lines.len());
-    let mut checked = Vec::with_capacity(lines.len());
+    let mut checked = CheckedLines::with_capacity(lines.len());
     for (index, line) in lines.into_iter().enumerate() {
         let number = if line.line == 0 {
             // Cannot saturate: a request is at most MAX_MESSAGE_SIZE (256 MiB) and a line
@@ -374,6 +375,25 @@ impl TryFrom<pb::CancelInstalmentsRequest> for CancelInstalments {
     }
 }
 
+/// Checks a remittance's lines, given as lines or as the bank's CSV file (one of them).
+fn remittance_lines(
+    lines: Vec<pb::RemittanceLine>,
+    csv: &[u8],
+) -> Result<CheckedLines, SettlementError> {
+    if csv.is_empty() {
+        return checked_lines(lines);
+    }
+    if !lines.is_empty() {
+        return Err(SettlementError::invalid(
+            "csv",
+            "csv_with_lines",
+            "Send the lines or the CSV file, not both.",
+            "سطرها یا فایل CSV را بفرستید، نه هر دو را.",
+        ));
+    }
+    parse_remittance_csv(csv).map_err(|violation| SettlementError::Invalid(vec![violation]))
+}
+
 impl TryFrom<pb::RecordRemittanceRequest> for NewRemittanceInput {
     type Error = SettlementError;
 
@@ -393,7 +413,7 @@ impl TryFrom<pb::RecordRemittanceRequest> for NewRemittanceInput {
             organization_id,
             period,
             bank_reference: request.bank_reference.trim().to_owned(),
-            lines: checked_lines(request.lines)?,
+            lines: remittance_lines(request.lines, &request.csv)?,
         })
     }
 }

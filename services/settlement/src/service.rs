@@ -17,7 +17,7 @@ use crate::domain::arrears::ensure_started;
 use crate::domain::deduction::{self, DeductionRow, DeductionTotals};
 use crate::domain::instalment::{ScheduledInstalment, StateFilter};
 use crate::domain::reconcile::Report;
-use crate::domain::remittance::{CheckedLine, PartialSettlement, match_employees};
+use crate::domain::remittance::{CheckedLines, PartialSettlement, match_employees};
 use crate::error::SettlementError;
 use crate::reconcile::{Ledger, PAGE_SIZE as RECONCILE_PAGE_SIZE, reconcile};
 use crate::store::{
@@ -68,7 +68,7 @@ pub struct NewRemittanceInput {
     /// The bank's reference, trimmed.
     pub bank_reference: String,
     /// The checked lines.
-    pub lines: Vec<CheckedLine>,
+    pub lines: CheckedLines,
 }
 
 /// One event of a deduction list stream (R22): rows of at most [`DEDUCTION_MESSAGE_ROWS`],

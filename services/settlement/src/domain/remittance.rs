@@ -195,6 +195,72 @@ fn sum(instalments: &VecDeque<DueInstalment>) -> Result<Rial, AmountOverflow> {
         })
 }
 
+/// A remittance's lines as checked, kept apart as they arrive: the lines that may pay and
+/// the rejected ones, each in document order. Built line by line, so that a large remittance
+/// holds each of its lines once.
+#[derive(Clone, Debug, Default)]
+pub struct CheckedLines {
+    valid: Vec<ValidLine>,
+    rejected: Vec<UnmatchedLine>,
+}
+
+impl CheckedLines {
+    /// Returns no lines, with room for `lines` lines that may pay.
+    pub fn with_capacity(lines: usize) -> CheckedLines {
+        CheckedLines {
+            valid: Vec::with_capacity(lines),
+            rejected: Vec::new(),
+        }
+    }
+
+    /// Adds the next line of the document.
+    pub fn push(&mut self, line: CheckedLine) {
+        match line {
+            CheckedLine::Valid(valid) => self.valid.push(valid),
+            CheckedLine::Rejected(rejected) => self.rejected.push(rejected),
+        }
+    }
+
+    /// The number of lines.
+    pub fn len(&self) -> usize {
+        self.valid.len() + self.rejected.len()
+    }
+
+    /// True when there are no lines.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The sum of every line's amount as written, rejected lines included; saturates, since
+    /// it is only shown (what settles is summed with overflow checks).
+    pub fn amount(&self) -> i64 {
+        let valid = self.valid.iter().map(|line| line.amount.as_i64());
+        let rejected = self.rejected.iter().map(|line| line.amount.as_i64());
+        valid.chain(rejected).fold(0i64, i64::saturating_add)
+    }
+
+    /// Orders the lines that may pay by national ID, in place.
+    pub fn into_sorted(self) -> SortedLines {
+        let CheckedLines {
+            mut valid,
+            rejected,
+        } = self;
+        // A stable sort: lines of one employee stay in document order.
+        valid.sort_by(|a, b| a.national_id.cmp(&b.national_id));
+        SortedLines { valid, rejected }
+    }
+}
+
+impl FromIterator<CheckedLine> for CheckedLines {
+    fn from_iter<I: IntoIterator<Item = CheckedLine>>(lines: I) -> CheckedLines {
+        let mut checked = CheckedLines::default();
+        for line in lines {
+            checked.push(line);
+        }
+        checked
+    }
+}
+
 /// A remittance's lines arranged for matching employee by employee.
 #[derive(Debug, Default)]
 pub struct SortedLines {
@@ -207,18 +273,7 @@ pub struct SortedLines {
 
 /// Separates the valid lines from the rejected ones and orders the valid ones by national ID.
 pub fn sort_lines(lines: Vec<CheckedLine>) -> SortedLines {
-    let mut sorted = SortedLines::default();
-    for line in lines {
-        match line {
-            CheckedLine::Valid(valid) => sorted.valid.push(valid),
-            CheckedLine::Rejected(rejected) => sorted.rejected.push(rejected),
-        }
-    }
-    // A stable sort: lines of one employee stay in document order.
-    sorted
-        .valid
-        .sort_by(|a, b| a.national_id.cmp(&b.national_id));
-    sorted
+    lines.into_iter().collect::<CheckedLines>().into_sorted()
 }
 
 /// Cuts lines ordered by national ID into runs of about `size` lines (at least one) that

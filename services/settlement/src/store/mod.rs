@@ -32,7 +32,7 @@ pub use self::unmatched::{
 use crate::domain::deduction::DueEntry;
 use crate::domain::instalment::{InstalmentState, ScheduledInstalment, StateFilter};
 use crate::domain::reconcile::HeldInstalment;
-use crate::domain::remittance::CheckedLine;
+use crate::domain::remittance::CheckedLines;
 use crate::error::SettlementError;
 
 /// Rows per multi-row insert (kept well under the bind-parameter limits of both backends).
@@ -112,7 +112,7 @@ pub struct NewRemittance {
     /// The support user who records it.
     pub recorded_by: String,
     /// The lines, checked, in document order.
-    pub lines: Vec<CheckedLine>,
+    pub lines: CheckedLines,
 }
 
 /// A stored unmatched line.

@@ -180,7 +180,7 @@ impl Store {
         let SortedLines {
             valid,
             mut rejected,
-        } = remittance::sort_lines(lines);
+        } = lines.into_sorted();
         let mut unmatched = Vec::new();
         let mut settled = Settled::default();
         let mut enqueued = Enqueued::default();
@@ -277,14 +277,7 @@ async fn insert_remittance(
     remittance: &NewRemittance,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let lines_amount = remittance
-        .lines
-        .iter()
-        .map(|line| match line {
-            remittance::CheckedLine::Valid(valid) => valid.amount.as_i64(),
-            remittance::CheckedLine::Rejected(rejected) => rejected.amount.as_i64(),
-        })
-        .fold(0i64, i64::saturating_add);
+    let lines_amount = remittance.lines.amount();
     let insert = Query::insert()
         .into_table(Remittance::Table)
         .columns([

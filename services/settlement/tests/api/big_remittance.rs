@@ -54,22 +54,6 @@ async fn r23_a_100_000_line_remittance_csv_settles_to_the_rial() {
         };
         csv_text.push_str(&format!("{id},{amount}\n"));
     }
-    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
-    let lines: Vec<pb::RemittanceLine> = reader
-        .records()
-        .enumerate()
-        .map(|(index, record)| {
-            let record = record.unwrap();
-            pb::RemittanceLine {
-                national_id: record[0].to_owned(),
-                amount: record[1].parse().unwrap(),
-                line: u32::try_from(index).unwrap() + 2,
-                malformed_code: String::new(),
-            }
-        })
-        .collect();
-    assert_eq!(u32::try_from(lines.len()).unwrap(), LINES);
-
     let response = app
         .client
         .clone()
@@ -78,7 +62,9 @@ async fn r23_a_100_000_line_remittance_csv_settles_to_the_rial() {
                 organization_id: ORG.into(),
                 period: PERIOD.into(),
                 bank_reference: "BR-BIG".into(),
-                lines,
+                // The file as the gateway forwards it: settlement reads it line by line.
+                csv: csv_text.into_bytes(),
+                ..Default::default()
             },
             &staff(Role::Support),
         ))

@@ -249,6 +249,7 @@ impl TestApp {
                     ..Default::default()
                 })
                 .collect(),
+            ..Default::default()
         };
         self.client
             .clone()

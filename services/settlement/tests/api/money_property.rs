@@ -46,7 +46,7 @@ use tavana_settlement::delivery::{MARK_PURCHASES_SETTLED, SET_ARREARS};
 use tavana_settlement::domain::arrears::ensure_started;
 use tavana_settlement::domain::instalment::{RawScheduledInstalment, parse_schedule};
 use tavana_settlement::domain::remittance::{
-    PartialSettlement, RawLine, check_line, match_employees,
+    CheckedLines, PartialSettlement, RawLine, check_line, match_employees,
 };
 use tavana_settlement::reconcile::{Ledger, reconcile};
 use tavana_settlement::service::announce_settlement;
@@ -465,7 +465,7 @@ async fn run_case(both: &Both, n: u32, ops: Vec<Op>) -> Result<(), TestCaseError
                     Lines::Missing => None,
                     Lines::Short => Some(due - 1),
                 };
-                let lines: Vec<_> = amount
+                let lines: CheckedLines = amount
                     .filter(|amount| *amount > 0)
                     .map(|amount| {
                         check_line(&RawLine {

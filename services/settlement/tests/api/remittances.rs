@@ -88,6 +88,107 @@ async fn r23_a_bad_period_rejects_the_whole_remittance() {
     assert_eq!(error.code(), Code::InvalidArgument);
 }
 
+fn csv_request(bank_reference: &str, csv: &str) -> pb::RecordRemittanceRequest {
+    pb::RecordRemittanceRequest {
+        organization_id: ORG.into(),
+        period: PERIOD.into(),
+        bank_reference: bank_reference.into(),
+        csv: csv.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn r23_the_banks_csv_settles_to_the_rial_and_keeps_every_unreadable_line() {
+    let app = spawn_service().await;
+    // Edge amounts: one rial, and a remainder that only the second line pays.
+    app.record(schedule("P1", 1, PERIOD, &[1])).await;
+    app.record(schedule("P2", 2, PERIOD, &[1_000_001])).await;
+    let csv = format!(
+        "\u{FEFF}amount,national_id\r\n1,{one}\n\n1_000_001,{two}\nabc,{two}\n7\n\"x,{one}\n",
+        one = national_id(1),
+        two = national_id(2),
+    );
+
+    let response = app
+        .client
+        .clone()
+        .record_remittance(attach(csv_request("BR-CSV", &csv), &staff(Role::Support)))
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert_eq!(result(&response).settled_instalments, 2);
+    assert_eq!(result(&response).settled_amount, 1_000_002);
+    // Lines keep their number in the file (the header is 1, the blank line 3 counts).
+    assert_eq!(
+        codes(&response),
+        [
+            (5, "amount_invalid".to_owned()),
+            (6, "line_malformed".to_owned()),
+            (7, "line_malformed".to_owned()),
+        ]
+    );
+    assert_eq!(
+        app.my_instalments("E1", pb::InstalmentState::Settled)
+            .await
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn r23_a_csv_without_its_header_or_beside_lines_is_refused_and_records_nothing() {
+    let app = spawn_service().await;
+    app.record(schedule("P1", 1, PERIOD, &[40])).await;
+    let violation = |status: tonic::Status| {
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let problem = tavana_kit::error::Problem::from_status(&status);
+        let violation = &problem.violations[0];
+        (violation.field.clone(), violation.code.clone())
+    };
+
+    let headless = format!("{},40\n", national_id(1));
+    let refused = app
+        .client
+        .clone()
+        .record_remittance(attach(
+            csv_request("BR-1", &headless),
+            &staff(Role::Support),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violation(refused),
+        ("csv".to_owned(), "csv_header_invalid".to_owned())
+    );
+
+    let mut both = csv_request("BR-1", &format!("national_id,amount\n{headless}"));
+    both.lines.push(pb::RemittanceLine {
+        national_id: national_id(1),
+        amount: 40,
+        ..Default::default()
+    });
+    let refused = app
+        .client
+        .clone()
+        .record_remittance(attach(both, &staff(Role::Support)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        violation(refused),
+        ("csv".to_owned(), "csv_with_lines".to_owned())
+    );
+
+    // Neither was recorded: the bank reference is still free and the instalment still due.
+    let response = app
+        .remit("BR-1", PERIOD, &[(national_id(1), 40)])
+        .await
+        .unwrap();
+    assert!(!response.replayed);
+    assert_eq!(result(&response).settled_amount, 40);
+}
+
 #[tokio::test]
 async fn r23_only_support_records_and_reads_remittances() {
     let app = spawn_service().await;
@@ -95,7 +196,7 @@ async fn r23_only_support_records_and_reads_remittances() {
         organization_id: ORG.into(),
         period: PERIOD.into(),
         bank_reference: "BR-1".into(),
-        lines: vec![],
+        ..Default::default()
     };
     for caller in [staff(Role::Contracts), employee("E1")] {
         let error = app
