@@ -351,55 +351,66 @@ impl GuaranteeFlows {
         let request_id = uuid::Uuid::new_v4().to_string();
         let (request, enqueued) = self
             .store
-            .file(employee_id, guarantor_national_id.as_str(), |held| {
-                let failures = check_filing(&applicant, guarantor.as_ref(), held, filing_input, on);
-                let Some(guarantor) = guarantor.as_ref().filter(|_| failures.is_empty()) else {
-                    return Err(GuaranteeError::Refused(if failures.is_empty() {
-                        vec![RuleFailure::GuarantorNotFound]
-                    } else {
-                        failures
-                    }));
-                };
-                let request = credit_request::Model {
-                    id: request_id.clone(),
-                    applicant_employee_id: applicant.employee_id.clone(),
-                    applicant_national_id: applicant.national_id.clone(),
-                    applicant_full_name: applicant.full_name.clone(),
-                    applicant_organization_id: applicant.organization_id.clone(),
-                    region_code: applicant.region_code.clone(),
-                    guarantor_employee_id: guarantor.employee_id.clone(),
-                    guarantor_national_id: guarantor_national_id.as_str().to_owned(),
-                    guarantor_full_name: guarantor.full_name.clone(),
-                    monthly_credit: input.monthly_credit.as_i64(),
-                    instalment_months: i32::try_from(input.instalment_months).unwrap_or(i32::MAX),
-                    status: RequestStatus::PendingGuarantor.as_str().to_owned(),
-                    released: false,
-                    created_at: now,
-                    created_micros: now.timestamp_micros(),
-                    approved_at: None,
-                    activates_at: None,
-                    released_at: None,
-                    version: 0,
-                };
-                Ok(Filing {
-                    history: history(
-                        RequestStatus::PendingGuarantor,
-                        now,
-                        caller,
-                        BY_APPLICANT,
-                        None,
-                    ),
-                    outbox: vec![
-                        notify_guarantor(&request_id, &guarantor.employee_id, &applicant.full_name),
-                        notify_applicant(
-                            &request_id,
-                            &applicant.employee_id,
+            .file(
+                &self.outbox,
+                employee_id,
+                guarantor_national_id.as_str(),
+                |held| {
+                    let failures =
+                        check_filing(&applicant, guarantor.as_ref(), held, filing_input, on);
+                    let Some(guarantor) = guarantor.as_ref().filter(|_| failures.is_empty()) else {
+                        return Err(GuaranteeError::Refused(if failures.is_empty() {
+                            vec![RuleFailure::GuarantorNotFound]
+                        } else {
+                            failures
+                        }));
+                    };
+                    let request = credit_request::Model {
+                        id: request_id.clone(),
+                        applicant_employee_id: applicant.employee_id.clone(),
+                        applicant_national_id: applicant.national_id.clone(),
+                        applicant_full_name: applicant.full_name.clone(),
+                        applicant_organization_id: applicant.organization_id.clone(),
+                        region_code: applicant.region_code.clone(),
+                        guarantor_employee_id: guarantor.employee_id.clone(),
+                        guarantor_national_id: guarantor_national_id.as_str().to_owned(),
+                        guarantor_full_name: guarantor.full_name.clone(),
+                        monthly_credit: input.monthly_credit.as_i64(),
+                        instalment_months: i32::try_from(input.instalment_months)
+                            .unwrap_or(i32::MAX),
+                        status: RequestStatus::PendingGuarantor.as_str().to_owned(),
+                        released: false,
+                        created_at: now,
+                        created_micros: now.timestamp_micros(),
+                        approved_at: None,
+                        activates_at: None,
+                        released_at: None,
+                        version: 0,
+                    };
+                    Ok(Filing {
+                        history: history(
                             RequestStatus::PendingGuarantor,
+                            now,
+                            caller,
+                            BY_APPLICANT,
+                            None,
                         ),
-                    ],
-                    request,
-                })
-            })
+                        outbox: vec![
+                            notify_guarantor(
+                                &request_id,
+                                &guarantor.employee_id,
+                                &applicant.full_name,
+                            ),
+                            notify_applicant(
+                                &request_id,
+                                &applicant.employee_id,
+                                RequestStatus::PendingGuarantor,
+                            ),
+                        ],
+                        request,
+                    })
+                },
+            )
             .await?;
         self.outbox.deliver_now(&enqueued).await;
         tracing::info!(request_id = %request.id, "credit request filed");
@@ -447,7 +458,7 @@ impl GuaranteeFlows {
         let now = self.clock.now();
         let (updated, enqueued) = self
             .store
-            .transition(request_id, |current, status, _held| {
+            .transition(&self.outbox, request_id, |current, status, _held| {
                 if !status.is_pending() {
                     return Err(GuaranteeError::NotPending(status));
                 }
@@ -514,7 +525,7 @@ impl GuaranteeFlows {
         let now = self.clock.now();
         let (updated, enqueued) = self
             .store
-            .transition(request_id, |current, status, held| {
+            .transition(&self.outbox, request_id, |current, status, held| {
                 if status != RequestStatus::PendingGuarantor {
                     return Err(GuaranteeError::NotPending(status));
                 }
@@ -581,7 +592,7 @@ impl GuaranteeFlows {
         let now = self.clock.now();
         let (updated, enqueued) = self
             .store
-            .transition(request_id, |current, status, held| {
+            .transition(&self.outbox, request_id, |current, status, held| {
                 if status != RequestStatus::PendingFinance {
                     return Err(GuaranteeError::NotPending(status));
                 }

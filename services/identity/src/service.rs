@@ -824,7 +824,10 @@ impl Identity {
             queued.push((dedup_key, sms));
         }
         let queued_count = queued.len();
-        let enqueued = store::enqueue_sms_many(&self.db, queued).await?;
+        let enqueued = self
+            .outbox
+            .enqueue(&self.db, store::sms_messages(queued)?)
+            .await?;
         self.outbox.deliver_now(&enqueued).await;
 
         if unknown > 0 {

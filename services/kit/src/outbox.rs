@@ -239,12 +239,16 @@ impl Message {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Enqueued {
     ids: Vec<i64>,
+    /// The rows among `ids` written already leased to their sender
+    /// ([`OutboxHandle::enqueue`]), with what delivering them takes.
+    leased: Vec<Claimed>,
 }
 
 impl Enqueued {
     /// Adds the messages of another enqueue in the same transaction.
     pub fn extend(&mut self, other: Enqueued) {
         self.ids.extend(other.ids);
+        self.leased.extend(other.leased);
     }
 
     /// Returns the row ids, in insertion order.
@@ -297,12 +301,39 @@ pub async fn enqueue_many<C: ConnectionTrait>(
     conn: &C,
     messages: Vec<Message>,
 ) -> Result<Enqueued, DbErr> {
+    insert(conn, messages, None).await
+}
+
+/// Writes messages to the outbox as [`enqueue_many`] does; with `lease`, the unordered ones
+/// are written already leased to the sender for that long, and come back with their payloads
+/// so that its immediate delivery hands them over without claiming them first.
+async fn insert<C: ConnectionTrait>(
+    conn: &C,
+    messages: Vec<Message>,
+    lease: Option<Duration>,
+) -> Result<Enqueued, DbErr> {
     if messages.is_empty() {
         return Ok(Enqueued::default());
     }
     let now = Utc::now();
     let traceparent = current_traceparent();
-    let mut ids = Vec::with_capacity(messages.len());
+    let lease_until = lease.map(|lease| now + chrono_of(lease));
+    // What a leased row's delivery needs, by (topic, dedup key): RETURNING names the rows
+    // written, in no promised order, and none for a message already there.
+    let mut to_lease: std::collections::HashMap<(String, String), Vec<u8>> = messages
+        .iter()
+        .filter(|message| lease_until.is_some() && message.ordering_key.is_none())
+        .map(|message| {
+            let key = (message.topic.to_owned(), message.dedup_key.clone());
+            (key, message.payload.clone())
+        })
+        .collect();
+    let returning = if to_lease.is_empty() {
+        "RETURNING id"
+    } else {
+        "RETURNING id, topic, dedup_key, lease_until IS NOT NULL AS leased"
+    };
+    let mut rows = Vec::new();
     if conn.get_database_backend() == DbBackend::Postgres {
         let mut topics = Vec::with_capacity(messages.len());
         let mut keys = Vec::with_capacity(messages.len());
@@ -323,66 +354,99 @@ pub async fn enqueue_many<C: ConnectionTrait>(
         }
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "INSERT INTO outbox (topic, dedup_key, payload, ordering_key, version, traceparent, \
-               created_at, attempts, next_attempt_at) \
-             SELECT topic, dedup_key, payload, NULLIF(ordering_key, ''), \
-               NULLIF(version, '')::bigint, $6, $7, 0, $7 \
-             FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[]) \
-               WITH ORDINALITY AS m(topic, dedup_key, payload, ordering_key, version, n) \
-             ORDER BY n \
-             ON CONFLICT (topic, dedup_key) DO NOTHING \
-             RETURNING id",
+            format!(
+                "INSERT INTO outbox (topic, dedup_key, payload, ordering_key, version, \
+                   traceparent, created_at, attempts, next_attempt_at, lease_until) \
+                 SELECT topic, dedup_key, payload, NULLIF(ordering_key, ''), \
+                   NULLIF(version, '')::bigint, $6, $7, 0, $7, \
+                   CASE WHEN ordering_key = '' THEN $8::timestamptz END \
+                 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[]) \
+                   WITH ORDINALITY AS m(topic, dedup_key, payload, ordering_key, version, n) \
+                 ORDER BY n \
+                 ON CONFLICT (topic, dedup_key) DO NOTHING \
+                 {returning}"
+            ),
             [
                 Value::Array(ArrayType::String, Some(Box::new(topics))),
                 Value::Array(ArrayType::String, Some(Box::new(keys))),
                 Value::Array(ArrayType::Bytes, Some(Box::new(payloads))),
                 Value::Array(ArrayType::String, Some(Box::new(ordering_keys))),
                 Value::Array(ArrayType::String, Some(Box::new(versions))),
-                traceparent.into(),
+                traceparent.clone().into(),
                 now.into(),
+                lease_until.into(),
             ],
         );
-        for row in conn.query_all_raw(statement).await? {
-            ids.push(row.try_get::<i64>("", "id")?);
-        }
+        rows = conn.query_all_raw(statement).await?;
     } else {
         let mut messages = messages.into_iter().peekable();
         while messages.peek().is_some() {
             let mut sql = String::from(
                 "INSERT INTO outbox (topic, dedup_key, payload, ordering_key, version, \
-                 traceparent, created_at, attempts, next_attempt_at) VALUES ",
+                 traceparent, created_at, attempts, next_attempt_at, lease_until) VALUES ",
             );
-            let mut values: Vec<Value> = Vec::with_capacity(8 * SQLITE_ROWS);
+            let mut values: Vec<Value> = Vec::with_capacity(9 * SQLITE_ROWS);
             for (row, message) in messages.by_ref().take(SQLITE_ROWS).enumerate() {
                 if row > 0 {
                     sql.push(',');
                 }
-                sql.push_str("(?, ?, ?, ?, ?, ?, ?, 0, ?)");
+                sql.push_str("(?, ?, ?, ?, ?, ?, ?, 0, ?, ?)");
+                let ordering_key = message.ordering_key.filter(|key| !key.is_empty());
+                let leased = if ordering_key.is_none() {
+                    lease_until
+                } else {
+                    None
+                };
                 values.push(message.topic.into());
                 values.push(message.dedup_key.into());
                 values.push(message.payload.into());
-                values.push(message.ordering_key.filter(|key| !key.is_empty()).into());
+                values.push(ordering_key.into());
                 values.push(message.version.into());
                 values.push(traceparent.clone().into());
                 values.push(now.into());
                 values.push(now.into());
+                values.push(leased.into());
             }
-            sql.push_str(" ON CONFLICT (topic, dedup_key) DO NOTHING RETURNING id");
-            let rows = conn
-                .query_all_raw(Statement::from_sql_and_values(
+            sql.push_str(" ON CONFLICT (topic, dedup_key) DO NOTHING ");
+            sql.push_str(returning);
+            rows.extend(
+                conn.query_all_raw(Statement::from_sql_and_values(
                     DbBackend::Sqlite,
                     sql,
                     values,
                 ))
-                .await?;
-            for row in rows {
-                ids.push(row.try_get::<i64>("", "id")?);
-            }
+                .await?,
+            );
         }
     }
+    let mut enqueued = Enqueued {
+        ids: Vec::with_capacity(rows.len()),
+        leased: Vec::new(),
+    };
+    for row in rows {
+        let id = row.try_get::<i64>("", "id")?;
+        enqueued.ids.push(id);
+        if to_lease.is_empty() || !row.try_get::<bool>("", "leased")? {
+            continue;
+        }
+        let key: (String, String) = (row.try_get("", "topic")?, row.try_get("", "dedup_key")?);
+        let Some(payload) = to_lease.remove(&key) else {
+            // Not one we wrote (cannot happen): the relay delivers it when the lease ends.
+            continue;
+        };
+        enqueued.leased.push(Claimed {
+            id,
+            topic: key.0,
+            payload,
+            attempts: 0,
+            traceparent: traceparent.clone(),
+            ordered: false,
+        });
+    }
     // RETURNING does not promise an order.
-    ids.sort_unstable();
-    Ok(Enqueued { ids })
+    enqueued.ids.sort_unstable();
+    enqueued.leased.sort_by_key(|row| row.id);
+    Ok(enqueued)
 }
 
 /// Returns the number of messages not yet delivered (and not given up).
@@ -584,6 +648,22 @@ impl std::fmt::Debug for OutboxHandle {
 }
 
 impl OutboxHandle {
+    /// Writes messages to the outbox as [`enqueue_many`] does, for a sender that hands
+    /// them to [`OutboxHandle::deliver_now`] after the commit: the unordered ones are written
+    /// already leased to it, so that it delivers them without claiming them first (one
+    /// statement less per transaction). Should the sender die before, their lease ends and
+    /// the relay delivers them. Their payloads are held until then, so this is for a
+    /// transaction's few messages; a batch (a remittance, a period close) is written with
+    /// [`enqueue_many`] and claimed as it is delivered.
+    pub async fn enqueue<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        messages: Vec<Message>,
+    ) -> Result<Enqueued, DbErr> {
+        let lease = self.courier.as_ref().map(|courier| courier.config.lease);
+        insert(conn, messages, lease).await
+    }
+
     /// Wakes the relay at once.
     pub fn notify(&self) {
         self.notify.notify_one();
@@ -599,7 +679,7 @@ impl OutboxHandle {
             return;
         }
         let all_done = match &self.courier {
-            Some(courier) => courier.deliver_ids(enqueued.ids()).await,
+            Some(courier) => courier.deliver_enqueued(enqueued).await,
             None => false,
         };
         if !all_done {
@@ -621,6 +701,7 @@ struct Courier {
     config: RelayConfig,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Claimed {
     id: i64,
     topic: String,
@@ -629,6 +710,16 @@ struct Claimed {
     traceparent: Option<String>,
     /// Whether the message has an ordering key (its delivery may free the next one).
     ordered: bool,
+}
+
+/// What one round of deliveries did.
+struct Round {
+    /// Every row tried was accepted and recorded.
+    all_done: bool,
+    /// The deadline came first; the rows not tried were given back.
+    out_of_time: bool,
+    /// The rows tried, accepted or not.
+    tried: Vec<i64>,
 }
 
 fn chrono_of(duration: Duration) -> chrono::Duration {
@@ -852,12 +943,83 @@ impl Courier {
         Ok(claimed)
     }
 
+    /// Delivers what a committed transaction enqueued: the rows written leased to this
+    /// sender as they are, then the others as [`Courier::deliver_ids_within`] does, all within one
+    /// immediate deadline; returns false when it leaves some of them to the relay.
+    async fn deliver_enqueued(&self, enqueued: &Enqueued) -> bool {
+        let deadline = tokio::time::Instant::now() + self.config.immediate_deadline;
+        let mut all_done = true;
+        if !enqueued.leased.is_empty() {
+            let round = self
+                .deliver_claimed(enqueued.leased.clone(), deadline)
+                .await;
+            if round.out_of_time {
+                return false;
+            }
+            all_done &= round.all_done;
+        }
+        let others: Vec<i64> = enqueued
+            .ids
+            .iter()
+            .copied()
+            .filter(|id| !enqueued.leased.iter().any(|row| row.id == *id))
+            .collect();
+        all_done &= self.deliver_ids_within(&others, deadline).await;
+        all_done
+    }
+
+    /// Delivers claimed rows in order until `deadline`: records what the receivers
+    /// accepted in one statement, each failure as a try, and gives back unattempted what
+    /// there was no time for.
+    async fn deliver_claimed(&self, rows: Vec<Claimed>, deadline: tokio::time::Instant) -> Round {
+        let mut round = Round {
+            all_done: true,
+            out_of_time: false,
+            tried: Vec::with_capacity(rows.len()),
+        };
+        let mut accepted = Vec::new();
+        let mut rows = rows.into_iter();
+        while let Some(row) = rows.next() {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                let unattempted: Vec<i64> = std::iter::once(row.id)
+                    .chain(rows.by_ref().map(|row| row.id))
+                    .collect();
+                self.release(&unattempted).await;
+                round.out_of_time = true;
+                break;
+            }
+            match self
+                .attempt(&row, remaining.min(self.config.delivery_timeout))
+                .await
+            {
+                Ok(()) => accepted.push(row.id),
+                Err(error) => {
+                    self.record_failure(&row, &error).await;
+                    round.all_done = false;
+                }
+            }
+            round.tried.push(row.id);
+        }
+        if !accepted.is_empty() && !self.record_delivered(&accepted).await {
+            round.all_done = false;
+        }
+        round
+    }
+
     /// Delivers the rows `ids` now, in order, within the immediate deadline; returns false
+    /// when it leaves some of them to the relay.
+    #[cfg(test)]
+    async fn deliver_ids(&self, ids: &[i64]) -> bool {
+        let deadline = tokio::time::Instant::now() + self.config.immediate_deadline;
+        self.deliver_ids_within(ids, deadline).await
+    }
+
+    /// Claims and delivers the rows `ids`, in order, until `deadline`; returns false
     /// when it leaves some of them to the relay (a failed try or record, the deadline).
     /// Rows another relay leased are waited for; rows no longer due (delivered by another
     /// relay, or waiting behind an older message of their key) are not its to hurry.
-    async fn deliver_ids(&self, ids: &[i64]) -> bool {
-        let deadline = tokio::time::Instant::now() + self.config.immediate_deadline;
+    async fn deliver_ids_within(&self, ids: &[i64], deadline: tokio::time::Instant) -> bool {
         let mut all_done = true;
         for window in ids.chunks(IDS_PER_CLAIM) {
             let mut left: Vec<i64> = window.to_vec();
@@ -890,37 +1052,12 @@ impl Courier {
                 }
                 // What the receivers accepted is recorded in one statement per round, before
                 // the next claim (which must see them delivered).
-                let mut accepted = Vec::new();
-                let mut out_of_time = false;
-                let mut rows = rows.into_iter();
-                while let Some(row) = rows.next() {
-                    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    if remaining.is_zero() {
-                        let unattempted: Vec<i64> = std::iter::once(row.id)
-                            .chain(rows.by_ref().map(|row| row.id))
-                            .collect();
-                        self.release(&unattempted).await;
-                        out_of_time = true;
-                        break;
-                    }
-                    match self
-                        .attempt(&row, remaining.min(self.config.delivery_timeout))
-                        .await
-                    {
-                        Ok(()) => accepted.push(row.id),
-                        Err(error) => {
-                            self.record_failure(&row, &error).await;
-                            all_done = false;
-                        }
-                    }
-                    left.retain(|other| *other != row.id);
-                }
-                if !accepted.is_empty() && !self.record_delivered(&accepted).await {
-                    all_done = false;
-                }
-                if out_of_time {
+                let round = self.deliver_claimed(rows, deadline).await;
+                all_done &= round.all_done;
+                if round.out_of_time {
                     return false;
                 }
+                left.retain(|id| !round.tried.contains(id));
                 if left.is_empty() {
                     break;
                 }

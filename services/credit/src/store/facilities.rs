@@ -190,7 +190,7 @@ impl Store {
         active.closed_at = Set(Some(now));
         active.open_employee_id = Set(None);
         let row = active.update(&txn).await?;
-        let enqueued = outbox::enqueue_many(&txn, messages).await?;
+        let enqueued = self.enqueue(&txn, messages).await?;
         tavana_kit::audit::record_in(&txn, audit).await?;
         txn.commit().await?;
         self.deliver_now(&enqueued).await;

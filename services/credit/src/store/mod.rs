@@ -245,6 +245,19 @@ impl Store {
         &self.db
     }
 
+    /// Writes a transaction's messages to the outbox, for [`Store::deliver_now`] after the
+    /// commit.
+    async fn enqueue(
+        &self,
+        txn: &DatabaseTransaction,
+        messages: Vec<OutboxMessage>,
+    ) -> Result<outbox::Enqueued, DbErr> {
+        match &self.outbox {
+            Some(handle) => handle.enqueue(txn, messages).await,
+            None => outbox::enqueue_many(txn, messages).await,
+        }
+    }
+
     /// Delivers at once what a committed transaction enqueued (read your writes).
     async fn deliver_now(&self, enqueued: &outbox::Enqueued) {
         if let Some(handle) = &self.outbox {

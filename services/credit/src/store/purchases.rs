@@ -104,7 +104,9 @@ impl Store {
                 .reset_all()
                 .insert(&txn)
                 .await?;
-            let enqueued = outbox::enqueue_many(&txn, (new.messages)(&row, facility_row)).await?;
+            let enqueued = self
+                .enqueue(&txn, (new.messages)(&row, facility_row))
+                .await?;
             Self::save_replay(&txn, &new.idempotency, (new.encode)(&row), new.now).await?;
             Ok::<outbox::Enqueued, DbErr>(enqueued)
         }

@@ -59,8 +59,9 @@ impl Store {
             }
             .insert(&txn)
             .await?;
-            let enqueued =
-                outbox::enqueue_many(&txn, (new.messages)(&updated, &new.refund_id)).await?;
+            let enqueued = self
+                .enqueue(&txn, (new.messages)(&updated, &new.refund_id))
+                .await?;
             if let Some(scope) = &new.idempotency {
                 Self::save_replay(&txn, scope, (new.encode)(&updated), new.now).await?;
             }

@@ -15,7 +15,7 @@ use sea_orm::{
 };
 use tavana_kit::audit::AuditEntry;
 use tavana_kit::db::lock_row;
-use tavana_kit::outbox;
+use tavana_kit::outbox::{self, OutboxHandle};
 
 pub use self::entities::{credit_request, status_change};
 use crate::domain::RequestStatus;
@@ -198,10 +198,12 @@ impl Store {
     /// Files a request in one transaction (R7-R9): serialises on the applicant and on
     /// the guarantor, refuses a second open request, counts the guarantor's guarantees
     /// and lets `decide` run the rules with that count; writes the request, its history
-    /// and its outbox messages when `decide` returns a filing.
+    /// and its outbox messages (for `outbox` to deliver after the commit) when `decide`
+    /// returns a filing.
     #[tracing::instrument(skip_all, fields(applicant = %applicant_employee_id))]
     pub async fn file(
         &self,
+        outbox: &OutboxHandle,
         applicant_employee_id: &str,
         guarantor_national_id: &str,
         decide: impl FnOnce(u32) -> Result<Filing, GuaranteeError>,
@@ -226,7 +228,7 @@ impl Store {
             .exec_without_returning(&txn)
             .await?;
         insert_history(&txn, &request_id, filing.history).await?;
-        let enqueued = outbox::enqueue_many(&txn, filing.outbox).await?;
+        let enqueued = outbox.enqueue(&txn, filing.outbox).await?;
         txn.commit().await?;
         Ok((filing.request, enqueued))
     }
@@ -237,6 +239,7 @@ impl Store {
     #[tracing::instrument(skip_all, fields(request_id = %request_id))]
     pub async fn transition(
         &self,
+        outbox: &OutboxHandle,
         request_id: &str,
         decide: impl FnOnce(
             &credit_request::Model,
@@ -288,7 +291,7 @@ impl Store {
             .exec(&txn)
             .await?;
         insert_history(&txn, request_id, transition.history).await?;
-        let enqueued = outbox::enqueue_many(&txn, transition.outbox).await?;
+        let enqueued = outbox.enqueue(&txn, transition.outbox).await?;
         if let Some(entry) = &transition.audit {
             tavana_kit::audit::record_in(&txn, entry).await?;
         }

@@ -9,6 +9,7 @@ use tavana_guarantee::domain::status::{blocks_new_request, holds_guarantee};
 use tavana_guarantee::error::GuaranteeError;
 use tavana_guarantee::store::{Store, credit_request};
 use tavana_guarantee_migration::Migrator;
+use tavana_kit::outbox::OutboxHandle;
 use tavana_kit::testing::test_db;
 
 /// Returns a request row of `status` with `released`, filed by `applicant` and
@@ -70,7 +71,7 @@ async fn r8_r9_sql_counts_agree_with_the_domain_rules_for_every_status() {
         // stopped by `decide` before anything is written.
         let held = store.guarantees_held(&guarantor).await.unwrap();
         let filing = store
-            .file(&applicant, "9999999999", |_| {
+            .file(&OutboxHandle::default(), &applicant, "9999999999", |_| {
                 Err(GuaranteeError::Internal(anyhow::anyhow!("decide reached")))
             })
             .await;

@@ -32,13 +32,12 @@ pub async fn purge_delivered_sms(
     tavana_kit::outbox::purge_delivered(db, SMS_TOPIC, now - retention).await
 }
 
-/// Writes many SMS to the outbox, each under its dedup key; one already there (same key)
-/// is left alone (R28).
-pub async fn enqueue_sms_many<C: ConnectionTrait>(
-    conn: &C,
+/// Returns the outbox messages of many SMS, each under its dedup key: written with
+/// `OutboxHandle::enqueue`, one already there (same key) is left alone (R28).
+pub fn sms_messages(
     messages: Vec<(String, SmsMessage)>,
-) -> Result<Enqueued, DbErr> {
-    let messages = messages
+) -> Result<Vec<tavana_kit::outbox::Message>, DbErr> {
+    messages
         .into_iter()
         .map(|(dedup_key, sms)| {
             Ok(tavana_kit::outbox::Message::new(
@@ -47,8 +46,7 @@ pub async fn enqueue_sms_many<C: ConnectionTrait>(
                 serde_json::to_vec(&sms).map_err(|error| DbErr::Custom(error.to_string()))?,
             ))
         })
-        .collect::<Result<Vec<_>, DbErr>>()?;
-    tavana_kit::outbox::enqueue_many(conn, messages).await
+        .collect()
 }
 
 /// Keeps a message sent through the dev provider.

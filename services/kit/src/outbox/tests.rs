@@ -931,3 +931,186 @@ async fn pending_count_of_counts_one_topic_until_it_is_delivered() {
     assert_eq!(pending("credit.mark_purchases_settled").await, 0);
     assert_eq!(pending("identity.notify_employees").await, 0);
 }
+
+/// Reads a row's lease, as the relay's claim sees it.
+async fn lease_of(test_db: &TestDb, id: i64) -> Option<DateTime<Utc>> {
+    let query = Query::select()
+        .column(Outbox::LeaseUntil)
+        .from(Outbox::Table)
+        .and_where(Expr::col(Outbox::Id).eq(id))
+        .to_owned();
+    let row = test_db.db.query_one(&query).await.unwrap().unwrap();
+    row.try_get("", "lease_until").unwrap()
+}
+
+#[tokio::test]
+async fn read_your_writes_a_sender_delivers_what_it_wrote_leased_without_claiming_it() {
+    // Arrange: a sender writes two unordered messages (one already there) and an ordered
+    // one through its handle, in one transaction.
+    let test_db = test_db::<TestMigrator>().await;
+    let recorder = Arc::new(Recorder::default());
+    let handle = handle_only(&test_db, recorder.clone(), fast_config()).await;
+    let before = commit_messages(
+        &test_db,
+        vec![Message::new(
+            "identity.notify_employee",
+            "sms-0",
+            b"old".to_vec(),
+        )],
+    )
+    .await;
+    let txn = test_db.db.begin().await.unwrap();
+    let enqueued = handle
+        .enqueue(
+            &txn,
+            vec![
+                Message::new("settlement.record_schedule", "p-1", b"schedule".to_vec()),
+                Message::new("identity.notify_employee", "sms-0", b"again".to_vec()),
+                Message::new("settlement.cancel_instalments", "r-1", b"cancel".to_vec())
+                    .ordered("p-0", 2),
+                Message::new("identity.notify_employee", "sms-1", b"receipt".to_vec()),
+            ],
+        )
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+
+    // The new unordered rows are leased to the sender, so that no relay claims them; the
+    // ordered one waits its turn as any other; the repeated one is not new.
+    assert_eq!(enqueued.ids().len(), 3);
+    assert!(!enqueued.ids().contains(&before.ids()[0]));
+    let leased: Vec<i64> = enqueued.leased.iter().map(|row| row.id).collect();
+    assert_eq!(leased.len(), 2);
+    for id in enqueued.ids() {
+        let lease = lease_of(&test_db, *id).await;
+        assert_eq!(lease.is_some(), leased.contains(id), "row {id}: {lease:?}");
+        if let Some(lease) = lease {
+            assert!(
+                lease > Utc::now(),
+                "a lease the relay leaves alone: {lease}"
+            );
+        }
+    }
+    let claimable = Courier {
+        db: test_db.db.clone(),
+        deliver: recorder.clone(),
+        config: fast_config(),
+    }
+    .claim(Due::Ids(enqueued.ids()))
+    .await
+    .unwrap();
+    let claimable: Vec<String> = claimable.into_iter().map(|row| row.topic).collect();
+    assert_eq!(claimable, ["settlement.cancel_instalments"]);
+    Courier {
+        db: test_db.db.clone(),
+        deliver: recorder.clone(),
+        config: fast_config(),
+    }
+    .release(enqueued.ids())
+    .await;
+
+    // Act
+    handle.deliver_now(&enqueued).await;
+
+    // Assert: all three delivered before the call returns, the leased ones first, and
+    // recorded: nothing is left to the relay, and no lease is left behind.
+    assert_eq!(
+        recorder.delivered(),
+        [
+            (
+                "settlement.record_schedule".to_owned(),
+                b"schedule".to_vec()
+            ),
+            ("identity.notify_employee".to_owned(), b"receipt".to_vec()),
+            (
+                "settlement.cancel_instalments".to_owned(),
+                b"cancel".to_vec()
+            ),
+        ]
+    );
+    assert_eq!(pending_count(&test_db.db).await.unwrap(), 1, "only sms-0");
+    for id in enqueued.ids() {
+        assert_eq!(lease_of(&test_db, *id).await, None);
+    }
+}
+
+#[tokio::test]
+async fn a_leased_message_whose_receiver_fails_is_retried_by_the_relay() {
+    // Arrange: the receiver refuses the sender's immediate delivery once.
+    let test_db = test_db::<TestMigrator>().await;
+    let recorder = Recorder::failing(1);
+    let sender = handle_only(&test_db, recorder.clone(), fast_config()).await;
+    let txn = test_db.db.begin().await.unwrap();
+    let enqueued = sender
+        .enqueue(
+            &txn,
+            vec![Message::new(
+                "credit.open_facility",
+                "req-1",
+                b"open".to_vec(),
+            )],
+        )
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+
+    // Act
+    sender.deliver_now(&enqueued).await;
+
+    // Assert: the failed try is counted and its lease given up, so a relay retries it
+    // after its backoff rather than after the lease.
+    let id = enqueued.ids()[0];
+    assert_eq!(lease_of(&test_db, id).await, None);
+    assert_eq!(recorder.total_tries.load(Ordering::SeqCst), 1);
+    assert_eq!(pending_count(&test_db.db).await.unwrap(), 1);
+    let relay = start(&test_db, recorder.clone());
+    eventually("the relay's retry", async || {
+        pending_count(&test_db.db).await.unwrap() == 0
+    })
+    .await;
+    assert_eq!(
+        recorder.delivered(),
+        [("credit.open_facility".to_owned(), b"open".to_vec())]
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_sender_that_dies_before_delivering_leaves_its_leased_messages_to_the_relay() {
+    // Arrange: a sender whose leases end at once writes a message and never delivers it.
+    let test_db = test_db::<TestMigrator>().await;
+    let recorder = Arc::new(Recorder::default());
+    let config = RelayConfig {
+        lease: Duration::ZERO,
+        ..fast_config()
+    };
+    let sender = handle_only(&test_db, recorder.clone(), config).await;
+    let txn = test_db.db.begin().await.unwrap();
+    sender
+        .enqueue(
+            &txn,
+            vec![Message::new(
+                "identity.notify_employee",
+                "sms-1",
+                b"sms".to_vec(),
+            )],
+        )
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    drop(sender);
+
+    // Act: another process's relay sweeps.
+    let relay = start(&test_db, recorder.clone());
+
+    // Assert
+    eventually("the relay's delivery", async || {
+        pending_count(&test_db.db).await.unwrap() == 0
+    })
+    .await;
+    assert_eq!(
+        recorder.delivered(),
+        [("identity.notify_employee".to_owned(), b"sms".to_vec())]
+    );
+    relay.stop().await;
+}
