@@ -991,23 +991,15 @@ async fn read_your_writes_a_sender_delivers_what_it_wrote_leased_without_claimin
             );
         }
     }
-    let claimable = Courier {
+    let relay = Courier {
         db: test_db.db.clone(),
         deliver: recorder.clone(),
         config: fast_config(),
-    }
-    .claim(Due::Ids(enqueued.ids()))
-    .await
-    .unwrap();
+    };
+    let claimable = relay.claim(Due::Ids(enqueued.ids())).await.unwrap();
     let claimable: Vec<String> = claimable.into_iter().map(|row| row.topic).collect();
     assert_eq!(claimable, ["settlement.cancel_instalments"]);
-    Courier {
-        db: test_db.db.clone(),
-        deliver: recorder.clone(),
-        config: fast_config(),
-    }
-    .release(enqueued.ids())
-    .await;
+    relay.release(enqueued.ids()).await;
 
     // Act
     handle.deliver_now(&enqueued).await;
