@@ -81,12 +81,13 @@ impl EmployeeData {
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ");
-        if full_name.is_empty() || full_name.chars().count() > 200 {
+        // A NUL (which an uploaded file may hold) is no name's, and no text column stores it.
+        if full_name.is_empty() || full_name.chars().count() > 200 || full_name.contains('\0') {
             violations.push(violation(
                 "full_name",
                 "full_name_invalid",
-                "The full name must have 1 to 200 characters.",
-                "نام و نام خانوادگی باید ۱ تا ۲۰۰ نویسه باشد.",
+                "The full name must have 1 to 200 characters, none of them NUL.",
+                "نام و نام خانوادگی باید ۱ تا ۲۰۰ نویسه و بدون نویسهٔ NUL باشد.",
             ));
         }
 

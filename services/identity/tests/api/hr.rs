@@ -246,6 +246,41 @@ async fn r1_csv_import_rejects_only_the_bad_lines() {
 }
 
 #[tokio::test]
+async fn r1_a_nul_in_a_csv_line_rejects_only_that_line() {
+    let service = spawn_service().await;
+    let csv = format!(
+        "national_id,full_name,mobile,organization_id,region_code,net_salary,service_start_date\n\
+         {},علی\u{0}رضایی,{},ORG-01,R01,200000000,2012-09-23\n\
+         {},مریم احمدی,{},ORG-01,R01,240000000,2005-09-23\n",
+        national_id(1),
+        mobile(1),
+        national_id(2),
+        mobile(2),
+    );
+
+    let report = service
+        .client
+        .clone()
+        .import_employees(as_caller(
+            pb::ImportEmployeesRequest {
+                csv: csv.into_bytes(),
+            },
+            &region_admin("R01"),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert_eq!(report.created, 1);
+    let rejected: Vec<(u32, &str)> = report
+        .rejected
+        .iter()
+        .map(|line| (line.line, line.code.as_str()))
+        .collect();
+    assert_eq!(rejected, [(2, "full_name_invalid")]);
+}
+
+#[tokio::test]
 async fn r1_csv_with_a_wrong_header_is_refused_whole() {
     let service = spawn_service().await;
     let refused = service

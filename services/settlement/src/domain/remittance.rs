@@ -102,8 +102,20 @@ pub enum CheckedLine {
     Rejected(UnmatchedLine),
 }
 
+/// Returns what is kept of a line's text for review: its first [`MAX_RAW_NATIONAL_ID`]
+/// characters, a NUL shown as U+FFFD (no text column stores a NUL, and a bank's file may
+/// hold one: the line is kept, not the whole remittance refused).
 fn truncate(text: &str) -> String {
-    text.chars().take(MAX_RAW_NATIONAL_ID).collect()
+    text.chars()
+        .take(MAX_RAW_NATIONAL_ID)
+        .map(|c| {
+            if c == '\0' {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// Checks one line: a client's malformed code, then the national ID, then the amount.

@@ -138,6 +138,31 @@ async fn r23_the_banks_csv_settles_to_the_rial_and_keeps_every_unreadable_line()
 }
 
 #[tokio::test]
+async fn r23_a_nul_in_a_banks_line_is_kept_for_review_and_the_rest_settles() {
+    let app = spawn_service().await;
+    app.record(schedule("P1", 1, PERIOD, &[40])).await;
+    let csv = format!(
+        "national_id,amount\n00123\u{0}45679,40\n{},40\n",
+        national_id(1)
+    );
+
+    let response = app
+        .client
+        .clone()
+        .record_remittance(attach(csv_request("BR-NUL", &csv), &staff(Role::Support)))
+        .await
+        .unwrap()
+        .into_inner();
+
+    assert_eq!(result(&response).settled_amount, 40);
+    let kept = &result(&response).unmatched;
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].line, 2);
+    assert_eq!(kept[0].code, "national_id_invalid");
+    assert_eq!(kept[0].national_id, "00123\u{FFFD}45679");
+}
+
+#[tokio::test]
 async fn r23_a_csv_without_its_header_or_beside_lines_is_refused_and_records_nothing() {
     let app = spawn_service().await;
     app.record(schedule("P1", 1, PERIOD, &[40])).await;
