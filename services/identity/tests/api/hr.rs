@@ -160,6 +160,31 @@ async fn r5_upsert_cannot_change_the_mobile_of_an_account_holder() {
     upsert(&service, same, &admin).await.unwrap();
 }
 
+/// Imports an HR CSV as R01's region admin.
+async fn import_in_r01(service: &TestService, csv: String) -> pb::ImportEmployeesResponse {
+    service
+        .client
+        .clone()
+        .import_employees(as_caller(
+            pb::ImportEmployeesRequest {
+                csv: csv.into_bytes(),
+            },
+            &region_admin("R01"),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The rejected lines of an import, as (line, code).
+fn rejected_lines(report: &pb::ImportEmployeesResponse) -> Vec<(u32, &str)> {
+    report
+        .rejected
+        .iter()
+        .map(|line| (line.line, line.code.as_str()))
+        .collect()
+}
+
 #[tokio::test]
 async fn r1_csv_import_rejects_only_the_bad_lines() {
     let service = spawn_service().await;
@@ -191,26 +216,11 @@ async fn r1_csv_import_rejects_only_the_bad_lines() {
         mobile(8),
     );
 
-    let report = service
-        .client
-        .clone()
-        .import_employees(as_caller(
-            pb::ImportEmployeesRequest {
-                csv: csv.into_bytes(),
-            },
-            &region_admin("R01"),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let report = import_in_r01(&service, csv).await;
 
     assert_eq!(report.created, 2);
     assert_eq!(report.updated, 0);
-    let rejected: Vec<(u32, &str)> = report
-        .rejected
-        .iter()
-        .map(|line| (line.line, line.code.as_str()))
-        .collect();
+    let rejected = rejected_lines(&report);
     assert_eq!(
         rejected,
         [
@@ -258,25 +268,10 @@ async fn r1_a_nul_in_a_csv_line_rejects_only_that_line() {
         mobile(2),
     );
 
-    let report = service
-        .client
-        .clone()
-        .import_employees(as_caller(
-            pb::ImportEmployeesRequest {
-                csv: csv.into_bytes(),
-            },
-            &region_admin("R01"),
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let report = import_in_r01(&service, csv).await;
 
     assert_eq!(report.created, 1);
-    let rejected: Vec<(u32, &str)> = report
-        .rejected
-        .iter()
-        .map(|line| (line.line, line.code.as_str()))
-        .collect();
+    let rejected = rejected_lines(&report);
     assert_eq!(rejected, [(2, "full_name_invalid")]);
 }
 
