@@ -251,6 +251,14 @@ impl TestApp {
                 .collect(),
             ..Default::default()
         };
+        self.send_remittance(request).await
+    }
+
+    /// Records a remittance as support.
+    pub async fn send_remittance(
+        &self,
+        request: pb::RecordRemittanceRequest,
+    ) -> Result<pb::RecordRemittanceResponse, tonic::Status> {
         self.client
             .clone()
             .record_remittance(attach(request, &staff(Role::Support)))

@@ -111,12 +111,9 @@ async fn r23_the_banks_csv_settles_to_the_rial_and_keeps_every_unreadable_line()
     );
 
     let response = app
-        .client
-        .clone()
-        .record_remittance(attach(csv_request("BR-CSV", &csv), &staff(Role::Support)))
+        .send_remittance(csv_request("BR-CSV", &csv))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
 
     assert_eq!(result(&response).settled_instalments, 2);
     assert_eq!(result(&response).settled_amount, 1_000_002);
@@ -147,12 +144,9 @@ async fn r23_a_nul_in_a_banks_line_is_kept_for_review_and_the_rest_settles() {
     );
 
     let response = app
-        .client
-        .clone()
-        .record_remittance(attach(csv_request("BR-NUL", &csv), &staff(Role::Support)))
+        .send_remittance(csv_request("BR-NUL", &csv))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
 
     assert_eq!(result(&response).settled_amount, 40);
     let kept = &result(&response).unmatched;
@@ -175,12 +169,7 @@ async fn r23_a_csv_without_its_header_or_beside_lines_is_refused_and_records_not
 
     let headless = format!("{},40\n", national_id(1));
     let refused = app
-        .client
-        .clone()
-        .record_remittance(attach(
-            csv_request("BR-1", &headless),
-            &staff(Role::Support),
-        ))
+        .send_remittance(csv_request("BR-1", &headless))
         .await
         .unwrap_err();
     assert_eq!(
@@ -194,12 +183,7 @@ async fn r23_a_csv_without_its_header_or_beside_lines_is_refused_and_records_not
         amount: 40,
         ..Default::default()
     });
-    let refused = app
-        .client
-        .clone()
-        .record_remittance(attach(both, &staff(Role::Support)))
-        .await
-        .unwrap_err();
+    let refused = app.send_remittance(both).await.unwrap_err();
     assert_eq!(
         violation(refused),
         ("csv".to_owned(), "csv_with_lines".to_owned())
