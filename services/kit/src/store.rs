@@ -19,6 +19,11 @@ pub trait KvStore: Send + Sync + 'static {
     async fn set(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<()>;
     /// Sets `key` only when it does not exist; returns true when it was set.
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<bool>;
+    /// Sets `key` to `value` as a cache entry, expiring after `ttl`: the store may drop it
+    /// sooner to bound its memory, so it never holds what a rule depends on. A key is
+    /// either a cache entry or a plain one, never both; [`KvStore::get`] and
+    /// [`KvStore::delete`] serve either.
+    async fn cache(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<()>;
     /// Returns the value of `key`.
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>>;
     /// Returns the value of `key` and deletes it, atomically (for one-time codes).
@@ -190,6 +195,11 @@ impl KvStore for RedisStore {
         Ok(())
     }
 
+    /// Redis bounds its memory itself (`maxmemory` and its eviction policy).
+    async fn cache(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<()> {
+        self.set(key, value, ttl).await
+    }
+
     async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<bool> {
         let mut connection = self.connection.clone();
         let reply: Option<String> = redis::cmd("SET")
@@ -297,17 +307,78 @@ struct Entry {
     expires_at: Instant,
 }
 
+/// The most bytes of cache entries (keys and values) an in-process store keeps: about
+/// 20,000 pages of merchant listings. Cache keys come from requests (a listing's search),
+/// so without a bound a flood of distinct searches would grow the process for as long as
+/// the entries live.
+pub const MEMORY_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// A cache entry of a [`MemoryStore`] and the time it lives.
+#[derive(Clone)]
+struct Cached {
+    value: Arc<str>,
+    ttl: Duration,
+}
+
+/// Expires each cache entry after its own TTL, counted again when it is set again (as
+/// Redis's `SET ... PX` does).
+struct CachedExpiry;
+
+impl moka::Expiry<String, Cached> for CachedExpiry {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        cached: &Cached,
+        _at: Instant,
+    ) -> Option<Duration> {
+        Some(cached.ttl)
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        cached: &Cached,
+        _at: Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(cached.ttl)
+    }
+}
+
 /// An in-process [`KvStore`] for `tavana up` and unit tests; expired keys are purged lazily.
-#[derive(Default)]
+/// Cache entries live apart, within a memory budget, so that however many of them
+/// arrive, none of the plain entries (counters, codes) is ever dropped for them.
 pub struct MemoryStore {
     entries: Mutex<HashMap<String, Entry>>,
     operations: AtomicU64,
+    cached: moka::sync::Cache<String, Cached>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> MemoryStore {
+        MemoryStore::with_cache_budget(MEMORY_CACHE_BYTES)
+    }
 }
 
 impl MemoryStore {
-    /// Creates an empty store.
+    /// Creates an empty store whose cache entries take at most [`MEMORY_CACHE_BYTES`].
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// Creates an empty store whose cache entries take at most `bytes`.
+    pub fn with_cache_budget(bytes: u64) -> MemoryStore {
+        MemoryStore {
+            entries: Mutex::default(),
+            operations: AtomicU64::default(),
+            cached: moka::sync::Cache::builder()
+                .max_capacity(bytes)
+                .weigher(|key: &String, cached: &Cached| {
+                    u32::try_from(key.len() + cached.value.len()).unwrap_or(u32::MAX)
+                })
+                .expire_after(CachedExpiry)
+                .build(),
+        }
     }
 
     /// Locks the map, dropping expired entries now and then.
@@ -368,9 +439,20 @@ impl KvStore for MemoryStore {
         Ok(true)
     }
 
+    async fn cache(&self, key: &str, value: &str, ttl: Duration) -> anyhow::Result<()> {
+        self.cached.insert(
+            key.to_owned(),
+            Cached {
+                value: value.into(),
+                ttl,
+            },
+        );
+        Ok(())
+    }
+
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
-        let entries = self.entries();
-        Ok(MemoryStore::live(&entries, key).map(|entry| entry.value.clone()))
+        let plain = MemoryStore::live(&self.entries(), key).map(|entry| entry.value.clone());
+        Ok(plain.or_else(|| self.cached.get(key).map(|cached| cached.value.to_string())))
     }
 
     async fn take(&self, key: &str) -> anyhow::Result<Option<String>> {
@@ -383,6 +465,7 @@ impl KvStore for MemoryStore {
 
     async fn delete(&self, key: &str) -> anyhow::Result<()> {
         self.entries().remove(key);
+        self.cached.invalidate(key);
         Ok(())
     }
 
@@ -549,13 +632,60 @@ mod tests {
     async fn values_expire_after_their_ttl() {
         each_store(async |store| {
             store.set("short", "x", SHORT).await.unwrap();
+            store.cache("short-page", "y", SHORT).await.unwrap();
             let ttl = store.ttl("short").await.unwrap().unwrap();
             assert!(ttl <= SHORT && ttl > Duration::ZERO);
+            assert_eq!(store.get("short-page").await.unwrap().as_deref(), Some("y"));
             tokio::time::sleep(SHORT * 2).await;
             assert_eq!(store.get("short").await.unwrap(), None);
             assert_eq!(store.ttl("short").await.unwrap(), None);
+            assert_eq!(store.get("short-page").await.unwrap(), None);
         })
         .await;
+    }
+
+    #[tokio::test]
+    async fn cache_entries_are_read_replaced_and_deleted() {
+        each_store(async |store| {
+            store.cache("page", "1", LONG).await.unwrap();
+            assert_eq!(store.get("page").await.unwrap().as_deref(), Some("1"));
+            store.cache("page", "2", LONG).await.unwrap();
+            assert_eq!(store.get("page").await.unwrap().as_deref(), Some("2"));
+            store.delete("page").await.unwrap();
+            assert_eq!(store.get("page").await.unwrap(), None);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn cache_entries_stay_within_the_budget_and_never_displace_plain_ones() {
+        const BUDGET: u64 = 10_000;
+        let store = MemoryStore::with_cache_budget(BUDGET);
+        store.set("limit:ip", "7", LONG).await.unwrap();
+        store.set("otp:mobile", "123456", LONG).await.unwrap();
+        let page = "x".repeat(1_000);
+        for i in 0..200 {
+            store
+                .cache(&format!("page:{i}"), &page, LONG)
+                .await
+                .unwrap();
+        }
+        store.cached.run_pending_tasks();
+
+        assert!(store.cached.weighted_size() <= BUDGET);
+        let mut kept = 0;
+        for i in 0..200 {
+            kept += usize::from(store.get(&format!("page:{i}")).await.unwrap().is_some());
+        }
+        assert!(
+            (1..=10).contains(&kept),
+            "{kept} pages of 1 kB kept in 10 kB"
+        );
+        assert_eq!(store.get("limit:ip").await.unwrap().as_deref(), Some("7"));
+        assert_eq!(
+            store.take("otp:mobile").await.unwrap().as_deref(),
+            Some("123456")
+        );
     }
 
     #[tokio::test]

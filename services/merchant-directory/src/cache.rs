@@ -94,7 +94,7 @@ impl ListingCache {
     /// page read before a change lands under the old generation).
     pub async fn put(&self, key: &str, page: &ListMerchantsResponse) {
         let text = STANDARD.encode(page.encode_to_vec());
-        if let Err(error) = self.store.set(key, &text, self.ttl).await {
+        if let Err(error) = self.store.cache(key, &text, self.ttl).await {
             tracing::warn!(error = %format!("{error:#}"), "listing cache write failed");
         }
     }
