@@ -615,15 +615,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn set_get_and_delete() {
+    async fn set_get_and_delete_plain_and_cache_entries() {
         each_store(async |store| {
-            assert_eq!(store.get("a").await.unwrap(), None);
-            store.set("a", "1", LONG).await.unwrap();
-            assert_eq!(store.get("a").await.unwrap().as_deref(), Some("1"));
-            store.set("a", "2", LONG).await.unwrap();
-            assert_eq!(store.get("a").await.unwrap().as_deref(), Some("2"));
-            store.delete("a").await.unwrap();
-            assert_eq!(store.get("a").await.unwrap(), None);
+            for cache in [false, true] {
+                let key = if cache { "page" } else { "a" };
+                assert_eq!(store.get(key).await.unwrap(), None);
+                for value in ["1", "2"] {
+                    if cache {
+                        store.cache(key, value, LONG).await.unwrap();
+                    } else {
+                        store.set(key, value, LONG).await.unwrap();
+                    }
+                    assert_eq!(store.get(key).await.unwrap().as_deref(), Some(value));
+                }
+                store.delete(key).await.unwrap();
+                assert_eq!(store.get(key).await.unwrap(), None);
+            }
         })
         .await;
     }
@@ -640,19 +647,6 @@ mod tests {
             assert_eq!(store.get("short").await.unwrap(), None);
             assert_eq!(store.ttl("short").await.unwrap(), None);
             assert_eq!(store.get("short-page").await.unwrap(), None);
-        })
-        .await;
-    }
-
-    #[tokio::test]
-    async fn cache_entries_are_read_replaced_and_deleted() {
-        each_store(async |store| {
-            store.cache("page", "1", LONG).await.unwrap();
-            assert_eq!(store.get("page").await.unwrap().as_deref(), Some("1"));
-            store.cache("page", "2", LONG).await.unwrap();
-            assert_eq!(store.get("page").await.unwrap().as_deref(), Some("2"));
-            store.delete("page").await.unwrap();
-            assert_eq!(store.get("page").await.unwrap(), None);
         })
         .await;
     }
