@@ -144,7 +144,7 @@ pub fn default_sqlite(
     service: &str,
 ) {
     database_or_data_dir(database, service_default, data_dir, service);
-    if database.url.starts_with("sqlite:")
+    if !tavana_kit::db::is_postgres_url(&database.url)
         && database.max_connections == service_default.max_connections
     {
         database.max_connections = SQLITE_POOL;

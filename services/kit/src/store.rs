@@ -316,7 +316,7 @@ pub const MEMORY_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 /// A cache entry of a [`MemoryStore`] and the time it lives.
 #[derive(Clone)]
 struct Cached {
-    value: Arc<str>,
+    value: String,
     ttl: Duration,
 }
 
@@ -443,7 +443,7 @@ impl KvStore for MemoryStore {
         self.cached.insert(
             key.to_owned(),
             Cached {
-                value: value.into(),
+                value: value.to_owned(),
                 ttl,
             },
         );
@@ -452,7 +452,7 @@ impl KvStore for MemoryStore {
 
     async fn get(&self, key: &str) -> anyhow::Result<Option<String>> {
         let plain = MemoryStore::live(&self.entries(), key).map(|entry| entry.value.clone());
-        Ok(plain.or_else(|| self.cached.get(key).map(|cached| cached.value.to_string())))
+        Ok(plain.or_else(|| self.cached.get(key).map(|cached| cached.value)))
     }
 
     async fn take(&self, key: &str) -> anyhow::Result<Option<String>> {
