@@ -492,7 +492,7 @@ impl Store {
     /// Returns the instalments (all but the cancelled) of the purchases with an id after
     /// `after` and, when given, up to `upto`, in purchase id order: settlement's side of
     /// R31's reconciliation for one page of credit's purchases (a range scan of
-    /// `ix_instalment_purchase`).
+    /// `ix_instalment_purchase_seq`).
     pub async fn held_instalments(
         &self,
         after: &str,

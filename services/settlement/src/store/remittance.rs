@@ -381,14 +381,11 @@ pub(super) async fn load_ledger(
     if nothing_due.is_empty() {
         return Ok(ledger);
     }
-    let states = InstalmentState::ALL.map(InstalmentState::as_str);
     let known = Query::select()
         .distinct()
         .column(Instalment::NationalId)
         .from(Instalment::Table)
         .and_where(Expr::col(Instalment::OrganizationId).eq(organization_id))
-        // Every state, so that the index led by (organization, state) serves the lookup.
-        .and_where(Expr::col(Instalment::State).is_in(states))
         .cond_where(national_ids(backend, &nothing_due)?)
         .to_owned();
     for row in txn.query_all(&known).await? {

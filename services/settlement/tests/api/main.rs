@@ -14,6 +14,7 @@ mod money_property;
 mod outbox;
 mod remittances;
 mod schedules;
+mod schema;
 mod trust;
 
 use std::sync::atomic::{AtomicBool, Ordering};

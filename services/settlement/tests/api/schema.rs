@@ -1,0 +1,136 @@
+//! The instalments' indexes: settling an instalment (R23) changes no indexed column, so a
+//! remittance writes no index entry for the rows it settles.
+
+use std::collections::BTreeSet;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use tavana_kit::testing::test_db;
+use tavana_settlement_migration::{Migrator, MigratorTrait};
+
+/// The columns a settle writes (R23).
+const SETTLED_COLUMNS: [&str; 3] = ["state", "settled_at", "remittance_id"];
+/// The migration that took the state out of the instalments' indexes.
+const WITHOUT_STATE: &str = "m20261205_000001_index_instalment_without_state";
+
+/// The instalment table's indexes (not its primary key), by name, with the words of what
+/// each one indexes: its columns and its condition.
+async fn indexes(db: &DatabaseConnection) -> Vec<(String, BTreeSet<String>)> {
+    let backend = db.get_database_backend();
+    let sql = if backend == sea_orm::DbBackend::Postgres {
+        "SELECT indexname AS name, indexdef AS definition FROM pg_indexes \
+         WHERE tablename = 'instalment' AND indexname <> 'instalment_pkey'"
+    } else {
+        "SELECT name, sql AS definition FROM sqlite_master \
+         WHERE type = 'index' AND tbl_name = 'instalment' AND sql IS NOT NULL"
+    };
+    let rows = db
+        .query_all_raw(Statement::from_string(backend, sql))
+        .await
+        .unwrap();
+    let mut indexes: Vec<_> = rows
+        .iter()
+        .map(|row| {
+            let name: String = row.try_get("", "name").unwrap();
+            let definition: String = row.try_get("", "definition").unwrap();
+            // What follows the table's name: the columns and the condition.
+            let (_, indexed) = definition
+                .split_once(" ON ")
+                .unwrap_or_else(|| panic!("{definition} names no table"));
+            let (_, indexed) = indexed.split_once('(').unwrap();
+            let words = indexed
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|word| !word.is_empty())
+                .map(str::to_lowercase)
+                .collect();
+            (name, words)
+        })
+        .collect();
+    indexes.sort();
+    indexes
+}
+
+fn names(indexes: &[(String, BTreeSet<String>)]) -> Vec<&str> {
+    indexes.iter().map(|(name, _)| name.as_str()).collect()
+}
+
+/// The fill factor of a table's pages, on PostgreSQL (none when left at the default).
+async fn fillfactor(db: &DatabaseConnection, table: &str) -> Option<String> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT array_to_string(reloptions, ',') AS options FROM pg_class WHERE relname = $1",
+            [table.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<Option<String>>("", "options").unwrap()
+}
+
+#[tokio::test]
+async fn r23_no_instalment_index_names_a_column_a_settle_writes_and_the_migration_rolls_back() {
+    let db = test_db::<Migrator>().await;
+    let now = indexes(&db.db).await;
+    assert_eq!(
+        names(&now),
+        [
+            "ix_instalment_employee_period",
+            "ix_instalment_org_national_id_period",
+            "ix_instalment_org_period_national_id",
+            "ix_instalment_purchase_seq",
+            "ix_instalment_reaged_employee",
+        ]
+    );
+    for (name, words) in &now {
+        for column in SETTLED_COLUMNS {
+            assert!(
+                !words.contains(column),
+                "{name} indexes {column}: {words:?}"
+            );
+        }
+    }
+    // The overdue instalments are found among the re-aged ones (R29), by employee.
+    let (_, reaged) = now
+        .iter()
+        .find(|(name, _)| name == "ix_instalment_reaged_employee")
+        .unwrap();
+    assert!(reaged.contains("due_period"), "not partial: {reaged:?}");
+    if db.is_postgres() {
+        for table in ["instalment", "purchase_schedule"] {
+            assert_eq!(
+                fillfactor(&db.db, table).await.as_deref(),
+                Some("fillfactor=50"),
+                "{table}"
+            );
+        }
+    }
+
+    // Down to before the migration: the indexes that named the state are back.
+    let migrations = Migrator::migrations();
+    let at = migrations
+        .iter()
+        .position(|migration| migration.name() == WITHOUT_STATE)
+        .unwrap();
+    let steps = u32::try_from(migrations.len() - at).unwrap();
+    Migrator::down(&db.db, Some(steps)).await.unwrap();
+    let before = indexes(&db.db).await;
+    assert_eq!(
+        names(&before),
+        [
+            "ix_instalment_employee_period",
+            "ix_instalment_org_period_national_id",
+            "ix_instalment_org_state_national_id_period",
+            "ix_instalment_purchase",
+            "ix_instalment_state_employee",
+        ]
+    );
+    if db.is_postgres() {
+        assert_eq!(
+            fillfactor(&db.db, "instalment").await.as_deref(),
+            Some("fillfactor=100")
+        );
+    }
+
+    Migrator::up(&db.db, None).await.unwrap();
+    assert_eq!(indexes(&db.db).await, now);
+}
