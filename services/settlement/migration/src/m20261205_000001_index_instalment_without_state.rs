@@ -36,7 +36,7 @@ use tavana_kit::db::swap_index;
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone, Copy)]
 enum Instalment {
     Table,
     OrganizationId,
@@ -54,32 +54,55 @@ const FILLFACTOR: u32 = 50;
 /// Percent the tables had (PostgreSQL's default).
 const FULL: u32 = 100;
 
-fn by_national_id() -> IndexCreateStatement {
-    Index::create()
-        .name("ix_instalment_org_national_id_period")
-        .table(Instalment::Table)
-        .col(Instalment::OrganizationId)
-        .col(Instalment::NationalId)
-        .col(Instalment::Period)
-        .to_owned()
+/// An index on the instalments.
+fn index(name: &str, columns: &[Instalment]) -> IndexCreateStatement {
+    let mut index = Index::create();
+    index.name(name).table(Instalment::Table);
+    for column in columns {
+        index.col(*column);
+    }
+    index
 }
 
-fn by_purchase() -> IndexCreateStatement {
-    Index::create()
-        .name("ix_instalment_purchase_seq")
-        .table(Instalment::Table)
-        .col(Instalment::PurchaseId)
-        .col(Instalment::Seq)
-        .to_owned()
+/// An index this migration makes and the one, naming the state, that it replaces.
+struct Replacement {
+    index: IndexCreateStatement,
+    name: &'static str,
+    replaced: IndexCreateStatement,
+    replaced_name: &'static str,
 }
 
-fn reaged_by_employee() -> IndexCreateStatement {
-    Index::create()
-        .name("ix_instalment_reaged_employee")
-        .table(Instalment::Table)
-        .col(Instalment::EmployeeId)
-        .and_where(Expr::col(Instalment::DuePeriod).is_not_null())
-        .to_owned()
+fn replacements() -> [Replacement; 3] {
+    use Instalment::*;
+    let replacement =
+        |name, columns: &[Instalment], replaced_name, replaced: &[Instalment]| Replacement {
+            index: index(name, columns),
+            name,
+            replaced: index(replaced_name, replaced),
+            replaced_name,
+        };
+    let mut reaged = replacement(
+        "ix_instalment_reaged_employee",
+        &[EmployeeId],
+        "ix_instalment_state_employee",
+        &[State, EmployeeId],
+    );
+    reaged.index.and_where(Expr::col(DuePeriod).is_not_null());
+    [
+        replacement(
+            "ix_instalment_org_national_id_period",
+            &[OrganizationId, NationalId, Period],
+            "ix_instalment_org_state_national_id_period",
+            &[OrganizationId, State, NationalId, Period, Seq],
+        ),
+        replacement(
+            "ix_instalment_purchase_seq",
+            &[PurchaseId, Seq],
+            "ix_instalment_purchase",
+            &[PurchaseId, State],
+        ),
+        reaged,
+    ]
 }
 
 /// Sets the fill of the instalments' and schedules' pages, on PostgreSQL.
@@ -98,73 +121,22 @@ async fn fill(manager: &SchemaManager<'_>, percent: u32) -> Result<(), DbErr> {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        swap_index(
-            manager,
-            Instalment::Table,
-            by_national_id(),
-            "ix_instalment_org_state_national_id_period",
-        )
-        .await?;
-        swap_index(
-            manager,
-            Instalment::Table,
-            by_purchase(),
-            "ix_instalment_purchase",
-        )
-        .await?;
-        swap_index(
-            manager,
-            Instalment::Table,
-            reaged_by_employee(),
-            "ix_instalment_state_employee",
-        )
-        .await?;
+        for Replacement {
+            index,
+            replaced_name,
+            ..
+        } in replacements()
+        {
+            swap_index(manager, Instalment::Table, index, replaced_name).await?;
+        }
         fill(manager, FILLFACTOR).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         fill(manager, FULL).await?;
-        let state_first = Index::create()
-            .name("ix_instalment_org_state_national_id_period")
-            .table(Instalment::Table)
-            .col(Instalment::OrganizationId)
-            .col(Instalment::State)
-            .col(Instalment::NationalId)
-            .col(Instalment::Period)
-            .col(Instalment::Seq)
-            .to_owned();
-        swap_index(
-            manager,
-            Instalment::Table,
-            state_first,
-            "ix_instalment_org_national_id_period",
-        )
-        .await?;
-        let purchase_state = Index::create()
-            .name("ix_instalment_purchase")
-            .table(Instalment::Table)
-            .col(Instalment::PurchaseId)
-            .col(Instalment::State)
-            .to_owned();
-        swap_index(
-            manager,
-            Instalment::Table,
-            purchase_state,
-            "ix_instalment_purchase_seq",
-        )
-        .await?;
-        let state_employee = Index::create()
-            .name("ix_instalment_state_employee")
-            .table(Instalment::Table)
-            .col(Instalment::State)
-            .col(Instalment::EmployeeId)
-            .to_owned();
-        swap_index(
-            manager,
-            Instalment::Table,
-            state_employee,
-            "ix_instalment_reaged_employee",
-        )
-        .await
+        for Replacement { replaced, name, .. } in replacements() {
+            swap_index(manager, Instalment::Table, replaced, name).await?;
+        }
+        Ok(())
     }
 }
