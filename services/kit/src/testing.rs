@@ -315,6 +315,37 @@ async fn drop_database(server_url: &str, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Returns the indexes of `table` as the database made them, by name: each one's name and
+/// its definition (`CREATE INDEX ...`; empty for the ones SQLite makes for a key itself).
+pub async fn table_indexes(db: &DatabaseConnection, table: &str) -> Vec<(String, String)> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT indexname AS name, indexdef AS definition FROM pg_indexes \
+             WHERE tablename = $1"
+        }
+        _ => {
+            "SELECT name, COALESCE(sql, '') AS definition FROM sqlite_master \
+             WHERE type = 'index' AND tbl_name = ?"
+        }
+    };
+    let mut indexes: Vec<(String, String)> = db
+        .query_all_raw(Statement::from_sql_and_values(backend, sql, [table.into()]))
+        .await
+        .expect("the catalogue lists the indexes")
+        .iter()
+        .map(|row| {
+            (
+                row.try_get("", "name").unwrap(),
+                row.try_get("", "definition").unwrap(),
+            )
+        })
+        .collect();
+    indexes.sort();
+    indexes
+}
+
 /// Returns the Redis URL for tests from `TAVANA_TEST_REDIS_URL` (`None` when unset).
 pub fn test_redis_url() -> Option<String> {
     std::env::var("TAVANA_TEST_REDIS_URL")

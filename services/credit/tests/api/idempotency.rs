@@ -224,23 +224,10 @@ async fn r19_the_upkeep_purges_keys_past_twice_their_retention_and_keeps_the_res
 
 /// The names of the indexes of the idempotency records.
 async fn idempotency_indexes(db: &sea_orm::DatabaseConnection) -> Vec<String> {
-    use sea_orm::{ConnectionTrait, DbBackend, Statement};
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => {
-            "SELECT indexname AS name FROM pg_indexes \
-             WHERE tablename = 'idempotency_record' ORDER BY 1"
-        }
-        _ => {
-            "SELECT name FROM sqlite_master \
-             WHERE type = 'index' AND tbl_name = 'idempotency_record' ORDER BY 1"
-        }
-    };
-    db.query_all_raw(Statement::from_string(backend, sql))
+    tavana_kit::testing::table_indexes(db, "idempotency_record")
         .await
-        .unwrap()
-        .iter()
-        .map(|row| row.try_get::<String>("", "name").unwrap())
+        .into_iter()
+        .map(|(name, _)| name)
         .filter(|name| name.starts_with("idx_"))
         .collect()
 }

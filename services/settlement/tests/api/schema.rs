@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use tavana_kit::testing::test_db;
+use tavana_kit::testing::{table_indexes, test_db};
 use tavana_settlement_migration::{Migrator, MigratorTrait};
 
 /// The columns a settle writes (R23).
@@ -12,26 +12,14 @@ const SETTLED_COLUMNS: [&str; 3] = ["state", "settled_at", "remittance_id"];
 /// The migration that took the state out of the instalments' indexes.
 const WITHOUT_STATE: &str = "m20261205_000001_index_instalment_without_state";
 
-/// The instalment table's indexes (not its primary key), by name, with the words of what
-/// each one indexes: its columns and its condition.
+/// The instalment table's own indexes (not its primary key's), by name, with the words of
+/// what each one indexes: its columns and its condition.
 async fn indexes(db: &DatabaseConnection) -> Vec<(String, BTreeSet<String>)> {
-    let backend = db.get_database_backend();
-    let sql = if backend == sea_orm::DbBackend::Postgres {
-        "SELECT indexname AS name, indexdef AS definition FROM pg_indexes \
-         WHERE tablename = 'instalment' AND indexname <> 'instalment_pkey'"
-    } else {
-        "SELECT name, sql AS definition FROM sqlite_master \
-         WHERE type = 'index' AND tbl_name = 'instalment' AND sql IS NOT NULL"
-    };
-    let rows = db
-        .query_all_raw(Statement::from_string(backend, sql))
+    table_indexes(db, "instalment")
         .await
-        .unwrap();
-    let mut indexes: Vec<_> = rows
-        .iter()
-        .map(|row| {
-            let name: String = row.try_get("", "name").unwrap();
-            let definition: String = row.try_get("", "definition").unwrap();
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("ix_"))
+        .map(|(name, definition)| {
             // What follows the table's name: the columns and the condition.
             let (_, indexed) = definition
                 .split_once(" ON ")
@@ -44,9 +32,7 @@ async fn indexes(db: &DatabaseConnection) -> Vec<(String, BTreeSet<String>)> {
                 .collect();
             (name, words)
         })
-        .collect();
-    indexes.sort();
-    indexes
+        .collect()
 }
 
 fn names(indexes: &[(String, BTreeSet<String>)]) -> Vec<&str> {
