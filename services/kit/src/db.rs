@@ -247,6 +247,25 @@ async fn sqlite_write_turn(db: &DatabaseConnection) -> Result<Option<OwnedMutexG
         .map_err(|_| DbErr::Custom("database is locked: no turn to write in time".into()))
 }
 
+/// Runs `work` while the database answers `statement`: polls `statement` once, which sends
+/// it (a statement on a connection goes out in its first poll, before the first wait for
+/// the server), then runs `work` on this thread, then waits for the answer. One transaction
+/// runs one statement at a time on one connection; this lets the service's own work for
+/// the next step (encoding messages, matching the next chunk) use the other core meanwhile.
+/// `work` must not need what `statement` returns. Should the first poll not get as far as
+/// sending, the two only run one after the other: the results are the same.
+pub async fn overlap<T, U>(statement: impl Future<Output = T>, work: impl FnOnce() -> U) -> (T, U) {
+    let mut statement = std::pin::pin!(statement);
+    let first =
+        std::future::poll_fn(|cx| std::task::Poll::Ready(statement.as_mut().poll(cx))).await;
+    let worked = work();
+    let answer = match first {
+        std::task::Poll::Ready(answer) => answer,
+        std::task::Poll::Pending => statement.await,
+    };
+    (answer, worked)
+}
+
 /// Runs one writing statement on its own, outside any transaction. On SQLite it first
 /// waits for this process's turn to write, as [`begin_write`] does: a lone statement
 /// racing the queued writers for the file's lock waited in SQLite's busy handler, whose
@@ -432,6 +451,31 @@ mod tests {
     use sea_orm::Statement;
 
     use super::*;
+
+    #[tokio::test]
+    async fn overlap_sends_the_statement_before_the_work_and_returns_both() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let polls = AtomicUsize::new(0);
+        // Answers at its second poll, as a statement waiting for its server does.
+        let statement = std::future::poll_fn(|cx| {
+            if polls.fetch_add(1, Ordering::SeqCst) == 0 {
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            } else {
+                std::task::Poll::Ready("answer")
+            }
+        });
+        let (answer, seen) = overlap(statement, || polls.load(Ordering::SeqCst)).await;
+        assert_eq!(answer, "answer");
+        assert_eq!(
+            seen, 1,
+            "the work ran after the statement's first poll, not before"
+        );
+        assert_eq!(polls.load(Ordering::SeqCst), 2);
+
+        let (answer, worked) = overlap(std::future::ready(7), || "work").await;
+        assert_eq!((answer, worked), (7, "work"));
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_read_then_write_transactions_all_commit_on_sqlite() {

@@ -21,9 +21,9 @@ use crate::domain::remittance::{CheckedLines, PartialSettlement, match_employees
 use crate::error::SettlementError;
 use crate::reconcile::{Ledger, PAGE_SIZE as RECONCILE_PAGE_SIZE, reconcile};
 use crate::store::{
-    Announcement, ClosedPeriod, InstalmentCursor, InstalmentView, LineId, NewRemittance,
-    NewSchedule, OverdueFilter, OverdueView, QueueCursor, QueueFilter, QueuedLine,
-    RecordedRemittance, RemittanceRecord, Resolution, SettledChunk, Store, region_key,
+    ClosedPeriod, InstalmentCursor, InstalmentView, LineId, NewRemittance, NewSchedule,
+    OverdueFilter, OverdueView, QueueCursor, QueueFilter, QueuedLine, RecordedRemittance,
+    RemittanceRecord, Resolution, SettledChunk, Store, region_key,
 };
 
 /// The audit action of a remittance recorded by support (R32); the subject is the
@@ -348,11 +348,10 @@ impl SettlementFlows {
     }
 }
 
-/// What a settled chunk of a remittance tells (R18, R20, R28): credit the purchases it
-/// completed or partly settled; each employee whose instalments it settled one SMS per
-/// employee and remittance. An employee's instalments are all in one chunk (chunks never
+/// The SMS a settled chunk of a remittance sends (R28): one per employee whose instalments
+/// it settled, per remittance. An employee's instalments are all in one chunk (chunks never
 /// split a national ID), so the SMS counts all of them.
-pub fn announce_settlement(chunk: &SettledChunk<'_>) -> Announcement {
+pub fn announce_settlement(chunk: &SettledChunk<'_>) -> Vec<delivery::Outgoing> {
     let mut per_employee: BTreeMap<&str, (u64, i64)> = BTreeMap::new();
     for instalment in chunk.settled {
         let entry = per_employee.entry(&instalment.employee_id).or_default();
@@ -373,15 +372,7 @@ pub fn announce_settlement(chunk: &SettledChunk<'_>) -> Announcement {
             )
         })
         .collect();
-    Announcement {
-        to_credit: delivery::purchases_settled(
-            chunk.remittance_id,
-            chunk.chunk,
-            chunk.completed,
-            chunk.partly,
-        ),
-        sms: delivery::settlement_sms(chunk.remittance_id, chunk.chunk, notifications),
-    }
+    delivery::settlement_sms(chunk.remittance_id, chunk.chunk, notifications)
 }
 
 /// Reads the deduction list batch by batch into `sender`, then the totals (R22).

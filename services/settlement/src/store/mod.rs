@@ -24,7 +24,7 @@ use tavana_kit::jalali::JalaliPeriod;
 use tavana_kit::money::Rial;
 
 pub use self::arrears::{ClosedPeriod, OverdueFilter, OverdueView, PeriodCloseRecord, region_key};
-pub use self::remittance::{Announcement, REMITTANCE_CHUNK_LINES, SettledChunk};
+pub use self::remittance::{REMITTANCE_CHUNK_LINES, SettledChunk};
 pub use self::tables::*;
 pub use self::unmatched::{
     LineId, QueueCursor, QueueFilter, QueueStatus, QueuedLine, Resolution, ResolvedLine,

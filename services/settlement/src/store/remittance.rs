@@ -16,7 +16,9 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{
     ArrayType, Condition, Expr, ExprTrait, Func, IntoColumnRef, Query, SelectStatement,
 };
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, QueryResult, Statement, Value,
+};
 use tavana_kit::audit::AuditEntry;
 use tavana_kit::ids::NationalId;
 use tavana_kit::jalali::JalaliPeriod;
@@ -28,7 +30,7 @@ use super::{
     Store, StoredUnmatched, UnmatchedLine, arrears, get, is_unique_violation, lock_organization,
     new_id, to_i32, to_i64, to_u32,
 };
-use crate::delivery::Outgoing;
+use crate::delivery::{self, Outgoing};
 use crate::domain::instalment::InstalmentState;
 use crate::domain::remittance::{
     self, AmountOverflow, DueInstalment, Ledger, Matching, SortedLines, ValidLine,
@@ -122,16 +124,17 @@ impl Store {
         fields(organization_id = %remittance.organization_id, period = %remittance.period, lines = remittance.lines.len())
     )]
     ///
-    /// The service passes in the rule and the messages: `decide` matches a chunk's lines
-    /// against its employees' due instalments (R23), `announce` writes what a settled chunk
-    /// tells credit and the employees (R18, R28); both run inside the transaction.
+    /// The service passes in the rule and the SMS: `decide` matches a chunk's lines against
+    /// its employees' due instalments (R23), `announce` writes the SMS a settled chunk sends
+    /// the employees (R28); both run inside the transaction, while the database works on
+    /// another statement of it.
     pub async fn record_remittance(
         &self,
         remittance: NewRemittance,
         now: DateTime<Utc>,
         mut audit: AuditEntry,
         decide: impl Fn(&[ValidLine], Ledger) -> Result<Matching, AmountOverflow>,
-        announce: impl Fn(&SettledChunk<'_>) -> Announcement,
+        announce: impl Fn(&SettledChunk<'_>) -> Vec<Outgoing>,
     ) -> Result<RecordedRemittance, SettlementError> {
         let replayed = |record| RecordedRemittance {
             record,
@@ -185,34 +188,79 @@ impl Store {
         let mut settled = Settled::default();
         let mut enqueued = Enqueued::default();
         let period_text = period.to_string();
-        let chunks = remittance::employee_chunks(&valid, REMITTANCE_CHUNK_LINES);
-        for (chunk_index, chunk) in chunks.enumerate() {
-            let ledger = load_ledger(&txn, &organization_id, period, chunk).await?;
-            let matching = decide(chunk, ledger)?;
-            if !settle(&txn, &remittance_id, &matching.settled, now).await? {
+        let chunks: Vec<&[ValidLine]> =
+            remittance::employee_chunks(&valid, REMITTANCE_CHUNK_LINES).collect();
+        let mut matching = match chunks.first() {
+            Some(lines) => Some(decide(
+                lines,
+                load_ledger(&txn, &organization_id, period, lines).await?,
+            )?),
+            None => None,
+        };
+        // One chunk after the other, each statement waited for, but the service's own work
+        // on either side of a chunk's settle overlaps the database's (see `overlap`): the
+        // next chunk's instalments, read first, are decoded while this one settles, and
+        // matched while this one's messages are written. Chunks never share an employee, so
+        // reading the next one early reads the same rows.
+        for index in 0..chunks.len() {
+            let Some(this) = matching.take() else {
+                break;
+            };
+            let next = chunks
+                .get(index + 1)
+                .map(|lines| (*lines, employees_of(lines)));
+            let next_rows = match &next {
+                Some((_, employees)) => {
+                    Some(read_due(&txn, &organization_id, period, employees).await?)
+                }
+                None => None,
+            };
+            let (completed, (sms, next_ledger)) = tavana_kit::db::overlap(
+                settle_and_complete(&txn, &remittance_id, &this.settled, now),
+                || {
+                    let sms = announce(&SettledChunk {
+                        remittance_id: &remittance_id,
+                        chunk: index,
+                        period: &period_text,
+                        settled: &this.settled,
+                    });
+                    let next_ledger = next
+                        .as_ref()
+                        .zip(next_rows)
+                        .map(|((_, employees), rows)| due_ledger(employees, rows));
+                    (sms, next_ledger)
+                },
+            )
+            .await;
+            let Some(completed) = completed? else {
                 txn.rollback().await?;
                 return Err(SettlementError::ConcurrentChange);
-            }
-            let completed = complete_purchases(&txn, &matching.settled, now).await?;
-            let partly = partly_settled(&matching.settled, &completed);
-            let Announcement { to_credit, sms } = announce(&SettledChunk {
-                remittance_id: &remittance_id,
-                chunk: chunk_index,
-                period: &period_text,
-                settled: &matching.settled,
-                completed: &completed,
-                partly: &partly,
-            });
-            let mut outgoing = to_credit;
-            outgoing.extend(arrears::settled_arrears(&txn, &matching.settled, now).await?);
+            };
+            let partly = partly_settled(&this.settled, &completed);
+            let mut outgoing =
+                delivery::purchases_settled(&remittance_id, index, &completed, &partly);
+            outgoing.extend(arrears::settled_arrears(&txn, &this.settled, now).await?);
             outgoing.extend(sms);
-            enqueued.extend(tavana_kit::outbox::enqueue_many(&txn, outgoing).await?);
-            settled.instalments += matching.settled.len() as u64;
+            let next = match (next, next_ledger.transpose()?) {
+                (Some((lines, employees)), Some(mut ledger)) => {
+                    add_known(&txn, &organization_id, &employees, &mut ledger).await?;
+                    Some((lines, ledger))
+                }
+                _ => None,
+            };
+            let (written, next_matching) =
+                tavana_kit::db::overlap(tavana_kit::outbox::enqueue_many(&txn, outgoing), || {
+                    next.map(|(lines, ledger)| decide(lines, ledger))
+                })
+                .await;
+            enqueued.extend(written?);
+            matching = next_matching.transpose()?;
+            settled.instalments += this.settled.len() as u64;
             settled.amount = settled
                 .amount
-                .checked_add(matching.settled_amount)
+                .checked_add(this.settled_amount)
                 .ok_or(remittance::AmountOverflow)?;
-            unmatched.extend(matching.unmatched);
+            unmatched.extend(this.unmatched);
         }
         drop(valid);
         unmatched.append(&mut rejected);
@@ -318,12 +366,31 @@ pub(super) async fn load_ledger(
     period: JalaliPeriod,
     lines: &[ValidLine],
 ) -> Result<Ledger, DbErr> {
-    let backend = txn.get_database_backend();
-    // The lines are ordered by national ID: their employees, without repeats, in order.
+    let employees = employees_of(lines);
+    let rows = read_due(txn, organization_id, period, &employees).await?;
+    let mut ledger = due_ledger(&employees, rows)?;
+    add_known(txn, organization_id, &employees, &mut ledger).await?;
+    Ok(ledger)
+}
+
+/// The employees of `lines` (ordered by national ID), in order, without repeats.
+fn employees_of(lines: &[ValidLine]) -> Vec<&NationalId> {
     let mut employees: Vec<&NationalId> = lines.iter().map(|line| &line.national_id).collect();
     employees.dedup();
+    employees
+}
+
+/// Reads the unsettled instalments of `period` of `employees` (ordered, from
+/// [`employees_of`]), for [`due_ledger`]. R23: what this period's list asked, never older
+/// months.
+async fn read_due(
+    txn: &DatabaseTransaction,
+    organization_id: &str,
+    period: JalaliPeriod,
+    employees: &[&NationalId],
+) -> Result<Vec<QueryResult>, DbErr> {
     if employees.is_empty() {
-        return Ok(Ledger::default());
+        return Ok(Vec::new());
     }
     let texts: Vec<&str> = employees.iter().map(|id| id.as_str()).collect();
     let mut due = Query::select();
@@ -342,12 +409,16 @@ pub(super) async fn load_ledger(
     .and_where(
         Expr::col(Instalment::State).is_in(InstalmentState::OPEN.map(InstalmentState::as_str)),
     )
-    .cond_where(national_ids(backend, &texts)?)
-    // R23: what this period's list asked, never older months.
+    .cond_where(national_ids(txn.get_database_backend(), &texts)?)
     .and_where(Expr::col(Instalment::Period).eq(period.to_string()));
+    txn.query_all(&due).await
+}
 
+/// Files [`read_due`]'s rows by employee. Pure work on the rows, so that it can run while
+/// the database answers another statement.
+fn due_ledger(employees: &[&NationalId], rows: Vec<QueryResult>) -> Result<Ledger, DbErr> {
     let mut ledger = Ledger::default();
-    for row in txn.query_all(&due).await? {
+    for row in rows {
         let text: String = get(&row, "national_id")?;
         let Ok(index) = employees.binary_search_by(|id| id.as_str().cmp(text.as_str())) else {
             // In the range, but without a line in this chunk.
@@ -371,22 +442,31 @@ pub(super) async fn load_ledger(
                 overdue: state == InstalmentState::Overdue.as_str(),
             });
     }
+    Ok(ledger)
+}
 
-    // Employees with nothing due: known ones owe nothing, the others are unknown (R23).
+/// Marks in `ledger` which of `employees` with nothing due the organization knows: they
+/// owe nothing, the others are unknown (R23).
+async fn add_known(
+    txn: &DatabaseTransaction,
+    organization_id: &str,
+    employees: &[&NationalId],
+    ledger: &mut Ledger,
+) -> Result<(), DbErr> {
     let nothing_due: Vec<&str> = employees
         .iter()
         .filter(|id| !ledger.due.contains_key(**id))
         .map(|id| id.as_str())
         .collect();
     if nothing_due.is_empty() {
-        return Ok(ledger);
+        return Ok(());
     }
     let known = Query::select()
         .distinct()
         .column(Instalment::NationalId)
         .from(Instalment::Table)
         .and_where(Expr::col(Instalment::OrganizationId).eq(organization_id))
-        .cond_where(national_ids(backend, &nothing_due)?)
+        .cond_where(national_ids(txn.get_database_backend(), &nothing_due)?)
         .to_owned();
     for row in txn.query_all(&known).await? {
         let text: String = get(&row, "national_id")?;
@@ -394,12 +474,27 @@ pub(super) async fn load_ledger(
             ledger.known.insert(employees[index].clone());
         }
     }
-    Ok(ledger)
+    Ok(())
+}
+
+/// Settles a chunk's instalments and completes the purchases it leaves with none open
+/// (see [`settle`] and [`complete_purchases`]): `None` when one of the instalments was no
+/// longer unsettled, and the caller rolls back.
+pub(super) async fn settle_and_complete(
+    txn: &DatabaseTransaction,
+    remittance_id: &str,
+    settled: &[DueInstalment],
+    now: DateTime<Utc>,
+) -> Result<Option<Vec<String>>, DbErr> {
+    if !settle(txn, remittance_id, settled, now).await? {
+        return Ok(None);
+    }
+    complete_purchases(txn, settled, now).await.map(Some)
 }
 
 /// Settles instalments, guarded by their state: returns false when one of them is no longer
 /// unsettled (someone else changed it), and the caller rolls back.
-pub(super) async fn settle(
+async fn settle(
     txn: &DatabaseTransaction,
     remittance_id: &str,
     instalments: &[DueInstalment],
@@ -438,7 +533,7 @@ pub(super) fn partly_settled(settled: &[DueInstalment], completed: &[String]) ->
 
 /// Marks the purchases left with no unsettled instalment as completed and returns them, in
 /// id order, for the message to credit (R18); a purchase completes once.
-pub(super) async fn complete_purchases(
+async fn complete_purchases(
     txn: &DatabaseTransaction,
     settled: &[DueInstalment],
     now: DateTime<Utc>,
@@ -483,10 +578,13 @@ pub(super) async fn complete_purchases(
     Ok(completed)
 }
 
-/// One chunk of a remittance as settled, for the service to announce.
+/// One chunk of a remittance as it settles, for the service's SMS (R28). Credit's messages
+/// (R18, R20) need what the chunk completed, which the store learns from the database while
+/// the service writes these; the store sends them first, then the employees' new arrears
+/// (R29), then the SMS.
 #[derive(Debug)]
 pub struct SettledChunk<'a> {
-    /// The remittance (or, for a resolved line, the line's id): names the messages.
+    /// The remittance: names the messages.
     pub remittance_id: &'a str,
     /// The chunk's index in the remittance.
     pub chunk: usize,
@@ -495,20 +593,6 @@ pub struct SettledChunk<'a> {
     /// The instalments settled, employee by employee; an employee is never split between
     /// chunks.
     pub settled: &'a [DueInstalment],
-    /// The purchases whose every instalment is now settled (R18).
-    pub completed: &'a [String],
-    /// The purchases with some instalment settled, not all (R20).
-    pub partly: &'a [String],
-}
-
-/// What a settled chunk sends: credit's messages first, then the employees' SMS; the
-/// store queues the employees' new arrears between them (R29).
-#[derive(Debug, Default)]
-pub struct Announcement {
-    /// The messages to credit.
-    pub to_credit: Vec<Outgoing>,
-    /// The settlement SMS.
-    pub sms: Vec<Outgoing>,
 }
 
 /// Keeps the unmatched lines for review: on PostgreSQL a chunk's worth per statement (an

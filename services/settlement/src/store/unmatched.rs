@@ -11,7 +11,7 @@ use tavana_kit::ids::NationalId;
 use tavana_kit::jalali::JalaliPeriod;
 use tavana_kit::money::Rial;
 
-use super::remittance::{complete_purchases, load_ledger, partly_settled, settle};
+use super::remittance::{load_ledger, partly_settled, settle_and_complete};
 use super::{
     Remittance, Store, UnmatchedLine, arrears, get, lock_organization, to_i32, to_i64, to_u32,
     to_u64,
@@ -357,12 +357,13 @@ impl Store {
                         _ => "amount_over",
                     }));
                 }
-                if !settle(&txn, &id.remittance_id, &matching.settled, now).await? {
+                let Some(completed) =
+                    settle_and_complete(&txn, &id.remittance_id, &matching.settled, now).await?
+                else {
                     return Err(SettlementError::ConcurrentChange);
-                }
+                };
                 // The keys name the line, unique within the remittance's own messages.
                 let key = id.to_string();
-                let completed = complete_purchases(&txn, &matching.settled, now).await?;
                 let partly = partly_settled(&matching.settled, &completed);
                 let mut outgoing = delivery::purchases_settled(&key, 0, &completed, &partly);
                 let employee_id = matching

@@ -146,13 +146,16 @@ async fn r23_an_employee_whose_lines_straddle_a_chunk_boundary_is_matched_whole(
     let split = u32::try_from(REMITTANCE_CHUNK_LINES).unwrap() - 1;
     let never_bought = 5_000; // in the first chunk's range, but without instalments
     let later_only = 7_000; // owes only from a later period
+    // The same in the second chunk, whose instalments are read and filed while the first
+    // chunk settles, and whose known employees are looked up after.
+    let later_only_next = split + 20;
     let last = split + 50;
     let schedules: Vec<_> = (0..=last)
         .filter(|n| *n != never_bought)
         .map(|n| {
             let amounts: &[(&str, i64)] = if n == split {
                 &[(PERIOD, 30), (PERIOD, 30)]
-            } else if n == later_only {
+            } else if n == later_only || n == later_only_next {
                 &[("1405-10", due(n))]
             } else {
                 &[(PERIOD, due(n))]
@@ -175,7 +178,9 @@ async fn r23_an_employee_whose_lines_straddle_a_chunk_boundary_is_matched_whole(
         let line = u32::try_from(lines.len()).unwrap();
         match n {
             _ if n == never_bought => expected_unmatched.push((line, "unknown_employee")),
-            _ if n == later_only => expected_unmatched.push((line, "nothing_due")),
+            _ if n == later_only || n == later_only_next => {
+                expected_unmatched.push((line, "nothing_due"))
+            }
             _ => expected_settled += due(n),
         }
     }
@@ -186,8 +191,8 @@ async fn r23_an_employee_whose_lines_straddle_a_chunk_boundary_is_matched_whole(
 
     let result = response.result.unwrap();
     assert_eq!(result.settled_amount, expected_settled);
-    // Every employee but two settles one instalment; the split one settles two.
-    assert_eq!(result.settled_instalments, last);
+    // Every employee but three settles one instalment; the split one settles two.
+    assert_eq!(result.settled_instalments, last - 1);
     let codes: Vec<(u32, &str)> = result
         .unmatched
         .iter()
@@ -198,4 +203,71 @@ async fn r23_an_employee_whose_lines_straddle_a_chunk_boundary_is_matched_whole(
     let sms = settlement_sms(&app, &result.remittance_id, &format!("E{split}")).await;
     assert_eq!(sms, ("2".to_owned(), "60".to_owned()));
     assert_eq!(app.settled_messages_naming(&format!("P{split}")).await, 1);
+}
+
+#[tokio::test]
+async fn r23_an_instalment_changed_under_the_last_chunk_undoes_every_chunk_before_it() {
+    let app = spawn_service().await;
+    // Two chunks: the first settles and writes its messages, and the second is read and
+    // matched meanwhile; then the second's update finds one row changed under it.
+    let employees = u32::try_from(REMITTANCE_CHUNK_LINES).unwrap() + 10;
+    let changed = employees - 1;
+    let schedules: Vec<_> = (0..employees)
+        .map(|n| bulk_schedule(format!("P{n}"), n, &[(PERIOD, due(n))]))
+        .collect();
+    app.store
+        .record_schedules(&schedules, Utc::now())
+        .await
+        .unwrap();
+    let skip = if app.db.is_postgres() {
+        vec![
+            format!(
+                "CREATE FUNCTION skip_changed() RETURNS trigger AS $$ BEGIN \
+                 IF OLD.purchase_id = 'P{changed}' THEN RETURN NULL; END IF; RETURN NEW; END $$ \
+                 LANGUAGE plpgsql"
+            ),
+            "CREATE TRIGGER skip_changed BEFORE UPDATE ON instalment \
+             FOR EACH ROW EXECUTE FUNCTION skip_changed()"
+                .to_owned(),
+        ]
+    } else {
+        vec![format!(
+            "CREATE TRIGGER skip_changed BEFORE UPDATE ON instalment \
+             WHEN OLD.purchase_id = 'P{changed}' BEGIN SELECT RAISE(IGNORE); END"
+        )]
+    };
+    for statement in skip {
+        app.db.db.execute_unprepared(&statement).await.unwrap();
+    }
+    let lines: Vec<(String, i64)> = (0..employees).map(|n| (national_id(n), due(n))).collect();
+
+    let refused = app.remit("BR-TWO", PERIOD, &lines).await.unwrap_err();
+
+    assert_eq!(refused.code(), tonic::Code::Aborted);
+    let settled = app
+        .db
+        .db
+        .query_one_raw(Statement::from_string(
+            app.db.db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM instalment WHERE state <> 'unsettled'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(settled, 0, "the first chunk's settle was kept");
+    let outbox = app
+        .db
+        .db
+        .query_one_raw(Statement::from_string(
+            app.db.db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM outbox",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(outbox, 0, "the first chunk's messages were kept");
 }
