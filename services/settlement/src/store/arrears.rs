@@ -107,40 +107,6 @@ struct LeftOpen {
     guarantor_employee_id: String,
 }
 
-/// What a closed period tells one employee and their guarantor (R29).
-struct OverdueSms {
-    employee_id: String,
-    guarantor_employee_id: String,
-    full_name: String,
-    amount: i64,
-}
-
-/// The messages of a close's SMS (R29): every employee's and guarantor's, in batches.
-fn overdue_messages(
-    organization_id: &str,
-    period: JalaliPeriod,
-    employees: Vec<OverdueSms>,
-) -> Vec<Outgoing> {
-    let period = period.to_string();
-    let notifications = employees
-        .iter()
-        .flat_map(|sms| {
-            delivery::overdue_notifications(
-                organization_id,
-                &period,
-                &sms.employee_id,
-                &sms.guarantor_employee_id,
-                &sms.full_name,
-                sms.amount,
-            )
-        })
-        .collect();
-    delivery::sms_batches(
-        &format!("overdue:{organization_id}:{period}"),
-        notifications,
-    )
-}
-
 /// The details of a period close's audit entry (R32).
 fn close_details(record: &PeriodCloseRecord) -> serde_json::Value {
     serde_json::json!({
@@ -244,7 +210,7 @@ impl Store {
         let mut loads = later_loads(&txn, organization_id, period, &national_ids).await?;
 
         let mut moves: BTreeMap<JalaliPeriod, Vec<&str>> = BTreeMap::new();
-        let mut overdue_sms = Vec::with_capacity(by_employee.len());
+        let mut notifications = Vec::new();
         for (employee_id, instalments) in &by_employee {
             let load = loads.entry((*employee_id).to_owned()).or_default();
             let monthly_credit = instalments.iter().map(|i| i.monthly_credit).max();
@@ -266,19 +232,15 @@ impl Store {
                 .map(|i| i.guarantor_employee_id.as_str())
                 .find(|id| !id.is_empty())
                 .unwrap_or_default();
-            overdue_sms.push(OverdueSms {
-                employee_id: (*employee_id).to_owned(),
-                guarantor_employee_id: guarantor.to_owned(),
-                full_name: instalments[0].full_name.clone(),
-                amount: amount.as_i64(),
-            });
+            notifications.extend(delivery::overdue_notifications(
+                organization_id,
+                &period.to_string(),
+                employee_id,
+                guarantor,
+                &instalments[0].full_name,
+                amount.as_i64(),
+            ));
         }
-        // The SMS are written and encoded on another thread while the database re-ages the
-        // instalments and counts the arrears: they need nothing those statements return.
-        let sms = tokio::task::spawn_blocking({
-            let organization_id = organization_id.to_owned();
-            move || overdue_messages(&organization_id, period, overdue_sms)
-        });
         for (target, ids) in &moves {
             for ids in ids.chunks(EMPLOYEES_PER_STATEMENT) {
                 let update = Query::update()
@@ -297,10 +259,10 @@ impl Store {
         }
         let employees: Vec<&str> = by_employee.keys().copied().collect();
         let mut outgoing = refresh_arrears(&txn, &employees, now).await?;
-        outgoing.extend(
-            sms.await
-                .map_err(|error| SettlementError::Internal(error.into()))?,
-        );
+        outgoing.extend(delivery::sms_batches(
+            &format!("overdue:{organization_id}:{period}"),
+            notifications,
+        ));
         tavana_kit::outbox::enqueue_many(&txn, outgoing).await?;
 
         let totals = Query::update()
