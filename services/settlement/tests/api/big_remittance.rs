@@ -244,30 +244,17 @@ async fn r23_an_instalment_changed_under_the_last_chunk_undoes_every_chunk_befor
     let refused = app.remit("BR-TWO", PERIOD, &lines).await.unwrap_err();
 
     assert_eq!(refused.code(), tonic::Code::Aborted);
-    let settled = app
-        .db
-        .db
-        .query_one_raw(Statement::from_string(
-            app.db.db.get_database_backend(),
-            "SELECT COUNT(*) AS n FROM instalment WHERE state <> 'unsettled'",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get::<i64>("", "n")
-        .unwrap();
+    let db = &app.db.db;
+    let count = |sql: &'static str| async move {
+        db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap()
+    };
+    let settled = count("SELECT COUNT(*) AS n FROM instalment WHERE state <> 'unsettled'").await;
     assert_eq!(settled, 0, "the first chunk's settle was kept");
-    let outbox = app
-        .db
-        .db
-        .query_one_raw(Statement::from_string(
-            app.db.db.get_database_backend(),
-            "SELECT COUNT(*) AS n FROM outbox",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get::<i64>("", "n")
-        .unwrap();
+    let outbox = count("SELECT COUNT(*) AS n FROM outbox").await;
     assert_eq!(outbox, 0, "the first chunk's messages were kept");
 }
