@@ -256,8 +256,7 @@ async fn sqlite_write_turn(db: &DatabaseConnection) -> Result<Option<OwnedMutexG
 /// sending, the two only run one after the other: the results are the same.
 pub async fn overlap<T, U>(statement: impl Future<Output = T>, work: impl FnOnce() -> U) -> (T, U) {
     let mut statement = std::pin::pin!(statement);
-    let first =
-        std::future::poll_fn(|cx| std::task::Poll::Ready(statement.as_mut().poll(cx))).await;
+    let first = futures::poll!(statement.as_mut());
     let worked = work();
     let answer = match first {
         std::task::Poll::Ready(answer) => answer,

@@ -202,20 +202,17 @@ impl Store {
         // next chunk's instalments, read first, are decoded while this one settles, and
         // matched while this one's messages are written. Chunks never share an employee, so
         // reading the next one early reads the same rows.
-        for index in 0..chunks.len() {
-            let Some(this) = matching.take() else {
-                break;
-            };
-            let next = chunks
-                .get(index + 1)
-                .map(|lines| (*lines, employees_of(lines)));
-            let next_rows = match &next {
-                Some((_, employees)) => {
-                    Some(read_due(&txn, &organization_id, period, employees).await?)
+        let mut index = 0;
+        while let Some(this) = matching.take() {
+            let next = match chunks.get(index + 1) {
+                Some(lines) => {
+                    let employees = employees_of(lines);
+                    let rows = read_due(&txn, &organization_id, period, &employees).await?;
+                    Some((*lines, employees, rows))
                 }
                 None => None,
             };
-            let (completed, (sms, next_ledger)) = tavana_kit::db::overlap(
+            let (completed, (sms, next)) = tavana_kit::db::overlap(
                 settle_and_complete(&txn, &remittance_id, &this.settled, now),
                 || {
                     let sms = announce(&SettledChunk {
@@ -224,11 +221,10 @@ impl Store {
                         period: &period_text,
                         settled: &this.settled,
                     });
-                    let next_ledger = next
-                        .as_ref()
-                        .zip(next_rows)
-                        .map(|((_, employees), rows)| due_ledger(employees, rows));
-                    (sms, next_ledger)
+                    let next = next.map(|(lines, employees, rows)| {
+                        due_ledger(&employees, rows).map(|ledger| (lines, employees, ledger))
+                    });
+                    (sms, next)
                 },
             )
             .await;
@@ -241,12 +237,12 @@ impl Store {
                 delivery::purchases_settled(&remittance_id, index, &completed, &partly);
             outgoing.extend(arrears::settled_arrears(&txn, &this.settled, now).await?);
             outgoing.extend(sms);
-            let next = match (next, next_ledger.transpose()?) {
-                (Some((lines, employees)), Some(mut ledger)) => {
+            let next = match next.transpose()? {
+                Some((lines, employees, mut ledger)) => {
                     add_known(&txn, &organization_id, &employees, &mut ledger).await?;
                     Some((lines, ledger))
                 }
-                _ => None,
+                None => None,
             };
             let (written, next_matching) =
                 tavana_kit::db::overlap(tavana_kit::outbox::enqueue_many(&txn, outgoing), || {
@@ -261,6 +257,7 @@ impl Store {
                 .checked_add(this.settled_amount)
                 .ok_or(remittance::AmountOverflow)?;
             unmatched.extend(this.unmatched);
+            index += 1;
         }
         drop(valid);
         unmatched.append(&mut rejected);
