@@ -4,7 +4,9 @@
 //! that waited for the contract) starts with `UPDATE facility SET version = version + 1
 //! WHERE id = ?`: on PostgreSQL it holds the facility's row lock, on SQLite the database
 //! write lock, until commit, so these transactions run one after the other per facility
-//! and the R16 check inside them sees every hold committed before. No RPC runs inside.
+//! and the R16 check inside them sees every hold committed before. Settlement's batches,
+//! which lock thousands of facilities, take the same row locks without writing them
+//! (`Store::lock_facilities`). No RPC runs inside.
 
 // The entities' column fields mirror the tables; the migrations document the columns.
 #[allow(missing_docs)]

@@ -184,7 +184,11 @@ impl Store {
     }
 
     /// Takes the locks of several facilities (`facility_ids` sorted, without repeats) as
-    /// the transaction's first statement(s); see the module's comment.
+    /// the transaction's first statement(s); see the module's comment. It writes nothing:
+    /// on PostgreSQL it takes the row lock a facility's `UPDATE` takes (`FOR NO KEY
+    /// UPDATE`), so it waits for and holds back the same transactions without writing a
+    /// new version of thousands of rows; on SQLite `begin_write` already holds the
+    /// database's write lock. Either way it counts the facilities found.
     pub(super) async fn lock_facilities(
         txn: &DatabaseTransaction,
         facility_ids: &[&str],
@@ -198,30 +202,32 @@ impl Store {
                 .collect();
             let statement = Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "UPDATE facility SET version = version + 1 WHERE id IN \
-                 (SELECT id FROM facility WHERE id = ANY($1) ORDER BY id FOR UPDATE)",
+                "SELECT COUNT(*) AS locked FROM (SELECT id FROM facility WHERE id = ANY($1) \
+                 ORDER BY id FOR NO KEY UPDATE) AS facilities",
                 [Value::Array(ArrayType::String, Some(Box::new(ids)))],
             );
-            locked = txn.execute_raw(statement).await?.rows_affected();
+            locked = count_of(txn.query_one_raw(statement).await?)?;
         } else {
-            // SQLite's write lock is the database's: the first statement takes it.
             for ids in facility_ids.chunks(IDS_PER_STATEMENT) {
-                locked += facility::Entity::update_many()
-                    .col_expr(
-                        facility::Column::Version,
-                        Expr::col(facility::Column::Version).add(1),
-                    )
-                    .filter(facility::Column::Id.is_in(ids.iter().copied()))
-                    .exec(txn)
-                    .await?
-                    .rows_affected;
+                let count = Query::select()
+                    .expr_as(Expr::col(facility::Column::Id).count(), "locked")
+                    .from(facility::Entity)
+                    .and_where(facility::Column::Id.is_in(ids.iter().copied()))
+                    .to_owned();
+                locked += count_of(txn.query_one(&count).await?)?;
             }
         }
-        let expected = u64::try_from(facility_ids.len())
-            .map_err(|_| internal("facility count does not fit in u64"))?;
-        if locked != expected {
+        if locked != facility_ids.len() {
             return Err(CreditError::NoFacility);
         }
         Ok(())
     }
+}
+
+/// Reads the `locked` count of [`Store::lock_facilities`]'s statements.
+fn count_of(row: Option<sea_orm::QueryResult>) -> Result<usize, CreditError> {
+    let count: i64 = row
+        .ok_or_else(|| internal("a count returned no row"))?
+        .try_get("", "locked")?;
+    usize::try_from(count).map_err(|_| internal("a count is negative"))
 }

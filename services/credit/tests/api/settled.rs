@@ -1,5 +1,8 @@
 //! R18: instalment holds released when settled and the contract is in force.
 
+use std::time::Duration;
+
+use tavana_kit::testing::wait_until;
 use tavana_proto::credit::v1::PurchaseKind;
 
 use crate::helpers::*;
@@ -281,4 +284,92 @@ async fn r18_a_batch_keeps_instalment_holds_until_the_contract_is_in_force() {
     }
     assert_eq!(app.room("E1").await, (700, 2_100));
     assert_eq!(app.room("E2").await, (700, 2_100));
+}
+
+/// A facility's version, the column its money transactions write to take its lock.
+async fn facility_version(app: &TestApp, facility_id: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+
+    app.db()
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT CAST(version AS BIGINT) AS version FROM facility WHERE id = $1",
+            [facility_id.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "version")
+        .unwrap()
+}
+
+/// On PostgreSQL a batch takes the row lock of each facility it settles without writing
+/// the row: it waits for a money transaction holding that facility (R16: a purchase's
+/// check never runs beside a release of its holds), then settles as usual.
+#[tokio::test]
+async fn r18_a_batch_waits_for_a_money_transaction_on_its_facility_without_writing_it() {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement, TransactionTrait};
+
+    let app = spawn_service().await;
+    if app.db().get_database_backend() != DbBackend::Postgres {
+        return;
+    }
+    let facility = app.open_facility("E1", 1_000, 3).await;
+    let bought = app
+        .buy("E1", SHOP, PurchaseKind::Instalment, 900, 3, "k1")
+        .await
+        .unwrap();
+    let purchase_id = bought.purchase.unwrap().purchase_id;
+    app.set_clock(after_three_months());
+    let before = facility_version(&app, &facility.facility_id).await;
+
+    // A money transaction holds the facility, as a purchase's first statement does.
+    let money = app.db().begin().await.unwrap();
+    money
+        .execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "UPDATE facility SET version = version + 1 WHERE id = $1",
+            [facility.facility_id.as_str().into()],
+        ))
+        .await
+        .unwrap();
+    let batch = [purchase_id.as_str()];
+    let settle = app.settle_all(&batch);
+    tokio::pin!(settle);
+    let waits_for_lock = wait_until(
+        "the batch waits for the facility's row lock",
+        Duration::from_secs(30),
+        async || {
+            let waiting = app
+                .db()
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT COUNT(*) AS waiting FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                ))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get::<i64>("", "waiting")
+                .unwrap();
+            waiting > 0
+        },
+    );
+    tokio::select! {
+        answer = &mut settle => panic!("the batch did not wait for the lock: {answer:?}"),
+        () = waits_for_lock => {}
+    }
+    let while_held = stored(&app, &purchase_id).await;
+    money.commit().await.unwrap();
+    let answer = settle.await;
+
+    assert!(answer.is_ok(), "{answer:?}");
+    assert_eq!(while_held.settled_at, None);
+    assert!(stored(&app, &purchase_id).await.settled_at.is_some());
+    assert_eq!(app.room("E1").await, (1_000, 3_000));
+    assert_eq!(
+        facility_version(&app, &facility.facility_id).await,
+        before + 1,
+        "only the money transaction wrote the facility"
+    );
 }
