@@ -3,7 +3,7 @@
 //! [`crate::domain::reconcile::compare`]. Both sides are read a page at a time, so memory
 //! stays bounded by the page (and the differences found) whatever the number of purchases.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -89,27 +89,28 @@ fn credit_side(entry: PurchaseLedgerEntry) -> CreditSide {
 }
 
 /// Compares one page: credit's `entries` and the instalments settlement holds for the same
-/// range of ids, in id order.
+/// range of ids, read in purchase id order (so each purchase's are one run). Both sides are
+/// keyed by borrowed ids, not copies; the differences are reported in id order.
 fn compare_page(report: &mut Report, entries: Vec<PurchaseLedgerEntry>, held: Vec<HeldInstalment>) {
-    let mut by_purchase: BTreeMap<String, Vec<HeldInstalment>> = BTreeMap::new();
-    for instalment in held {
-        by_purchase
-            .entry(instalment.purchase_id.clone())
-            .or_default()
-            .push(instalment);
+    let mut runs: HashMap<&str, &[HeldInstalment]> = HashMap::with_capacity(entries.len());
+    for run in held.chunk_by(|a, b| a.purchase_id == b.purchase_id) {
+        runs.insert(run[0].purchase_id.as_str(), run);
     }
-    let credit: BTreeMap<String, CreditSide> = entries
-        .into_iter()
-        .map(|entry| (entry.purchase_id.clone(), credit_side(entry)))
-        .collect();
-    let ids: BTreeSet<&String> = credit.keys().chain(by_purchase.keys()).collect();
-    for id in ids {
-        report.checked_purchases += 1;
-        let instalments = by_purchase.get(id).map(Vec::as_slice).unwrap_or_default();
-        if let Some(mismatch) = compare(credit.get(id), instalments) {
-            report.mismatches.push(mismatch);
-        }
+    let mut mismatches = Vec::new();
+    let mut checked = 0u64;
+    for entry in entries {
+        let credit = credit_side(entry);
+        let instalments = runs.remove(credit.purchase_id.as_str()).unwrap_or_default();
+        checked += 1;
+        mismatches.extend(compare(Some(&credit), instalments));
     }
+    for instalments in runs.into_values() {
+        checked += 1;
+        mismatches.extend(compare(None, instalments));
+    }
+    mismatches.sort_by(|a, b| a.purchase_id.cmp(&b.purchase_id));
+    report.checked_purchases += checked;
+    report.mismatches.extend(mismatches);
 }
 
 /// Compares every purchase of `ledger` with the instalments `store` holds (R31). While one
@@ -159,4 +160,74 @@ pub async fn reconcile(
         );
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use tavana_proto::credit::v1::ScheduledInstalment;
+
+    use super::*;
+
+    fn entry(purchase_id: &str, amount: i64, periods: &[(&str, i64)]) -> PurchaseLedgerEntry {
+        PurchaseLedgerEntry {
+            purchase_id: purchase_id.to_owned(),
+            national_id: "0010000011".to_owned(),
+            amount,
+            refunded_amount: 0,
+            schedule: periods
+                .iter()
+                .zip(1..)
+                .map(|((period, amount), seq)| ScheduledInstalment {
+                    seq,
+                    period: (*period).to_owned(),
+                    amount: *amount,
+                })
+                .collect(),
+            version: 1,
+        }
+    }
+
+    fn held(purchase_id: &str, period: &str, amount: i64) -> HeldInstalment {
+        HeldInstalment {
+            purchase_id: purchase_id.to_owned(),
+            national_id: "0010000011".to_owned(),
+            period: period.to_owned(),
+            due_period: period.to_owned(),
+            amount: Rial(amount),
+        }
+    }
+
+    #[test]
+    fn r31_a_page_checks_each_purchase_of_either_side_once_and_reports_in_id_order() {
+        let mut report = Report::default();
+        let entries = vec![
+            entry("P1", 2, &[("1405-03", 1), ("1405-04", 1)]),
+            entry("P3", 1, &[("1405-03", 1)]),
+            entry("P4", 5, &[("1405-03", 5)]),
+            entry("P5", 0, &[]),
+        ];
+        let held = vec![
+            held("P1", "1405-03", 1),
+            held("P1", "1405-04", 1),
+            held("P2", "1405-03", 7),
+            held("P4", "1405-03", 4),
+        ];
+
+        compare_page(&mut report, entries, held);
+
+        assert_eq!(report.checked_purchases, 5);
+        let found: Vec<(&str, &str)> = report
+            .mismatches
+            .iter()
+            .map(|m| (m.purchase_id.as_str(), m.detail.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("P2", "credit has no such purchase"),
+                ("P3", "settlement holds no instalment"),
+                ("P4", "period 1405-03: credit 5, settlement 4"),
+            ]
+        );
+    }
 }

@@ -2,8 +2,6 @@
 //! (all but the cancelled ones) add up to the purchase's amount less its refunds, period
 //! by period as credit scheduled them.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use tavana_kit::money::Rial;
 
 /// What credit holds of one purchase.
@@ -60,12 +58,31 @@ pub struct Report {
     pub mismatches: Vec<Mismatch>,
 }
 
-fn per_period<'a>(items: impl Iterator<Item = (&'a str, Rial)>) -> BTreeMap<&'a str, i64> {
-    let mut sums = BTreeMap::new();
-    for (period, amount) in items {
-        let sum: &mut i64 = sums.entry(period).or_insert(0);
-        *sum = sum.saturating_add(amount.as_i64());
-    }
+/// Both sides' sums per period (period, credit's, settlement's), in period order: credit's
+/// schedule, and settlement's instalments in the period credit scheduled them (R31; a
+/// re-aged instalment counts in the period it was first due in, R29).
+fn per_period<'a>(credit: &'a CreditSide, held: &'a [HeldInstalment]) -> Vec<(&'a str, i64, i64)> {
+    let mut sums: Vec<(&str, i64, i64)> = credit
+        .schedule
+        .iter()
+        .map(|(period, amount)| (period.as_str(), amount.as_i64(), 0))
+        .chain(held.iter().map(|instalment| {
+            (
+                instalment.due_period.as_str(),
+                0,
+                instalment.amount.as_i64(),
+            )
+        }))
+        .collect();
+    sums.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    sums.dedup_by(|next, kept| {
+        let same = next.0 == kept.0;
+        if same {
+            kept.1 = kept.1.saturating_add(next.1);
+            kept.2 = kept.2.saturating_add(next.2);
+        }
+        same
+    });
     sums
 }
 
@@ -103,25 +120,13 @@ pub fn compare(credit: Option<&CreditSide>, held: &[HeldInstalment]) -> Option<M
     if held.is_empty() && credit.due.is_positive() {
         return Some(mismatch("settlement holds no instalment".to_owned()));
     }
-    let credit_periods = per_period(credit.schedule.iter().map(|(p, a)| (p.as_str(), *a)));
-    // R31: period by period as credit scheduled them; a re-aged instalment counts in the
-    // period it was first due in (R29).
-    let held_periods = per_period(held.iter().map(|i| (i.due_period.as_str(), i.amount)));
-    let mut differences = Vec::new();
-    let periods: BTreeSet<&str> = credit_periods
-        .keys()
-        .chain(held_periods.keys())
-        .copied()
+    let differences: Vec<String> = per_period(credit, held)
+        .into_iter()
+        .filter(|(_, ours, theirs)| ours != theirs)
+        .map(|(period, ours, theirs)| {
+            format!("period {period}: credit {ours}, settlement {theirs}")
+        })
         .collect();
-    for period in periods {
-        let ours = credit_periods.get(period).copied().unwrap_or(0);
-        let theirs = held_periods.get(period).copied().unwrap_or(0);
-        if ours != theirs {
-            differences.push(format!(
-                "period {period}: credit {ours}, settlement {theirs}"
-            ));
-        }
-    }
     if differences.is_empty() && settlement_amount == credit.due {
         None
     } else {
@@ -186,6 +191,20 @@ mod tests {
         assert_eq!(
             found.detail,
             "period 1405-03: credit 3, settlement 2; period 1405-04: credit 2, settlement 3"
+        );
+    }
+
+    #[test]
+    fn r31_several_instalments_of_one_period_are_summed_on_both_sides() {
+        let side = credit(60, &[("1405-04", 10), ("1405-03", 20), ("1405-04", 30)]);
+        let same = held(&[("1405-04", 25), ("1405-03", 20), ("1405-04", 15)]);
+        assert_eq!(compare(Some(&side), &same), None);
+
+        let moved = held(&[("1405-04", 40), ("1405-03", 10), ("1405-04", 10)]);
+        let found = compare(Some(&side), &moved).unwrap();
+        assert_eq!(
+            found.detail,
+            "period 1405-03: credit 20, settlement 10; period 1405-04: credit 40, settlement 50"
         );
     }
 
