@@ -4,9 +4,6 @@
 //! Rows are claimed with a lease (`lease_until`), so several relays (replicas) can share one
 //! database: a relay that dies mid-delivery leaves a lease that expires, and another relay
 //! delivers the row again. Receivers are idempotent, so the effect happens exactly once.
-//! A claim's messages go out a few at once ([`RelayConfig::concurrency`]): a claim never
-//! holds two of one ordering key, so a batch's messages to credit and to identity, say,
-//! are worked by both receivers together instead of one after the other.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,7 +12,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
-use futures::stream::{self, StreamExt};
 use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
 use sea_orm_migration::prelude::{
@@ -594,10 +590,6 @@ pub struct RelayConfig {
     pub poll_interval: Duration,
     /// How many messages one claim takes.
     pub batch_size: u32,
-    /// How many of a claim's messages are handed to their receivers at once. A claim never
-    /// holds two messages of one ordering key (the later waits behind the earlier), so
-    /// those it holds are independent; they start in id order.
-    pub concurrency: usize,
     /// How long a claim holds its messages.
     pub lease: Duration,
     /// How long one delivery may take before it counts as a retryable failure.
@@ -616,7 +608,6 @@ impl Default for RelayConfig {
         RelayConfig {
             poll_interval: Duration::from_millis(250),
             batch_size: 32,
-            concurrency: 4,
             lease: Duration::from_secs(30),
             delivery_timeout: Duration::from_secs(20),
             min_backoff: Duration::from_secs(1),
@@ -812,19 +803,15 @@ impl OutboxRelay {
                     // message may free the next message of its key. Otherwise the relay
                     // waits: claiming again at once would race the senders' immediate
                     // deliveries for the rows they have just committed.
-                    let full = rows.len() >= courier.config.batch_size as usize;
-                    let freed = stream::iter(rows)
-                        .map(|row| async move {
-                            let ordered = row.ordered;
-                            courier
-                                .deliver_one(row, courier.config.delivery_timeout)
-                                .await
-                                && ordered
-                        })
-                        .buffer_unordered(courier.config.concurrency.max(1))
-                        .collect::<Vec<bool>>()
-                        .await;
-                    full || freed.contains(&true)
+                    let mut go_on = rows.len() >= courier.config.batch_size as usize;
+                    for row in rows {
+                        let ordered = row.ordered;
+                        let delivered = courier
+                            .deliver_one(row, courier.config.delivery_timeout)
+                            .await;
+                        go_on |= delivered && ordered;
+                    }
+                    go_on
                 }
                 Err(error) => {
                     tracing::warn!(error = %error, "outbox claim failed");
@@ -981,48 +968,38 @@ impl Courier {
         all_done
     }
 
-    /// Delivers claimed rows, [`RelayConfig::concurrency`] at a time in id order, until
-    /// `deadline`: records what the receivers accepted in one statement, each failure as a
-    /// try, and gives back unattempted what there was no time for.
+    /// Delivers claimed rows in order until `deadline`: records what the receivers
+    /// accepted in one statement, each failure as a try, and gives back unattempted what
+    /// there was no time for.
     async fn deliver_claimed(&self, rows: Vec<Claimed>, deadline: tokio::time::Instant) -> Round {
-        let tried = stream::iter(rows)
-            .map(|row| async move {
-                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-                if remaining.is_zero() {
-                    return (row, None);
-                }
-                let outcome = self
-                    .attempt(&row, remaining.min(self.config.delivery_timeout))
-                    .await;
-                (row, Some(outcome))
-            })
-            .buffered(self.config.concurrency.max(1))
-            .collect::<Vec<_>>()
-            .await;
         let mut round = Round {
             all_done: true,
             out_of_time: false,
-            tried: Vec::with_capacity(tried.len()),
+            tried: Vec::with_capacity(rows.len()),
         };
         let mut accepted = Vec::new();
-        let mut unattempted = Vec::new();
-        for (row, outcome) in tried {
-            match outcome {
-                None => {
-                    unattempted.push(row.id);
-                    continue;
-                }
-                Some(Ok(())) => accepted.push(row.id),
-                Some(Err(error)) => {
+        let mut rows = rows.into_iter();
+        while let Some(row) = rows.next() {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                let unattempted: Vec<i64> = std::iter::once(row.id)
+                    .chain(rows.by_ref().map(|row| row.id))
+                    .collect();
+                self.release(&unattempted).await;
+                round.out_of_time = true;
+                break;
+            }
+            match self
+                .attempt(&row, remaining.min(self.config.delivery_timeout))
+                .await
+            {
+                Ok(()) => accepted.push(row.id),
+                Err(error) => {
                     self.record_failure(&row, &error).await;
                     round.all_done = false;
                 }
             }
             round.tried.push(row.id);
-        }
-        if !unattempted.is_empty() {
-            self.release(&unattempted).await;
-            round.out_of_time = true;
         }
         if !accepted.is_empty() && !self.record_delivered(&accepted).await {
             round.all_done = false;
