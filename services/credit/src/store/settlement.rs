@@ -1,6 +1,6 @@
 //! Settlement of purchases (R18) and reconciliation (R31).
 
-use sea_orm::JoinType;
+use sea_orm::{JoinType, PaginatorTrait};
 
 use super::*;
 
@@ -209,25 +209,25 @@ impl Store {
             locked = count_of(txn.query_one_raw(statement).await?)?;
         } else {
             for ids in facility_ids.chunks(IDS_PER_STATEMENT) {
-                let count = Query::select()
-                    .expr_as(Expr::col(facility::Column::Id).count(), "locked")
-                    .from(facility::Entity)
-                    .and_where(facility::Column::Id.is_in(ids.iter().copied()))
-                    .to_owned();
-                locked += count_of(txn.query_one(&count).await?)?;
+                locked += facility::Entity::find()
+                    .filter(facility::Column::Id.is_in(ids.iter().copied()))
+                    .count(txn)
+                    .await?;
             }
         }
-        if locked != facility_ids.len() {
+        let expected = u64::try_from(facility_ids.len())
+            .map_err(|_| internal("facility count does not fit in u64"))?;
+        if locked != expected {
             return Err(CreditError::NoFacility);
         }
         Ok(())
     }
 }
 
-/// Reads the `locked` count of [`Store::lock_facilities`]'s statements.
-fn count_of(row: Option<sea_orm::QueryResult>) -> Result<usize, CreditError> {
+/// Reads the `locked` count of [`Store::lock_facilities`]'s PostgreSQL statement.
+fn count_of(row: Option<sea_orm::QueryResult>) -> Result<u64, CreditError> {
     let count: i64 = row
         .ok_or_else(|| internal("a count returned no row"))?
         .try_get("", "locked")?;
-    usize::try_from(count).map_err(|_| internal("a count is negative"))
+    u64::try_from(count).map_err(|_| internal("a count is negative"))
 }

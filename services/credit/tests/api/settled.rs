@@ -286,21 +286,27 @@ async fn r18_a_batch_keeps_instalment_holds_until_the_contract_is_in_force() {
     assert_eq!(app.room("E2").await, (700, 2_100));
 }
 
-/// A facility's version, the column its money transactions write to take its lock.
-async fn facility_version(app: &TestApp, facility_id: &str) -> i64 {
+/// The one `BIGINT` column `n` of the one row `sql` returns (PostgreSQL).
+async fn number(app: &TestApp, sql: &str, values: Vec<sea_orm::Value>) -> i64 {
     use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
     app.db()
         .query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            "SELECT CAST(version AS BIGINT) AS version FROM facility WHERE id = $1",
-            [facility_id.into()],
+            sql,
+            values,
         ))
         .await
         .unwrap()
         .unwrap()
-        .try_get("", "version")
+        .try_get("", "n")
         .unwrap()
+}
+
+/// A facility's version, the column its money transactions write to take its lock.
+async fn facility_version(app: &TestApp, facility_id: &str) -> i64 {
+    let sql = "SELECT CAST(version AS BIGINT) AS n FROM facility WHERE id = $1";
+    number(app, sql, vec![facility_id.into()]).await
 }
 
 /// On PostgreSQL a batch takes the row lock of each facility it settles without writing
@@ -340,19 +346,9 @@ async fn r18_a_batch_waits_for_a_money_transaction_on_its_facility_without_writi
         "the batch waits for the facility's row lock",
         Duration::from_secs(30),
         async || {
-            let waiting = app
-                .db()
-                .query_one_raw(Statement::from_string(
-                    DbBackend::Postgres,
-                    "SELECT COUNT(*) AS waiting FROM pg_stat_activity \
-                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                ))
-                .await
-                .unwrap()
-                .unwrap()
-                .try_get::<i64>("", "waiting")
-                .unwrap();
-            waiting > 0
+            let sql = "SELECT COUNT(*) AS n FROM pg_stat_activity \
+                       WHERE datname = current_database() AND wait_event_type = 'Lock'";
+            number(&app, sql, Vec::new()).await > 0
         },
     );
     tokio::select! {
