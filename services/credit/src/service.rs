@@ -15,7 +15,7 @@ use tavana_kit::money::Rial;
 use tavana_proto::credit::v1 as pb;
 
 use crate::convert;
-use crate::domain::budget::{self, Available, HoldRelease};
+use crate::domain::budget::{self, Available};
 use crate::domain::card::{CustomerNumber, Pin, attempts_left};
 use crate::domain::facility::FacilityTerms;
 use crate::domain::idempotency::{IdempotencyKey, request_hash};
@@ -25,7 +25,7 @@ use crate::error::CreditError;
 use crate::peers::Peers;
 use crate::store::{
     IdempotencyScope, NewFacility, NewPurchase, NewRefund, Replay, Settling, Store, card,
-    employee_arrears, facility, hold_of, purchase, terms_of,
+    employee_arrears, facility, purchase, terms_of,
 };
 
 /// The audit action of a card unlock by support (R32); the subject is the customer number.
@@ -738,40 +738,26 @@ impl CreditFlows {
         let mut wanted: Vec<&str> = purchase_ids.iter().map(String::as_str).collect();
         wanted.sort_unstable();
         wanted.dedup();
-        let rows = self.store.purchases(&wanted).await?;
+        let rows = self.store.settling(&wanted).await?;
         let found: HashSet<&str> = rows.iter().map(|row| row.id.as_str()).collect();
         let unknown: Vec<&str> = wanted
             .iter()
             .copied()
             .filter(|id| !found.contains(id))
             .collect();
-        let open: Vec<&purchase::Model> =
-            rows.iter().filter(|row| row.settled_at.is_none()).collect();
-        let mut facility_ids: Vec<&str> = open.iter().map(|row| row.facility_id.as_str()).collect();
-        facility_ids.sort_unstable();
-        facility_ids.dedup();
-        let facilities: HashMap<String, String> = self
-            .store
-            .facilities(&facility_ids)
-            .await?
-            .into_iter()
-            .map(|facility| (facility.id, facility.organization_id))
-            .collect();
 
         let mut no_facility = false;
         let mut peer_error = None;
         let mut in_force: HashMap<&str, bool> = HashMap::new();
-        let mut settling = Vec::with_capacity(open.len());
-        for row in open {
-            let Some(organization_id) = facilities.get(&row.facility_id) else {
+        let mut settling = Vec::with_capacity(rows.len());
+        for row in rows.iter().filter(|row| row.settled_at.is_none()) {
+            let Some(organization_id) = row.organization_id.as_deref() else {
                 no_facility = true;
                 continue;
             };
-            let needs_contract = row.kind == PurchaseKind::Instalment.as_str()
-                && hold_of(row).is_some_and(|hold| hold.release == HoldRelease::UntilSettled);
-            let contract_in_force = if !needs_contract {
+            let contract_in_force = if !row.holds_until_settled() {
                 true
-            } else if let Some(known) = in_force.get(organization_id.as_str()) {
+            } else if let Some(known) = in_force.get(organization_id) {
                 *known
             } else {
                 // Once per organization and call; one that fails is asked again on retry.

@@ -128,7 +128,7 @@ impl Store {
         let mut release: std::collections::BTreeMap<DateTime<Utc>, Vec<String>> =
             std::collections::BTreeMap::new();
         for row in waiting {
-            let at = settled_release_of(&row, now)?;
+            let at = settled_release_of(&row.purchase_period, row.months, now)?;
             release.entry(at).or_default().push(row.id);
         }
         for (at, ids) in &release {

@@ -146,16 +146,17 @@ pub fn hold_of(row: &purchase::Model) -> Option<Hold> {
     })
 }
 
-/// Returns when the holds of a settled instalment purchase row end (R16, R18): see
+/// Returns when the holds of a settled instalment purchase end (R16, R18): see
 /// [`budget::settled_instalment_release`].
 fn settled_release_of(
-    row: &purchase::Model,
+    purchase_period: &str,
+    months: i32,
     settled_at: DateTime<Utc>,
 ) -> Result<DateTime<Utc>, CreditError> {
-    let period = JalaliPeriod::parse(&row.purchase_period)
+    let period = JalaliPeriod::parse(purchase_period)
         .map_err(|_| internal("stored purchase period is invalid"))?;
     let months =
-        u32::try_from(row.months).map_err(|_| internal("stored purchase months are invalid"))?;
+        u32::try_from(months).map_err(|_| internal("stored purchase months are invalid"))?;
     Ok(budget::settled_instalment_release(
         period, months, settled_at,
     ))

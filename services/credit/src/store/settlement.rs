@@ -21,31 +21,47 @@ pub struct LedgerRow {
     pub national_id: Option<String>,
 }
 
-impl Store {
-    /// Returns the purchases among `purchase_ids` that exist, in no particular order.
-    pub async fn purchases(
-        &self,
-        purchase_ids: &[&str],
-    ) -> Result<Vec<purchase::Model>, CreditError> {
-        Ok(tavana_kit::db::find_in::<purchase::Entity>(
-            &self.db,
-            purchase::Column::Id,
-            purchase_ids,
-        )
-        .await?)
-    }
+/// What R18's settlement reads of one purchase.
+#[derive(Clone, Debug, FromQueryResult)]
+pub struct SettlingRow {
+    /// The purchase.
+    pub id: String,
+    /// Its facility.
+    pub facility_id: String,
+    /// Its kind ([`PurchaseKind`]).
+    pub kind: String,
+    /// The period it was bought in.
+    pub purchase_period: String,
+    /// Its instalments (0 for a credit purchase).
+    pub months: i32,
+    /// When it was settled, if it was.
+    pub settled_at: Option<DateTime<Utc>>,
+    /// When its holds end by the clock, if they do.
+    pub hold_release_at: Option<DateTime<Utc>>,
+    /// Whether its holds wait for the organization's contract (R18).
+    pub hold_waits_for_contract: bool,
+    /// When its holds were released, if they were.
+    pub hold_released_at: Option<DateTime<Utc>>,
+    /// Its facility's organization (none when the facility is missing).
+    pub organization_id: Option<String>,
+}
 
-    /// Returns the facilities among `facility_ids` that exist, in no particular order.
-    pub async fn facilities(
-        &self,
-        facility_ids: &[&str],
-    ) -> Result<Vec<facility::Model>, CreditError> {
-        Ok(tavana_kit::db::find_in::<facility::Entity>(
-            &self.db,
-            facility::Column::Id,
-            facility_ids,
-        )
-        .await?)
+impl SettlingRow {
+    /// Whether it is an instalment purchase whose holds stay until it is settled, so that
+    /// R18 asks whether its organization's contract is in force.
+    pub fn holds_until_settled(&self) -> bool {
+        self.kind == PurchaseKind::Instalment.as_str()
+            && self.hold_released_at.is_none()
+            && release_of(self.hold_release_at, self.hold_waits_for_contract)
+                == HoldRelease::UntilSettled
+    }
+}
+
+impl Store {
+    /// Returns what R18's settlement reads of the purchases among `purchase_ids` that
+    /// exist, in no particular order: only those columns, and the organization by a join.
+    pub async fn settling(&self, purchase_ids: &[&str]) -> Result<Vec<SettlingRow>, CreditError> {
+        settling_rows(&self.db, purchase_ids).await
     }
 
     /// Records that purchases are settled, in one transaction; idempotent per purchase. An
@@ -83,16 +99,14 @@ impl Store {
         let mut release: std::collections::BTreeMap<DateTime<Utc>, Vec<String>> =
             std::collections::BTreeMap::new();
         let mut wait = Vec::new();
-        let rows =
-            tavana_kit::db::find_in::<purchase::Entity>(&txn, purchase::Column::Id, &purchase_ids)
-                .await?;
+        let rows = settling_rows(&txn, &purchase_ids).await?;
         for row in rows.into_iter().filter(|row| row.settled_at.is_none()) {
             let is_instalment = row.kind == PurchaseKind::Instalment.as_str();
             let unreleased = row.hold_released_at.is_none();
             match (is_instalment && unreleased, in_force.get(row.id.as_str())) {
                 (false, _) => plain.push(row.id),
                 (true, Some(true)) => {
-                    let at = settled_release_of(&row, now)?;
+                    let at = settled_release_of(&row.purchase_period, row.months, now)?;
                     release.entry(at).or_default().push(row.id);
                 }
                 (true, _) => wait.push(row.id),
@@ -222,6 +236,43 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Reads [`SettlingRow`]s of the purchases among `purchase_ids`, per
+/// [`IDS_PER_STATEMENT`] ids.
+async fn settling_rows(
+    conn: &impl ConnectionTrait,
+    purchase_ids: &[&str],
+) -> Result<Vec<SettlingRow>, CreditError> {
+    let mut rows = Vec::with_capacity(purchase_ids.len());
+    for ids in purchase_ids.chunks(IDS_PER_STATEMENT) {
+        let facility = purchase::Entity::belongs_to(facility::Entity)
+            .from(purchase::Column::FacilityId)
+            .to(facility::Column::Id)
+            .into();
+        rows.extend(
+            purchase::Entity::find()
+                .select_only()
+                .columns([
+                    purchase::Column::Id,
+                    purchase::Column::FacilityId,
+                    purchase::Column::Kind,
+                    purchase::Column::PurchasePeriod,
+                    purchase::Column::Months,
+                    purchase::Column::SettledAt,
+                    purchase::Column::HoldReleaseAt,
+                    purchase::Column::HoldWaitsForContract,
+                    purchase::Column::HoldReleasedAt,
+                ])
+                .column(facility::Column::OrganizationId)
+                .join(JoinType::LeftJoin, facility)
+                .filter(purchase::Column::Id.is_in(ids.iter().copied()))
+                .into_model::<SettlingRow>()
+                .all(conn)
+                .await?,
+        );
+    }
+    Ok(rows)
 }
 
 /// Reads the `locked` count of [`Store::lock_facilities`]'s PostgreSQL statement.
