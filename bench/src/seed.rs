@@ -676,10 +676,11 @@ pub async fn ledger(system: &System, organization: &str, count: u64) -> anyhow::
         "{with}INSERT INTO purchase (id, facility_id, employee_id, merchant_id, merchant_name, \
            kind, amount, refunded_amount, months, purchase_period, schedule, created_at, \
            created_micros, settled_at, hold_monthly, hold_total, hold_release_at, \
-           hold_waits_for_contract, hold_released_at, schedule_version, partly_settled_at) \
+           hold_waits_for_contract, hold_released_at, schedule_version, partly_settled_at, \
+           national_id) \
          SELECT $2 || {padded}, $3 || {padded}, $4 || {padded}, 'bench-merchant', $5, 'instalment', \
            {amount}, 0, 1, $6, $7 || CAST({amount} AS TEXT) || $8, $9, $10, NULL, 0, 0, NULL, \
-           $11, $9, 1, NULL \
+           $11, $9, 1, NULL, $12 \
          FROM {series}"
     );
     let values: Vec<Value> = vec![
@@ -694,6 +695,7 @@ pub async fn ledger(system: &System, organization: &str, count: u64) -> anyhow::
         now.into(),
         now.timestamp_micros().into(),
         false.into(),
+        bulk_national_id(0).into(),
     ];
     db.execute_raw(Statement::from_sql_and_values(
         backend,

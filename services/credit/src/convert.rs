@@ -188,7 +188,7 @@ pub fn ledger_entry(row: LedgerRow) -> pb::PurchaseLedgerEntry {
             .collect(),
         version: schedule_version(row.schedule_version),
         purchase_id: row.id,
-        national_id: row.national_id.unwrap_or_default(),
+        national_id: row.national_id,
         amount: row.amount,
         refunded_amount: row.refunded_amount,
     }

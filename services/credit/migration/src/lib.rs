@@ -12,6 +12,7 @@ mod m20261203_230000_add_arrears_hold;
 mod m20261204_000001_index_pending_outbox;
 mod m20261205_000001_create_facility_held;
 mod m20261205_120000_index_idempotency_age;
+mod m20261206_000001_add_purchase_national_id;
 
 pub use m20261205_000001_create_facility_held::UNTIL_EVENT;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_index_pending_outbox::Migration),
             Box::new(m20261205_000001_create_facility_held::Migration),
             Box::new(m20261205_120000_index_idempotency_age::Migration),
+            Box::new(m20261206_000001_add_purchase_national_id::Migration),
         ]
     }
 }

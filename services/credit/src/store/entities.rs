@@ -89,6 +89,8 @@ pub mod purchase {
         pub hold_released_at: Option<DateTimeUtc>,
         pub schedule_version: i32,
         pub partly_settled_at: Option<DateTimeUtc>,
+        /// The buyer's national ID, its facility's (R31's ledger reads it from the row).
+        pub national_id: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -97,6 +97,7 @@ impl Store {
             hold_released_at: None,
             schedule_version: 1,
             partly_settled_at: None,
+            national_id: facility_row.national_id.clone(),
         };
         let written = async {
             row.clone()

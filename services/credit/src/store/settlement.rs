@@ -17,8 +17,8 @@ pub struct LedgerRow {
     pub schedule: String,
     /// Its schedule version (R20).
     pub schedule_version: i32,
-    /// The buyer's national ID (none when its facility is missing).
-    pub national_id: Option<String>,
+    /// The buyer's national ID.
+    pub national_id: String,
 }
 
 /// What R18's settlement reads of one purchase.
@@ -168,16 +168,12 @@ impl Store {
     // ---- reconciliation (R31) ----
 
     /// Returns up to `limit` purchases with an id after `after`, in id order, as R31's
-    /// ledger: only the columns it compares, and the buyer's national ID by a join.
+    /// ledger: only the columns it compares, one index range of the purchases.
     pub async fn ledger_after(
         &self,
         after: &str,
         limit: u64,
     ) -> Result<Vec<LedgerRow>, CreditError> {
-        let facility = purchase::Entity::belongs_to(facility::Entity)
-            .from(purchase::Column::FacilityId)
-            .to(facility::Column::Id)
-            .into();
         Ok(purchase::Entity::find()
             .select_only()
             .columns([
@@ -186,9 +182,8 @@ impl Store {
                 purchase::Column::RefundedAmount,
                 purchase::Column::Schedule,
                 purchase::Column::ScheduleVersion,
+                purchase::Column::NationalId,
             ])
-            .column(facility::Column::NationalId)
-            .join(JoinType::LeftJoin, facility)
             .filter(purchase::Column::Id.gt(after))
             .order_by_asc(purchase::Column::Id)
             .limit(limit)

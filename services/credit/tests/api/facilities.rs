@@ -369,6 +369,80 @@ async fn r31_the_ledger_pages_every_purchase_in_id_order_with_its_schedule() {
     );
 }
 
+/// R31: a purchase carries its facility's national ID, which the ledger reads from the
+/// purchase row alone. The migration that added the column copies each purchase's from its
+/// own facility for purchases made before it, and rolls back.
+#[tokio::test]
+async fn r31_a_purchase_carries_its_facility_national_id_and_the_migration_copies_it() {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use tavana_credit::store::facility;
+    use tavana_credit_migration::SchemaManager;
+    const OTHER_NATIONAL_ID: &str = "0098765432";
+    let app = spawn_service().await;
+    let mut bought = Vec::new();
+    for employee_id in ["E1", "E2"] {
+        app.open_facility(employee_id, 1_000, 3).await;
+        let purchase = app
+            .buy(
+                employee_id,
+                SHOP,
+                pb::PurchaseKind::Instalment,
+                10,
+                3,
+                employee_id,
+            )
+            .await
+            .unwrap();
+        bought.push(purchase.purchase.unwrap().purchase_id);
+    }
+    let national_ids = async || {
+        let mut ids = Vec::new();
+        for id in &bought {
+            ids.push(app.store.purchase(id).await.unwrap().unwrap().national_id);
+        }
+        ids
+    };
+    let written = national_ids().await;
+
+    // Before the column: E2's facility names another national ID, which the copy must take.
+    app.migrate_down_to_before("m20261206_000001_add_purchase_national_id")
+        .await;
+    let had_column = SchemaManager::new(app.db())
+        .has_column("purchase", "national_id")
+        .await
+        .unwrap();
+    facility::Entity::update_many()
+        .col_expr(facility::Column::NationalId, Expr::value(OTHER_NATIONAL_ID))
+        .filter(facility::Column::EmployeeId.eq("E2"))
+        .exec(app.db())
+        .await
+        .unwrap();
+    app.migrate_up().await;
+    let copied = national_ids().await;
+    let (ledger, _) = tavana_credit::service::purchase_ledger(&app.store, "", 10)
+        .await
+        .unwrap();
+
+    assert_eq!(written, [NATIONAL_ID, NATIONAL_ID]);
+    assert!(!had_column, "rolled back, the purchase has no national ID");
+    assert_eq!(
+        copied,
+        [NATIONAL_ID, OTHER_NATIONAL_ID],
+        "each copied from its own facility"
+    );
+    let served: std::collections::BTreeMap<&str, &str> = ledger
+        .iter()
+        .map(|entry| (entry.purchase_id.as_str(), entry.national_id.as_str()))
+        .collect();
+    let expected: std::collections::BTreeMap<&str, &str> = [
+        (bought[0].as_str(), NATIONAL_ID),
+        (bought[1].as_str(), OTHER_NATIONAL_ID),
+    ]
+    .into();
+    assert_eq!(served, expected, "the ledger serves the purchase row's");
+}
+
 /// Returns the audit trail of the credit service, newest first.
 async fn audit_trail(app: &TestApp) -> Vec<tavana_kit::audit::AuditEntry> {
     tavana_kit::audit::list(

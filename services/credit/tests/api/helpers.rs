@@ -340,6 +340,24 @@ impl TestApp {
     pub fn db(&self) -> &sea_orm::DatabaseConnection {
         &self._database.db
     }
+
+    /// Rolls the migrations back to before the one named `name` (the later ones first).
+    pub async fn migrate_down_to_before(&self, name: &str) {
+        use tavana_credit_migration::MigratorTrait;
+        let migrations = Migrator::migrations();
+        let at = migrations
+            .iter()
+            .position(|migration| migration.name() == name)
+            .expect("a migration of that name");
+        let steps = u32::try_from(migrations.len() - at).unwrap();
+        Migrator::down(self.db(), Some(steps)).await.unwrap();
+    }
+
+    /// Runs the migrations not applied yet.
+    pub async fn migrate_up(&self) {
+        use tavana_credit_migration::MigratorTrait;
+        Migrator::up(self.db(), None).await.unwrap();
+    }
 }
 
 /// The credit service calling as another service.

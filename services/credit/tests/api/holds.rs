@@ -190,7 +190,6 @@ async fn r16_summed_holds_are_the_purchases_holds_in_effect_summed_per_release()
 async fn r16_counters_kept_by_the_triggers_are_the_ones_counted_afresh_from_the_purchases() {
     use sea_orm::{EntityTrait, QueryOrder};
     use tavana_credit::store::facility_held;
-    use tavana_credit_migration::MigratorTrait;
 
     let (app, facility_id) = holds_of_every_release().await;
     let counters = async || {
@@ -204,18 +203,9 @@ async fn r16_counters_kept_by_the_triggers_are_the_ones_counted_afresh_from_the_
     let kept = counters().await;
 
     // Back to before the counters' migration (and the ones after it), then up again.
-    let migrations = tavana_credit_migration::Migrator::migrations();
-    let counters_at = migrations
-        .iter()
-        .position(|migration| migration.name() == "m20261205_000001_create_facility_held")
-        .unwrap();
-    let steps = u32::try_from(migrations.len() - counters_at).unwrap();
-    tavana_credit_migration::Migrator::down(app.db(), Some(steps))
-        .await
-        .unwrap();
-    tavana_credit_migration::Migrator::up(app.db(), None)
-        .await
-        .unwrap();
+    app.migrate_down_to_before("m20261205_000001_create_facility_held")
+        .await;
+    app.migrate_up().await;
     let counted = counters().await;
 
     // The wholly refunded purchase was taken off its counter (the migration never saw it).

@@ -234,23 +234,19 @@ async fn idempotency_indexes(db: &sea_orm::DatabaseConnection) -> Vec<String> {
 
 #[tokio::test]
 async fn r19_the_index_on_the_records_age_replaces_the_one_on_caller_and_age_both_ways() {
-    use tavana_credit_migration::MigratorTrait;
     let app = spawn_service().await;
     assert_eq!(
         idempotency_indexes(app.db()).await,
         ["idx_idempotency_created"]
     );
 
-    tavana_credit_migration::Migrator::down(app.db(), Some(1))
-        .await
-        .unwrap();
+    app.migrate_down_to_before("m20261205_120000_index_idempotency_age")
+        .await;
     assert_eq!(
         idempotency_indexes(app.db()).await,
         ["idx_idempotency_caller_created"]
     );
-    tavana_credit_migration::Migrator::up(app.db(), None)
-        .await
-        .unwrap();
+    app.migrate_up().await;
     assert_eq!(
         idempotency_indexes(app.db()).await,
         ["idx_idempotency_created"]
