@@ -32,7 +32,7 @@ pub struct SettlingRow {
     pub kind: String,
     /// The period it was bought in.
     pub purchase_period: String,
-    /// Its instalments (0 for a credit purchase).
+    /// Its instalments (1 for a credit purchase).
     pub months: i32,
     /// When it was settled, if it was.
     pub settled_at: Option<DateTime<Utc>>,
