@@ -46,23 +46,42 @@ pub struct EmployeeLoad {
     pub per_period: BTreeMap<JalaliPeriod, Rial>,
 }
 
+/// The periods a close may move an overdue instalment to (R29): the
+/// [`REAGE_HORIZON_MONTHS`] periods after the closed one, less the `blocked` ones (closed or
+/// remitted periods of the organization). They depend only on the close, so a close builds
+/// them once for all its employees.
+#[derive(Clone, Debug)]
+pub struct Candidates {
+    /// The candidates, in order.
+    periods: Vec<JalaliPeriod>,
+    /// The last period of the horizon: where an instalment stays when every period of the
+    /// horizon is blocked.
+    horizon_end: JalaliPeriod,
+}
+
+impl Candidates {
+    /// Returns the candidates after closing `closed`.
+    pub fn new(closed: JalaliPeriod, blocked: &BTreeSet<JalaliPeriod>) -> Self {
+        Self {
+            periods: (1..=REAGE_HORIZON_MONTHS)
+                .map(|months| closed.add_months(months))
+                .filter(|period| !blocked.contains(period))
+                .collect(),
+            horizon_end: closed.add_months(REAGE_HORIZON_MONTHS),
+        }
+    }
+}
+
 /// Returns the period each overdue instalment (amounts, in the order they are re-aged) of
 /// one employee moves to, and records it in `load` (R29).
 ///
-/// A period is a candidate when it comes after `closed` and is not in `blocked` (closed or
-/// remitted periods of the organization); the first candidate where the employee's
-/// deductions plus the instalment stay within `M` is taken. Without a candidate within
-/// [`REAGE_HORIZON_MONTHS`], the first candidate is taken.
+/// The first of the `candidates` where the employee's deductions plus the instalment stay
+/// within `M` is taken; without one, the first candidate is taken.
 pub fn reage(
-    closed: JalaliPeriod,
+    candidates: &Candidates,
     amounts: &[Rial],
-    blocked: &BTreeSet<JalaliPeriod>,
     load: &mut EmployeeLoad,
 ) -> Result<Vec<JalaliPeriod>, AmountOverflow> {
-    let candidates: Vec<JalaliPeriod> = (1..=REAGE_HORIZON_MONTHS)
-        .map(|months| closed.add_months(months))
-        .filter(|period| !blocked.contains(period))
-        .collect();
     let mut targets = Vec::with_capacity(amounts.len());
     for amount in amounts {
         let fits = |period: &JalaliPeriod| -> Result<bool, AmountOverflow> {
@@ -74,15 +93,15 @@ pub fn reage(
             Ok(total <= limit)
         };
         let mut target = None;
-        for period in &candidates {
+        for period in &candidates.periods {
             if fits(period)? {
                 target = Some(*period);
                 break;
             }
         }
-        let Some(period) = target.or_else(|| candidates.first().copied()) else {
+        let Some(period) = target.or_else(|| candidates.periods.first().copied()) else {
             // Every period of the horizon is blocked: it stays where the horizon ends.
-            targets.push(closed.add_months(REAGE_HORIZON_MONTHS));
+            targets.push(candidates.horizon_end);
             continue;
         };
         let entry = load.per_period.entry(period).or_insert(Rial::ZERO);
@@ -116,9 +135,8 @@ mod tests {
         let mut book = load(100, &[("1405-11", 80), ("1405-12", 60)]);
 
         let targets = reage(
-            period("1405-10"),
+            &Candidates::new(period("1405-10"), &BTreeSet::new()),
             &[Rial(30), Rial(40)],
-            &BTreeSet::new(),
             &mut book,
         )
         .unwrap();
@@ -134,7 +152,12 @@ mod tests {
         let blocked: BTreeSet<JalaliPeriod> = [period("1405-11"), period("1405-12")].into();
         let mut book = load(100, &[]);
 
-        let targets = reage(period("1405-10"), &[Rial(1)], &blocked, &mut book).unwrap();
+        let targets = reage(
+            &Candidates::new(period("1405-10"), &blocked),
+            &[Rial(1)],
+            &mut book,
+        )
+        .unwrap();
 
         assert_eq!(targets, [period("1406-01")]);
     }
@@ -144,8 +167,18 @@ mod tests {
         let mut over = load(100, &[("1405-11", 71)]);
         let mut exact = load(100, &[("1405-11", 70)]);
 
-        let moved = reage(period("1405-10"), &[Rial(30)], &BTreeSet::new(), &mut over).unwrap();
-        let kept = reage(period("1405-10"), &[Rial(30)], &BTreeSet::new(), &mut exact).unwrap();
+        let moved = reage(
+            &Candidates::new(period("1405-10"), &BTreeSet::new()),
+            &[Rial(30)],
+            &mut over,
+        )
+        .unwrap();
+        let kept = reage(
+            &Candidates::new(period("1405-10"), &BTreeSet::new()),
+            &[Rial(30)],
+            &mut exact,
+        )
+        .unwrap();
 
         assert_eq!(moved, [period("1405-12")]);
         assert_eq!(kept, [period("1405-11")]);
@@ -158,7 +191,12 @@ mod tests {
             per_period: [(period("1405-11"), Rial(1_000_000))].into(),
         };
 
-        let targets = reage(period("1405-10"), &[Rial(5)], &BTreeSet::new(), &mut book).unwrap();
+        let targets = reage(
+            &Candidates::new(period("1405-10"), &BTreeSet::new()),
+            &[Rial(5)],
+            &mut book,
+        )
+        .unwrap();
 
         assert_eq!(targets, [period("1405-11")]);
     }
@@ -200,7 +238,7 @@ mod tests {
                 blocked_months.iter().map(|months| closed.add_months(*months)).collect();
             let amounts: Vec<Rial> = overdue.iter().map(|amount| Rial((*amount).min(m))).collect();
 
-            let targets = reage(closed, &amounts, &blocked, &mut book).unwrap();
+            let targets = reage(&Candidates::new(closed, &blocked), &amounts, &mut book).unwrap();
 
             proptest::prop_assert_eq!(targets.len(), amounts.len());
             for target in &targets {

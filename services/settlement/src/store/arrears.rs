@@ -192,7 +192,10 @@ impl Store {
             });
         }
 
-        let blocked = blocked_periods(&txn, organization_id, period).await?;
+        let candidates = arrears::Candidates::new(
+            period,
+            &blocked_periods(&txn, organization_id, period).await?,
+        );
         let mut by_employee: BTreeMap<&str, Vec<&LeftOpen>> = BTreeMap::new();
         for instalment in &left_open {
             by_employee
@@ -216,7 +219,7 @@ impl Store {
             let monthly_credit = instalments.iter().map(|i| i.monthly_credit).max();
             load.monthly_credit = monthly_credit.filter(|m| *m > 0).map(Rial);
             let amounts: Vec<Rial> = instalments.iter().map(|i| i.amount).collect();
-            let targets = arrears::reage(period, &amounts, &blocked, load)?;
+            let targets = arrears::reage(&candidates, &amounts, load)?;
             for (instalment, target) in instalments.iter().zip(targets) {
                 moves
                     .entry(target)
