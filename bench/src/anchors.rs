@@ -106,17 +106,10 @@ impl Postgres {
 
     /// Drops the scratch database.
     pub fn drop_scratch(&self) {
-        self.drop_databases(&[scratch()]);
-    }
-
-    /// Drops databases by name.
-    pub fn drop_databases(&self, names: &[String]) {
-        for name in names {
-            let _ = self.psql(
-                &self.server_url,
-                &format!("drop database if exists \"{name}\" with (force)"),
-            );
-        }
+        let _ = self.psql(
+            &self.server_url,
+            &format!("drop database if exists {} with (force)", scratch()),
+        );
     }
 
     /// Initialises pgbench's tables at `scale` and runs the TPC-B-like script with

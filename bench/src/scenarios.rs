@@ -321,11 +321,8 @@ async fn run_mode(
         Mode::Split => system::start_split().await?,
     };
     let results = measure(&system, scale, remittance_csv, deduction_csv, postgres).await;
-    let databases = system.databases.clone();
+    // The split topology drops its databases as it stops.
     system.stop().await;
-    if let Some(postgres) = postgres {
-        postgres.drop_databases(&databases);
-    }
     results
 }
 

@@ -56,7 +56,7 @@ pub struct System {
     pub admin: Admin,
     /// Every principal's key: the bench seeds as the gateway and as credit.
     pub keyring: tavana_kit::trust::Keyring,
-    /// The split topology's databases, dropped at the end.
+    /// The split topology's databases (it drops them as it stops).
     pub databases: Vec<String>,
     processes: Processes,
     _data_dir: tempfile::TempDir,

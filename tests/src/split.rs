@@ -81,6 +81,21 @@ pub struct SplitTopology {
     /// How each service replica was started, to start it again.
     commands: HashMap<String, Launch>,
     id: String,
+    /// Declared after the processes, so that they are killed before their databases go.
+    _databases: Databases,
+}
+
+/// A topology's databases, dropped with it: they are fresh copies of the migrated
+/// templates, and nothing in them outlives the topology.
+struct Databases {
+    server_url: String,
+    names: Vec<String>,
+}
+
+impl Drop for Databases {
+    fn drop(&mut self) {
+        tavana_kit::testing::drop_postgres_databases(&self.server_url, &self.names);
+    }
 }
 
 /// A service replica's binary and environment.
@@ -347,6 +362,11 @@ pub async fn start_with(layout: Layout) -> anyhow::Result<SplitTopology> {
             (service.name, database)
         })
         .collect();
+    // Dropped on every way out, a failed start included.
+    let databases = Databases {
+        server_url: pg_base.clone(),
+        names: database_names.values().cloned().collect(),
+    };
     let database_urls: HashMap<&'static str, String> = database_names
         .iter()
         .map(|(service, database)| (*service, database_url(&pg_base, database)))
@@ -497,6 +517,7 @@ pub async fn start_with(layout: Layout) -> anyhow::Result<SplitTopology> {
         processes: std::sync::Mutex::new(processes),
         commands,
         id: id.to_owned(),
+        _databases: databases,
     };
     topology.wait_ready().await?;
     Ok(topology)

@@ -274,24 +274,46 @@ impl Drop for TestDb {
         let Cleanup::Postgres { server_url, name } = &self.cleanup else {
             return;
         };
-        let (server_url, name) = (server_url.clone(), name.clone());
-        // Drop may run inside or outside a runtime (or while one shuts down): a thread with
-        // its own small runtime works in every case.
-        let dropper = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            runtime.block_on(async move {
-                if let Err(error) = drop_database(&server_url, &name).await {
+        drop_postgres_databases(server_url, std::slice::from_ref(name));
+    }
+}
+
+/// Drops `names` on the server of `server_url`, ending their sessions first, and waits
+/// until done; an error is printed, not returned. Meant for `Drop`, which may run inside or
+/// outside a runtime (or while one shuts down): a thread with its own small runtime works
+/// in every case.
+pub fn drop_postgres_databases(server_url: &str, names: &[String]) {
+    let (server_url, names) = (server_url.to_owned(), names.to_vec());
+    let dropper = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async move {
+            for name in &names {
+                if let Err(error) = drop_database(&server_url, name).await {
                     eprintln!("could not drop test database {name}: {error:#}");
                 }
-            });
+            }
         });
-        let _ = dropper.join();
-    }
+    });
+    let _ = dropper.join();
+}
+
+/// Whether the server of `server_url` has a database named `name`.
+pub async fn postgres_database_exists(server_url: &str, name: &str) -> anyhow::Result<bool> {
+    use sea_orm::sqlx::{Connection, PgConnection};
+
+    let mut admin = PgConnection::connect(server_url).await?;
+    let exists = sea_orm::sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(&mut admin)
+        .await?
+        .is_some();
+    admin.close().await?;
+    Ok(exists)
 }
 
 async fn drop_database(server_url: &str, name: &str) -> anyhow::Result<()> {

@@ -22,6 +22,43 @@ struct Progress {
     changed: Notify,
 }
 
+/// A topology's databases are copies made for it, and go with it: a test run leaves none
+/// behind on the server.
+#[tokio::test]
+async fn a_split_topology_drops_its_databases_as_it_stops() {
+    if !split_mode() {
+        eprintln!("runs only against the split topology (TAVANA_E2E_TOPOLOGY=split)");
+        return;
+    }
+    let server = tavana_kit::testing::test_pg_url();
+    let app = spawn_app().await;
+    let names: Vec<String> = app
+        .split()
+        .expect("split topology")
+        .database_urls
+        .values()
+        .map(|url| url.rsplit('/').next().expect("a database name").to_owned())
+        .collect();
+    assert_eq!(names.len(), 5, "one database per service: {names:?}");
+    for name in &names {
+        assert!(
+            tavana_kit::testing::postgres_database_exists(&server, name)
+                .await
+                .expect("read the server's databases"),
+            "{name} exists while the topology runs"
+        );
+    }
+    drop(app);
+    for name in &names {
+        assert!(
+            !tavana_kit::testing::postgres_database_exists(&server, name)
+                .await
+                .expect("read the server's databases"),
+            "{name} is dropped with its topology"
+        );
+    }
+}
+
 /// Buys with one idempotency key, retrying outages as a client would (R19).
 async fn buy_until_accepted(
     app: &TestApp,
