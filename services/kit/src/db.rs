@@ -104,6 +104,13 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database
 
 /// Creates the PostgreSQL database named in `url` when it does not exist yet, by
 /// connecting to the `postgres` database of the same server.
+///
+/// Text compares and sorts by its bytes in it (`LC_COLLATE 'C'`), as SQLite's `BINARY`
+/// and Rust's `str` do: keyset pages, ordered reads and the services' own merges and
+/// binary searches of what they read (a remittance's employees, reconciliation's two
+/// ledgers) agree on both backends whatever the server's locale, and PostgreSQL compares
+/// keys without calling the C library's `strcoll`. The character classes (`LC_CTYPE`)
+/// stay the server's.
 pub async fn ensure_postgres_database(url: &str) -> anyhow::Result<()> {
     let options: PgConnectOptions = url.parse().context("invalid PostgreSQL URL")?;
     let Some(name) = options.get_database().map(str::to_owned) else {
@@ -120,7 +127,7 @@ pub async fn ensure_postgres_database(url: &str) -> anyhow::Result<()> {
         .is_some();
     if !exists {
         let created = sea_orm::sqlx::query(AssertSqlSafe(format!(
-            "CREATE DATABASE {}",
+            "CREATE DATABASE {} TEMPLATE template0 LC_COLLATE 'C'",
             quote_ident(&name)
         )))
         .execute(&mut admin)
@@ -676,6 +683,66 @@ mod tests {
         assert_eq!(pragma("busy_timeout").await, "10000");
         assert_eq!(pragma("synchronous").await, "1");
         assert!(!is_postgres(&db));
+    }
+
+    /// A database the services create sorts and compares text by its bytes, as SQLite and
+    /// Rust do: mixed case, punctuation that a linguistic collation skips, and Persian
+    /// letters outside the Arabic block (پ after ي by code point) come back in Rust's order.
+    #[tokio::test]
+    async fn a_created_postgres_database_orders_text_by_its_bytes() {
+        if !crate::testing::test_uses_postgres() {
+            eprintln!("PostgreSQL only (TAVANA_TEST_DB=postgres)");
+            return;
+        }
+        let server = crate::testing::test_pg_url();
+        let name = format!("tavana_test_collation_{}", uuid::Uuid::new_v4().simple());
+        let mut url = url::Url::parse(&server).expect("a test server URL");
+        url.set_path(&format!("/{name}"));
+        ensure_postgres_database(url.as_str())
+            .await
+            .expect("create the database");
+        let db = connect(url.as_str(), 1).await.expect("connect");
+        let collation = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                "SELECT datcollate FROM pg_database WHERE datname = current_database()",
+            ))
+            .await
+            .expect("read the collation")
+            .expect("the database's row")
+            .try_get::<String>("", "datcollate")
+            .expect("datcollate");
+        assert_eq!(collation, "C");
+        let mut texts = vec![
+            "a-c",
+            "a_b",
+            "aB",
+            "ab",
+            "Ab",
+            "پ",
+            "ي",
+            "ب",
+            "0012345679",
+            "001234567",
+        ];
+        let values: Vec<String> = texts.iter().map(|text| format!("('{text}')")).collect();
+        let sorted: Vec<String> = db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!(
+                    "SELECT t FROM (VALUES {}) AS v(t) ORDER BY t",
+                    values.join(", ")
+                ),
+            ))
+            .await
+            .expect("sort")
+            .iter()
+            .map(|row| row.try_get::<String>("", "t").expect("t"))
+            .collect();
+        db.close().await.expect("close");
+        crate::testing::drop_postgres_databases(&server, &[name]);
+        texts.sort_unstable();
+        assert_eq!(sorted, texts);
     }
 
     #[test]
