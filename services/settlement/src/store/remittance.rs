@@ -154,6 +154,7 @@ impl Store {
 
         let txn = tavana_kit::db::begin_write(&self.db).await?;
         lock_organization(&txn, &remittance.organization_id).await?;
+        plan_generically(&txn).await?;
         let remittance_id = new_id();
         if let Err(error) = insert_remittance(&txn, &remittance_id, &remittance, now).await {
             if !is_unique_violation(&error) {
@@ -375,6 +376,23 @@ fn employees_of(lines: &[ValidLine]) -> Vec<&NationalId> {
     let mut employees: Vec<&NationalId> = lines.iter().map(|line| &line.national_id).collect();
     employees.dedup();
     employees
+}
+
+/// Has PostgreSQL plan the rest of the transaction's statements once for any values, not
+/// anew for the values of each of the first five runs (its default).
+///
+/// A remittance runs the same few statements chunk after chunk, each naming a chunk's
+/// instalments and purchases (thousands). Planned for those values, the completion of the
+/// first five chunks ([`complete_purchases`]) hashed every open instalment of the table,
+/// read whole, rather than probe the instalments of 20,000 purchases by index: a cost that
+/// grows with the table, not with the chunk. A generic plan counts a few values per list,
+/// probes the indexes, and is what every later chunk ran anyway.
+async fn plan_generically(txn: &DatabaseTransaction) -> Result<(), DbErr> {
+    if txn.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared("SET LOCAL plan_cache_mode = force_generic_plan")
+            .await?;
+    }
+    Ok(())
 }
 
 /// Reads the unsettled instalments of `period` of `employees` (ordered, from
