@@ -37,7 +37,7 @@ pub struct TestApp {
 
 enum Topology {
     InProcess(Suite),
-    Split(split::SplitTopology),
+    Split(Box<split::SplitTopology>),
 }
 
 /// Whether this run drives the split topology.
@@ -98,7 +98,7 @@ async fn try_spawn_app_with(otlp_endpoint: Option<&str>) -> anyhow::Result<TestA
             None => split::start(&id).await?,
         };
         settings.identity.database.url = topology.database_urls["identity"].clone();
-        Topology::Split(topology)
+        Topology::Split(Box::new(topology))
     } else {
         let options = UpOptions {
             data_dir: PathBuf::from(data_dir.path()),

@@ -173,20 +173,14 @@ where
 {
     use sea_orm::sqlx::{AssertSqlSafe, Connection, PgConnection};
 
-    let mut admin = PgConnection::connect(server_url).await?;
-    let exists = sea_orm::sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
-        .bind(template)
-        .fetch_optional(&mut admin)
-        .await?
-        .is_some();
-    if exists {
-        admin.close().await?;
+    if postgres_database_exists(server_url, template).await? {
         return Ok(());
     }
     let building = format!("tavana_test_build_{}", uuid::Uuid::new_v4().simple());
     let url = database_url(server_url, &building);
     db::ensure_postgres_database(&url).await?;
     migrate(url).await?;
+    let mut admin = PgConnection::connect(server_url).await?;
     let renamed = sea_orm::sqlx::query(AssertSqlSafe(format!(
         "ALTER DATABASE {} RENAME TO {}",
         quote_ident(&building),
