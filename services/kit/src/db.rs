@@ -120,12 +120,7 @@ pub async fn ensure_postgres_database(url: &str) -> anyhow::Result<()> {
         sea_orm::sqlx::PgConnection::connect_with(&options.clone().database("postgres"))
             .await
             .with_context(|| format!("cannot connect to PostgreSQL server of {}", redact(url)))?;
-    let exists = sea_orm::sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
-        .bind(&name)
-        .fetch_optional(&mut admin)
-        .await?
-        .is_some();
-    if !exists {
+    if !database_exists(&mut admin, &name).await? {
         let created = sea_orm::sqlx::query(AssertSqlSafe(format!(
             "CREATE DATABASE {} TEMPLATE template0 LC_COLLATE 'C'",
             quote_ident(&name)
@@ -147,6 +142,20 @@ pub async fn ensure_postgres_database(url: &str) -> anyhow::Result<()> {
     }
     admin.close().await?;
     Ok(())
+}
+
+/// Whether the server `admin` is connected to has a database named `name`.
+pub(crate) async fn database_exists(
+    admin: &mut sea_orm::sqlx::PgConnection,
+    name: &str,
+) -> Result<bool, sea_orm::sqlx::Error> {
+    Ok(
+        sea_orm::sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(name)
+            .fetch_optional(admin)
+            .await?
+            .is_some(),
+    )
 }
 
 /// Creates the database when missing (PostgreSQL), connects, and applies the pending
@@ -696,12 +705,11 @@ mod tests {
         }
         let server = crate::testing::test_pg_url();
         let name = format!("tavana_test_collation_{}", uuid::Uuid::new_v4().simple());
-        let mut url = url::Url::parse(&server).expect("a test server URL");
-        url.set_path(&format!("/{name}"));
-        ensure_postgres_database(url.as_str())
+        let url = crate::testing::database_url(&server, &name);
+        ensure_postgres_database(&url)
             .await
             .expect("create the database");
-        let db = connect(url.as_str(), 1).await.expect("connect");
+        let db = connect(&url, 1).await.expect("connect");
         let collation = db
             .query_one_raw(Statement::from_string(
                 DbBackend::Postgres,

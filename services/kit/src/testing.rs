@@ -135,7 +135,7 @@ fn template_key<M>() -> String {
     hex::encode(&digest[..8])
 }
 
-fn database_url(server_url: &str, name: &str) -> String {
+pub(crate) fn database_url(server_url: &str, name: &str) -> String {
     let mut url = url::Url::parse(server_url).expect("TAVANA_TEST_PG_URL is not a URL");
     url.set_path(&format!("/{name}"));
     url.to_string()
@@ -301,11 +301,7 @@ pub async fn postgres_database_exists(server_url: &str, name: &str) -> anyhow::R
     use sea_orm::sqlx::{Connection, PgConnection};
 
     let mut admin = PgConnection::connect(server_url).await?;
-    let exists = sea_orm::sqlx::query("SELECT 1 FROM pg_database WHERE datname = $1")
-        .bind(name)
-        .fetch_optional(&mut admin)
-        .await?
-        .is_some();
+    let exists = db::database_exists(&mut admin, name).await?;
     admin.close().await?;
     Ok(exists)
 }
