@@ -450,6 +450,29 @@ pub async fn swap_index(
         .await
 }
 
+/// Sets how full inserts leave a table's pages, in a migration (PostgreSQL's `fillfactor`;
+/// SQLite has no such setting). A table whose rows are updated in bulk, every row of a page
+/// in one transaction, gets room on each page for the new versions: PostgreSQL then writes
+/// them in place (HOT) when no indexed column changes, with no new index entry. Existing
+/// pages keep their fill until rewritten; new rows get the room.
+pub async fn set_page_fill(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    percent: u32,
+) -> Result<(), DbErr> {
+    if manager.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    manager
+        .get_connection()
+        .execute_unprepared(&format!(
+            "ALTER TABLE {} SET (fillfactor = {percent})",
+            quote_ident(table)
+        ))
+        .await
+        .map(drop)
+}
+
 /// Hides the password of a database URL, for error messages and logs.
 pub fn redact(url: &str) -> String {
     match url::Url::parse(url) {

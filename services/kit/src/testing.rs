@@ -358,6 +358,26 @@ pub async fn table_indexes(db: &DatabaseConnection, table: &str) -> Vec<(String,
     indexes
 }
 
+/// Returns how full inserts leave the pages of `table` (PostgreSQL's `fillfactor`), as
+/// the catalogue states it: `None` when left at the default, and always on SQLite.
+pub async fn table_page_fill(db: &DatabaseConnection, table: &str) -> Option<u32> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    if db.get_database_backend() != DbBackend::Postgres {
+        return None;
+    }
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT option_value AS fill FROM pg_class, pg_options_to_table(reloptions) \
+             WHERE relname = $1 AND option_name = 'fillfactor'",
+            [table.into()],
+        ))
+        .await
+        .expect("the catalogue lists the table's options")?;
+    let fill: String = row.try_get("", "fill").unwrap();
+    Some(fill.parse().expect("a fill factor is a number"))
+}
+
 /// Returns the Redis URL for tests from `TAVANA_TEST_REDIS_URL` (`None` when unset).
 pub fn test_redis_url() -> Option<String> {
     std::env::var("TAVANA_TEST_REDIS_URL")

@@ -13,6 +13,7 @@ mod m20261204_000001_index_pending_outbox;
 mod m20261205_000001_create_facility_held;
 mod m20261205_120000_index_idempotency_age;
 mod m20261206_000001_add_purchase_national_id;
+mod m20261206_120000_fill_purchase_pages;
 
 pub use m20261205_000001_create_facility_held::UNTIL_EVENT;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000001_create_facility_held::Migration),
             Box::new(m20261205_120000_index_idempotency_age::Migration),
             Box::new(m20261206_000001_add_purchase_national_id::Migration),
+            Box::new(m20261206_120000_fill_purchase_pages::Migration),
         ]
     }
 }

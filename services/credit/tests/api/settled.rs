@@ -369,3 +369,35 @@ async fn r18_a_batch_waits_for_a_money_transaction_on_its_facility_without_writi
         "only the money transaction wrote the facility"
     );
 }
+
+/// R18: a batch of purchases marked settled after a remittance may be every purchase of a
+/// page. No index of the purchase names a column the marking writes, and on PostgreSQL the
+/// purchase's pages are filled to half, so each marked version is written in place with no
+/// new index entry. The migration rolls back to full pages and up again.
+#[tokio::test]
+async fn r18_marking_purchases_settled_writes_no_indexed_column_and_finds_room_on_their_page() {
+    use tavana_kit::testing::{table_indexes, table_page_fill};
+    const MARKED: [&str; 2] = ["settled_at", "partly_settled_at"];
+    let app = spawn_service().await;
+    let postgres = tavana_kit::db::is_postgres(app.db());
+
+    let indexes = table_indexes(app.db(), "purchase").await;
+    let filled = table_page_fill(app.db(), "purchase").await;
+    app.migrate_down_to_before("m20261206_120000_fill_purchase_pages")
+        .await;
+    let rolled_back = table_page_fill(app.db(), "purchase").await;
+    app.migrate_up().await;
+
+    assert!(indexes.len() >= 3, "{indexes:?}");
+    for (name, definition) in &indexes {
+        for column in MARKED {
+            assert!(!definition.contains(column), "{name} names {column}");
+        }
+    }
+    assert_eq!(filled, postgres.then_some(50));
+    assert_eq!(rolled_back, postgres.then_some(100));
+    assert_eq!(
+        table_page_fill(app.db(), "purchase").await,
+        postgres.then_some(50)
+    );
+}

@@ -30,8 +30,7 @@
 //! Existing pages keep their fill until rewritten; new rows get the room.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::DbBackend;
-use tavana_kit::db::swap_index;
+use tavana_kit::db::{set_page_fill, swap_index};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -107,13 +106,8 @@ fn replacements() -> [Replacement; 3] {
 
 /// Sets the fill of the instalments' and schedules' pages, on PostgreSQL.
 async fn fill(manager: &SchemaManager<'_>, percent: u32) -> Result<(), DbErr> {
-    if manager.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
-    let db = manager.get_connection();
     for table in ["instalment", "purchase_schedule"] {
-        db.execute_unprepared(&format!("ALTER TABLE {table} SET (fillfactor = {percent})"))
-            .await?;
+        set_page_fill(manager, table, percent).await?;
     }
     Ok(())
 }

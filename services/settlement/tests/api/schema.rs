@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-use tavana_kit::testing::{table_indexes, test_db};
+use sea_orm::DatabaseConnection;
+use tavana_kit::testing::{table_indexes, table_page_fill, test_db};
 use tavana_settlement_migration::{Migrator, MigratorTrait};
 
 /// The columns a settle writes (R23).
@@ -39,20 +39,6 @@ fn names(indexes: &[(String, BTreeSet<String>)]) -> Vec<&str> {
     indexes.iter().map(|(name, _)| name.as_str()).collect()
 }
 
-/// The fill factor of a table's pages, on PostgreSQL (none when left at the default).
-async fn fillfactor(db: &DatabaseConnection, table: &str) -> Option<String> {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            "SELECT array_to_string(reloptions, ',') AS options FROM pg_class WHERE relname = $1",
-            [table.into()],
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    row.try_get::<Option<String>>("", "options").unwrap()
-}
-
 #[tokio::test]
 async fn r23_no_instalment_index_names_a_column_a_settle_writes_and_the_migration_rolls_back() {
     let db = test_db::<Migrator>().await;
@@ -83,11 +69,7 @@ async fn r23_no_instalment_index_names_a_column_a_settle_writes_and_the_migratio
     assert!(reaged.contains("due_period"), "not partial: {reaged:?}");
     if db.is_postgres() {
         for table in ["instalment", "purchase_schedule"] {
-            assert_eq!(
-                fillfactor(&db.db, table).await.as_deref(),
-                Some("fillfactor=50"),
-                "{table}"
-            );
+            assert_eq!(table_page_fill(&db.db, table).await, Some(50), "{table}");
         }
     }
 
@@ -111,10 +93,7 @@ async fn r23_no_instalment_index_names_a_column_a_settle_writes_and_the_migratio
         ]
     );
     if db.is_postgres() {
-        assert_eq!(
-            fillfactor(&db.db, "instalment").await.as_deref(),
-            Some("fillfactor=100")
-        );
+        assert_eq!(table_page_fill(&db.db, "instalment").await, Some(100));
     }
 
     Migrator::up(&db.db, None).await.unwrap();
