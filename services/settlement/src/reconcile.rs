@@ -3,7 +3,6 @@
 //! [`crate::domain::reconcile::compare`]. Both sides are read a page at a time, so memory
 //! stays bounded by the page (and the differences found) whatever the number of purchases.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -89,28 +88,44 @@ fn credit_side(entry: PurchaseLedgerEntry) -> CreditSide {
 }
 
 /// Compares one page: credit's `entries` and the instalments settlement holds for the same
-/// range of ids, read in purchase id order (so each purchase's are one run). Both sides are
-/// keyed by borrowed ids, not copies; the differences are reported in id order.
-fn compare_page(report: &mut Report, entries: Vec<PurchaseLedgerEntry>, held: Vec<HeldInstalment>) {
-    let mut runs: HashMap<&str, &[HeldInstalment]> = HashMap::with_capacity(entries.len());
-    for run in held.chunk_by(|a, b| a.purchase_id == b.purchase_id) {
-        runs.insert(run[0].purchase_id.as_str(), run);
+/// range of ids. Both sides come in purchase id order from their databases (each
+/// purchase's instalments one run, in schedule order); each is sorted here only if it is not
+/// already in the byte order this comparison walks, so a database collating otherwise still
+/// compares right. One merged walk pairs them and reports the differences in id order.
+fn compare_page(
+    report: &mut Report,
+    mut entries: Vec<PurchaseLedgerEntry>,
+    mut held: Vec<HeldInstalment>,
+) {
+    if !entries.is_sorted_by(|a, b| a.purchase_id <= b.purchase_id) {
+        entries.sort_by(|a, b| a.purchase_id.cmp(&b.purchase_id));
     }
-    let mut mismatches = Vec::new();
+    if !held.is_sorted_by(|a, b| a.purchase_id <= b.purchase_id) {
+        // Stable: each purchase's instalments keep their schedule order.
+        held.sort_by(|a, b| a.purchase_id.cmp(&b.purchase_id));
+    }
+    let mut runs = held
+        .chunk_by(|a, b| a.purchase_id == b.purchase_id)
+        .peekable();
     let mut checked = 0u64;
     for entry in entries {
-        let credit = credit_side(entry);
-        let instalments = runs.remove(credit.purchase_id.as_str()).unwrap_or_default();
+        while let Some(orphan) = runs.next_if(|run| run[0].purchase_id < entry.purchase_id) {
+            checked += 1;
+            report.mismatches.extend(compare(None, orphan));
+        }
+        let instalments = runs
+            .next_if(|run| run[0].purchase_id == entry.purchase_id)
+            .unwrap_or_default();
         checked += 1;
-        mismatches.extend(compare(Some(&credit), instalments));
+        report
+            .mismatches
+            .extend(compare(Some(&credit_side(entry)), instalments));
     }
-    for instalments in runs.into_values() {
+    for orphan in runs {
         checked += 1;
-        mismatches.extend(compare(None, instalments));
+        report.mismatches.extend(compare(None, orphan));
     }
-    mismatches.sort_by(|a, b| a.purchase_id.cmp(&b.purchase_id));
     report.checked_purchases += checked;
-    report.mismatches.extend(mismatches);
 }
 
 /// Compares every purchase of `ledger` with the instalments `store` holds (R31). While one
@@ -197,9 +212,51 @@ mod tests {
         }
     }
 
+    /// Compares one page alone.
+    fn compared(entries: Vec<PurchaseLedgerEntry>, held: Vec<HeldInstalment>) -> Report {
+        let mut report = Report::default();
+        compare_page(&mut report, entries, held);
+        report
+    }
+
+    /// Each difference's (purchase, detail), in the report's order.
+    fn differences(report: &Report) -> Vec<(&str, &str)> {
+        report
+            .mismatches
+            .iter()
+            .map(|m| (m.purchase_id.as_str(), m.detail.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn r31_sides_in_another_collation_order_still_pair_up() {
+        // A database collating without regard to case returns `a2` before `B1`, bytes the
+        // other way round; both sides come in that order.
+        let entries = vec![
+            entry("a2", 2, &[("1405-03", 1), ("1405-04", 1)]),
+            entry("B1", 3, &[("1405-03", 3)]),
+        ];
+        let held = vec![
+            held("a2", "1405-03", 1),
+            held("a2", "1405-04", 1),
+            held("b0", "1405-03", 9),
+            held("B1", "1405-03", 2),
+        ];
+
+        let report = compared(entries, held);
+
+        assert_eq!(report.checked_purchases, 3);
+        assert_eq!(
+            differences(&report),
+            [
+                ("B1", "period 1405-03: credit 3, settlement 2"),
+                ("b0", "credit has no such purchase"),
+            ]
+        );
+    }
+
     #[test]
     fn r31_a_page_checks_each_purchase_of_either_side_once_and_reports_in_id_order() {
-        let mut report = Report::default();
         let entries = vec![
             entry("P1", 2, &[("1405-03", 1), ("1405-04", 1)]),
             entry("P3", 1, &[("1405-03", 1)]),
@@ -213,16 +270,11 @@ mod tests {
             held("P4", "1405-03", 4),
         ];
 
-        compare_page(&mut report, entries, held);
+        let report = compared(entries, held);
 
         assert_eq!(report.checked_purchases, 5);
-        let found: Vec<(&str, &str)> = report
-            .mismatches
-            .iter()
-            .map(|m| (m.purchase_id.as_str(), m.detail.as_str()))
-            .collect();
         assert_eq!(
-            found,
+            differences(&report),
             [
                 ("P2", "credit has no such purchase"),
                 ("P3", "settlement holds no instalment"),

@@ -5,7 +5,7 @@ use sea_orm::{JoinType, PaginatorTrait};
 use super::*;
 
 /// What R31's reconciliation reads of one purchase.
-#[derive(Clone, Debug, FromQueryResult)]
+#[derive(Clone, Debug)]
 pub struct LedgerRow {
     /// The purchase.
     pub id: String,
@@ -187,9 +187,24 @@ impl Store {
             .filter(purchase::Column::Id.gt(after))
             .order_by_asc(purchase::Column::Id)
             .limit(limit)
-            .into_model::<LedgerRow>()
+            // By position, in the order selected: a page is thousands of rows.
+            .into_tuple::<(String, i64, i64, String, i32, String)>()
             .all(&self.db)
-            .await?)
+            .await?
+            .into_iter()
+            .map(
+                |(id, amount, refunded_amount, schedule, schedule_version, national_id)| {
+                    LedgerRow {
+                        id,
+                        amount,
+                        refunded_amount,
+                        schedule,
+                        schedule_version,
+                        national_id,
+                    }
+                },
+            )
+            .collect())
     }
 
     /// Takes the locks of several facilities (`facility_ids` sorted, without repeats) as

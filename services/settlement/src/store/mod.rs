@@ -525,12 +525,15 @@ impl Store {
             .await?
             .iter()
             .map(|row| {
+                // By position, in the order selected: a page is thousands of rows.
+                let (purchase_id, national_id, period, amount, due_period) =
+                    row.try_get_many_by_index::<(String, String, String, i64, String)>()?;
                 Ok(HeldInstalment {
-                    purchase_id: get(row, "purchase_id")?,
-                    national_id: get(row, "national_id")?,
-                    period: get(row, "period")?,
-                    due_period: get(row, "scheduled_period")?,
-                    amount: Rial(get(row, "amount")?),
+                    purchase_id,
+                    national_id,
+                    period,
+                    due_period,
+                    amount: Rial(amount),
                 })
             })
             .collect::<Result<Vec<_>, DbErr>>()?)

@@ -12,6 +12,7 @@ mod deductions;
 mod instalments;
 mod money_property;
 mod outbox;
+mod reconciliation;
 mod remittances;
 mod schedules;
 mod schema;
