@@ -8,7 +8,7 @@ use tavana_settlement::SettlementError;
 use tavana_settlement::domain::reconcile::Report;
 use tavana_settlement::reconcile::{Ledger, reconcile};
 
-use crate::{PERIOD, TestApp, national_id, schedule, spawn_service};
+use crate::{PERIOD, TestApp, schedule, spawn_service};
 
 /// Credit's purchases in id order, paged as `ListPurchaseLedger` pages them; the page after
 /// `fails_after` is refused, as when credit is down.
@@ -43,29 +43,24 @@ impl Ledger for MemoryLedger {
 }
 
 /// Credit's side of a purchase of employee 1: its amount, refunds and schedule from
-/// [`PERIOD`] on.
-fn purchase(
-    purchase_id: &str,
-    amount: i64,
-    refunded: i64,
-    schedule: &[i64],
-) -> PurchaseLedgerEntry {
-    let first = tavana_kit::jalali::JalaliPeriod::parse(PERIOD).unwrap();
+/// [`PERIOD`] on, scheduled as [`schedule`] records it in settlement.
+fn purchase(purchase_id: &str, amount: i64, refunded: i64, amounts: &[i64]) -> PurchaseLedgerEntry {
+    let recorded = schedule(purchase_id, 1, PERIOD, amounts);
     PurchaseLedgerEntry {
-        purchase_id: purchase_id.into(),
-        national_id: national_id(1),
+        purchase_id: recorded.purchase_id,
+        national_id: recorded.national_id,
         amount,
         refunded_amount: refunded,
-        schedule: schedule
-            .iter()
-            .zip(0u32..)
-            .map(|(amount, index)| ScheduledInstalment {
-                seq: index + 1,
-                period: first.add_months(index).to_string(),
-                amount: *amount,
+        schedule: recorded
+            .instalments
+            .into_iter()
+            .map(|instalment| ScheduledInstalment {
+                seq: instalment.seq,
+                period: instalment.period,
+                amount: instalment.amount,
             })
             .collect(),
-        version: 1,
+        version: recorded.version,
     }
 }
 
