@@ -104,8 +104,15 @@ impl Postgres {
         Ok(database_url(&self.server_url, &scratch()))
     }
 
-    /// Drops the scratch database.
-    pub fn drop_scratch(&self) {
+    /// Returns the guard that drops the scratch database when the run ends, however it
+    /// ends.
+    pub fn scratch_dropper(&self) -> ScratchDropper {
+        ScratchDropper {
+            postgres: self.clone(),
+        }
+    }
+
+    fn drop_scratch(&self) {
         let _ = self.psql(
             &self.server_url,
             &format!("drop database if exists {} with (force)", scratch()),
@@ -256,6 +263,17 @@ pub async fn tonic_echo(clients: usize, duration: Duration) -> anyhow::Result<Lo
     let _ = stop.send(());
     let _ = server.await;
     Ok(stats)
+}
+
+/// Drops the scratch database of the anchors when dropped.
+pub struct ScratchDropper {
+    postgres: Postgres,
+}
+
+impl Drop for ScratchDropper {
+    fn drop(&mut self) {
+        self.postgres.drop_scratch();
+    }
 }
 
 /// Puts the server's own autovacuum setting back when dropped (`alter system reset`).

@@ -209,7 +209,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(scenarios::run_all(options, bin_dir)) {
+    let run = async {
+        tokio::select! {
+            result = scenarios::run_all(options, bin_dir) => result,
+            // Dropping the run drops what it set up: its processes stop, its databases are
+            // dropped and autovacuum is put back as the server had it.
+            () = tavana_kit::signal::shutdown_signal() => {
+                Err(anyhow::anyhow!("interrupted; what the run set up was put back"))
+            }
+        }
+    };
+    match runtime.block_on(run) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
             eprintln!("tavana-bench: a scenario failed (see the report)");

@@ -140,7 +140,9 @@ pub async fn run_all(options: Options, bin_dir: PathBuf) -> anyhow::Result<bool>
         },
         if redis { "reachable" } else { "not reachable" }
     );
-    // Kept until the run ends: dropping it puts the server's setting back.
+    // Kept until the run ends: dropping them drops the anchors' scratch database and puts
+    // the server's setting back.
+    let _scratch = postgres.as_ref().map(Postgres::scratch_dropper);
     let mut restore_autovacuum = None;
     let autovacuum = match &postgres {
         Some(postgres) if !options.quick && !options.server_as_is => {
@@ -239,7 +241,6 @@ pub async fn run_all(options: Options, bin_dir: PathBuf) -> anyhow::Result<bool>
             } else {
                 Err("no deduction list was downloaded".to_owned())
             };
-            postgres.drop_scratch();
             (Some(copy_in), Some(copy_out), Some(copy_close))
         }
         None => (None, None, None),
