@@ -70,6 +70,11 @@ pub struct Options {
     /// touches the server's settings.
     #[arg(long)]
     pub server_as_is: bool,
+    /// Asks for the reconciliation this many times. The table reports the first ask (the
+    /// first read of what the remittance, the period close and credit's marking wrote) and
+    /// the median of the others, which compares code with code between runs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub reconcile_asks: u32,
 }
 
 /// The scale of one run.
@@ -93,6 +98,8 @@ pub struct Scale {
     pub pgbench_scale: u32,
     /// Whether to run `EXPLAIN ANALYZE` on the hot queries.
     pub analyze: bool,
+    /// How many times the reconciliation is asked for.
+    pub reconcile_asks: u32,
 }
 
 impl Options {
@@ -117,6 +124,7 @@ impl Options {
             login_pool: u32::try_from(seconds.saturating_mul(100)).unwrap_or(u32::MAX),
             pgbench_scale,
             analyze: !self.no_analyze,
+            reconcile_asks: self.reconcile_asks,
         }
     }
 }

@@ -140,6 +140,19 @@ fn seconds_and_memory(batch: &crate::scenarios::Batch, middle: &str, suffix: &st
     )
 }
 
+/// The later asks of a request, as their median (none when it was asked once).
+fn later_asks(seconds: &[f64]) -> String {
+    let mut sorted = seconds.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = match sorted.len() {
+        0 => return String::new(),
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    };
+    let asks = if sorted.len() == 1 { "ask" } else { "asks" };
+    format!("; {} later {asks}, median {median:.2} s", sorted.len())
+}
+
 fn short(error: &str) -> String {
     let line = error.lines().next().unwrap_or_default();
     let short: String = line.chars().take(120).collect();
@@ -279,7 +292,11 @@ fn rows(anchors: &Anchors, modes: &[ModeResults]) -> Vec<Row> {
                 format!("{scenario}, {} purchases", batch.items),
                 target,
                 batch,
-                seconds_and_memory(batch, "no difference, ", ""),
+                seconds_and_memory(
+                    batch,
+                    "no difference, ",
+                    &later_asks(&batch.later_asks_seconds),
+                ),
                 anchor_text(anchors.copy_in_seconds.as_ref(), |seconds| {
                     format!("PostgreSQL COPY of {instalments} lines {seconds:.2} s")
                 }),
@@ -480,4 +497,23 @@ pub fn markdown(meta: &Meta, anchors: &Anchors, modes: &[ModeResults], out: &Pat
     text.push('\n');
     text.push_str(&notes.unwrap_or_else(|| format!("{NOTES_MARKER}\n")));
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn later_asks_are_reported_by_their_median() {
+        assert_eq!(later_asks(&[]), "");
+        assert_eq!(later_asks(&[0.5]), "; 1 later ask, median 0.50 s");
+        assert_eq!(
+            later_asks(&[0.9, 0.5, 0.7]),
+            "; 3 later asks, median 0.70 s"
+        );
+        assert_eq!(
+            later_asks(&[0.8, 0.5, 0.6, 0.9]),
+            "; 4 later asks, median 0.70 s"
+        );
+    }
 }

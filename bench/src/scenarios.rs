@@ -39,6 +39,9 @@ pub struct Batch {
     /// Seconds after the answer until the sender's outbox was delivered (the remittance's
     /// settled marks in credit), when measured.
     pub follow_up_seconds: Option<f64>,
+    /// Seconds of each later ask of the same request (the reconciliation's), when asked
+    /// again.
+    pub later_asks_seconds: Vec<f64>,
 }
 
 /// Resident memory of an idle system.
@@ -720,20 +723,38 @@ async fn reconciliation(
         .get(http.url("/v1/admin/reconciliation"))
         .bearer_auth(&actors.support);
     let names = system.processes_named(&["tavana-gateway", "tavana-settlement", "tavana-credit"]);
-    let timed = timed("reconciliation", names, request).await?;
-    let checked = timed.answer["checked_purchases"].as_u64().unwrap_or(0);
+    let again = request.try_clone();
+    let first = timed("reconciliation", names.clone(), request).await?;
+    let checked = first.answer["checked_purchases"].as_u64().unwrap_or(0);
     let bulk = scale.instalments + scale.close_instalments;
     anyhow::ensure!(
         checked >= bulk,
         "the reconciliation checked {checked} purchases, fewer than the {bulk} bulk ones"
     );
-    let mismatches = timed.answer["mismatches"].as_array().map_or(0, Vec::len);
+    let mismatches = first.answer["mismatches"].as_array().map_or(0, Vec::len);
     anyhow::ensure!(
         mismatches == 0,
         "credit and settlement disagree on {mismatches} of {checked} purchases (R31): {}",
-        truncate(&timed.answer.to_string())
+        truncate(&first.answer.to_string())
     );
-    Ok(timed.batch(checked, 0))
+    let mut later_asks_seconds = Vec::new();
+    for _ in 1..scale.reconcile_asks {
+        let request = again
+            .as_ref()
+            .and_then(reqwest::RequestBuilder::try_clone)
+            .context("the reconciliation's request cannot be sent again")?;
+        let later = timed("reconciliation", names.clone(), request).await?;
+        anyhow::ensure!(
+            later.answer["checked_purchases"] == first.answer["checked_purchases"]
+                && later.answer["mismatches"] == first.answer["mismatches"],
+            "a later reconciliation answered otherwise: {}",
+            truncate(&later.answer.to_string())
+        );
+        later_asks_seconds.push(later.seconds);
+    }
+    let mut batch = first.batch(checked, 0);
+    batch.later_asks_seconds = later_asks_seconds;
+    Ok(batch)
 }
 
 /// A request to the gateway, timed while the peak memory of `processes` is watched.
@@ -754,6 +775,7 @@ impl Timed {
             items,
             bytes,
             follow_up_seconds: None,
+            later_asks_seconds: Vec::new(),
         }
     }
 }
@@ -849,6 +871,7 @@ async fn deduction_list(
         items: lines.saturating_sub(2),
         bytes,
         follow_up_seconds: None,
+        later_asks_seconds: Vec::new(),
     })
 }
 
@@ -893,6 +916,7 @@ async fn remittance(
     set_aside_unknown_sms(system).await?;
     Ok(Batch {
         follow_up_seconds: Some(follow_up.elapsed().as_secs_f64()),
+        later_asks_seconds: Vec::new(),
         ..timed.batch(settled, bytes)
     })
 }
@@ -957,5 +981,6 @@ async fn remittance_grpc(system: &System, csv: &Path, instalments: u64) -> anyho
         items: u64::from(result.settled_instalments),
         bytes,
         follow_up_seconds: None,
+        later_asks_seconds: Vec::new(),
     })
 }
