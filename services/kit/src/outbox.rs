@@ -194,6 +194,39 @@ pub async fn index_pending_outbox(manager: &SchemaManager<'_>) -> Result<(), DbE
         .await
 }
 
+/// Compresses the payloads PostgreSQL stores out of line with LZ4 instead of its default
+/// `pglz`: the body of each service's migration `m20261206_180000_compress_outbox_lz4`.
+///
+/// A remittance or a period close writes its messages to credit and identity as a few
+/// payloads of hundreds of kilobytes; `pglz` compressed each in the writing transaction and
+/// decompressed it again for the relay. LZ4 does both several times faster. Only values
+/// written afterwards change; rows already stored keep `pglz`, and both read back alike.
+/// A server built without LZ4 keeps `pglz` (a notice, not a failed migration). SQLite
+/// compresses nothing, so there it does nothing.
+pub async fn compress_outbox_with_lz4(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    set_outbox_compression(manager, "lz4").await
+}
+
+/// Undoes [`compress_outbox_with_lz4`]: the server's default compression again.
+pub async fn compress_outbox_as_default(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
+    set_outbox_compression(manager, "DEFAULT").await
+}
+
+async fn set_outbox_compression(manager: &SchemaManager<'_>, method: &str) -> Result<(), DbErr> {
+    if manager.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let sql = format!(
+        "DO $$ BEGIN \
+           ALTER TABLE outbox ALTER COLUMN payload SET COMPRESSION {method}; \
+         EXCEPTION WHEN feature_not_supported THEN \
+           RAISE NOTICE 'outbox payloads keep the default compression: %', SQLERRM; \
+         END $$"
+    );
+    manager.get_connection().execute_unprepared(&sql).await?;
+    Ok(())
+}
+
 /// A message to write to the outbox, in the transaction of the change it announces.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {

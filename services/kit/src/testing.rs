@@ -378,6 +378,31 @@ pub async fn table_page_fill(db: &DatabaseConnection, table: &str) -> Option<u32
     Some(fill.parse().expect("a fill factor is a number"))
 }
 
+/// Returns how PostgreSQL compresses the outbox's payloads stored out of line, as its
+/// catalogue names the method (`lz4`, `pglz`): `None` when left at the server's default,
+/// and always on SQLite.
+pub async fn outbox_payload_compression(db: &DatabaseConnection) -> Option<&'static str> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    if db.get_database_backend() != DbBackend::Postgres {
+        return None;
+    }
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT attcompression::text AS method FROM pg_attribute \
+             WHERE attrelid = to_regclass('outbox') AND attname = 'payload'",
+        ))
+        .await
+        .expect("the catalogue lists the outbox's columns")
+        .expect("the outbox has a payload column");
+    let method: String = row.try_get("", "method").unwrap();
+    match method.as_str() {
+        "l" => Some("lz4"),
+        "p" => Some("pglz"),
+        _ => None,
+    }
+}
+
 /// Returns the Redis URL for tests from `TAVANA_TEST_REDIS_URL` (`None` when unset).
 pub fn test_redis_url() -> Option<String> {
     std::env::var("TAVANA_TEST_REDIS_URL")

@@ -38,3 +38,12 @@ async fn purchase_schedule_is_delivered_to_settlement_as_the_credit_service() {
     assert_eq!(schedule.merchant_name, format!("shop {SHOP}"));
     assert!(state.callers.contains(&Caller::service("credit")));
 }
+
+/// The outbox's large payloads (a remittance's or a close's batches) are compressed with
+/// LZ4 on PostgreSQL, where the server has it (it does here).
+#[tokio::test]
+async fn outbox_payloads_compress_with_lz4_on_postgres() {
+    let db = tavana_kit::testing::test_db::<tavana_credit_migration::Migrator>().await;
+    let compression = tavana_kit::testing::outbox_payload_compression(&db.db).await;
+    assert_eq!(compression, db.is_postgres().then_some("lz4"));
+}

@@ -51,3 +51,12 @@ async fn r12_approval_committed_while_credit_is_down_opens_the_facility_once_aft
         approved.activates_at.unwrap().seconds
     );
 }
+
+/// The outbox's large payloads (a remittance's or a close's batches) are compressed with
+/// LZ4 on PostgreSQL, where the server has it (it does here).
+#[tokio::test]
+async fn outbox_payloads_compress_with_lz4_on_postgres() {
+    let db = tavana_kit::testing::test_db::<tavana_guarantee_migration::Migrator>().await;
+    let compression = tavana_kit::testing::outbox_payload_compression(&db.db).await;
+    assert_eq!(compression, db.is_postgres().then_some("lz4"));
+}

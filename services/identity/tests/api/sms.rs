@@ -377,3 +377,12 @@ async fn r28_relay_delivers_through_the_http_provider() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(bodies.lock().unwrap()[1]["receptor"], mobile(1));
 }
+
+/// The outbox's large payloads (a remittance's or a close's batches) are compressed with
+/// LZ4 on PostgreSQL, where the server has it (it does here).
+#[tokio::test]
+async fn outbox_payloads_compress_with_lz4_on_postgres() {
+    let db = tavana_kit::testing::test_db::<tavana_identity_migration::Migrator>().await;
+    let compression = tavana_kit::testing::outbox_payload_compression(&db.db).await;
+    assert_eq!(compression, db.is_postgres().then_some("lz4"));
+}

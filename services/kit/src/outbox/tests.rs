@@ -173,11 +173,11 @@ async fn rolled_back_message_is_never_delivered() {
         .unwrap();
     txn.rollback().await.unwrap();
     relay.handle.notify();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A relay sweeps once before it looks at its stop signal.
+    relay.stop().await;
 
     assert!(recorder.delivered().is_empty());
     assert_eq!(pending_count(&test_db.db).await.unwrap(), 0);
-    relay.stop().await;
 }
 
 #[tokio::test]
@@ -194,13 +194,13 @@ async fn committed_message_is_delivered_once() {
     relay.handle.notify();
 
     eventually("delivery", async || !recorder.delivered().is_empty()).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Stopped, the relay delivers nothing more: what it delivered is all it ever will.
+    relay.stop().await;
     assert_eq!(
         recorder.delivered(),
         [("credit.open".to_owned(), b"payload".to_vec())]
     );
     assert_eq!(pending_count(&test_db.db).await.unwrap(), 0);
-    relay.stop().await;
 }
 
 #[tokio::test]
@@ -269,7 +269,10 @@ async fn permanent_failure_keeps_the_row_and_stops_retrying() {
         recorder.total_tries.load(Ordering::SeqCst) > 0
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The stop waits for the sweep under way, which records the failure.
+    relay.stop().await;
+    // A row given up is no longer due: a relay started now sweeps it by and stops.
+    start(&test_db, recorder.clone()).stop().await;
 
     assert_eq!(recorder.total_tries.load(Ordering::SeqCst), 1);
     assert_eq!(pending_count(&test_db.db).await.unwrap(), 0);
@@ -287,7 +290,6 @@ async fn permanent_failure_keeps_the_row_and_stops_retrying() {
         .unwrap();
     let last_error: String = row.try_get("", "last_error").unwrap();
     assert_eq!(last_error, "receiver refused");
-    relay.stop().await;
 }
 
 #[tokio::test]
@@ -297,28 +299,36 @@ async fn leased_row_waits_until_the_lease_expires() {
         .await
         .unwrap();
     // A replica claimed the row and died mid-delivery.
-    let lease_until = Utc::now() + chrono::Duration::milliseconds(700);
+    let lease_until = |at: DateTime<Utc>| {
+        Query::update()
+            .table(Outbox::Table)
+            .value(Outbox::LeaseUntil, at)
+            .to_owned()
+    };
+    let in_an_hour = Utc::now() + chrono::Duration::hours(1);
+    test_db.db.execute(&lease_until(in_an_hour)).await.unwrap();
+    let recorder = Arc::new(Recorder::default());
+
+    // A relay sweeps once before it looks at its stop signal: the lease keeps it off.
+    start(&test_db, recorder.clone()).stop().await;
+    assert!(recorder.delivered().is_empty());
+    assert_eq!(pending_count(&test_db.db).await.unwrap(), 1);
+
+    // The lease has run out: the next relay delivers the row.
+    let a_second_ago = Utc::now() - chrono::Duration::seconds(1);
     test_db
         .db
-        .execute(
-            &Query::update()
-                .table(Outbox::Table)
-                .value(Outbox::LeaseUntil, lease_until)
-                .to_owned(),
-        )
+        .execute(&lease_until(a_second_ago))
         .await
         .unwrap();
-    let recorder = Arc::new(Recorder::default());
     let relay = start(&test_db, recorder.clone());
-
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(recorder.delivered().is_empty());
     eventually("delivery after the lease", async || {
         recorder.delivered().len() == 1
     })
     .await;
-    assert!(Utc::now() >= lease_until);
     relay.stop().await;
+    assert_eq!(recorder.delivered().len(), 1);
+    assert_eq!(pending_count(&test_db.db).await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -337,15 +347,15 @@ async fn two_relays_deliver_each_message_exactly_once() {
         pending_count(&test_db.db).await.unwrap() == 0
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Stopped, the relays deliver nothing more: what they delivered is all they ever will.
+    first.stop().await;
+    second.stop().await;
 
     let mut payloads: Vec<Vec<u8>> = recorder.delivered().into_iter().map(|(_, p)| p).collect();
     payloads.sort();
     let mut expected: Vec<Vec<u8>> = (0..200).map(|n: i32| n.to_string().into_bytes()).collect();
     expected.sort();
     assert_eq!(payloads, expected);
-    first.stop().await;
-    second.stop().await;
 }
 
 #[test]
@@ -378,6 +388,80 @@ async fn schema_newer_than_the_binary_is_refused() {
         .unwrap_err();
 
     assert!(error.to_string().contains("m20261203_170000_extend_outbox"));
+}
+
+/// Reads a message's payload as stored, and on PostgreSQL the method that compressed it.
+async fn stored_payload(db: &DatabaseConnection, dedup_key: &str) -> (Vec<u8>, Option<String>) {
+    let backend = db.get_database_backend();
+    let method = if backend == DbBackend::Postgres {
+        "pg_column_compression(payload)"
+    } else {
+        "NULL"
+    };
+    let row = db
+        .query_one_raw(Statement::from_string(
+            backend,
+            format!(
+                "SELECT payload, {method} AS method FROM outbox WHERE dedup_key = '{dedup_key}'"
+            ),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        row.try_get("", "payload").unwrap(),
+        row.try_get("", "method").unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn payloads_compress_with_lz4_and_read_back_as_written() {
+    let test_db = test_db::<TestMigrator>().await;
+    let manager = SchemaManager::new(&test_db.db);
+    let on_postgres = |method: &str| test_db.is_postgres().then(|| method.to_owned());
+    // A batch's payload: large and repetitive, so PostgreSQL compresses it out of line.
+    let batch: Vec<u8> = (0..50_000u32)
+        .flat_map(|n| format!("emp-{:05};", n % 5_000).into_bytes())
+        .collect();
+
+    enqueue(&test_db.db, "t", "before", batch.clone())
+        .await
+        .unwrap();
+    compress_outbox_with_lz4(&manager).await.unwrap();
+    assert_eq!(
+        crate::testing::outbox_payload_compression(&test_db.db).await,
+        test_db.is_postgres().then_some("lz4")
+    );
+    enqueue(&test_db.db, "t", "lz4", batch.clone())
+        .await
+        .unwrap();
+    enqueue(&test_db.db, "t", "one byte", vec![7])
+        .await
+        .unwrap();
+
+    // Rows written before keep their compression; every payload reads back as written.
+    assert_eq!(
+        stored_payload(&test_db.db, "before").await,
+        (batch.clone(), on_postgres("pglz"))
+    );
+    assert_eq!(
+        stored_payload(&test_db.db, "lz4").await,
+        (batch.clone(), on_postgres("lz4"))
+    );
+    assert_eq!(
+        stored_payload(&test_db.db, "one byte").await,
+        (vec![7], None)
+    );
+
+    compress_outbox_as_default(&manager).await.unwrap();
+    assert_eq!(
+        crate::testing::outbox_payload_compression(&test_db.db).await,
+        None
+    );
+    assert_eq!(
+        stored_payload(&test_db.db, "lz4").await,
+        (batch, on_postgres("lz4"))
+    );
 }
 
 #[tokio::test]

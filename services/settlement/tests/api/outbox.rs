@@ -78,3 +78,12 @@ async fn r23_a_message_committed_while_the_relay_was_down_is_delivered_by_the_ne
     let _ = stop.send(());
     relay.await.unwrap();
 }
+
+/// The outbox's large payloads (a remittance's or a close's batches) are compressed with
+/// LZ4 on PostgreSQL, where the server has it (it does here).
+#[tokio::test]
+async fn outbox_payloads_compress_with_lz4_on_postgres() {
+    let db = tavana_kit::testing::test_db::<tavana_settlement_migration::Migrator>().await;
+    let compression = tavana_kit::testing::outbox_payload_compression(&db.db).await;
+    assert_eq!(compression, db.is_postgres().then_some("lz4"));
+}
