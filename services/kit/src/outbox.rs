@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::ArrayType;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
 use sea_orm_migration::prelude::{
-    Alias, ColumnDef, DeriveIden, Expr, ExprTrait as _, Func, Index, IndexCreateStatement, Query,
-    SchemaManager, Table, TableCreateStatement,
+    Alias, ColumnDef, DeriveIden, Expr, ExprTrait as _, Func, Index, IndexCreateStatement,
+    MigrationName, MigrationTrait, Query, SchemaManager, Table, TableCreateStatement,
 };
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -194,8 +194,9 @@ pub async fn index_pending_outbox(manager: &SchemaManager<'_>) -> Result<(), DbE
         .await
 }
 
-/// Compresses the payloads PostgreSQL stores out of line with LZ4 instead of its default
-/// `pglz`: the body of each service's migration `m20261206_180000_compress_outbox_lz4`.
+/// The migration `m20261206_180000_compress_outbox_lz4` of every service with an outbox:
+/// the payloads PostgreSQL stores out of line are compressed with LZ4 instead of its
+/// default `pglz`, and `down` gives the server's default back.
 ///
 /// A remittance or a period close writes its messages to credit and identity as a few
 /// payloads of hundreds of kilobytes; `pglz` compressed each in the writing transaction and
@@ -203,13 +204,23 @@ pub async fn index_pending_outbox(manager: &SchemaManager<'_>) -> Result<(), DbE
 /// written afterwards change; rows already stored keep `pglz`, and both read back alike.
 /// A server built without LZ4 keeps `pglz` (a notice, not a failed migration). SQLite
 /// compresses nothing, so there it does nothing.
-pub async fn compress_outbox_with_lz4(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    set_outbox_compression(manager, "lz4").await
+pub struct CompressOutboxWithLz4;
+
+impl MigrationName for CompressOutboxWithLz4 {
+    fn name(&self) -> &str {
+        "m20261206_180000_compress_outbox_lz4"
+    }
 }
 
-/// Undoes [`compress_outbox_with_lz4`]: the server's default compression again.
-pub async fn compress_outbox_as_default(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    set_outbox_compression(manager, "DEFAULT").await
+#[async_trait]
+impl MigrationTrait for CompressOutboxWithLz4 {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        set_outbox_compression(manager, "lz4").await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        set_outbox_compression(manager, "DEFAULT").await
+    }
 }
 
 async fn set_outbox_compression(manager: &SchemaManager<'_>, method: &str) -> Result<(), DbErr> {

@@ -14,7 +14,6 @@ mod m20261205_000001_create_facility_held;
 mod m20261205_120000_index_idempotency_age;
 mod m20261206_000001_add_purchase_national_id;
 mod m20261206_120000_fill_purchase_pages;
-mod m20261206_180000_compress_outbox_lz4;
 
 pub use m20261205_000001_create_facility_held::UNTIL_EVENT;
 
@@ -37,7 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_120000_index_idempotency_age::Migration),
             Box::new(m20261206_000001_add_purchase_national_id::Migration),
             Box::new(m20261206_120000_fill_purchase_pages::Migration),
-            Box::new(m20261206_180000_compress_outbox_lz4::Migration),
+            Box::new(tavana_kit::outbox::CompressOutboxWithLz4),
         ]
     }
 }

@@ -7,7 +7,6 @@ mod m20261203_170000_create_audit_event;
 mod m20261203_170000_extend_outbox;
 mod m20261203_170100_add_status_change_actor;
 mod m20261204_000001_index_pending_outbox;
-mod m20261206_180000_compress_outbox_lz4;
 
 /// The migrations of the guarantee service, oldest first.
 pub struct Migrator;
@@ -21,7 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_170000_create_audit_event::Migration),
             Box::new(m20261203_170100_add_status_change_actor::Migration),
             Box::new(m20261204_000001_index_pending_outbox::Migration),
-            Box::new(m20261206_180000_compress_outbox_lz4::Migration),
+            Box::new(tavana_kit::outbox::CompressOutboxWithLz4),
         ]
     }
 }

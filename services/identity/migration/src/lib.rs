@@ -6,7 +6,6 @@ mod m20250101_000001_create_identity_tables;
 mod m20261203_170000_create_audit_event;
 mod m20261203_170000_extend_outbox;
 mod m20261204_000001_index_pending_outbox;
-mod m20261206_180000_compress_outbox_lz4;
 
 /// The migrations of the identity service, oldest first.
 pub struct Migrator;
@@ -19,7 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_170000_extend_outbox::Migration),
             Box::new(m20261203_170000_create_audit_event::Migration),
             Box::new(m20261204_000001_index_pending_outbox::Migration),
-            Box::new(m20261206_180000_compress_outbox_lz4::Migration),
+            Box::new(tavana_kit::outbox::CompressOutboxWithLz4),
         ]
     }
 }

@@ -427,7 +427,7 @@ async fn payloads_compress_with_lz4_and_read_back_as_written() {
     enqueue(&test_db.db, "t", "before", batch.clone())
         .await
         .unwrap();
-    compress_outbox_with_lz4(&manager).await.unwrap();
+    CompressOutboxWithLz4.up(&manager).await.unwrap();
     assert_eq!(
         crate::testing::outbox_payload_compression(&test_db.db).await,
         test_db.is_postgres().then_some("lz4")
@@ -453,7 +453,7 @@ async fn payloads_compress_with_lz4_and_read_back_as_written() {
         (vec![7], None)
     );
 
-    compress_outbox_as_default(&manager).await.unwrap();
+    CompressOutboxWithLz4.down(&manager).await.unwrap();
     assert_eq!(
         crate::testing::outbox_payload_compression(&test_db.db).await,
         None

@@ -10,7 +10,6 @@ mod m20261203_170000_create_audit_event;
 mod m20261203_170000_extend_outbox;
 mod m20261204_000001_index_pending_outbox;
 mod m20261205_000001_index_instalment_without_state;
-mod m20261206_180000_compress_outbox_lz4;
 
 /// The settlement service's migrations, oldest first.
 pub struct Migrator;
@@ -27,7 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_170000_create_audit_event::Migration),
             Box::new(m20261204_000001_index_pending_outbox::Migration),
             Box::new(m20261205_000001_index_instalment_without_state::Migration),
-            Box::new(m20261206_180000_compress_outbox_lz4::Migration),
+            Box::new(tavana_kit::outbox::CompressOutboxWithLz4),
         ]
     }
 }
