@@ -718,13 +718,13 @@ async fn reconciliation(
     actors: &Actors,
     scale: &Scale,
 ) -> anyhow::Result<Batch> {
-    let request = http
-        .client
-        .get(http.url("/v1/admin/reconciliation"))
-        .bearer_auth(&actors.support);
+    let request = || {
+        http.client
+            .get(http.url("/v1/admin/reconciliation"))
+            .bearer_auth(&actors.support)
+    };
     let names = system.processes_named(&["tavana-gateway", "tavana-settlement", "tavana-credit"]);
-    let again = request.try_clone();
-    let first = timed("reconciliation", names.clone(), request).await?;
+    let first = timed("reconciliation", names.clone(), request()).await?;
     let checked = first.answer["checked_purchases"].as_u64().unwrap_or(0);
     let bulk = scale.instalments + scale.close_instalments;
     anyhow::ensure!(
@@ -739,11 +739,7 @@ async fn reconciliation(
     );
     let mut later_asks_seconds = Vec::new();
     for _ in 1..scale.reconcile_asks {
-        let request = again
-            .as_ref()
-            .and_then(reqwest::RequestBuilder::try_clone)
-            .context("the reconciliation's request cannot be sent again")?;
-        let later = timed("reconciliation", names.clone(), request).await?;
+        let later = timed("reconciliation", names.clone(), request()).await?;
         anyhow::ensure!(
             later.answer["checked_purchases"] == first.answer["checked_purchases"]
                 && later.answer["mismatches"] == first.answer["mismatches"],
