@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Condition, Expr, ExprTrait, OnConflict, Order, Query};
+use sea_orm::sea_query::{Condition, Expr, ExprTrait, Order, Query};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, Statement};
 use tavana_kit::audit::AuditEntry;
 use tavana_kit::jalali::{JalaliPeriod, release_instant};
@@ -19,8 +19,8 @@ use tavana_proto::credit::v1::EmployeeArrears as ArrearsMessage;
 
 use super::remittance::{one_of, text_array};
 use super::{
-    EmployeeArrears, Instalment, PeriodClose, PurchaseSchedule, Remittance, Store, get,
-    is_unique_violation, lock_organization, to_i64, to_u64,
+    Instalment, PeriodClose, PurchaseSchedule, Remittance, Store, get, is_unique_violation,
+    lock_organization, to_i64, to_u64,
 };
 use crate::delivery::{self, Outgoing};
 use crate::domain::arrears::{self, EmployeeLoad};
@@ -583,33 +583,10 @@ async fn refresh_arrears(
     let mut items = Vec::with_capacity(employee_ids.len());
     for chunk in employee_ids.chunks(EMPLOYEES_PER_STATEMENT) {
         let held = reaged_held(txn, chunk, now).await?;
-        let overdue = overdue_amounts(txn, chunk).await?;
-        let mut upsert = Query::insert();
-        upsert
-            .into_table(EmployeeArrears::Table)
-            .columns([
-                EmployeeArrears::EmployeeId,
-                EmployeeArrears::OverdueAmount,
-                EmployeeArrears::Version,
-            ])
-            .on_conflict(
-                OnConflict::column(EmployeeArrears::EmployeeId)
-                    .value(
-                        EmployeeArrears::OverdueAmount,
-                        Expr::cust("excluded.overdue_amount"),
-                    )
-                    .value(
-                        EmployeeArrears::Version,
-                        Expr::col((EmployeeArrears::Table, EmployeeArrears::Version)).add(1),
-                    )
-                    .to_owned(),
-            )
-            .returning_all();
-        for employee_id in chunk {
-            let amount = overdue.get(*employee_id).copied().unwrap_or(0);
-            upsert.values_panic([(*employee_id).into(), amount.into(), 1i64.into()]);
-        }
-        for row in txn.query_all(&upsert).await? {
+        for row in txn
+            .query_all_raw(store_overdue_amounts(txn.get_database_backend(), chunk)?)
+            .await?
+        {
             let employee_id: String = get(&row, "employee_id")?;
             let (held_monthly, held_until) = held
                 .get(&employee_id)
@@ -636,53 +613,50 @@ fn overdue() -> Condition {
         .add(column(Instalment::DuePeriod).is_not_null())
 }
 
-/// Returns the overdue amount of each of `employee_ids` that owes any (R29).
+/// One statement that counts the overdue amount of each of `employee_ids` (distinct, R29),
+/// stores it with a new version (1 for an employee's first) and returns the stored rows.
 ///
-/// Both backends read the overdue instalments through the index of the re-aged ones by
-/// employee ([`overdue`]). On PostgreSQL each employee's are summed by a subquery of their
-/// own, which the planner runs as one index probe per employee. The plain `state = 'overdue'
-/// AND employee_id = ANY(...)` is planned on statistics from before the transaction: a
-/// period close has just made thousands of instalments overdue while the statistics still
-/// count few, so the planner reads every overdue instalment and filters it by the list, for
-/// each chunk of employees (43 ms against 3 ms per 1,000 employees at 100,000 overdue).
-async fn overdue_amounts(
-    txn: &DatabaseTransaction,
-    employee_ids: &[&str],
-) -> Result<HashMap<String, i64>, DbErr> {
-    let mut amounts = HashMap::new();
-    if txn.get_database_backend() == DbBackend::Postgres {
-        let state = InstalmentState::Overdue.as_str();
-        let statement = Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT e.employee_id, (SELECT CAST(SUM(i.amount) AS BIGINT) FROM instalment i \
-             WHERE i.employee_id = e.employee_id AND i.due_period IS NOT NULL AND i.state = $1) \
-             AS total \
-             FROM unnest($2::text[]) AS e(employee_id)",
-            [state.into(), text_array(employee_ids)],
-        );
-        for row in txn.query_all_raw(statement).await? {
-            if let Some(total) = get::<Option<i64>>(&row, "total")? {
-                amounts.insert(get(&row, "employee_id")?, total);
-            }
-        }
-        return Ok(amounts);
-    }
-    let query = Query::select()
-        .column(Instalment::EmployeeId)
-        .expr_as(Expr::cust("CAST(SUM(amount) AS BIGINT)"), "total")
-        .from(Instalment::Table)
-        .cond_where(overdue())
-        .and_where(one_of(
-            txn.get_database_backend(),
-            Instalment::EmployeeId,
-            employee_ids,
-        )?)
-        .group_by_col(Instalment::EmployeeId)
-        .to_owned();
-    for row in txn.query_all(&query).await? {
-        amounts.insert(get(&row, "employee_id")?, sum_of(&row)?);
-    }
-    Ok(amounts)
+/// The employees come as one bound list (a text array on PostgreSQL, a JSON array on
+/// SQLite), so the statement's text is the same for any chunk and it is parsed once per
+/// connection; each employee's overdue instalments are summed by a subquery of their own,
+/// which both backends run as one probe of the index of the re-aged ones
+/// ([`overdue`]). A plain `employee_id IN (...) GROUP BY` would be planned on statistics
+/// from before the transaction: a period close has just made thousands of instalments
+/// overdue while the statistics still count few, so PostgreSQL would read every overdue
+/// instalment for each chunk (43 ms against 3 ms per 1,000 employees at 100,000 overdue).
+fn store_overdue_amounts(backend: DbBackend, employee_ids: &[&str]) -> Result<Statement, DbErr> {
+    let state = InstalmentState::Overdue.as_str();
+    let (state_parameter, employees, list) = if backend == DbBackend::Postgres {
+        (
+            "$1",
+            "unnest($2::text[]) AS e(employee_id)",
+            text_array(employee_ids),
+        )
+    } else {
+        let json = serde_json::to_string(employee_ids)
+            .map_err(|error| DbErr::Custom(error.to_string()))?;
+        (
+            "?",
+            "(SELECT value AS employee_id FROM json_each(?)) AS e",
+            json.into(),
+        )
+    };
+    // SQLite needs the `WHERE` to read `ON CONFLICT` as the upsert's, not as a join's.
+    let sql = format!(
+        "INSERT INTO employee_arrears (employee_id, overdue_amount, version) \
+         SELECT e.employee_id, COALESCE((SELECT CAST(SUM(i.amount) AS BIGINT) FROM instalment i \
+         WHERE i.employee_id = e.employee_id AND i.due_period IS NOT NULL \
+         AND i.state = {state_parameter}), 0), 1 \
+         FROM {employees} WHERE true \
+         ON CONFLICT (employee_id) DO UPDATE SET overdue_amount = excluded.overdue_amount, \
+         version = employee_arrears.version + 1 \
+         RETURNING employee_id, overdue_amount, version"
+    );
+    Ok(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [state.into(), list],
+    ))
 }
 
 /// Sums, per employee, the instalments re-aged (R29) into periods whose deductions are not

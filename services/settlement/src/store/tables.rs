@@ -108,12 +108,3 @@ pub enum PeriodClose {
     ClosedBy,
     ClosedAt,
 }
-
-/// An employee's overdue amount and the version credit was told (R29).
-#[derive(Clone, Copy, Debug, DeriveIden)]
-pub enum EmployeeArrears {
-    Table,
-    EmployeeId,
-    OverdueAmount,
-    Version,
-}
