@@ -619,8 +619,8 @@ fn overdue() -> Condition {
 /// The employees come as one bound list (a text array on PostgreSQL, a JSON array on
 /// SQLite), so the statement's text is the same for any chunk and it is parsed once per
 /// connection; each employee's overdue instalments are summed by a subquery of their own,
-/// which both backends run as one probe of the index of the re-aged ones
-/// ([`overdue`]). A plain `employee_id IN (...) GROUP BY` would be planned on statistics
+/// an index probe by employee (on PostgreSQL the index of the re-aged ones, [`overdue`]).
+/// A plain `employee_id IN (...) GROUP BY` would be planned on statistics
 /// from before the transaction: a period close has just made thousands of instalments
 /// overdue while the statistics still count few, so PostgreSQL would read every overdue
 /// instalment for each chunk (43 ms against 3 ms per 1,000 employees at 100,000 overdue).
