@@ -1,6 +1,7 @@
 //! Per-period matching and the unmatched-lines queue (R23); closing a period, overdue
 //! instalments re-aged within `M`, arrears told to credit and SMS (R29).
 
+use chrono::Utc;
 use prost::Message;
 use tavana_kit::caller::{Caller, Role, RoleGrant, attach};
 use tavana_proto::credit::v1::SetArrearsRequest;
@@ -9,6 +10,7 @@ use tavana_proto::settlement::v1 as pb;
 use tavana_settlement::delivery::{NOTIFY_EMPLOYEES, SET_ARREARS};
 use tonic::Code;
 
+use crate::deductions::bulk_schedule;
 use crate::{ORG, TestApp, codes, national_id, schedule, spawn_service, staff};
 
 impl TestApp {
@@ -387,6 +389,55 @@ async fn r29_paying_the_reaged_instalment_with_its_new_period_clears_the_arrears
             .is_empty()
     );
     assert_eq!(app.settled_messages_naming("P1").await, 1);
+}
+
+#[tokio::test]
+async fn r29_a_close_past_a_statements_worth_of_employees_tells_each_their_own_arrears_once() {
+    // Arrange: 2,501 employees, two statements' worth and one more (1,000 a statement),
+    // employee n owing n + 1 rials in 1405-09 (1 rial for the first) and 7 in 1405-10.
+    let app = spawn_service().await;
+    let employees = 2_501u32;
+    let schedules: Vec<_> = (0..employees)
+        .map(|n| {
+            bulk_schedule(
+                format!("P{n}"),
+                n,
+                &[("1405-09", i64::from(n) + 1), ("1405-10", 7)],
+            )
+        })
+        .collect();
+    app.store
+        .record_schedules(&schedules, Utc::now())
+        .await
+        .unwrap();
+
+    // Act: the close, then 1405-10's remittance paying the last employee's re-aged 2,501
+    // and own 7.
+    let closed = app.close("1405-09").await.unwrap();
+    let told_at_close = app.arrears_told().await;
+    let paid = app
+        .remit("B-10", "1405-10", &[(national_id(employees - 1), 2_508)])
+        .await
+        .unwrap();
+
+    // Assert: every employee told once, at version 1, with exactly their own amount.
+    assert_eq!(closed.overdue_instalments, employees);
+    assert_eq!(
+        closed.overdue_amount,
+        i64::from(employees) * (i64::from(employees) + 1) / 2
+    );
+    let mut told_at_close = told_at_close;
+    told_at_close.sort();
+    let mut expected: Vec<_> = (0..employees)
+        .map(|n| (format!("E{n}"), i64::from(n) + 1, 1))
+        .collect();
+    expected.sort();
+    assert_eq!(told_at_close, expected);
+    // The last employee, in the last statement's chunk, is told again at version 2: none.
+    assert_eq!(paid.result.unwrap().settled_instalments, 2);
+    let told = app.arrears_told().await;
+    assert_eq!(told.len(), expected.len() + 1);
+    assert!(told.contains(&("E2500".to_owned(), 0, 2)));
 }
 
 #[tokio::test]
