@@ -17,7 +17,7 @@ use tavana_kit::jalali::{JalaliPeriod, release_instant};
 use tavana_kit::money::Rial;
 use tavana_proto::credit::v1::EmployeeArrears as ArrearsMessage;
 
-use super::remittance::{one_of, text_array};
+use super::remittance::{bound_list, one_of};
 use super::{
     Instalment, PeriodClose, PurchaseSchedule, Remittance, Store, get, is_unique_violation,
     lock_organization, to_i64, to_u64,
@@ -626,20 +626,10 @@ fn overdue() -> Condition {
 /// instalment for each chunk (43 ms against 3 ms per 1,000 employees at 100,000 overdue).
 fn store_overdue_amounts(backend: DbBackend, employee_ids: &[&str]) -> Result<Statement, DbErr> {
     let state = InstalmentState::Overdue.as_str();
-    let (state_parameter, employees, list) = if backend == DbBackend::Postgres {
-        (
-            "$1",
-            "unnest($2::text[]) AS e(employee_id)",
-            text_array(employee_ids),
-        )
+    let (state_parameter, employees) = if backend == DbBackend::Postgres {
+        ("$1", "unnest($2::text[]) AS e(employee_id)")
     } else {
-        let json = serde_json::to_string(employee_ids)
-            .map_err(|error| DbErr::Custom(error.to_string()))?;
-        (
-            "?",
-            "(SELECT value AS employee_id FROM json_each(?)) AS e",
-            json.into(),
-        )
+        ("?", "(SELECT value AS employee_id FROM json_each(?)) AS e")
     };
     // SQLite needs the `WHERE` to read `ON CONFLICT` as the upsert's, not as a join's.
     let sql = format!(
@@ -655,7 +645,7 @@ fn store_overdue_amounts(backend: DbBackend, employee_ids: &[&str]) -> Result<St
     Ok(Statement::from_sql_and_values(
         backend,
         sql,
-        [state.into(), list],
+        [state.into(), bound_list(backend, employee_ids)?],
     ))
 }
 

@@ -52,7 +52,7 @@ const PROBE_EMPLOYEES: usize = 1_000;
 const UNMATCHED_INSERT_CHUNK: usize = 500;
 
 /// Returns `values` as one PostgreSQL text array parameter.
-pub(super) fn text_array(values: &[&str]) -> Value {
+fn text_array(values: &[&str]) -> Value {
     Value::Array(
         ArrayType::String,
         Some(Box::new(
@@ -72,15 +72,26 @@ pub(super) fn one_of<C: IntoColumnRef>(
     column: C,
     values: &[&str],
 ) -> Result<Expr, DbErr> {
+    let list = bound_list(backend, values)?;
     if backend == DbBackend::Postgres {
-        return Ok(Expr::col(column).eq(Func::cust("ANY").arg(text_array(values))));
+        return Ok(Expr::col(column).eq(Func::cust("ANY").arg(list)));
     }
-    let json = serde_json::to_string(values).map_err(|error| DbErr::Custom(error.to_string()))?;
     let elements = Query::select()
         .column("value")
-        .from_function(Func::cust("json_each").arg(json), "ids")
+        .from_function(Func::cust("json_each").arg(list), "ids")
         .to_owned();
     Ok(Expr::col(column).in_subquery(elements))
+}
+
+/// Binds `values` as one parameter: a text array on PostgreSQL (read with `ANY` or
+/// `unnest`), a JSON array on SQLite (read with `json_each`).
+pub(super) fn bound_list(backend: DbBackend, values: &[&str]) -> Result<Value, DbErr> {
+    if backend == DbBackend::Postgres {
+        return Ok(text_array(values));
+    }
+    serde_json::to_string(values)
+        .map(Value::from)
+        .map_err(|error| DbErr::Custom(error.to_string()))
 }
 
 /// Returns the condition that selects the employees `national_ids` (ordered, not empty) of a
