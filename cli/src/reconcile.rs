@@ -10,7 +10,7 @@ use tavana_credit::store::Store as CreditStore;
 use tavana_proto::credit::v1::PurchaseLedgerEntry;
 use tavana_settlement::SettlementError;
 use tavana_settlement::domain::reconcile::Report;
-use tavana_settlement::reconcile::{Ledger, PAGE_SIZE, reconcile};
+use tavana_settlement::reconcile::{Ledger, PAGE_SIZE, RangeDigest, reconcile};
 use tavana_settlement::store::Store as SettlementStore;
 
 use crate::suite::{SuiteSettings, default_sqlite};
@@ -27,6 +27,13 @@ impl Ledger for DatabaseLedger {
     ) -> Result<(Vec<PurchaseLedgerEntry>, bool), SettlementError> {
         tavana_credit::service::purchase_ledger(&self.0, after, page_size)
             .await
+            .map_err(|error| SettlementError::Unavailable(format!("credit's database: {error}")))
+    }
+
+    async fn digest(&self, after: &str, page_size: u32) -> Result<RangeDigest, SettlementError> {
+        tavana_credit::service::purchase_ledger_digest(&self.0, after, page_size)
+            .await
+            .map(RangeDigest::from_message)
             .map_err(|error| SettlementError::Unavailable(format!("credit's database: {error}")))
     }
 }

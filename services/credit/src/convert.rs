@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use prost::Message;
+use tavana_kit::ledger_digest::LedgerDigest;
 use tavana_proto::credit::v1 as pb;
 use tavana_proto::guarantee::v1::ReleaseGuaranteeRequest;
 use tavana_proto::identity::v1::{NotifyEmployeeRequest, SmsTemplate};
@@ -192,6 +193,27 @@ pub fn ledger_entry(row: LedgerRow) -> pb::PurchaseLedgerEntry {
         amount: row.amount,
         refunded_amount: row.refunded_amount,
     }
+}
+
+/// Adds a purchase's schedule, as [`ledger_entry`] sends it, to a range's digest (R31);
+/// false when the schedule cannot be read or does not add up to the amount less refunds,
+/// which settlement's comparison reports whatever it holds.
+pub fn add_to_digest(digest: &mut LedgerDigest, row: &LedgerRow) -> bool {
+    let Ok(schedule) = parse_schedule(&row.schedule) else {
+        return false;
+    };
+    let periods: Vec<String> = schedule.iter().map(|d| d.period.to_string()).collect();
+    digest.add_schedule(
+        &row.id,
+        periods
+            .iter()
+            .map(String::as_str)
+            .zip(schedule.iter().map(|d| d.amount.as_i64())),
+    );
+    let scheduled = schedule
+        .iter()
+        .fold(0i64, |sum, d| sum.saturating_add(d.amount.as_i64()));
+    scheduled == row.amount.saturating_sub(row.refunded_amount)
 }
 
 /// Returns a purchase's schedule version as sent to settlement (R20). Documented

@@ -187,6 +187,25 @@ impl CreditService for CreditRpc {
         }))
     }
 
+    #[tracing::instrument(skip_all, fields(rpc = "DigestPurchaseLedger"))]
+    async fn digest_purchase_ledger(
+        &self,
+        request: Request<pb::DigestPurchaseLedgerRequest>,
+    ) -> Result<Response<pb::DigestPurchaseLedgerResponse>, Status> {
+        support_or_service(&caller(&request))?;
+        let message = request.into_inner();
+        let page_size = if message.page_size == 0 {
+            LEDGER_PAGE_MAX
+        } else {
+            message.page_size
+        };
+        Ok(Response::new(
+            self.flows
+                .purchase_ledger_digest(&message.after_purchase_id, page_size)
+                .await?,
+        ))
+    }
+
     #[tracing::instrument(skip_all, fields(rpc = "GetBalance"))]
     async fn get_balance(
         &self,

@@ -11,6 +11,7 @@ use tavana_kit::audit::AuditEntry;
 use tavana_kit::caller::Caller;
 use tavana_kit::clock::SharedClock;
 use tavana_kit::ids::NationalId;
+use tavana_kit::ledger_digest::LedgerDigest;
 use tavana_kit::money::Rial;
 use tavana_proto::credit::v1 as pb;
 
@@ -192,6 +193,34 @@ pub async fn purchase_ledger(
         LEDGER_PAGE_BYTES,
     );
     Ok((entries, !more && !cut))
+}
+
+/// Digests the next range of R31's ledger: up to `page_size` (at most [`LEDGER_PAGE_MAX`])
+/// purchases with an id after `after` (empty: from the first). The answer names the range's
+/// last purchase unless none comes after it, and counts the purchases whose schedule does
+/// not add up to the amount less refunds, which no digest can vouch for.
+pub async fn purchase_ledger_digest(
+    store: &Store,
+    after: &str,
+    page_size: u32,
+) -> Result<pb::DigestPurchaseLedgerResponse, CreditError> {
+    let limit = page_size.clamp(1, LEDGER_PAGE_MAX) as usize;
+    let rows = store.ledger_after(after, limit as u64 + 1).await?;
+    let more = rows.len() > limit;
+    let mut digest = LedgerDigest::default();
+    let mut answer = pb::DigestPurchaseLedgerResponse::default();
+    for row in rows.into_iter().take(limit) {
+        answer.purchases += 1;
+        if !convert::add_to_digest(&mut digest, &row) {
+            answer.unbalanced += 1;
+        }
+        answer.last_purchase_id = row.id;
+    }
+    if !more {
+        answer.last_purchase_id.clear();
+    }
+    answer.digest = digest.to_bytes();
+    Ok(answer)
 }
 
 /// Keeps the leading `entries` that fit in `max_bytes` as encoded in a response (always
@@ -420,6 +449,15 @@ impl CreditFlows {
         page_size: u32,
     ) -> Result<(Vec<pb::PurchaseLedgerEntry>, bool), CreditError> {
         purchase_ledger(&self.store, after, page_size).await
+    }
+
+    /// See [`purchase_ledger_digest`].
+    pub async fn purchase_ledger_digest(
+        &self,
+        after: &str,
+        page_size: u32,
+    ) -> Result<pb::DigestPurchaseLedgerResponse, CreditError> {
+        purchase_ledger_digest(&self.store, after, page_size).await
     }
 
     async fn facility_of(&self, employee_id: &str) -> Result<facility::Model, CreditError> {

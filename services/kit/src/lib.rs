@@ -9,6 +9,7 @@ pub mod error;
 pub mod ids;
 pub mod jalali;
 pub mod jwt_keys;
+pub mod ledger_digest;
 pub mod money;
 pub mod shared;
 pub mod store;

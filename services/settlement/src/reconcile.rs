@@ -1,26 +1,91 @@
-//! R31's reconciliation: credit's purchases, page by page in id order, against the
-//! instalments settlement holds for the same range of ids, compared by
-//! [`crate::domain::reconcile::compare`]. Both sides are read a page at a time, so memory
-//! stays bounded by the page (and the differences found) whatever the number of purchases.
+//! R31's reconciliation: credit's purchases, a range at a time in id order, against the
+//! instalments settlement holds for the same range of ids. Each side first digests the
+//! range ([`tavana_kit::ledger_digest`]); only a range whose digests differ (or that
+//! credit cannot vouch for) is read entry by entry, page by page, and compared by
+//! [`crate::domain::reconcile::compare`]. Memory stays bounded by a page (and the
+//! differences found) whatever the number of purchases.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tavana_kit::caller::{Caller, attach};
 use tavana_kit::grpc::Channel;
+use tavana_kit::ledger_digest::LedgerDigest;
 use tavana_kit::money::Rial;
 use tavana_proto::credit::v1::credit_service_client::CreditServiceClient;
-use tavana_proto::credit::v1::{ListPurchaseLedgerRequest, PurchaseLedgerEntry};
+use tavana_proto::credit::v1::{
+    DigestPurchaseLedgerRequest, DigestPurchaseLedgerResponse, ListPurchaseLedgerRequest,
+    PurchaseLedgerEntry,
+};
 
 use crate::delivery::SERVICE_NAME;
-use crate::domain::reconcile::{CreditSide, HeldInstalment, Report, compare};
+use crate::domain::reconcile::{CreditSide, HeldInstalment, Report, compare, total};
 use crate::error::SettlementError;
 use crate::store::Store;
 
-/// Purchases per page of credit's ledger (credit may end a page sooner, by size).
+/// Purchases per range and per page of credit's ledger (credit may end a page sooner, by
+/// size).
 pub const PAGE_SIZE: u32 = 10_000;
 
-/// Credit's side: its purchases in id order, a page at a time.
+/// Credit's digest of a range of its purchases.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeDigest {
+    /// The range's last purchase; `None` when it runs to the end.
+    pub upto: Option<String>,
+    /// Purchases in the range.
+    pub purchases: u64,
+    /// Purchases whose schedule does not add up to the amount less refunds: the range
+    /// must be compared entry by entry.
+    pub unbalanced: u64,
+    /// The digest (`None`: none could be read, so the range is compared entry by entry).
+    pub digest: Option<LedgerDigest>,
+}
+
+impl RangeDigest {
+    /// Reads credit's answer.
+    pub fn from_message(message: DigestPurchaseLedgerResponse) -> RangeDigest {
+        RangeDigest {
+            upto: Some(message.last_purchase_id).filter(|id| !id.is_empty()),
+            purchases: message.purchases,
+            unbalanced: message.unbalanced,
+            digest: LedgerDigest::from_bytes(&message.digest),
+        }
+    }
+
+    /// Digests one page of credit's ledger as credit digests a range (the range is the
+    /// page): each entry's schedule, and whether it adds up to the amount less refunds.
+    pub fn of_page(entries: Vec<PurchaseLedgerEntry>, last_page: bool) -> RangeDigest {
+        let mut digest = LedgerDigest::default();
+        let mut answer = RangeDigest {
+            upto: None,
+            purchases: 0,
+            unbalanced: 0,
+            digest: None,
+        };
+        for entry in entries {
+            let credit = credit_side(entry);
+            digest.add_schedule(
+                &credit.purchase_id,
+                credit
+                    .schedule
+                    .iter()
+                    .map(|(period, amount)| (period.as_str(), amount.as_i64())),
+            );
+            if total(credit.schedule.iter().map(|(_, amount)| *amount)) != credit.due {
+                answer.unbalanced += 1;
+            }
+            answer.purchases += 1;
+            answer.upto = Some(credit.purchase_id);
+        }
+        if last_page {
+            answer.upto = None;
+        }
+        answer.digest = Some(digest);
+        answer
+    }
+}
+
+/// Credit's side: its purchases in id order, a page or a range's digest at a time.
 #[async_trait]
 pub trait Ledger: Send + Sync {
     /// Returns up to `page_size` purchases with an id after `after` (empty: from the first),
@@ -30,6 +95,13 @@ pub trait Ledger: Send + Sync {
         after: &str,
         page_size: u32,
     ) -> Result<(Vec<PurchaseLedgerEntry>, bool), SettlementError>;
+
+    /// Digests the range of up to `page_size` purchases after `after`. By default the
+    /// range is one page, digested here; credit digests it in its own process.
+    async fn digest(&self, after: &str, page_size: u32) -> Result<RangeDigest, SettlementError> {
+        let (entries, last_page) = self.page(after, page_size).await?;
+        Ok(RangeDigest::of_page(entries, last_page))
+    }
 }
 
 /// Credit's ledger read over gRPC (`ListPurchaseLedger`).
@@ -71,6 +143,21 @@ impl Ledger for CreditLedger {
             .map_err(|status| SettlementError::Unavailable(status.message().to_owned()))?
             .into_inner();
         Ok((response.items, response.last_page))
+    }
+
+    async fn digest(&self, after: &str, page_size: u32) -> Result<RangeDigest, SettlementError> {
+        let request = DigestPurchaseLedgerRequest {
+            after_purchase_id: after.to_owned(),
+            page_size,
+        };
+        let response = self
+            .client
+            .clone()
+            .digest_purchase_ledger(attach(request, &Caller::service(SERVICE_NAME)))
+            .await
+            .map_err(|status| SettlementError::Unavailable(status.message().to_owned()))?
+            .into_inner();
+        Ok(RangeDigest::from_message(response))
     }
 }
 
@@ -128,9 +215,9 @@ fn compare_page(
     report.checked_purchases += checked;
 }
 
-/// Compares every purchase of `ledger` with the instalments `store` holds (R31). While one
-/// page is compared, the next is already asked of the ledger, so that neither side waits
-/// for the other.
+/// Compares every purchase of `ledger` with the instalments `store` holds (R31), a range
+/// at a time: both sides' digests of the range, and the range's entries only when the
+/// digests differ. While one range is compared, credit is already asked for the next.
 pub async fn reconcile(
     ledger: &dyn Ledger,
     store: &Store,
@@ -138,30 +225,38 @@ pub async fn reconcile(
 ) -> Result<Report, SettlementError> {
     let mut report = Report::default();
     let mut after = String::new();
-    let mut page = ledger.page(&after, page_size).await?;
+    let mut range = ledger.digest(&after, page_size).await?;
     loop {
-        let (entries, last_page) = page;
-        // The range this page covers on both sides: (after, its last id], or to the end.
-        let upto = match (last_page, entries.last()) {
-            (false, Some(entry)) => Some(entry.purchase_id.clone()),
-            _ => None,
-        };
+        let upto = range.upto.clone();
         let next = async {
             match &upto {
-                Some(upto) => ledger.page(upto, page_size).await.map(Some),
+                Some(upto) => ledger.digest(upto, page_size).await.map(Some),
                 None => Ok(None),
             }
         };
         let this = async {
-            let held = store.held_instalments(&after, upto.as_deref()).await?;
-            compare_page(&mut report, entries, held);
+            let held = store.held_digest(&after, upto.as_deref()).await?;
+            if range.unbalanced == 0 && range.digest == Some(held) {
+                report.checked_purchases += range.purchases;
+            } else {
+                report.ranges_read += 1;
+                compare_range(
+                    ledger,
+                    store,
+                    &mut report,
+                    &after,
+                    upto.as_deref(),
+                    page_size,
+                )
+                .await?;
+            }
             Ok::<_, SettlementError>(())
         };
         let (next, this) = tokio::join!(next, this);
         this?;
         match (next?, upto) {
             (Some(next), Some(upto)) => {
-                page = next;
+                range = next;
                 after = upto;
             }
             _ => break,
@@ -171,10 +266,47 @@ pub async fn reconcile(
         tracing::warn!(
             checked = report.checked_purchases,
             mismatches = report.mismatches.len(),
+            ranges_read = report.ranges_read,
             "credit and settlement disagree"
         );
     }
     Ok(report)
+}
+
+/// Compares the range `(after, upto]` (to the end when `upto` is `None`) entry by entry:
+/// credit's pages from `after` until the one holding `upto`, each against the instalments
+/// settlement holds for the same ids.
+async fn compare_range(
+    ledger: &dyn Ledger,
+    store: &Store,
+    report: &mut Report,
+    after: &str,
+    upto: Option<&str>,
+    page_size: u32,
+) -> Result<(), SettlementError> {
+    let mut from = after.to_owned();
+    loop {
+        let (mut entries, last_page) = ledger.page(&from, page_size).await?;
+        // Where this page ends on both sides: at `upto` when the page reaches it (or
+        // nothing comes after it), else at its last entry, and the range goes on.
+        let reached = upto.and_then(|upto| entries.iter().position(|e| e.purchase_id == upto));
+        let page_upto = match (reached, entries.last()) {
+            (Some(at), _) => {
+                entries.truncate(at + 1);
+                None
+            }
+            (None, Some(last)) if !last_page => Some(last.purchase_id.clone()),
+            _ => None,
+        };
+        let held = store
+            .held_instalments(&from, page_upto.as_deref().or(upto))
+            .await?;
+        compare_page(report, entries, held);
+        match page_upto {
+            Some(page_upto) => from = page_upto,
+            None => return Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

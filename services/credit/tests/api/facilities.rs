@@ -1,6 +1,7 @@
 //! R12, R13: facilities.
 
 use tavana_kit::caller::attach;
+use tavana_kit::ledger_digest::LedgerDigest;
 use tavana_proto::credit::v1 as pb;
 
 use crate::helpers::*;
@@ -367,6 +368,60 @@ async fn r31_the_ledger_pages_every_purchase_in_id_order_with_its_schedule() {
         entry.schedule.iter().map(|i| i.amount).collect::<Vec<_>>(),
         [4, 3, 3]
     );
+}
+
+#[tokio::test]
+async fn r31_the_ledger_digest_covers_the_pages_credit_serves_range_by_range() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    // A 1-rial purchase, a remainder split (4 + 3 + 3) and one refunded in part (R20).
+    for (key, amount, months) in [("k1", 1, 1), ("k2", 10, 3), ("k3", 7, 2)] {
+        app.buy(
+            "E1",
+            SHOP,
+            pb::PurchaseKind::Instalment,
+            amount,
+            months,
+            key,
+        )
+        .await
+        .unwrap();
+    }
+    let store = &app.store;
+    let (all, _) = tavana_credit::service::purchase_ledger(store, "", 100)
+        .await
+        .unwrap();
+    app.refund(SHOP, &all[2].purchase_id, 3).await.unwrap();
+    let (all, _) = tavana_credit::service::purchase_ledger(store, "", 100)
+        .await
+        .unwrap();
+
+    let first = tavana_credit::service::purchase_ledger_digest(store, "", 2)
+        .await
+        .unwrap();
+    let second = tavana_credit::service::purchase_ledger_digest(store, &first.last_purchase_id, 2)
+        .await
+        .unwrap();
+
+    // Two ranges: the first two purchases, then the last, running to the end.
+    assert_eq!((first.purchases, first.unbalanced), (2, 0));
+    assert_eq!(first.last_purchase_id, all[1].purchase_id);
+    assert_eq!((second.purchases, second.unbalanced), (1, 0));
+    assert_eq!(second.last_purchase_id, "");
+    // Each digest is the one settlement computes from the same entries.
+    let digest_of = |entries: &[pb::PurchaseLedgerEntry]| {
+        let mut digest = LedgerDigest::default();
+        for entry in entries {
+            digest.add_schedule(
+                &entry.purchase_id,
+                entry.schedule.iter().map(|i| (i.period.as_str(), i.amount)),
+            );
+        }
+        digest.to_bytes()
+    };
+    assert_eq!(first.digest, digest_of(&all[..2]));
+    assert_eq!(second.digest, digest_of(&all[2..]));
+    assert_eq!(all[2].refunded_amount, 3);
 }
 
 /// R31: a purchase carries its facility's national ID, which the ledger reads from the

@@ -287,6 +287,13 @@ impl CreditService for FakeCredit {
         Err(Status::unimplemented("list_purchase_ledger"))
     }
 
+    async fn digest_purchase_ledger(
+        &self,
+        _request: Request<credit::DigestPurchaseLedgerRequest>,
+    ) -> Result<Response<credit::DigestPurchaseLedgerResponse>, Status> {
+        Err(Status::unimplemented("digest_purchase_ledger"))
+    }
+
     async fn get_balance(
         &self,
         _request: Request<credit::GetBalanceRequest>,

@@ -56,6 +56,9 @@ pub struct Report {
     pub checked_purchases: u64,
     /// Every difference, in purchase id order.
     pub mismatches: Vec<Mismatch>,
+    /// Ranges of purchases read entry by entry because their digests differed (or credit
+    /// could not vouch for them); the others were checked by their digests alone.
+    pub ranges_read: u64,
 }
 
 /// Both sides' sums per period (period, credit's, settlement's), in period order: credit's
@@ -86,7 +89,8 @@ fn per_period<'a>(credit: &'a CreditSide, held: &'a [HeldInstalment]) -> Vec<(&'
     sums
 }
 
-fn total(items: impl Iterator<Item = Rial>) -> Rial {
+/// Sums amounts as R31's comparison does (saturating).
+pub fn total(items: impl Iterator<Item = Rial>) -> Rial {
     Rial(items.fold(0i64, |sum, amount| sum.saturating_add(amount.as_i64())))
 }
 

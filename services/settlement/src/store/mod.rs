@@ -21,6 +21,7 @@ use sea_orm::{
 };
 use tavana_kit::ids::NationalId;
 use tavana_kit::jalali::JalaliPeriod;
+use tavana_kit::ledger_digest::LedgerDigest;
 use tavana_kit::money::Rial;
 
 pub use self::arrears::{ClosedPeriod, OverdueFilter, OverdueView, PeriodCloseRecord, region_key};
@@ -510,12 +511,8 @@ impl Store {
                 Expr::cust("COALESCE(due_period, period)"),
                 Alias::new("scheduled_period"),
             )
-            .from(Instalment::Table)
-            .and_where(Expr::col(Instalment::PurchaseId).gt(after))
-            .and_where(Expr::col(Instalment::State).ne(InstalmentState::Cancelled.as_str()));
-        if let Some(upto) = upto {
-            query.and_where(Expr::col(Instalment::PurchaseId).lte(upto));
-        }
+            .from(Instalment::Table);
+        held_in_range(&mut query, after, upto);
         query
             .order_by(Instalment::PurchaseId, Order::Asc)
             .order_by(Instalment::Seq, Order::Asc);
@@ -537,6 +534,35 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, DbErr>>()?)
+    }
+
+    /// Digests the instalments (all but the cancelled) of the purchases with an id after
+    /// `after` and, when given, up to `upto`, as credit digests its side of the same range
+    /// (R31): each purchase's amount per period credit scheduled it in (a re-aged
+    /// instalment in the period it was first due in, R29), summed by the database, so
+    /// only one row per purchase and period reaches the service.
+    pub async fn held_digest(
+        &self,
+        after: &str,
+        upto: Option<&str>,
+    ) -> Result<LedgerDigest, SettlementError> {
+        let mut query = Query::select();
+        query
+            .column(Instalment::PurchaseId)
+            .expr(Expr::cust("COALESCE(due_period, period)"))
+            .expr(Expr::cust("CAST(SUM(amount) AS BIGINT)"))
+            .from(Instalment::Table);
+        held_in_range(&mut query, after, upto);
+        query
+            .group_by_columns([Instalment::PurchaseId])
+            .add_group_by([Expr::cust("COALESCE(due_period, period)")]);
+        let mut digest = LedgerDigest::default();
+        for row in self.db.query_all(&query).await? {
+            let (purchase_id, period, amount) =
+                row.try_get_many_by_index::<(String, String, i64)>()?;
+            digest.add(&purchase_id, &period, amount);
+        }
+        Ok(digest)
     }
 
     /// Lists an employee's instalments by state, oldest period first (R24).
@@ -842,5 +868,16 @@ impl Store {
             unmatched,
             recorded_at: get(&row, "recorded_at")?,
         }))
+    }
+}
+
+/// Narrows `query` to the instalments R31 compares in a range of purchases: those of the
+/// purchases with an id after `after` and, when given, up to `upto`, all but the cancelled.
+fn held_in_range(query: &mut SelectStatement, after: &str, upto: Option<&str>) {
+    query
+        .and_where(Expr::col(Instalment::PurchaseId).gt(after))
+        .and_where(Expr::col(Instalment::State).ne(InstalmentState::Cancelled.as_str()));
+    if let Some(upto) = upto {
+        query.and_where(Expr::col(Instalment::PurchaseId).lte(upto));
     }
 }

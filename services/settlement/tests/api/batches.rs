@@ -197,6 +197,7 @@ fake_impl!(CreditService, Peers, {
         suspend_facility(credit::SuspendFacilityRequest) -> credit::SuspendFacilityResponse;
         resume_facility(credit::ResumeFacilityRequest) -> credit::ResumeFacilityResponse;
         list_purchase_ledger(credit::ListPurchaseLedgerRequest) -> credit::ListPurchaseLedgerResponse;
+        digest_purchase_ledger(credit::DigestPurchaseLedgerRequest) -> credit::DigestPurchaseLedgerResponse;
         get_balance(credit::GetBalanceRequest) -> credit::GetBalanceResponse;
         create_purchase(credit::CreatePurchaseRequest) -> credit::CreatePurchaseResponse;
         create_merchant_purchase(credit::CreateMerchantPurchaseRequest) -> credit::CreateMerchantPurchaseResponse;

@@ -2,27 +2,44 @@
 //! the instalments the service recorded, whatever the page size, and a ledger that fails
 //! half-way.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use async_trait::async_trait;
 use tavana_proto::credit::v1::{PurchaseLedgerEntry, ScheduledInstalment};
 use tavana_settlement::SettlementError;
 use tavana_settlement::domain::reconcile::Report;
-use tavana_settlement::reconcile::{Ledger, reconcile};
+use tavana_settlement::reconcile::{Ledger, RangeDigest, reconcile};
 
 use crate::{PERIOD, TestApp, schedule, spawn_service};
 
-/// Credit's purchases in id order, paged as `ListPurchaseLedger` pages them; the page after
-/// `fails_after` is refused, as when credit is down.
+/// Credit's purchases in id order, paged as `ListPurchaseLedger` pages them and digested
+/// as `DigestPurchaseLedger` digests them; the page or range after `fails_after` is
+/// refused, as when credit is down.
 struct MemoryLedger {
     entries: Vec<PurchaseLedgerEntry>,
     fails_after: Option<&'static str>,
+    /// Entries a page holds at most, as credit ends a page sooner by size (`None`: as
+    /// many as asked).
+    page_limit: Option<usize>,
+    /// Pages read entry by entry.
+    pages_read: AtomicUsize,
 }
 
-#[async_trait]
-impl Ledger for MemoryLedger {
-    async fn page(
+impl MemoryLedger {
+    fn new(entries: Vec<PurchaseLedgerEntry>) -> MemoryLedger {
+        MemoryLedger {
+            entries,
+            fails_after: None,
+            page_limit: None,
+            pages_read: AtomicUsize::new(0),
+        }
+    }
+
+    /// Up to `size` entries after `after`, and whether none comes after them.
+    fn after(
         &self,
         after: &str,
-        page_size: u32,
+        size: usize,
     ) -> Result<(Vec<PurchaseLedgerEntry>, bool), SettlementError> {
         if self.fails_after == Some(after) {
             return Err(SettlementError::Unavailable("credit is down".into()));
@@ -32,13 +49,34 @@ impl Ledger for MemoryLedger {
             .iter()
             .filter(|entry| entry.purchase_id.as_str() > after)
             .collect();
-        let size = usize::try_from(page_size).unwrap();
         let page = rest
             .iter()
             .take(size)
             .map(|entry| (*entry).clone())
             .collect();
         Ok((page, rest.len() <= size))
+    }
+
+    fn pages_read(&self) -> usize {
+        self.pages_read.load(Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl Ledger for MemoryLedger {
+    async fn page(
+        &self,
+        after: &str,
+        page_size: u32,
+    ) -> Result<(Vec<PurchaseLedgerEntry>, bool), SettlementError> {
+        self.pages_read.fetch_add(1, Ordering::Relaxed);
+        let size = usize::try_from(page_size).unwrap();
+        self.after(after, self.page_limit.map_or(size, |limit| limit.min(size)))
+    }
+
+    async fn digest(&self, after: &str, page_size: u32) -> Result<RangeDigest, SettlementError> {
+        let (entries, last) = self.after(after, usize::try_from(page_size).unwrap())?;
+        Ok(RangeDigest::of_page(entries, last))
     }
 }
 
@@ -108,12 +146,18 @@ fn found(report: &Report) -> Vec<(&str, &str, i64, i64)> {
 #[tokio::test]
 async fn r31_every_page_size_pairs_both_sides_and_reports_the_differences_in_id_order() {
     let (app, entries) = both_sides().await;
-    let ledger = MemoryLedger {
-        entries,
-        fails_after: None,
-    };
-    // 1 and 2 split the orphans P04 and P09 from their neighbours; 100 is one page.
-    for page_size in [1, 2, 3, 100] {
+    let mut ledger = MemoryLedger::new(entries);
+    // 1 and 2 split the orphans P04 and P09 from their neighbours; 100 is one range; a
+    // page limit of 1 reads a differing range of 3 or 100 in pages shorter than the range.
+    for (page_size, page_limit) in [
+        (1, None),
+        (2, None),
+        (3, None),
+        (100, None),
+        (3, Some(1)),
+        (100, Some(1)),
+    ] {
+        ledger.page_limit = page_limit;
         let report = reconcile(&ledger, &app.store, page_size).await.unwrap();
 
         assert_eq!(report.checked_purchases, 8, "page size {page_size}");
@@ -133,10 +177,8 @@ async fn r31_every_page_size_pairs_both_sides_and_reports_the_differences_in_id_
 #[tokio::test]
 async fn r31_a_ledger_that_fails_half_way_fails_the_reconciliation() {
     let (app, entries) = both_sides().await;
-    let ledger = MemoryLedger {
-        entries,
-        fails_after: Some("P03"),
-    };
+    let mut ledger = MemoryLedger::new(entries);
+    ledger.fails_after = Some("P03");
 
     let error = reconcile(&ledger, &app.store, 1).await.unwrap_err();
 
@@ -144,4 +186,65 @@ async fn r31_a_ledger_that_fails_half_way_fails_the_reconciliation() {
         matches!(&error, SettlementError::Unavailable(message) if message == "credit is down"),
         "{error:?}"
     );
+}
+
+#[tokio::test]
+async fn r31_ranges_whose_digests_agree_are_not_read_and_only_a_differing_range_is() {
+    let (app, entries) = both_sides().await;
+    let ledger = MemoryLedger::new(entries);
+
+    // Ranges of two of credit's purchases: (, P02] agrees (a 1-rial purchase and a
+    // 34 + 33 + 33 split); (P02, P05] holds P03 and the orphan P04; (P05, end) the
+    // whole refund P06, the refund P07 settlement did not apply and the orphan P09.
+    let report = reconcile(&ledger, &app.store, 2).await.unwrap();
+
+    assert_eq!(report.checked_purchases, 8);
+    assert_eq!(found(&report).len(), 4);
+    // One page for each of the two differing ranges; none for the one that agrees.
+    assert_eq!(ledger.pages_read(), 2);
+}
+
+#[tokio::test]
+async fn r31_sides_that_agree_are_checked_by_their_digests_alone() {
+    let app = spawn_service().await;
+    for (purchase_id, amounts) in [("P01", &[1][..]), ("P02", &[34, 33, 33]), ("P05", &[1, 1])] {
+        app.record(schedule(purchase_id, 1, PERIOD, amounts)).await;
+    }
+    let ledger = MemoryLedger::new(vec![
+        purchase("P01", 1, 0, &[1]),
+        purchase("P02", 100, 0, &[34, 33, 33]),
+        purchase("P05", 2, 0, &[1, 1]),
+        // Wholly refunded: nothing due, nothing held (R20).
+        purchase("P06", 3, 3, &[]),
+    ]);
+
+    for page_size in [1, 3, 100] {
+        let report = reconcile(&ledger, &app.store, page_size).await.unwrap();
+
+        assert_eq!(report.checked_purchases, 4, "page size {page_size}");
+        assert_eq!(found(&report), [], "page size {page_size}");
+    }
+    assert_eq!(ledger.pages_read(), 0);
+}
+
+#[tokio::test]
+async fn r31_a_schedule_that_does_not_add_up_is_read_even_when_the_digests_agree() {
+    let app = spawn_service().await;
+    app.record(schedule("P01", 1, PERIOD, &[1])).await;
+    // Credit scheduled 1 rial of 5 due; settlement holds that 1 rial, so the digests agree.
+    let ledger = MemoryLedger::new(vec![purchase("P01", 5, 0, &[1])]);
+
+    let report = reconcile(&ledger, &app.store, 100).await.unwrap();
+
+    assert_eq!(report.checked_purchases, 1);
+    assert_eq!(
+        found(&report),
+        [(
+            "P01",
+            "credit's schedule adds up to 1, not to the amount less refunds",
+            5,
+            1
+        )]
+    );
+    assert_eq!(ledger.pages_read(), 1);
 }
