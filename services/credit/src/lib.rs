@@ -47,6 +47,7 @@ pub static POLICY: tavana_kit::trust::Policy = {
             ("SuspendFacility", &[GATEWAY, CLI]),
             ("ResumeFacility", &[GATEWAY, CLI]),
             ("ListPurchaseLedger", &[SETTLEMENT]),
+            ("DigestPurchaseLedger", &[SETTLEMENT]),
             ("GetBalance", &[GATEWAY]),
             ("CreatePurchase", &[GATEWAY]),
             ("CreateMerchantPurchase", &[GATEWAY]),

@@ -54,6 +54,8 @@ async fn assert_reconciled(app: &TestApp, world: &World, purchases: u64) {
     let cli = app.reconcile().await;
     assert_eq!(cli.checked_purchases, purchases);
     assert!(cli.mismatches.is_empty(), "{cli:?}");
+    // Both sides' digests agreed, so no range was read entry by entry.
+    assert_eq!(cli.ranges_read, 0, "{cli:?}");
 }
 
 #[tokio::test]

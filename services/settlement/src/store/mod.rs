@@ -539,8 +539,10 @@ impl Store {
     /// Digests the instalments (all but the cancelled) of the purchases with an id after
     /// `after` and, when given, up to `upto`, as credit digests its side of the same range
     /// (R31): each purchase's amount per period credit scheduled it in (a re-aged
-    /// instalment in the period it was first due in, R29), summed by the database, so
-    /// only one row per purchase and period reaches the service.
+    /// instalment in the period it was first due in, R29). The rows come in the order of
+    /// `ix_instalment_purchase_seq`, so each purchase's run is summed here as it ends (a
+    /// `GROUP BY` would cost the database a hash of every row and save no row: a purchase
+    /// has one instalment per period).
     pub async fn held_digest(
         &self,
         after: &str,
@@ -550,17 +552,26 @@ impl Store {
         query
             .column(Instalment::PurchaseId)
             .expr(Expr::cust("COALESCE(due_period, period)"))
-            .expr(Expr::cust("CAST(SUM(amount) AS BIGINT)"))
+            .column(Instalment::Amount)
             .from(Instalment::Table);
         held_in_range(&mut query, after, upto);
         query
-            .group_by_columns([Instalment::PurchaseId])
-            .add_group_by([Expr::cust("COALESCE(due_period, period)")]);
+            .order_by(Instalment::PurchaseId, Order::Asc)
+            .order_by(Instalment::Seq, Order::Asc);
+        let rows = self
+            .db
+            .query_all(&query)
+            .await?
+            .iter()
+            .map(|row| row.try_get_many_by_index::<(String, String, i64)>())
+            .collect::<Result<Vec<_>, DbErr>>()?;
         let mut digest = LedgerDigest::default();
-        for row in self.db.query_all(&query).await? {
-            let (purchase_id, period, amount) =
-                row.try_get_many_by_index::<(String, String, i64)>()?;
-            digest.add(&purchase_id, &period, amount);
+        for run in rows.chunk_by(|a, b| a.0 == b.0) {
+            digest.add_schedule(
+                &run[0].0,
+                run.iter()
+                    .map(|(_, period, amount)| (period.as_str(), *amount)),
+            );
         }
         Ok(digest)
     }
