@@ -172,14 +172,12 @@ impl CreditService for CreditRpc {
     ) -> Result<Response<pb::ListPurchaseLedgerResponse>, Status> {
         support_or_service(&caller(&request))?;
         let message = request.into_inner();
-        let page_size = if message.page_size == 0 {
-            LEDGER_PAGE_MAX
-        } else {
-            message.page_size
-        };
         let (items, last_page) = self
             .flows
-            .purchase_ledger(&message.after_purchase_id, page_size)
+            .purchase_ledger(
+                &message.after_purchase_id,
+                ledger_page_size(message.page_size),
+            )
             .await?;
         Ok(Response::new(pb::ListPurchaseLedgerResponse {
             items,
@@ -194,14 +192,12 @@ impl CreditService for CreditRpc {
     ) -> Result<Response<pb::DigestPurchaseLedgerResponse>, Status> {
         support_or_service(&caller(&request))?;
         let message = request.into_inner();
-        let page_size = if message.page_size == 0 {
-            LEDGER_PAGE_MAX
-        } else {
-            message.page_size
-        };
         Ok(Response::new(
             self.flows
-                .purchase_ledger_digest(&message.after_purchase_id, page_size)
+                .purchase_ledger_digest(
+                    &message.after_purchase_id,
+                    ledger_page_size(message.page_size),
+                )
                 .await?,
         ))
     }
@@ -408,5 +404,14 @@ fn count_purchase(result: &std::result::Result<crate::service::PurchaseAnswer, C
         Ok(answer) if answer.replayed => {}
         Ok(_) => tavana_kit::metrics::record_purchase(None),
         Err(error) => tavana_kit::metrics::record_purchase(Some(error.code())),
+    }
+}
+
+/// A ledger request's page or range size: 0 asks for the default, [`LEDGER_PAGE_MAX`].
+fn ledger_page_size(requested: u32) -> u32 {
+    if requested == 0 {
+        LEDGER_PAGE_MAX
+    } else {
+        requested
     }
 }
