@@ -203,17 +203,14 @@ pub fn add_to_digest(digest: &mut LedgerDigest, row: &LedgerRow) -> bool {
         return false;
     };
     let periods: Vec<String> = schedule.iter().map(|d| d.period.to_string()).collect();
-    digest.add_schedule(
+    digest.add_purchase(
         &row.id,
+        row.amount.saturating_sub(row.refunded_amount),
         periods
             .iter()
             .map(String::as_str)
             .zip(schedule.iter().map(|d| d.amount.as_i64())),
-    );
-    let scheduled = schedule
-        .iter()
-        .fold(0i64, |sum, d| sum.saturating_add(d.amount.as_i64()));
-    scheduled == row.amount.saturating_sub(row.refunded_amount)
+    )
 }
 
 /// Returns a purchase's schedule version as sent to settlement (R20). Documented

@@ -52,6 +52,23 @@ impl LedgerDigest {
         }
     }
 
+    /// Adds a purchase's schedule as [`LedgerDigest::add_schedule`] does, and says whether
+    /// it adds up (saturating, as R31's comparison sums) to `due`, the amount less refunds:
+    /// a schedule that does not is a difference whatever the other side holds.
+    pub fn add_purchase<'a>(
+        &mut self,
+        purchase_id: &str,
+        due: i64,
+        schedule: impl IntoIterator<Item = (&'a str, i64)>,
+    ) -> bool {
+        let schedule: Vec<(&str, i64)> = schedule.into_iter().collect();
+        let scheduled = schedule
+            .iter()
+            .fold(0i64, |sum, (_, amount)| sum.saturating_add(*amount));
+        self.add_schedule(purchase_id, schedule);
+        scheduled == due
+    }
+
     /// The digest as sent between the services (16 bytes, big-endian).
     pub fn to_bytes(self) -> Vec<u8> {
         self.0.to_be_bytes().to_vec()
@@ -118,6 +135,20 @@ mod tests {
             scheduled,
             digest(&[("P1", "1405-03", 34), ("P1", "1405-04", 33)])
         );
+    }
+
+    #[test]
+    fn r31_a_purchase_is_digested_as_its_schedule_and_checked_against_what_stays_due() {
+        let mut purchase = LedgerDigest::default();
+        assert!(purchase.add_purchase("P1", 67, [("1405-03", 34), ("1405-04", 33)]));
+        assert_eq!(
+            purchase,
+            digest(&[("P1", "1405-03", 34), ("P1", "1405-04", 33)])
+        );
+        // 1 rial of 5 scheduled: digested all the same, but not balanced.
+        assert!(!LedgerDigest::default().add_purchase("P2", 5, [("1405-03", 1)]));
+        // Nothing due, nothing scheduled (a whole refund, R20).
+        assert!(LedgerDigest::default().add_purchase("P3", 0, []));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tavana_proto::credit::v1::{
 };
 
 use crate::delivery::SERVICE_NAME;
-use crate::domain::reconcile::{CreditSide, HeldInstalment, Report, compare, total};
+use crate::domain::reconcile::{CreditSide, HeldInstalment, Report, compare};
 use crate::error::SettlementError;
 use crate::store::Store;
 
@@ -63,19 +63,19 @@ impl RangeDigest {
             digest: None,
         };
         for entry in entries {
-            let credit = credit_side(entry);
-            digest.add_schedule(
-                &credit.purchase_id,
-                credit
+            let balanced = digest.add_purchase(
+                &entry.purchase_id,
+                entry.amount.saturating_sub(entry.refunded_amount),
+                entry
                     .schedule
                     .iter()
-                    .map(|(period, amount)| (period.as_str(), amount.as_i64())),
+                    .map(|instalment| (instalment.period.as_str(), instalment.amount)),
             );
-            if total(credit.schedule.iter().map(|(_, amount)| *amount)) != credit.due {
+            if !balanced {
                 answer.unbalanced += 1;
             }
             answer.purchases += 1;
-            answer.upto = Some(credit.purchase_id);
+            answer.upto = Some(entry.purchase_id);
         }
         if last_page {
             answer.upto = None;

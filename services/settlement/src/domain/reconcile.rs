@@ -89,8 +89,7 @@ fn per_period<'a>(credit: &'a CreditSide, held: &'a [HeldInstalment]) -> Vec<(&'
     sums
 }
 
-/// Sums amounts as R31's comparison does (saturating).
-pub fn total(items: impl Iterator<Item = Rial>) -> Rial {
+fn total(items: impl Iterator<Item = Rial>) -> Rial {
     Rial(items.fold(0i64, |sum, amount| sum.saturating_add(amount.as_i64())))
 }
 
