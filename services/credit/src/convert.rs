@@ -14,7 +14,8 @@ use crate::delivery::{CANCEL_INSTALMENTS, NOTIFY_EMPLOYEE, RECORD_SCHEDULE, RELE
 use crate::domain::facility::FacilityStatus;
 use crate::domain::purchase::{Deduction, PurchaseKind};
 use crate::store::{
-    LedgerRow, OutboxMessage, card, facility, parse_schedule, purchase, schedule_of, status_of,
+    LedgerRow, OutboxMessage, card, facility, parse_schedule, purchase, schedule_of, schedule_term,
+    status_of,
 };
 
 /// Reads a protobuf timestamp.
@@ -202,15 +203,13 @@ pub fn add_to_digest(digest: &mut LedgerDigest, row: &LedgerRow) -> bool {
     let Ok(schedule) = parse_schedule(&row.schedule) else {
         return false;
     };
-    let periods: Vec<String> = schedule.iter().map(|d| d.period.to_string()).collect();
-    digest.add_purchase(
+    let (term, balanced) = schedule_term(
         &row.id,
         row.amount.saturating_sub(row.refunded_amount),
-        periods
-            .iter()
-            .map(String::as_str)
-            .zip(schedule.iter().map(|d| d.amount.as_i64())),
-    )
+        &schedule,
+    );
+    digest.add_term(term);
+    balanced
 }
 
 /// Returns a purchase's schedule version as sent to settlement (R20). Documented

@@ -3,51 +3,98 @@
 //! reconciliation moves a digest per range instead of every purchase, and reads a range's
 //! rows only when the digests differ.
 //!
-//! The digest is a multiset hash: the wrapping sum of an XXH3-128 of every (purchase,
-//! period, amount in that period) of the range. The sum does not depend on the order the
-//! terms come in, so each side adds them in whatever order its database returns them; two
-//! ranges with the same terms have the same digest, and a range with a term more, less or
-//! different has another one (but for a collision of 128 bits). Equal digests therefore
-//! mean that every purchase has the same amount in every period on both sides, and that
-//! neither side has a purchase the other does not (no deduction is ever zero, R15).
+//! The digest is a multiset hash, linear in the amounts: the sum, modulo the prime
+//! 2^61 - 1, of `weight(purchase, period) x amount` over every (purchase, period, amount)
+//! of the range, where the weight is an XXH3-64 of the purchase and the period (never 0).
+//! The sum does not depend on the order the terms come in, and since it is linear, the
+//! deductions of a period add up to the period's amount by themselves: each side adds its
+//! rows as they come, one term per deduction or instalment. Two ranges with the same
+//! amounts per purchase and period have the same digest; for two that differ, the digests
+//! are equal only if the differences, weighted, cancel modulo the prime (about one chance
+//! in 2^61 for weights that behave as random). Equal digests therefore mean that every
+//! purchase has the same amount in every period on both sides, and that neither side has a
+//! purchase the other does not (no deduction is ever zero, R15, and no amount reaches the
+//! prime).
+//!
+//! Each row's term is a function of its own columns, so a service stores it with the row
+//! (credit one per purchase, the sum of its schedule's terms; settlement one per instalment)
+//! and its database sums a range's terms without sending a row: [`sum_columns`] splits the
+//! sum so that it cannot overflow a 64-bit `SUM`, and [`LedgerDigest::from_sums`] joins it.
 
 use xxhash_rust::xxh3::Xxh3;
 
-/// The digest of a range (see the module's comment).
+/// The prime the digest is taken modulo (a Mersenne prime: 2^61 - 1).
+const PRIME: u64 = (1 << 61) - 1;
+
+/// The bits of a stored term that [`sum_columns`] sums apart from the rest: a range of up
+/// to 2^32 terms then sums to less than 2^63 in each part.
+const LOW_BITS: u32 = 31;
+
+/// The digest of a range (see the module's comment): a value below the prime.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LedgerDigest(u128);
+pub struct LedgerDigest(u64);
+
+/// One purchase's amount in one period, weighted: the term [`LedgerDigest::add`] adds, and
+/// what settlement stores with an instalment (in `[0, 2^61 - 1)`).
+pub fn term(purchase_id: &str, period: &str, amount: i64) -> i64 {
+    let mut hasher = Xxh3::new();
+    // Each text ends in a byte no UTF-8 text holds, so no two pairs hash one input.
+    hasher.update(purchase_id.as_bytes());
+    hasher.update(&[0xff]);
+    hasher.update(period.as_bytes());
+    hasher.update(&[0xff]);
+    let weight = (hasher.digest() % PRIME).max(1);
+    let amount = reduce(i128::from(amount));
+    // Both factors are below 2^61, so their product fits.
+    as_term(reduce(i128::from(weight) * i128::from(amount)))
+}
+
+/// `value` modulo the prime, in `[0, 2^61 - 1)`.
+fn reduce(value: i128) -> u64 {
+    // A Euclidean remainder by the prime is below it, so it fits.
+    u64::try_from(value.rem_euclid(i128::from(PRIME))).unwrap_or_default()
+}
+
+/// A value reduced below the prime, as a stored term (it fits: the prime is below 2^61).
+fn as_term(reduced: u64) -> i64 {
+    i64::try_from(reduced).unwrap_or_default()
+}
+
+/// The two SQL expressions that sum the stored terms of `column` over the rows a query
+/// selects (0 for none), each a `BIGINT` that cannot overflow: the terms' high bits and
+/// their low bits, summed apart. [`LedgerDigest::from_sums`] joins them.
+pub fn sum_columns(column: &str) -> [String; 2] {
+    let low_mask = (1u64 << LOW_BITS) - 1;
+    [
+        format!("CAST(COALESCE(SUM({column} >> {LOW_BITS}), 0) AS BIGINT)"),
+        format!("CAST(COALESCE(SUM({column} & {low_mask}), 0) AS BIGINT)"),
+    ]
+}
 
 impl LedgerDigest {
-    /// Adds one purchase's amount in one period (`YYYY-MM`); a purchase with several
-    /// deductions in a period adds their sum once (see [`LedgerDigest::add_schedule`]).
+    /// Adds one deduction or instalment: a purchase's amount in one period (`YYYY-MM`).
+    /// Several in the same period add up to the period's amount.
     pub fn add(&mut self, purchase_id: &str, period: &str, amount: i64) {
-        let mut hasher = Xxh3::new();
-        // Each text ends in a byte no UTF-8 text holds, so no two triples hash one input.
-        hasher.update(purchase_id.as_bytes());
-        hasher.update(&[0xff]);
-        hasher.update(period.as_bytes());
-        hasher.update(&[0xff]);
-        hasher.update(&amount.to_le_bytes());
-        self.0 = self.0.wrapping_add(hasher.digest128());
+        self.add_term(term(purchase_id, period, amount));
     }
 
-    /// Adds a purchase's schedule, (period, amount) in any order: the amounts of a period
-    /// summed (saturating, as R31's comparison sums them), then each period once.
+    /// Adds a term made by [`term`] (or a purchase's, by [`LedgerDigest::purchase_term`]).
+    pub fn add_term(&mut self, term: i64) {
+        self.0 = reduce(i128::from(self.0) + i128::from(term));
+    }
+
+    /// Adds the two sums of stored terms that the expressions of [`sum_columns`] return.
+    pub fn add_sums(&mut self, high: i64, low: i64) {
+        self.0 = reduce(i128::from(self.0) + (i128::from(high) << LOW_BITS) + i128::from(low));
+    }
+
+    /// Adds a purchase's schedule, (period, amount) in any order.
     pub fn add_schedule<'a>(
         &mut self,
         purchase_id: &str,
         schedule: impl IntoIterator<Item = (&'a str, i64)>,
     ) {
-        let mut periods: Vec<(&str, i64)> = schedule.into_iter().collect();
-        periods.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        periods.dedup_by(|next, kept| {
-            let same = next.0 == kept.0;
-            if same {
-                kept.1 = kept.1.saturating_add(next.1);
-            }
-            same
-        });
-        for (period, amount) in periods {
+        for (period, amount) in schedule {
             self.add(purchase_id, period, amount);
         }
     }
@@ -61,22 +108,37 @@ impl LedgerDigest {
         due: i64,
         schedule: impl IntoIterator<Item = (&'a str, i64)>,
     ) -> bool {
-        let schedule: Vec<(&str, i64)> = schedule.into_iter().collect();
-        let scheduled = schedule
-            .iter()
-            .fold(0i64, |sum, (_, amount)| sum.saturating_add(*amount));
-        self.add_schedule(purchase_id, schedule);
-        scheduled == due
+        let (term, balanced) = LedgerDigest::purchase_term(purchase_id, due, schedule);
+        self.add_term(term);
+        balanced
     }
 
-    /// The digest as sent between the services (16 bytes, big-endian).
+    /// A purchase's term, what credit stores with it (the sum of its schedule's terms), and
+    /// whether the schedule adds up (saturating) to `due`, the amount less refunds.
+    pub fn purchase_term<'a>(
+        purchase_id: &str,
+        due: i64,
+        schedule: impl IntoIterator<Item = (&'a str, i64)>,
+    ) -> (i64, bool) {
+        let mut digest = LedgerDigest::default();
+        let mut scheduled = 0i64;
+        for (period, amount) in schedule {
+            scheduled = scheduled.saturating_add(amount);
+            digest.add(purchase_id, period, amount);
+        }
+        (as_term(digest.0), scheduled == due)
+    }
+
+    /// The digest as sent between the services (8 bytes, big-endian).
     pub fn to_bytes(self) -> Vec<u8> {
         self.0.to_be_bytes().to_vec()
     }
 
-    /// Reads a digest sent by [`LedgerDigest::to_bytes`]; `None` for any other length.
+    /// Reads a digest sent by [`LedgerDigest::to_bytes`]; `None` for any other length or a
+    /// value no digest takes.
     pub fn from_bytes(bytes: &[u8]) -> Option<LedgerDigest> {
-        Some(LedgerDigest(u128::from_be_bytes(bytes.try_into().ok()?)))
+        let value = u64::from_be_bytes(bytes.try_into().ok()?);
+        (value < PRIME).then_some(LedgerDigest(value))
     }
 }
 
@@ -125,12 +187,23 @@ mod tests {
         ] {
             assert_ne!(base, changed);
         }
+        // The weights are hashed, not a period's number: a month's amount is not the
+        // average of its neighbours'.
+        assert_ne!(
+            digest(&[("P1", "1405-03", 100), ("P1", "1405-05", 100)]),
+            digest(&[("P1", "1405-04", 200)])
+        );
     }
 
     #[test]
-    fn r31_a_schedule_counts_each_period_once_with_its_deductions_summed() {
+    fn r31_a_periods_deductions_add_up_to_its_amount_in_any_order() {
         let mut scheduled = LedgerDigest::default();
         scheduled.add_schedule("P1", [("1405-04", 33), ("1405-03", 30), ("1405-03", 4)]);
+        // Settlement's instalments of a period, added one by one, give the period's term.
+        assert_eq!(
+            (term("P1", "1405-03", 30) + term("P1", "1405-03", 4)) % PRIME.cast_signed(),
+            term("P1", "1405-03", 34)
+        );
         assert_eq!(
             scheduled,
             digest(&[("P1", "1405-03", 34), ("P1", "1405-04", 33)])
@@ -152,10 +225,54 @@ mod tests {
     }
 
     #[test]
-    fn r31_a_digest_travels_as_sixteen_bytes_and_nothing_else_reads_as_one() {
+    fn r31_a_digest_travels_as_eight_bytes_and_nothing_else_reads_as_one() {
         let sent = digest(&[("P1", "1405-03", 1)]);
+        assert_eq!(sent.to_bytes().len(), 8);
         assert_eq!(LedgerDigest::from_bytes(&sent.to_bytes()), Some(sent));
-        assert_eq!(LedgerDigest::from_bytes(&[0; 15]), None);
+        assert_eq!(LedgerDigest::from_bytes(&[0; 16]), None);
         assert_eq!(LedgerDigest::from_bytes(&[]), None);
+        // No digest reaches the prime.
+        assert_eq!(LedgerDigest::from_bytes(&PRIME.to_be_bytes()), None);
+    }
+
+    #[test]
+    fn r31_stored_terms_summed_in_two_parts_give_the_digest_of_their_rows() {
+        let rows = [
+            ("P1", "1405-03", 1),
+            ("P1", "1405-04", 9_999_999_999_999),
+            ("P2", "1405-03", 33),
+            ("P3", "1405-12", i64::MAX),
+        ];
+        let terms: Vec<i64> = rows
+            .iter()
+            .map(|(p, period, a)| term(p, period, *a))
+            .collect();
+        assert!(terms.iter().all(|t| (1..PRIME.cast_signed()).contains(t)));
+        // What `sum_columns` has a database compute, done here.
+        let high: i64 = terms.iter().map(|t| t >> LOW_BITS).sum();
+        let low: i64 = terms.iter().map(|t| t & ((1 << LOW_BITS) - 1)).sum();
+        let mut summed = LedgerDigest::default();
+        summed.add_sums(high, low);
+        assert_eq!(summed, digest(&rows));
+        // A purchase's stored term is its schedule's terms summed.
+        let (p1, balanced) = LedgerDigest::purchase_term(
+            "P1",
+            10_000_000_000_000,
+            [("1405-04", 9_999_999_999_999), ("1405-03", 1)],
+        );
+        assert!(balanced);
+        let mut by_purchase = LedgerDigest::default();
+        for stored in [p1, terms[2], terms[3]] {
+            by_purchase.add_term(stored);
+        }
+        assert_eq!(by_purchase, digest(&rows));
+        // Nothing summed is nothing.
+        let mut empty = LedgerDigest::default();
+        empty.add_sums(0, 0);
+        assert_eq!(empty, LedgerDigest::default());
+        assert_eq!(
+            sum_columns("t")[0],
+            "CAST(COALESCE(SUM(t >> 31), 0) AS BIGINT)"
+        );
     }
 }

@@ -14,6 +14,7 @@ mod m20261205_000001_create_facility_held;
 mod m20261205_120000_index_idempotency_age;
 mod m20261206_000001_add_purchase_national_id;
 mod m20261206_120000_fill_purchase_pages;
+mod m20261207_000001_add_purchase_ledger_term;
 
 pub use m20261205_000001_create_facility_held::UNTIL_EVENT;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000001_add_purchase_national_id::Migration),
             Box::new(m20261206_120000_fill_purchase_pages::Migration),
             Box::new(tavana_kit::outbox::CompressOutboxWithLz4),
+            Box::new(m20261207_000001_add_purchase_ledger_term::Migration),
         ]
     }
 }

@@ -91,6 +91,9 @@ pub mod purchase {
         pub partly_settled_at: Option<DateTimeUtc>,
         /// The buyer's national ID, its facility's (R31's ledger reads it from the row).
         pub national_id: String,
+        /// R31's term of the schedule (`tavana_kit::ledger_digest`), written with it; none
+        /// when the schedule does not add up, or for a purchase older than the column.
+        pub ledger_term: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

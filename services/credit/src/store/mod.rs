@@ -33,6 +33,7 @@ use sea_orm::{
 use tavana_kit::audit::AuditEntry;
 use tavana_kit::db::IDS_PER_STATEMENT;
 use tavana_kit::jalali::JalaliPeriod;
+use tavana_kit::ledger_digest::LedgerDigest;
 use tavana_kit::money::Rial;
 use tavana_kit::outbox::{self, OutboxHandle};
 
@@ -47,7 +48,7 @@ pub use entities::{
     card, employee_arrears, facility, facility_held, idempotency_record, purchase, refund,
 };
 
-pub use settlement::LedgerRow;
+pub use settlement::{LedgerRow, StoredRange};
 /// An outgoing message, written to the outbox in the transaction of its change.
 pub use tavana_kit::outbox::Message as OutboxMessage;
 
@@ -221,6 +222,28 @@ pub fn status_of(row: &facility::Model, now: DateTime<Utc>) -> FacilityStatus {
 /// Returns the stored schedule of a purchase.
 pub fn schedule_of(row: &purchase::Model) -> Result<Vec<Deduction>, CreditError> {
     parse_schedule(&row.schedule)
+}
+
+/// R31's term of a purchase's schedule (`tavana_kit::ledger_digest`), and whether the
+/// schedule adds up to `due`, the amount less refunds.
+pub fn schedule_term(purchase_id: &str, due: i64, schedule: &[Deduction]) -> (i64, bool) {
+    let periods: Vec<String> = schedule.iter().map(|d| d.period.to_string()).collect();
+    LedgerDigest::purchase_term(
+        purchase_id,
+        due,
+        periods
+            .iter()
+            .map(String::as_str)
+            .zip(schedule.iter().map(|d| d.amount.as_i64())),
+    )
+}
+
+/// The term stored with a purchase (`ledger_term`), written with its schedule: none when
+/// the schedule does not add up to `due`, so that a digest of its range reads its rows and
+/// reports it.
+fn ledger_term(purchase_id: &str, due: i64, schedule: &[Deduction]) -> Option<i64> {
+    let (term, balanced) = schedule_term(purchase_id, due, schedule);
+    balanced.then_some(term)
 }
 
 /// Reads a stored schedule (JSON).

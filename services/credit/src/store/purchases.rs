@@ -98,6 +98,7 @@ impl Store {
             schedule_version: 1,
             partly_settled_at: None,
             national_id: facility_row.national_id.clone(),
+            ledger_term: ledger_term(&new.id, new.terms.amount().as_i64(), &deductions),
         };
         let written = async {
             row.clone()

@@ -42,6 +42,12 @@ impl Store {
         active.schedule_version = Set(row.schedule_version.saturating_add(1));
         active.schedule = Set(serde_json::to_string(&refunded.outcome.remaining_schedule)
             .map_err(|error| CreditError::Internal(error.into()))?);
+        active.ledger_term = Set(ledger_term(
+            &row.id,
+            row.amount
+                .saturating_sub(refunded.outcome.refunded_total.as_i64()),
+            &refunded.outcome.remaining_schedule,
+        ));
         match refunded.hold {
             Some(hold) => {
                 active.hold_monthly = Set(hold.monthly.as_i64());

@@ -1,5 +1,6 @@
 //! Settlement of purchases (R18) and reconciliation (R31).
 
+use sea_orm::sea_query::Order;
 use sea_orm::{JoinType, PaginatorTrait};
 
 use super::*;
@@ -19,6 +20,15 @@ pub struct LedgerRow {
     pub schedule_version: i32,
     /// The buyer's national ID.
     pub national_id: String,
+}
+
+/// R31's digest of a range of purchases as the database sums their stored terms.
+#[derive(Clone, Copy, Debug)]
+pub struct StoredRange {
+    /// Purchases in the range.
+    pub purchases: u64,
+    /// The sum of their terms.
+    pub digest: LedgerDigest,
 }
 
 /// What R18's settlement reads of one purchase.
@@ -205,6 +215,61 @@ impl Store {
                 },
             )
             .collect())
+    }
+
+    /// Digests the next range of R31's ledger where the database can: the up to `limit`
+    /// purchases with an id after `after`, in id order, their stored terms summed by one
+    /// aggregate over that range of `ix_purchase_id_term` (read from the index alone), and
+    /// the range's last purchase unless none comes
+    /// after it. `None` when a purchase of the range has no stored term (a schedule that
+    /// does not add up, or a purchase older than the column): the range is then digested
+    /// from its rows ([`Store::ledger_after`]), which also reports what does not add up.
+    pub async fn stored_ledger_digest(
+        &self,
+        after: &str,
+        limit: u64,
+    ) -> Result<Option<(StoredRange, Option<String>)>, CreditError> {
+        let mut range = Query::select();
+        range
+            .columns([purchase::Column::Id, purchase::Column::LedgerTerm])
+            .from(purchase::Entity)
+            .and_where(purchase::Column::Id.gt(after))
+            .order_by(purchase::Column::Id, Order::Asc)
+            .limit(limit);
+        let [high, low] = tavana_kit::ledger_digest::sum_columns("ledger_term");
+        let sums = Query::select()
+            .expr(Expr::cust("COUNT(*)"))
+            .expr(Expr::cust("COUNT(ledger_term)"))
+            .expr(Expr::cust(high))
+            .expr(Expr::cust(low))
+            .expr(Expr::cust("MAX(id)"))
+            .from_subquery(range, "purchase_range")
+            .to_owned();
+        let row = self
+            .db
+            .query_one(&sums)
+            .await?
+            .ok_or_else(|| internal("an aggregate returned no row"))?;
+        let (purchases, termed, high, low, last) =
+            row.try_get_many_by_index::<(i64, i64, i64, i64, Option<String>)>()?;
+        if termed < purchases {
+            return Ok(None);
+        }
+        let purchases = u64::try_from(purchases).map_err(|_| internal("a count is negative"))?;
+        let mut digest = LedgerDigest::default();
+        digest.add_sums(high, low);
+        let last = match last {
+            Some(last) if purchases == limit => purchase::Entity::find()
+                .select_only()
+                .column(purchase::Column::Id)
+                .filter(purchase::Column::Id.gt(last.as_str()))
+                .into_tuple::<String>()
+                .one(&self.db)
+                .await?
+                .map(|_| last),
+            _ => None,
+        };
+        Ok(Some((StoredRange { purchases, digest }, last)))
     }
 
     /// Takes the locks of several facilities (`facility_ids` sorted, without repeats) as

@@ -422,6 +422,90 @@ async fn r31_the_ledger_digest_covers_the_pages_credit_serves_range_by_range() {
     assert_eq!(first.digest, digest_of(&all[..2]));
     assert_eq!(second.digest, digest_of(&all[2..]));
     assert_eq!(all[2].refunded_amount, 3);
+    // A range exactly as long as what is left runs to the end.
+    let whole = tavana_credit::service::purchase_ledger_digest(store, "", 3)
+        .await
+        .unwrap();
+    assert_eq!((whole.purchases, whole.last_purchase_id.as_str()), (3, ""));
+    assert_eq!(whole.digest, digest_of(&all));
+    // Past the last purchase: an empty range, to the end.
+    let past = tavana_credit::service::purchase_ledger_digest(store, &all[2].purchase_id, 3)
+        .await
+        .unwrap();
+    assert_eq!((past.purchases, past.last_purchase_id.as_str()), (0, ""));
+    assert_eq!(past.digest, LedgerDigest::default().to_bytes());
+}
+
+/// R31: a purchase older than its stored term (the migration leaves it empty) is digested
+/// from its row, to the same digest; and a stored schedule that does not add up is counted
+/// whatever the term says, since such a schedule is stored without one.
+#[tokio::test]
+async fn r31_a_purchase_without_a_stored_term_is_digested_from_its_row_alike() {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use tavana_credit::store::purchase;
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    for (key, amount, months) in [("k1", 1, 1), ("k2", 10, 3)] {
+        app.buy(
+            "E1",
+            SHOP,
+            pb::PurchaseKind::Instalment,
+            amount,
+            months,
+            key,
+        )
+        .await
+        .unwrap();
+    }
+    let store = &app.store;
+    let digest = async || {
+        tavana_credit::service::purchase_ledger_digest(store, "", 10)
+            .await
+            .unwrap()
+    };
+    let stored = digest().await;
+
+    app.migrate_down_to_before("m20261207_000001_add_purchase_ledger_term")
+        .await;
+    app.migrate_up().await;
+    let terms: Vec<Option<i64>> = purchase::Entity::find()
+        .all(app.db())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.ledger_term)
+        .collect();
+    let from_rows = digest().await;
+    // The 10 rials' schedule (4 + 3 + 3) changed to 4 + 3: it no longer adds up to 10.
+    let (ledger, _) = tavana_credit::service::purchase_ledger(store, "", 10)
+        .await
+        .unwrap();
+    let split = ledger.iter().find(|entry| entry.amount == 10).unwrap();
+    let stored_schedule = store
+        .purchase(&split.purchase_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .schedule;
+    let mut schedule: Vec<serde_json::Value> = serde_json::from_str(&stored_schedule).unwrap();
+    schedule.pop();
+    purchase::Entity::update_many()
+        .col_expr(
+            purchase::Column::Schedule,
+            Expr::value(serde_json::to_string(&schedule).unwrap()),
+        )
+        .filter(purchase::Column::Id.eq(split.purchase_id.as_str()))
+        .exec(app.db())
+        .await
+        .unwrap();
+    let short = digest().await;
+
+    assert_eq!((stored.purchases, stored.unbalanced), (2, 0));
+    assert_eq!(terms, [None, None], "the migration leaves the terms empty");
+    assert_eq!(from_rows, stored, "the same answer from the rows");
+    assert_eq!((short.purchases, short.unbalanced), (2, 1));
+    assert_ne!(short.digest, stored.digest);
 }
 
 /// R31: a purchase carries its facility's national ID, which the ledger reads from the

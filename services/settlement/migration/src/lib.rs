@@ -10,6 +10,7 @@ mod m20261203_170000_create_audit_event;
 mod m20261203_170000_extend_outbox;
 mod m20261204_000001_index_pending_outbox;
 mod m20261205_000001_index_instalment_without_state;
+mod m20261207_000001_add_instalment_ledger_term;
 
 /// The settlement service's migrations, oldest first.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000001_index_pending_outbox::Migration),
             Box::new(m20261205_000001_index_instalment_without_state::Migration),
             Box::new(tavana_kit::outbox::CompressOutboxWithLz4),
+            Box::new(m20261207_000001_add_instalment_ledger_term::Migration),
         ]
     }
 }

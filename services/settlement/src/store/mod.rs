@@ -21,7 +21,7 @@ use sea_orm::{
 };
 use tavana_kit::ids::NationalId;
 use tavana_kit::jalali::JalaliPeriod;
-use tavana_kit::ledger_digest::LedgerDigest;
+use tavana_kit::ledger_digest::{self, LedgerDigest};
 use tavana_kit::money::Rial;
 
 pub use self::arrears::{ClosedPeriod, OverdueFilter, OverdueView, PeriodCloseRecord, region_key};
@@ -242,8 +242,12 @@ async fn insert_instalments<C: ConnectionTrait>(
             Instalment::Amount,
             Instalment::State,
             Instalment::CreatedAt,
+            Instalment::LedgerTerm,
         ]);
         for (schedule, instalment) in chunk {
+            let period = instalment.period.to_string();
+            let amount = instalment.amount.as_i64();
+            let term = ledger_digest::term(&schedule.purchase_id, &period, amount);
             insert.values_panic([
                 new_id().into(),
                 schedule.purchase_id.clone().into(),
@@ -254,10 +258,11 @@ async fn insert_instalments<C: ConnectionTrait>(
                 schedule.merchant_id.clone().into(),
                 schedule.merchant_name.clone().into(),
                 to_i32(instalment.seq)?.into(),
-                instalment.period.to_string().into(),
-                instalment.amount.as_i64().into(),
+                period.into(),
+                amount.into(),
                 InstalmentState::Unsettled.as_str().into(),
                 now.into(),
+                term.into(),
             ]);
         }
         conn.execute(&insert).await?;
@@ -475,6 +480,8 @@ impl Store {
         let cancel = Query::update()
             .table(Instalment::Table)
             .value(Instalment::State, InstalmentState::Cancelled.as_str())
+            // A cancelled instalment holds nothing (R31's sums read no state).
+            .value(Instalment::LedgerTerm, 0)
             .and_where(Expr::col(Instalment::PurchaseId).eq(purchase_id))
             .and_where(Expr::col(Instalment::State).eq(InstalmentState::Unsettled.as_str()))
             .to_owned();
@@ -493,7 +500,7 @@ impl Store {
     /// Returns the instalments (all but the cancelled) of the purchases with an id after
     /// `after` and, when given, up to `upto`, in purchase id order: settlement's side of
     /// R31's reconciliation for one page of credit's purchases (a range scan of
-    /// `ix_instalment_purchase_seq`).
+    /// `ix_instalment_purchase_seq_term`).
     pub async fn held_instalments(
         &self,
         after: &str,
@@ -538,40 +545,49 @@ impl Store {
 
     /// Digests the instalments (all but the cancelled) of the purchases with an id after
     /// `after` and, when given, up to `upto`, as credit digests its side of the same range
-    /// (R31): each purchase's amount per period credit scheduled it in (a re-aged
-    /// instalment in the period it was first due in, R29). The rows come in the order of
-    /// `ix_instalment_purchase_seq`, so each purchase's run is summed here as it ends (a
-    /// `GROUP BY` would cost the database a hash of every row and save no row: a purchase
-    /// has one instalment per period).
+    /// (R31): each instalment's amount in the period credit scheduled it in (a re-aged
+    /// instalment in the period it was first due in, R29). The database sums the terms
+    /// stored with the instalments (a cancelled one's is 0) from that range of
+    /// `ix_instalment_purchase_seq_term` alone, and no row leaves it; a range with an
+    /// instalment older than the stored terms is digested from its rows.
     pub async fn held_digest(
         &self,
         after: &str,
         upto: Option<&str>,
     ) -> Result<LedgerDigest, SettlementError> {
-        let mut query = Query::select();
-        query
-            .column(Instalment::PurchaseId)
+        let [high, low] = ledger_digest::sum_columns("ledger_term");
+        let mut sums = Query::select();
+        sums.expr(Expr::cust("COUNT(*)"))
+            .expr(Expr::cust("COUNT(ledger_term)"))
+            .expr(Expr::cust(high))
+            .expr(Expr::cust(low))
+            .from(Instalment::Table)
+            .and_where(Expr::col(Instalment::PurchaseId).gt(after));
+        if let Some(upto) = upto {
+            sums.and_where(Expr::col(Instalment::PurchaseId).lte(upto));
+        }
+        let row = self
+            .db
+            .query_one(&sums)
+            .await?
+            .ok_or_else(|| DbErr::Custom("an aggregate returned no row".to_owned()))?;
+        let (instalments, termed, high, low) =
+            row.try_get_many_by_index::<(i64, i64, i64, i64)>()?;
+        let mut digest = LedgerDigest::default();
+        if termed == instalments {
+            digest.add_sums(high, low);
+            return Ok(digest);
+        }
+        let mut rows = Query::select();
+        rows.column(Instalment::PurchaseId)
             .expr(Expr::cust("COALESCE(due_period, period)"))
             .column(Instalment::Amount)
             .from(Instalment::Table);
-        held_in_range(&mut query, after, upto);
-        query
-            .order_by(Instalment::PurchaseId, Order::Asc)
-            .order_by(Instalment::Seq, Order::Asc);
-        let rows = self
-            .db
-            .query_all(&query)
-            .await?
-            .iter()
-            .map(|row| row.try_get_many_by_index::<(String, String, i64)>())
-            .collect::<Result<Vec<_>, DbErr>>()?;
-        let mut digest = LedgerDigest::default();
-        for run in rows.chunk_by(|a, b| a.0 == b.0) {
-            digest.add_schedule(
-                &run[0].0,
-                run.iter()
-                    .map(|(_, period, amount)| (period.as_str(), *amount)),
-            );
+        held_in_range(&mut rows, after, upto);
+        for row in self.db.query_all(&rows).await? {
+            let (purchase_id, period, amount) =
+                row.try_get_many_by_index::<(String, String, i64)>()?;
+            digest.add(&purchase_id, &period, amount);
         }
         Ok(digest)
     }

@@ -25,6 +25,7 @@ pub enum Instalment {
     RemittanceId,
     CreatedAt,
     DuePeriod,
+    LedgerTerm,
 }
 
 /// One recorded schedule, the idempotency record of `RecordSchedule`.

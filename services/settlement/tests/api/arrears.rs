@@ -14,7 +14,10 @@ use crate::deductions::bulk_schedule;
 use crate::{ORG, TestApp, codes, national_id, schedule, spawn_service, staff};
 
 impl TestApp {
-    async fn close(&self, period: &str) -> Result<pb::ClosePeriodResponse, tonic::Status> {
+    pub(crate) async fn close(
+        &self,
+        period: &str,
+    ) -> Result<pb::ClosePeriodResponse, tonic::Status> {
         self.client
             .clone()
             .close_period(attach(

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use sea_orm::ConnectionTrait;
 use tavana_proto::credit::v1::{PurchaseLedgerEntry, ScheduledInstalment};
 use tavana_settlement::SettlementError;
 use tavana_settlement::domain::reconcile::Report;
@@ -247,4 +248,45 @@ async fn r31_a_schedule_that_does_not_add_up_is_read_even_when_the_digests_agree
         )]
     );
     assert_eq!(ledger.pages_read(), 1);
+}
+
+/// R31 with R29: settlement sums the terms stored with its instalments, and a re-aged
+/// instalment still counts in the period credit scheduled it in; instalments older than
+/// the stored terms are digested from their rows to the same digest.
+#[tokio::test]
+async fn r31_stored_terms_and_rows_digest_alike_after_a_re_age() {
+    let app = spawn_service().await;
+    for (purchase_id, amounts) in [("P01", &[1][..]), ("P02", &[34, 33, 33]), ("P05", &[1, 1])] {
+        app.record(schedule(purchase_id, 1, PERIOD, amounts)).await;
+    }
+    let ledger = MemoryLedger::new(vec![
+        purchase("P01", 1, 0, &[1]),
+        purchase("P02", 100, 0, &[34, 33, 33]),
+        purchase("P05", 2, 0, &[1, 1]),
+    ]);
+    let digest = async || app.store.held_digest("", None).await.unwrap();
+    let scheduled = digest().await;
+
+    // Nothing of the first period is remitted: its instalments are re-aged (R29).
+    let closed = app.close(PERIOD).await.unwrap();
+    let re_aged = digest().await;
+    let report = reconcile(&ledger, &app.store, 2).await.unwrap();
+    // P02's instalments as if written before the stored terms.
+    app.db
+        .db
+        .execute_unprepared("UPDATE instalment SET ledger_term = NULL WHERE purchase_id = 'P02'")
+        .await
+        .unwrap();
+    let from_rows = digest().await;
+    let again = reconcile(&ledger, &app.store, 2).await.unwrap();
+
+    assert!(closed.overdue_instalments > 0, "{closed:?}");
+    assert_eq!(re_aged, scheduled);
+    assert_eq!(from_rows, scheduled);
+    assert_ne!(scheduled, Default::default());
+    for report in [&report, &again] {
+        assert_eq!(report.checked_purchases, 3);
+        assert_eq!(found(report), []);
+    }
+    assert_eq!(ledger.pages_read(), 0);
 }

@@ -1,5 +1,6 @@
 //! The instalments' indexes: settling an instalment (R23) changes no indexed column, so a
-//! remittance writes no index entry for the rows it settles.
+//! remittance writes no index entry for the rows it settles; R31's stored terms are read
+//! from the index of a purchase's instalments.
 
 use std::collections::BTreeSet;
 
@@ -49,7 +50,7 @@ async fn r23_no_instalment_index_names_a_column_a_settle_writes_and_the_migratio
             "ix_instalment_employee_period",
             "ix_instalment_org_national_id_period",
             "ix_instalment_org_period_national_id",
-            "ix_instalment_purchase_seq",
+            "ix_instalment_purchase_seq_term",
             "ix_instalment_reaged_employee",
         ]
     );
@@ -67,6 +68,12 @@ async fn r23_no_instalment_index_names_a_column_a_settle_writes_and_the_migratio
         .find(|(name, _)| name == "ix_instalment_reaged_employee")
         .unwrap();
     assert!(reaged.contains("due_period"), "not partial: {reaged:?}");
+    // R31 sums a range of purchases' stored terms from this index alone.
+    let (_, by_purchase) = now
+        .iter()
+        .find(|(name, _)| name == "ix_instalment_purchase_seq_term")
+        .unwrap();
+    assert!(by_purchase.contains("ledger_term"), "{by_purchase:?}");
     if db.is_postgres() {
         for table in ["instalment", "purchase_schedule"] {
             assert_eq!(table_page_fill(&db.db, table).await, Some(50), "{table}");
