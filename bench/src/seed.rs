@@ -597,7 +597,8 @@ pub async fn set_aside_unknown_sms(url: &str) -> anyhow::Result<u64> {
 
 /// Writes credit's side of the bulk purchases of `organization` (those [`instalments`]
 /// recorded in settlement) straight into credit's database, one `INSERT ... SELECT` over a
-/// generated series for the purchases and one for their facilities: a million purchases
+/// generated series for the facilities and one over the purchases' R31 terms (computed
+/// here, as credit computes them) for the purchases: a million purchases
 /// through the purchase path would take hours, and the reconciliation scenario (R31) reads
 /// credit's ledger, not how it was written. Each purchase has a closed facility of its own,
 /// as each bulk instalment has an employee of its own: the facilities' statistics are then
@@ -609,6 +610,7 @@ pub async fn ledger(system: &System, organization: &str, count: u64) -> anyhow::
     use sea_orm::{ConnectionTrait, Statement, Value};
     use tavana_credit::domain::purchase::Deduction;
     use tavana_kit::jalali::JalaliPeriod;
+    use tavana_kit::ledger_digest::LedgerDigest;
     use tavana_kit::money::Rial;
 
     let db = tavana_kit::db::connect(&system.credit_database_url, 2).await?;
@@ -672,19 +674,42 @@ pub async fn ledger(system: &System, organization: &str, count: u64) -> anyhow::
         .split_once(&SENTINEL.to_string())
         .context("the schedule text does not show its amount")?;
     let amount = "(100000 + (i % 1000) * 10)";
+    // R31's term of each purchase, as credit stores it with the purchase (computed here:
+    // no database hashes it), bound as one list the statement reads its rows from.
+    let terms: Vec<i64> = (0..count)
+        .map(|i| {
+            let amount = bulk_amount(i);
+            let id = format!("bench-{organization}-{i:08}");
+            LedgerDigest::purchase_term(&id, amount, [(PERIOD, amount)]).0
+        })
+        .collect();
+    let (rows, terms) = if postgres {
+        (
+            "(SELECT ordinal - 1 AS i, term FROM unnest(CAST($12 AS bigint[])) \
+               WITH ORDINALITY AS u(term, ordinal)) AS n",
+            Value::Array(
+                sea_orm::sea_query::ArrayType::BigInt,
+                Some(Box::new(terms.into_iter().map(Value::from).collect())),
+            ),
+        )
+    } else {
+        (
+            "(SELECT CAST(key AS INTEGER) AS i, value AS term FROM json_each($12)) AS n",
+            serde_json::to_string(&terms)?.into(),
+        )
+    };
     let sql = format!(
-        "{with}INSERT INTO purchase (id, facility_id, employee_id, merchant_id, merchant_name, \
+        "INSERT INTO purchase (id, facility_id, employee_id, merchant_id, merchant_name, \
            kind, amount, refunded_amount, months, purchase_period, schedule, created_at, \
            created_micros, settled_at, hold_monthly, hold_total, hold_release_at, \
            hold_waits_for_contract, hold_released_at, schedule_version, partly_settled_at, \
-           national_id) \
-         SELECT $2 || {padded}, $3 || {padded}, $4 || {padded}, 'bench-merchant', $5, 'instalment', \
-           {amount}, 0, 1, $6, $7 || CAST({amount} AS TEXT) || $8, $9, $10, NULL, 0, 0, NULL, \
-           $11, $9, 1, NULL, $12 \
-         FROM {series}"
+           national_id, ledger_term) \
+         SELECT $1 || {padded}, $2 || {padded}, $3 || {padded}, 'bench-merchant', $4, 'instalment', \
+           {amount}, 0, 1, $5, $6 || CAST({amount} AS TEXT) || $7, $8, $9, NULL, 0, 0, NULL, \
+           $10, $8, 1, NULL, $11, term \
+         FROM {rows}"
     );
     let values: Vec<Value> = vec![
-        i64::try_from(count)?.into(),
         format!("bench-{organization}-").into(),
         facility_prefix.into(),
         employee_prefix.into(),
@@ -696,6 +721,7 @@ pub async fn ledger(system: &System, organization: &str, count: u64) -> anyhow::
         now.timestamp_micros().into(),
         false.into(),
         bulk_national_id(0).into(),
+        terms,
     ];
     db.execute_raw(Statement::from_sql_and_values(
         backend,
