@@ -207,9 +207,9 @@ pub async fn purchase_ledger_digest(
     page_size: u32,
 ) -> Result<pb::DigestPurchaseLedgerResponse, CreditError> {
     let limit = page_size.clamp(1, LEDGER_PAGE_MAX) as usize;
-    if let Some((range, last)) = store.stored_ledger_digest(after, limit as u64).await? {
+    if let Some(range) = store.stored_ledger_digest(after, limit as u64).await? {
         return Ok(pb::DigestPurchaseLedgerResponse {
-            last_purchase_id: last.unwrap_or_default(),
+            last_purchase_id: range.last.unwrap_or_default(),
             purchases: range.purchases,
             unbalanced: 0,
             digest: range.digest.to_bytes(),

@@ -23,12 +23,14 @@ pub struct LedgerRow {
 }
 
 /// R31's digest of a range of purchases as the database sums their stored terms.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct StoredRange {
     /// Purchases in the range.
     pub purchases: u64,
     /// The sum of their terms.
     pub digest: LedgerDigest,
+    /// The range's last purchase; `None` when no purchase comes after it.
+    pub last: Option<String>,
 }
 
 /// What R18's settlement reads of one purchase.
@@ -220,15 +222,15 @@ impl Store {
     /// Digests the next range of R31's ledger where the database can: the up to `limit`
     /// purchases with an id after `after`, in id order, their stored terms summed by one
     /// aggregate over that range of `ix_purchase_id_term` (read from the index alone), and
-    /// the range's last purchase unless none comes
-    /// after it. `None` when a purchase of the range has no stored term (a schedule that
-    /// does not add up, or a purchase older than the column): the range is then digested
-    /// from its rows ([`Store::ledger_after`]), which also reports what does not add up.
+    /// the range's last purchase unless none comes after it. `None` when a purchase of the
+    /// range has no stored term (a schedule that does not add up, or a purchase older than
+    /// the column): the range is then digested from its rows ([`Store::ledger_after`]),
+    /// which also reports what does not add up.
     pub async fn stored_ledger_digest(
         &self,
         after: &str,
         limit: u64,
-    ) -> Result<Option<(StoredRange, Option<String>)>, CreditError> {
+    ) -> Result<Option<StoredRange>, CreditError> {
         let mut range = Query::select();
         range
             .columns([purchase::Column::Id, purchase::Column::LedgerTerm])
@@ -269,7 +271,11 @@ impl Store {
                 .map(|_| last),
             _ => None,
         };
-        Ok(Some((StoredRange { purchases, digest }, last)))
+        Ok(Some(StoredRange {
+            purchases,
+            digest,
+            last,
+        }))
     }
 
     /// Takes the locks of several facilities (`facility_ids` sorted, without repeats) as

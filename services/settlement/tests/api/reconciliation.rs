@@ -5,13 +5,16 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, Statement};
 use tavana_proto::credit::v1::{PurchaseLedgerEntry, ScheduledInstalment};
 use tavana_settlement::SettlementError;
 use tavana_settlement::domain::reconcile::Report;
 use tavana_settlement::reconcile::{Ledger, RangeDigest, reconcile};
 
-use crate::{PERIOD, TestApp, schedule, spawn_service};
+use tavana_kit::caller::attach;
+use tavana_proto::settlement::v1 as pb;
+
+use crate::{PERIOD, TestApp, schedule, service, spawn_service};
 
 /// Credit's purchases in id order, paged as `ListPurchaseLedger` pages them and digested
 /// as `DigestPurchaseLedger` digests them; the page or range after `fails_after` is
@@ -289,4 +292,49 @@ async fn r31_stored_terms_and_rows_digest_alike_after_a_re_age() {
         assert_eq!(found(report), []);
     }
     assert_eq!(ledger.pages_read(), 0);
+}
+
+/// R31 with R20: a refund's new schedule replaces the instalments not yet settled, and the
+/// cancelled ones keep a stored term of 0, so the range sums the new schedule alone.
+#[tokio::test]
+async fn r31_a_refunds_cancelled_instalments_count_for_nothing() {
+    let app = spawn_service().await;
+    app.record(schedule("P01", 1, PERIOD, &[34, 33, 33])).await;
+    let remaining = schedule("P01", 1, PERIOD, &[24, 23, 23]).instalments;
+    app.client
+        .clone()
+        .cancel_instalments(attach(
+            pb::CancelInstalmentsRequest {
+                purchase_id: "P01".into(),
+                refund_id: "R1".into(),
+                remaining,
+                version: 2,
+            },
+            &service(),
+        ))
+        .await
+        .unwrap();
+    let ledger = MemoryLedger::new(vec![purchase("P01", 100, 30, &[24, 23, 23])]);
+
+    let report = reconcile(&ledger, &app.store, 100).await.unwrap();
+    let held = app.store.held_digest("", None).await.unwrap();
+    let cancelled = app
+        .db
+        .db
+        .query_all_raw(Statement::from_string(
+            app.db.db.get_database_backend(),
+            "SELECT ledger_term FROM instalment WHERE state = 'cancelled'",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get_by_index::<Option<i64>>(0).unwrap())
+        .collect::<Vec<_>>();
+
+    assert_eq!(cancelled, [Some(0); 3]);
+    assert_eq!(report.checked_purchases, 1);
+    assert_eq!(found(&report), []);
+    assert_eq!(ledger.pages_read(), 0);
+    let scheduled = ledger.digest("", 100).await.unwrap().digest;
+    assert_eq!(Some(held), scheduled);
 }
