@@ -19,9 +19,38 @@
 //! Each row's term is a function of its own columns, so a service stores it with the row
 //! (credit one per purchase, the sum of its schedule's terms; settlement one per instalment)
 //! and its database sums a range's terms without sending a row: [`sum_columns`] splits the
-//! sum so that it cannot overflow a 64-bit `SUM`, and [`LedgerDigest::from_sums`] joins it.
+//! sum so that it cannot overflow a 64-bit `SUM`, and [`LedgerDigest::add_sums`] joins it.
 
+use sea_orm_migration::prelude::{Alias, ColumnDef, DbErr, SchemaManager, Table};
 use xxhash_rust::xxh3::Xxh3;
+
+/// The column a service stores its rows' terms in (empty for a row it cannot vouch for).
+pub const TERM_COLUMN: &str = "ledger_term";
+
+/// Adds [`TERM_COLUMN`] to `table`, in a migration: a `BIGINT`, empty for the rows already
+/// there.
+pub async fn add_term_column(manager: &SchemaManager<'_>, table: &str) -> Result<(), DbErr> {
+    manager
+        .alter_table(
+            Table::alter()
+                .table(Alias::new(table))
+                .add_column(ColumnDef::new(Alias::new(TERM_COLUMN)).big_integer().null())
+                .to_owned(),
+        )
+        .await
+}
+
+/// Drops [`TERM_COLUMN`] from `table`, in a migration's `down`.
+pub async fn drop_term_column(manager: &SchemaManager<'_>, table: &str) -> Result<(), DbErr> {
+    manager
+        .alter_table(
+            Table::alter()
+                .table(Alias::new(table))
+                .drop_column(Alias::new(TERM_COLUMN))
+                .to_owned(),
+        )
+        .await
+}
 
 /// The prime the digest is taken modulo (a Mersenne prime: 2^61 - 1).
 const PRIME: u64 = (1 << 61) - 1;
@@ -60,11 +89,12 @@ fn as_term(reduced: u64) -> i64 {
     i64::try_from(reduced).unwrap_or_default()
 }
 
-/// The two SQL expressions that sum the stored terms of `column` over the rows a query
-/// selects (0 for none), each a `BIGINT` that cannot overflow: the terms' high bits and
-/// their low bits, summed apart. [`LedgerDigest::from_sums`] joins them.
-pub fn sum_columns(column: &str) -> [String; 2] {
+/// The two SQL expressions that sum the stored terms ([`TERM_COLUMN`]) over the rows a
+/// query selects (0 for none), each a `BIGINT` that cannot overflow: the terms' high bits
+/// and their low bits, summed apart. [`LedgerDigest::add_sums`] joins them.
+pub fn sum_columns() -> [String; 2] {
     let low_mask = (1u64 << LOW_BITS) - 1;
+    let column = TERM_COLUMN;
     [
         format!("CAST(COALESCE(SUM({column} >> {LOW_BITS}), 0) AS BIGINT)"),
         format!("CAST(COALESCE(SUM({column} & {low_mask}), 0) AS BIGINT)"),
@@ -271,8 +301,8 @@ mod tests {
         empty.add_sums(0, 0);
         assert_eq!(empty, LedgerDigest::default());
         assert_eq!(
-            sum_columns("t")[0],
-            "CAST(COALESCE(SUM(t >> 31), 0) AS BIGINT)"
+            sum_columns()[0],
+            "CAST(COALESCE(SUM(ledger_term >> 31), 0) AS BIGINT)"
         );
     }
 }

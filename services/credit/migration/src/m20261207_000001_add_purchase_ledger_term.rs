@@ -11,6 +11,7 @@
 //! (HOT); a refund, which is rare, writes the term.
 
 use sea_orm_migration::prelude::*;
+use tavana_kit::ledger_digest::{add_term_column, drop_term_column};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -27,14 +28,7 @@ const BY_ID: &str = "ix_purchase_id_term";
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Purchase::Table)
-                    .add_column(ColumnDef::new(Purchase::LedgerTerm).big_integer().null())
-                    .to_owned(),
-            )
-            .await?;
+        add_term_column(manager, "purchase").await?;
         manager
             .create_index(
                 Index::create()
@@ -51,13 +45,6 @@ impl MigrationTrait for Migration {
         manager
             .drop_index(Index::drop().name(BY_ID).table(Purchase::Table).to_owned())
             .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Purchase::Table)
-                    .drop_column(Purchase::LedgerTerm)
-                    .to_owned(),
-            )
-            .await
+        drop_term_column(manager, "purchase").await
     }
 }

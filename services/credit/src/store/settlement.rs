@@ -238,7 +238,7 @@ impl Store {
             .and_where(purchase::Column::Id.gt(after))
             .order_by(purchase::Column::Id, Order::Asc)
             .limit(limit);
-        let [high, low] = tavana_kit::ledger_digest::sum_columns("ledger_term");
+        let [high, low] = tavana_kit::ledger_digest::sum_columns();
         let sums = Query::select()
             .expr(Expr::cust("COUNT(*)"))
             .expr(Expr::cust("COUNT(ledger_term)"))

@@ -14,6 +14,7 @@
 
 use sea_orm_migration::prelude::*;
 use tavana_kit::db::swap_index;
+use tavana_kit::ledger_digest::{add_term_column, drop_term_column};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -46,14 +47,7 @@ const WITHOUT: &str = "ix_instalment_purchase_seq";
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Instalment::Table)
-                    .add_column(ColumnDef::new(Instalment::LedgerTerm).big_integer().null())
-                    .to_owned(),
-            )
-            .await?;
+        add_term_column(manager, "instalment").await?;
         swap_index(
             manager,
             Instalment::Table,
@@ -71,13 +65,6 @@ impl MigrationTrait for Migration {
             WITH_TERMS,
         )
         .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Instalment::Table)
-                    .drop_column(Instalment::LedgerTerm)
-                    .to_owned(),
-            )
-            .await
+        drop_term_column(manager, "instalment").await
     }
 }

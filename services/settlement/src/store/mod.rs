@@ -555,7 +555,7 @@ impl Store {
         after: &str,
         upto: Option<&str>,
     ) -> Result<LedgerDigest, SettlementError> {
-        let [high, low] = ledger_digest::sum_columns("ledger_term");
+        let [high, low] = ledger_digest::sum_columns();
         let mut sums = Query::select();
         sums.expr(Expr::cust("COUNT(*)"))
             .expr(Expr::cust("COUNT(ledger_term)"))
