@@ -370,23 +370,30 @@ async fn r31_the_ledger_pages_every_purchase_in_id_order_with_its_schedule() {
     );
 }
 
-#[tokio::test]
-async fn r31_the_ledger_digest_covers_the_pages_credit_serves_range_by_range() {
+/// A service where employee E1 bought each (amount, months) in instalments, in order.
+async fn instalment_buyer(purchases: &[(i64, u32)]) -> TestApp {
     let app = spawn_service().await;
     app.open_facility("E1", 1_000, 3).await;
-    // A 1-rial purchase, a remainder split (4 + 3 + 3) and one refunded in part (R20).
-    for (key, amount, months) in [("k1", 1, 1), ("k2", 10, 3), ("k3", 7, 2)] {
+    for (n, (amount, months)) in purchases.iter().enumerate() {
+        let key = format!("k{n}");
         app.buy(
             "E1",
             SHOP,
             pb::PurchaseKind::Instalment,
-            amount,
-            months,
-            key,
+            *amount,
+            *months,
+            &key,
         )
         .await
         .unwrap();
     }
+    app
+}
+
+#[tokio::test]
+async fn r31_the_ledger_digest_covers_the_pages_credit_serves_range_by_range() {
+    // A 1-rial purchase, a remainder split (4 + 3 + 3) and one refunded in part (R20).
+    let app = instalment_buyer(&[(1, 1), (10, 3), (7, 2)]).await;
     let store = &app.store;
     let (all, _) = tavana_credit::service::purchase_ledger(store, "", 100)
         .await
@@ -444,20 +451,7 @@ async fn r31_a_purchase_without_a_stored_term_is_digested_from_its_row_alike() {
     use sea_orm::sea_query::Expr;
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     use tavana_credit::store::purchase;
-    let app = spawn_service().await;
-    app.open_facility("E1", 1_000, 3).await;
-    for (key, amount, months) in [("k1", 1, 1), ("k2", 10, 3)] {
-        app.buy(
-            "E1",
-            SHOP,
-            pb::PurchaseKind::Instalment,
-            amount,
-            months,
-            key,
-        )
-        .await
-        .unwrap();
-    }
+    let app = instalment_buyer(&[(1, 1), (10, 3)]).await;
     let store = &app.store;
     let digest = async || {
         tavana_credit::service::purchase_ledger_digest(store, "", 10)

@@ -132,6 +132,20 @@ async fn both_sides() -> (TestApp, Vec<PurchaseLedgerEntry>) {
     (app, ledger)
 }
 
+/// Settlement holds P01, P02 and P05 as credit scheduled them.
+async fn agreeing_sides() -> (TestApp, Vec<PurchaseLedgerEntry>) {
+    let app = spawn_service().await;
+    for (purchase_id, amounts) in [("P01", &[1][..]), ("P02", &[34, 33, 33]), ("P05", &[1, 1])] {
+        app.record(schedule(purchase_id, 1, PERIOD, amounts)).await;
+    }
+    let ledger = vec![
+        purchase("P01", 1, 0, &[1]),
+        purchase("P02", 100, 0, &[34, 33, 33]),
+        purchase("P05", 2, 0, &[1, 1]),
+    ];
+    (app, ledger)
+}
+
 fn found(report: &Report) -> Vec<(&str, &str, i64, i64)> {
     report
         .mismatches
@@ -210,17 +224,10 @@ async fn r31_ranges_whose_digests_agree_are_not_read_and_only_a_differing_range_
 
 #[tokio::test]
 async fn r31_sides_that_agree_are_checked_by_their_digests_alone() {
-    let app = spawn_service().await;
-    for (purchase_id, amounts) in [("P01", &[1][..]), ("P02", &[34, 33, 33]), ("P05", &[1, 1])] {
-        app.record(schedule(purchase_id, 1, PERIOD, amounts)).await;
-    }
-    let ledger = MemoryLedger::new(vec![
-        purchase("P01", 1, 0, &[1]),
-        purchase("P02", 100, 0, &[34, 33, 33]),
-        purchase("P05", 2, 0, &[1, 1]),
-        // Wholly refunded: nothing due, nothing held (R20).
-        purchase("P06", 3, 3, &[]),
-    ]);
+    let (app, mut entries) = agreeing_sides().await;
+    // Wholly refunded: nothing due, nothing held (R20).
+    entries.push(purchase("P06", 3, 3, &[]));
+    let ledger = MemoryLedger::new(entries);
 
     for page_size in [1, 3, 100] {
         let report = reconcile(&ledger, &app.store, page_size).await.unwrap();
@@ -258,15 +265,8 @@ async fn r31_a_schedule_that_does_not_add_up_is_read_even_when_the_digests_agree
 /// the stored terms are digested from their rows to the same digest.
 #[tokio::test]
 async fn r31_stored_terms_and_rows_digest_alike_after_a_re_age() {
-    let app = spawn_service().await;
-    for (purchase_id, amounts) in [("P01", &[1][..]), ("P02", &[34, 33, 33]), ("P05", &[1, 1])] {
-        app.record(schedule(purchase_id, 1, PERIOD, amounts)).await;
-    }
-    let ledger = MemoryLedger::new(vec![
-        purchase("P01", 1, 0, &[1]),
-        purchase("P02", 100, 0, &[34, 33, 33]),
-        purchase("P05", 2, 0, &[1, 1]),
-    ]);
+    let (app, entries) = agreeing_sides().await;
+    let ledger = MemoryLedger::new(entries);
     let digest = async || app.store.held_digest("", None).await.unwrap();
     let scheduled = digest().await;
 
