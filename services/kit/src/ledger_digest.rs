@@ -118,19 +118,8 @@ impl LedgerDigest {
         self.0 = reduce(i128::from(self.0) + (i128::from(high) << LOW_BITS) + i128::from(low));
     }
 
-    /// Adds a purchase's schedule, (period, amount) in any order.
-    pub fn add_schedule<'a>(
-        &mut self,
-        purchase_id: &str,
-        schedule: impl IntoIterator<Item = (&'a str, i64)>,
-    ) {
-        for (period, amount) in schedule {
-            self.add(purchase_id, period, amount);
-        }
-    }
-
-    /// Adds a purchase's schedule as [`LedgerDigest::add_schedule`] does, and says whether
-    /// it adds up (saturating, as R31's comparison sums) to `due`, the amount less refunds:
+    /// Adds a purchase's schedule, (period, amount) in any order, and says whether it adds
+    /// up (saturating, as R31's comparison sums) to `due`, the amount less refunds:
     /// a schedule that does not is a difference whatever the other side holds.
     pub fn add_purchase<'a>(
         &mut self,
@@ -227,8 +216,11 @@ mod tests {
 
     #[test]
     fn r31_a_periods_deductions_add_up_to_its_amount_in_any_order() {
-        let mut scheduled = LedgerDigest::default();
-        scheduled.add_schedule("P1", [("1405-04", 33), ("1405-03", 30), ("1405-03", 4)]);
+        let scheduled = digest(&[
+            ("P1", "1405-04", 33),
+            ("P1", "1405-03", 30),
+            ("P1", "1405-03", 4),
+        ]);
         // Settlement's instalments of a period, added one by one, give the period's term.
         assert_eq!(
             (term("P1", "1405-03", 30) + term("P1", "1405-03", 4)) % PRIME.cast_signed(),

@@ -419,10 +419,9 @@ async fn r31_the_ledger_digest_covers_the_pages_credit_serves_range_by_range() {
     let digest_of = |entries: &[pb::PurchaseLedgerEntry]| {
         let mut digest = LedgerDigest::default();
         for entry in entries {
-            digest.add_schedule(
-                &entry.purchase_id,
-                entry.schedule.iter().map(|i| (i.period.as_str(), i.amount)),
-            );
+            for instalment in &entry.schedule {
+                digest.add(&entry.purchase_id, &instalment.period, instalment.amount);
+            }
         }
         digest.to_bytes()
     };
