@@ -238,76 +238,29 @@ impl ConnectionTrait for WriteTransaction {
     }
 }
 
-/// Each SQLite file's writer in this process: the queue of writers waiting for their turn,
-/// and the one connection they all write through.
-#[derive(Default)]
-struct SqliteWriter {
-    turn: Arc<tokio::sync::Mutex<()>>,
-    /// The writer's connection and the file it opened (device and inode): a file replaced
-    /// at the same path gets a connection of its own.
-    connection: tokio::sync::Mutex<Option<((u64, u64), DatabaseConnection)>>,
-}
-
-/// The SQLite files' writers in this process, by path.
-static SQLITE_WRITERS: LazyLock<Mutex<HashMap<PathBuf, Arc<SqliteWriter>>>> =
+/// Each SQLite file's queue of writers in this process.
+static SQLITE_WRITERS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
     LazyLock::new(Default::default);
 
-/// A writer's turn: the file's writing connection, the writer's until the guard drops.
-struct Turn {
-    guard: OwnedMutexGuard<()>,
-    connection: DatabaseConnection,
-}
-
-/// Waits for this process's turn to write the SQLite file behind `db` and returns it with
-/// the file's writing connection; `None` when the pool has a single connection (an
-/// in-memory database), which queues writers by itself.
-///
-/// Every write of the file goes through one connection of its own, outside `db`'s pool:
-/// SQLite drops a connection's page cache whenever another connection wrote the file, so
-/// writers taking turns on the pool's connections read the tables' upper pages again in
-/// nearly every transaction, inside their turn; the one writer keeps its cache.
-async fn sqlite_write_turn(db: &DatabaseConnection) -> Result<Option<Turn>, DbErr> {
+/// Waits for this process's turn to write the SQLite file behind `db`; `None` when the
+/// pool has a single connection (an in-memory database), which queues writers by itself.
+async fn sqlite_write_turn(db: &DatabaseConnection) -> Result<Option<OwnedMutexGuard<()>>, DbErr> {
     let pool = db.get_sqlite_connection_pool();
     if pool.options().get_max_connections() <= 1 {
         return Ok(None);
     }
-    let options = pool.connect_options();
-    let file = std::path::absolute(options.get_filename())
+    let file = std::path::absolute(pool.connect_options().get_filename())
         .map_err(|error| DbErr::Custom(format!("SQLite file path: {error}")))?;
-    let writer = SQLITE_WRITERS
+    let queue = SQLITE_WRITERS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .entry(file.clone())
+        .entry(file)
         .or_default()
         .clone();
-    let guard = tokio::time::timeout(SQLITE_BUSY_TIMEOUT, writer.turn.clone().lock_owned())
+    tokio::time::timeout(SQLITE_BUSY_TIMEOUT, queue.lock_owned())
         .await
-        .map_err(|_| DbErr::Custom("database is locked: no turn to write in time".into()))?;
-    let identity = {
-        use std::os::unix::fs::MetadataExt;
-        let metadata = std::fs::metadata(&file)
-            .map_err(|error| DbErr::Custom(format!("SQLite file {}: {error}", file.display())))?;
-        (metadata.dev(), metadata.ino())
-    };
-    let mut connection = writer.connection.lock().await;
-    let connection = match &*connection {
-        Some((opened, writing)) if *opened == identity => writing.clone(),
-        _ => {
-            let writing = sea_orm::sqlx::sqlite::SqlitePoolOptions::new()
-                .max_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .test_before_acquire(false)
-                .acquire_timeout(CONNECT_TIMEOUT)
-                .connect_with((*options).clone())
-                .await
-                .map_err(|error| DbErr::Custom(format!("SQLite writing connection: {error}")))?;
-            let writing = sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(writing);
-            *connection = Some((identity, writing.clone()));
-            writing
-        }
-    };
-    Ok(Some(Turn { guard, connection }))
+        .map(Some)
+        .map_err(|_| DbErr::Custom("database is locked: no turn to write in time".into()))
 }
 
 /// Runs `work` while the database answers `statement`: polls `statement` once, which sends
@@ -337,10 +290,8 @@ pub async fn execute_write<S: StatementBuilder>(
     db: &DatabaseConnection,
     statement: &S,
 ) -> Result<ExecResult, DbErr> {
-    match write_turn(db).await? {
-        Some(turn) => turn.connection.execute(statement).await,
-        None => db.execute(statement).await,
-    }
+    let _turn = write_turn(db).await?;
+    db.execute(statement).await
 }
 
 /// Runs one writing statement that returns rows (`RETURNING`) on its own, as
@@ -349,14 +300,12 @@ pub async fn query_write(
     db: &DatabaseConnection,
     statement: Statement,
 ) -> Result<Vec<QueryResult>, DbErr> {
-    match write_turn(db).await? {
-        Some(turn) => turn.connection.query_all_raw(statement).await,
-        None => db.query_all_raw(statement).await,
-    }
+    let _turn = write_turn(db).await?;
+    db.query_all_raw(statement).await
 }
 
 /// This process's turn to write the SQLite file behind `db`; nothing on PostgreSQL.
-async fn write_turn(db: &DatabaseConnection) -> Result<Option<Turn>, DbErr> {
+async fn write_turn(db: &DatabaseConnection) -> Result<Option<OwnedMutexGuard<()>>, DbErr> {
     if db.get_database_backend() == DbBackend::Sqlite {
         sqlite_write_turn(db).await
     } else {
@@ -369,8 +318,7 @@ async fn write_turn(db: &DatabaseConnection) -> Result<Option<Turn>, DbErr> {
 /// On SQLite, one writer at a time holds the file's write lock. Writers of this process
 /// first queue for their turn in order (a Tokio mutex per file), instead of all racing
 /// for the lock and sleeping in SQLite's busy handler, whose growing sleeps made the
-/// unlucky writer wait hundreds of milliseconds while the lock was free, and then write
-/// through the file's one writing connection (see [`sqlite_write_turn`]). The busy
+/// unlucky writer wait hundreds of milliseconds while the lock was free. The busy
 /// timeout still covers other processes and writes outside `begin_write`. The
 /// transaction starts `IMMEDIATE`, taking the write lock at once: a deferred
 /// transaction that reads first and writes later fails with `SQLITE_BUSY` when another
@@ -378,18 +326,13 @@ async fn write_turn(db: &DatabaseConnection) -> Result<Option<Turn>, DbErr> {
 /// PostgreSQL ignores both.
 pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, DbErr> {
     let turn = write_turn(db).await?;
-    let options = TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..Default::default()
-    };
-    let txn = match &turn {
-        Some(turn) => turn.connection.begin_with_options(options).await?,
-        None => db.begin_with_options(options).await?,
-    };
-    Ok(WriteTransaction {
-        txn,
-        _turn: turn.map(|turn| turn.guard),
-    })
+    let txn = db
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await?;
+    Ok(WriteTransaction { txn, _turn: turn })
 }
 
 /// The rows of `E` whose `column` is one of `keys`, in no particular order, read
@@ -639,60 +582,6 @@ mod tests {
             .unwrap()
             .unwrap();
         row.try_get("", "n").unwrap()
-    }
-
-    #[tokio::test]
-    async fn sqlite_writes_go_through_the_files_own_connection_outside_the_pool() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = connect(&sqlite_url(dir.path(), "own"), 2).await.unwrap();
-        let has_mark = async |conn: &DatabaseTransaction| {
-            conn.query_one_raw(Statement::from_string(
-                DbBackend::Sqlite,
-                "SELECT count(*) AS n FROM temp.mark",
-            ))
-            .await
-            .is_ok()
-        };
-        // A temporary table lives on the connection that made it.
-        query_write(
-            &db,
-            Statement::from_string(DbBackend::Sqlite, "CREATE TEMP TABLE mark (x INTEGER)"),
-        )
-        .await
-        .unwrap();
-        let txn = begin_write(&db).await.unwrap();
-        assert!(
-            has_mark(&txn).await,
-            "a lone write and a transaction wrote apart"
-        );
-        txn.commit().await.unwrap();
-        // Both of the pool's connections at once: neither is the writer's.
-        let first = db.begin().await.unwrap();
-        let second = db.begin().await.unwrap();
-        assert!(!has_mark(&first).await);
-        assert!(!has_mark(&second).await);
-    }
-
-    #[tokio::test]
-    async fn a_sqlite_file_replaced_at_the_same_path_is_written_not_the_old_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let insert = async |db: &DatabaseConnection, n: i64| {
-            let txn = begin_write(db).await.unwrap();
-            txn.execute_unprepared(&format!("INSERT INTO counter (n) VALUES ({n})"))
-                .await
-                .unwrap();
-            txn.commit().await.unwrap();
-        };
-        let old = counter_db(dir.path(), "replaced").await;
-        insert(&old, 1).await;
-        old.close().await.unwrap();
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(dir.path().join(format!("replaced.db{suffix}")));
-        }
-
-        let new = counter_db(dir.path(), "replaced").await;
-        insert(&new, 2).await;
-        assert_eq!(count(&new).await, 1);
     }
 
     #[tokio::test]
