@@ -19,7 +19,7 @@
 //! Each row's term is a function of its own columns, so a service stores it with the row
 //! (credit one per purchase, the sum of its schedule's terms; settlement one per instalment)
 //! and its database sums a range's terms without sending a row: [`sum_columns`] splits the
-//! sum so that it cannot overflow a 64-bit `SUM`, and [`LedgerDigest::add_sums`] joins it.
+//! sum so that it cannot overflow a 64-bit `SUM`, and [`LedgerDigest::from_sums`] joins it.
 
 use sea_orm_migration::prelude::{Alias, ColumnDef, DbErr, SchemaManager, Table};
 use xxhash_rust::xxh3::Xxh3;
@@ -89,13 +89,16 @@ fn as_term(reduced: u64) -> i64 {
     i64::try_from(reduced).unwrap_or_default()
 }
 
-/// The two SQL expressions that sum the stored terms ([`TERM_COLUMN`]) over the rows a
-/// query selects (0 for none), each a `BIGINT` that cannot overflow: the terms' high bits
-/// and their low bits, summed apart. [`LedgerDigest::add_sums`] joins them.
-pub fn sum_columns() -> [String; 2] {
+/// The four SQL expressions that digest the stored terms ([`TERM_COLUMN`]) of the rows a
+/// query selects, for [`LedgerDigest::from_sums`]: the rows counted, the rows with a term
+/// counted, and the terms' high bits and low bits summed apart (0 for none), each a
+/// `BIGINT` that cannot overflow.
+pub fn sum_columns() -> [String; 4] {
     let low_mask = (1u64 << LOW_BITS) - 1;
     let column = TERM_COLUMN;
     [
+        "COUNT(*)".to_owned(),
+        format!("COUNT({column})"),
         format!("CAST(COALESCE(SUM({column} >> {LOW_BITS}), 0) AS BIGINT)"),
         format!("CAST(COALESCE(SUM({column} & {low_mask}), 0) AS BIGINT)"),
     ]
@@ -113,9 +116,12 @@ impl LedgerDigest {
         self.0 = reduce(i128::from(self.0) + i128::from(term));
     }
 
-    /// Adds the two sums of stored terms that the expressions of [`sum_columns`] return.
-    pub fn add_sums(&mut self, high: i64, low: i64) {
-        self.0 = reduce(i128::from(self.0) + (i128::from(high) << LOW_BITS) + i128::from(low));
+    /// The digest of the rows the expressions of [`sum_columns`] were computed over, from
+    /// what they returned: none when a row has no term (its digest must come from its
+    /// columns).
+    pub fn from_sums(rows: i64, termed: i64, high: i64, low: i64) -> Option<LedgerDigest> {
+        (termed == rows)
+            .then(|| LedgerDigest(reduce((i128::from(high) << LOW_BITS) + i128::from(low))))
     }
 
     /// Adds a purchase's schedule, (period, amount) in any order, and says whether it adds
@@ -273,9 +279,13 @@ mod tests {
         // What `sum_columns` has a database compute, done here.
         let high: i64 = terms.iter().map(|t| t >> LOW_BITS).sum();
         let low: i64 = terms.iter().map(|t| t & ((1 << LOW_BITS) - 1)).sum();
-        let mut summed = LedgerDigest::default();
-        summed.add_sums(high, low);
-        assert_eq!(summed, digest(&rows));
+        let count = i64::try_from(terms.len()).unwrap();
+        assert_eq!(
+            LedgerDigest::from_sums(count, count, high, low),
+            Some(digest(&rows))
+        );
+        // A row without a term leaves the digest to the rows' columns.
+        assert_eq!(LedgerDigest::from_sums(count + 1, count, high, low), None);
         // A purchase's stored term is its schedule's terms summed.
         let (p1, balanced) = LedgerDigest::purchase_term(
             "P1",
@@ -289,11 +299,12 @@ mod tests {
         }
         assert_eq!(by_purchase, digest(&rows));
         // Nothing summed is nothing.
-        let mut empty = LedgerDigest::default();
-        empty.add_sums(0, 0);
-        assert_eq!(empty, LedgerDigest::default());
         assert_eq!(
-            sum_columns()[0],
+            LedgerDigest::from_sums(0, 0, 0, 0),
+            Some(LedgerDigest::default())
+        );
+        assert_eq!(
+            sum_columns()[2],
             "CAST(COALESCE(SUM(ledger_term >> 31), 0) AS BIGINT)"
         );
     }

@@ -238,12 +238,8 @@ impl Store {
             .and_where(purchase::Column::Id.gt(after))
             .order_by(purchase::Column::Id, Order::Asc)
             .limit(limit);
-        let [high, low] = tavana_kit::ledger_digest::sum_columns();
         let sums = Query::select()
-            .expr(Expr::cust("COUNT(*)"))
-            .expr(Expr::cust("COUNT(ledger_term)"))
-            .expr(Expr::cust(high))
-            .expr(Expr::cust(low))
+            .exprs(tavana_kit::ledger_digest::sum_columns().map(Expr::cust))
             .expr(Expr::cust("MAX(id)"))
             .from_subquery(range, "purchase_range")
             .to_owned();
@@ -254,12 +250,10 @@ impl Store {
             .ok_or_else(|| internal("an aggregate returned no row"))?;
         let (purchases, termed, high, low, last) =
             row.try_get_many_by_index::<(i64, i64, i64, i64, Option<String>)>()?;
-        if termed < purchases {
+        let Some(digest) = LedgerDigest::from_sums(purchases, termed, high, low) else {
             return Ok(None);
-        }
+        };
         let purchases = u64::try_from(purchases).map_err(|_| internal("a count is negative"))?;
-        let mut digest = LedgerDigest::default();
-        digest.add_sums(high, low);
         let last = match last {
             Some(last) if purchases == limit => purchase::Entity::find()
                 .select_only()

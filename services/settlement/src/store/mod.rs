@@ -555,12 +555,8 @@ impl Store {
         after: &str,
         upto: Option<&str>,
     ) -> Result<LedgerDigest, SettlementError> {
-        let [high, low] = ledger_digest::sum_columns();
         let mut sums = Query::select();
-        sums.expr(Expr::cust("COUNT(*)"))
-            .expr(Expr::cust("COUNT(ledger_term)"))
-            .expr(Expr::cust(high))
-            .expr(Expr::cust(low))
+        sums.exprs(ledger_digest::sum_columns().map(Expr::cust))
             .from(Instalment::Table)
             .and_where(Expr::col(Instalment::PurchaseId).gt(after));
         if let Some(upto) = upto {
@@ -573,11 +569,10 @@ impl Store {
             .ok_or_else(|| DbErr::Custom("an aggregate returned no row".to_owned()))?;
         let (instalments, termed, high, low) =
             row.try_get_many_by_index::<(i64, i64, i64, i64)>()?;
-        let mut digest = LedgerDigest::default();
-        if termed == instalments {
-            digest.add_sums(high, low);
+        if let Some(digest) = LedgerDigest::from_sums(instalments, termed, high, low) {
             return Ok(digest);
         }
+        let mut digest = LedgerDigest::default();
         let mut rows = Query::select();
         rows.column(Instalment::PurchaseId)
             .expr(Expr::cust("COALESCE(due_period, period)"))
