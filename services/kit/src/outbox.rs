@@ -18,7 +18,7 @@ use sea_orm_migration::prelude::{
     Alias, ColumnDef, DeriveIden, Expr, ExprTrait as _, Func, Index, IndexCreateStatement,
     MigrationName, MigrationTrait, Query, SchemaManager, Table, TableCreateStatement,
 };
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
@@ -743,6 +743,27 @@ struct Courier {
     db: DatabaseConnection,
     deliver: Arc<dyn Deliver>,
     config: RelayConfig,
+    records: DeliveryRecords,
+}
+
+/// The deliveries waiting to be recorded, and the turn to record them. Whoever takes the
+/// turn records every delivery waiting, its own and those of the senders that came while
+/// the turn was taken (a group commit), and tells each sender the outcome: concurrent
+/// senders share one write of the outbox instead of one each (one commit, and on SQLite
+/// one turn of the file's single writer, which their own transactions wait for too).
+#[derive(Default)]
+struct DeliveryRecords {
+    waiting: std::sync::Mutex<Vec<(Vec<i64>, oneshot::Sender<bool>)>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl DeliveryRecords {
+    /// The deliveries waiting (a panic while the list was held leaves it whole).
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<(Vec<i64>, oneshot::Sender<bool>)>> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -810,11 +831,7 @@ impl OutboxRelay {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> (OutboxHandle, JoinHandle<()>) {
         let notify = Arc::new(Notify::new());
-        let courier = Arc::new(Courier {
-            db,
-            deliver,
-            config,
-        });
+        let courier = Arc::new(Courier::new(db, deliver, config));
         let relay = OutboxRelay {
             courier: courier.clone(),
             notify: notify.clone(),
@@ -895,6 +912,15 @@ enum Due<'a> {
 }
 
 impl Courier {
+    fn new(db: DatabaseConnection, deliver: Arc<dyn Deliver>, config: RelayConfig) -> Courier {
+        Courier {
+            db,
+            deliver,
+            config,
+            records: DeliveryRecords::default(),
+        }
+    }
+
     /// Leases a batch of due messages in one statement: none that waits behind an older
     /// undelivered message of its ordering key.
     async fn claim(&self, due: Due<'_>) -> Result<Vec<Claimed>, DbErr> {
@@ -1178,25 +1204,52 @@ impl Courier {
         outcome
     }
 
-    /// Records leased rows as delivered, in one statement (they are leased to us, so
-    /// nobody else counts their attempts meanwhile); returns true when it was recorded.
+    /// Records leased rows as delivered, together with what other senders delivered
+    /// meanwhile (see [`DeliveryRecords`]); returns true when it was recorded. A sender
+    /// dropped while it records leaves the others' outcome false: their leases expire and
+    /// the rows are delivered again, which receivers take as the same message.
     async fn record_delivered(&self, ids: &[i64]) -> bool {
-        let update = Query::update()
-            .table(Outbox::Table)
-            .value(Outbox::DeliveredAt, Utc::now())
-            .value(Outbox::LeaseUntil, Option::<DateTime<Utc>>::None)
-            .value(Outbox::Attempts, Expr::col(Outbox::Attempts).add(1))
-            .and_where(Expr::col(Outbox::Id).is_in(ids.iter().copied()))
-            .to_owned();
-        match crate::db::execute_write(&self.db, &update).await {
-            Ok(_) => true,
-            Err(error) => {
+        let (told, outcome) = oneshot::channel();
+        self.records.waiting().push((ids.to_vec(), told));
+        {
+            let _turn = self.records.turn.lock().await;
+            let waiting = std::mem::take(&mut *self.records.waiting());
+            if !waiting.is_empty() {
+                let ids: Vec<i64> = waiting
+                    .iter()
+                    .flat_map(|(ids, _)| ids.iter().copied())
+                    .collect();
+                let recorded = self.write_delivered(&ids).await;
+                for (_, told) in waiting {
+                    let _ = told.send(recorded);
+                }
+            }
+        }
+        // Told by now: by this sender, or by one that took the turn before it.
+        outcome.await.unwrap_or(false)
+    }
+
+    /// Writes leased rows as delivered, in one statement per [`IDS_PER_CLAIM`] (they are
+    /// leased to us, so nobody else counts their attempts meanwhile); returns true when
+    /// every one was written.
+    async fn write_delivered(&self, ids: &[i64]) -> bool {
+        let now = Utc::now();
+        for ids in ids.chunks(IDS_PER_CLAIM) {
+            let update = Query::update()
+                .table(Outbox::Table)
+                .value(Outbox::DeliveredAt, now)
+                .value(Outbox::LeaseUntil, Option::<DateTime<Utc>>::None)
+                .value(Outbox::Attempts, Expr::col(Outbox::Attempts).add(1))
+                .and_where(Expr::col(Outbox::Id).is_in(ids.iter().copied()))
+                .to_owned();
+            if let Err(error) = crate::db::execute_write(&self.db, &update).await {
                 // The leases expire and the rows are delivered again; receivers are
                 // idempotent.
                 tracing::warn!(outbox_ids = ?ids, error = %error, "outbox delivery not recorded");
-                false
+                return false;
             }
         }
+        true
     }
 
     /// Records a failed try: retried after a backoff, or kept as failed for good.

@@ -629,11 +629,7 @@ async fn read_your_writes_messages_another_relay_delivered_leave_nothing_to_hurr
     // the sender's immediate delivery claims it.
     let test_db = test_db::<TestMigrator>().await;
     let recorder = Arc::new(Recorder::default());
-    let courier = Courier {
-        db: test_db.db.clone(),
-        deliver: recorder.clone(),
-        config: fast_config(),
-    };
+    let courier = Courier::new(test_db.db.clone(), recorder.clone(), fast_config());
     let enqueued = commit_messages(
         &test_db,
         vec![
@@ -672,14 +668,14 @@ async fn read_your_writes_the_relay_poll_leaves_fresh_messages_to_their_senders(
     // Arrange: a fresh message, one a sender tried and failed, one older than the
     // immediate deadline whose sender died before delivering it, and a fresh ordered one.
     let test_db = test_db::<TestMigrator>().await;
-    let courier = Courier {
-        db: test_db.db.clone(),
-        deliver: Arc::new(Recorder::default()),
-        config: RelayConfig {
+    let courier = Courier::new(
+        test_db.db.clone(),
+        Arc::new(Recorder::default()),
+        RelayConfig {
             immediate_deadline: Duration::from_secs(60),
             ..fast_config()
         },
-    };
+    );
     let fresh = commit_messages(&test_db, vec![Message::new("t", "fresh", b"1".to_vec())]).await;
     let tried = commit_messages(&test_db, vec![Message::new("t", "tried", b"2".to_vec())]).await;
     let orphan = commit_messages(&test_db, vec![Message::new("t", "orphan", b"3".to_vec())]).await;
@@ -1075,11 +1071,7 @@ async fn read_your_writes_a_sender_delivers_what_it_wrote_leased_without_claimin
             );
         }
     }
-    let relay = Courier {
-        db: test_db.db.clone(),
-        deliver: recorder.clone(),
-        config: fast_config(),
-    };
+    let relay = Courier::new(test_db.db.clone(), recorder.clone(), fast_config());
     let claimable = relay.claim(Due::Ids(enqueued.ids())).await.unwrap();
     let claimable: Vec<String> = claimable.into_iter().map(|row| row.topic).collect();
     assert_eq!(claimable, ["settlement.cancel_instalments"]);
@@ -1189,4 +1181,62 @@ async fn a_sender_that_dies_before_delivering_leaves_its_leased_messages_to_the_
         [("identity.notify_employee".to_owned(), b"sms".to_vec())]
     );
     relay.stop().await;
+}
+
+#[tokio::test]
+async fn deliveries_of_concurrent_senders_are_recorded_in_one_write() {
+    // Arrange: five senders' messages, leased to them; the turn to record is taken, as by
+    // a sender whose write waits for the database.
+    let test_db = test_db::<TestMigrator>().await;
+    let courier = Arc::new(Courier::new(
+        test_db.db.clone(),
+        Arc::new(Recorder::default()),
+        fast_config(),
+    ));
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let enqueued =
+            commit_messages(&test_db, vec![Message::new("t", format!("m-{n}"), vec![n])]).await;
+        ids.push(enqueued.ids()[0]);
+    }
+    let turn = courier.records.turn.lock().await;
+
+    // Act: each sender records its own delivery while the turn is taken, then it is free.
+    let senders: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let courier = courier.clone();
+            let id = *id;
+            tokio::spawn(async move { courier.record_delivered(&[id]).await })
+        })
+        .collect();
+    while courier.records.waiting().len() < ids.len() {
+        tokio::task::yield_now().await;
+    }
+    drop(turn);
+    let mut recorded = Vec::new();
+    for sender in senders {
+        recorded.push(sender.await.unwrap());
+    }
+
+    // Assert: every sender was told its delivery is recorded, and one write recorded them
+    // all (one delivery time for all five).
+    assert_eq!(recorded, [true; 5]);
+    assert_eq!(pending_count(&test_db.db).await.unwrap(), 0);
+    let times = test_db
+        .db
+        .query_one(
+            &Query::select()
+                .expr(Expr::cust("COUNT(DISTINCT delivered_at)"))
+                .expr(Expr::cust("COUNT(delivered_at)"))
+                .from(Outbox::Table)
+                .to_owned(),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_many_by_index::<(i64, i64)>()
+        .unwrap();
+    assert_eq!(times, (1, 5));
+    assert!(courier.records.waiting().is_empty());
 }
