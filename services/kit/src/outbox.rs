@@ -753,13 +753,16 @@ struct Courier {
 /// one turn of the file's single writer, which their own transactions wait for too).
 #[derive(Default)]
 struct DeliveryRecords {
-    waiting: std::sync::Mutex<Vec<(Vec<i64>, oneshot::Sender<bool>)>>,
+    waiting: std::sync::Mutex<Vec<Waiting>>,
     turn: tokio::sync::Mutex<()>,
 }
 
+/// One sender's delivered ids, and where it is told whether they were recorded.
+type Waiting = (Vec<i64>, oneshot::Sender<bool>);
+
 impl DeliveryRecords {
     /// The deliveries waiting (a panic while the list was held leaves it whole).
-    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<(Vec<i64>, oneshot::Sender<bool>)>> {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
         self.waiting
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -1229,12 +1232,13 @@ impl Courier {
         outcome.await.unwrap_or(false)
     }
 
-    /// Writes leased rows as delivered, in one statement per [`IDS_PER_CLAIM`] (they are
+    /// Writes leased rows as delivered, in one statement per
+    /// [`IDS_PER_STATEMENT`](crate::db::IDS_PER_STATEMENT) (they are
     /// leased to us, so nobody else counts their attempts meanwhile); returns true when
     /// every one was written.
     async fn write_delivered(&self, ids: &[i64]) -> bool {
         let now = Utc::now();
-        for ids in ids.chunks(IDS_PER_CLAIM) {
+        for ids in ids.chunks(crate::db::IDS_PER_STATEMENT) {
             let update = Query::update()
                 .table(Outbox::Table)
                 .value(Outbox::DeliveredAt, now)
