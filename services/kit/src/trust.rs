@@ -13,6 +13,14 @@
 //! ([`Gate`], applied by [`crate::grpc::serve_grpc`]) drops any plain caller metadata from
 //! the wire, verifies the assertion, checks the method's allow-list ([`Policy`]) and writes
 //! the verified caller back as plain metadata for the handlers.
+//!
+//! An assertion is signed with the signer's Ed25519 key (`EdDSA`), or, when the signer
+//! trusts exactly one public key of its audience, sealed with a MAC key that only the two
+//! of them can derive: X25519 of the signer's key and the audience's (the same key pairs,
+//! in their Montgomery form), expanded by HKDF-SHA256 per direction (`HS256`, `kid` =
+//! `<signer kid>:<audience kid>`). A signature costs both ends an elliptic-curve operation
+//! per call; the MAC costs a hash, the exchange being done once per pair when the keyring is
+//! built. During a rotation (two public keys of the audience) calls are signed as before.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -25,6 +33,7 @@ use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use futures::future::{BoxFuture, Either, Ready};
+use hkdf::Hkdf;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -69,6 +78,8 @@ pub const ASSERTION_LIFETIME_SECS: u64 = 60;
 const LEEWAY_SECS: u64 = 5;
 /// The metadata key of the request id, copied into assertions.
 const REQUEST_ID_KEY: &str = "x-request-id";
+/// The HKDF salt of the MAC keys between two principals.
+const MAC_SALT: &[u8] = b"tavana caller assertion v1";
 
 /// The principals of a `tavana.*` method table: method name → principals allowed.
 pub type MethodTable = &'static [(&'static str, &'static [&'static str])];
@@ -122,10 +133,49 @@ struct TrustedKey {
     decoding: DecodingKey,
 }
 
+/// An own key and a trusted key: the MAC keys of assertions from one to the other.
+struct Link {
+    /// The `kid` of an assertion from the own key to the trusted one.
+    kid: String,
+    to_peer: EncodingKey,
+    from_peer: DecodingKey,
+}
+
+impl Link {
+    /// The link of two keys, `None` when the exchange gives no secret (a peer key of small
+    /// order): assertions between them are then signed.
+    fn new(own: &SigningKey, own_kid: &str, peer: &VerifyingKey, peer_kid: &str) -> Option<Link> {
+        let shared = peer
+            .to_montgomery()
+            .mul_clamped(own.to_scalar_bytes())
+            .to_bytes();
+        if shared == [0; 32] {
+            return None;
+        }
+        let hkdf = Hkdf::<Sha256>::new(Some(MAC_SALT), &shared);
+        let direction = |from: &str, to: &str| {
+            let mut key = [0; 32];
+            hkdf.expand(format!("{from}:{to}").as_bytes(), &mut key)
+                .ok()
+                .map(|()| key)
+        };
+        Some(Link {
+            kid: format!("{own_kid}:{peer_kid}"),
+            to_peer: EncodingKey::from_secret(&direction(own_kid, peer_kid)?),
+            from_peer: DecodingKey::from_secret(&direction(peer_kid, own_kid)?),
+        })
+    }
+}
+
 #[derive(Default)]
 struct KeyringInner {
     own: HashMap<String, OwnKey>,
     trusted: HashMap<String, TrustedKey>,
+    /// Per own principal, per trusted `kid`, the link of the two keys.
+    links: HashMap<String, HashMap<String, Link>>,
+    /// The `kid` of each principal with exactly one trusted key: the audiences whose
+    /// assertions are sealed with a link rather than signed.
+    sole: HashMap<String, String>,
 }
 
 /// The private keys of the principals this process runs and the public keys it trusts.
@@ -161,6 +211,7 @@ impl Keyring {
             tracing::debug!("another JWT crypto provider was chosen first");
         }
         let mut inner = KeyringInner::default();
+        let mut signing_keys = Vec::new();
         for (principal, pem) in own {
             check_principal(principal)?;
             let signing = SigningKey::from_pkcs8_pem(pem.trim()).with_context(|| {
@@ -168,14 +219,17 @@ impl Keyring {
             })?;
             let encoding = EncodingKey::from_ed_pem(pem.trim().as_bytes())
                 .with_context(|| format!("the key of {principal} is not usable"))?;
+            let kid = key_id(&signing.verifying_key());
             inner.own.insert(
                 (*principal).to_owned(),
                 OwnKey {
-                    kid: key_id(&signing.verifying_key()),
+                    kid: kid.clone(),
                     encoding,
                 },
             );
+            signing_keys.push((*principal, kid, signing));
         }
+        let mut verifying_keys = Vec::new();
         for (principal, pem) in trusted {
             check_principal(principal)?;
             let verifying = VerifyingKey::from_public_key_pem(pem.trim()).with_context(|| {
@@ -183,13 +237,33 @@ impl Keyring {
             })?;
             let decoding = DecodingKey::from_ed_pem(pem.trim().as_bytes())
                 .with_context(|| format!("a public key of {principal} is not usable"))?;
+            let kid = key_id(&verifying);
             inner.trusted.insert(
-                key_id(&verifying),
+                kid.clone(),
                 TrustedKey {
                     principal: (*principal).to_owned(),
                     decoding,
                 },
             );
+            verifying_keys.push((kid, verifying));
+        }
+        for (principal, own_kid, signing) in &signing_keys {
+            let links = inner.links.entry((*principal).to_owned()).or_default();
+            for (peer_kid, verifying) in &verifying_keys {
+                if let Some(link) = Link::new(signing, own_kid, verifying, peer_kid) {
+                    links.insert(peer_kid.clone(), link);
+                }
+            }
+        }
+        for principal in PRINCIPALS {
+            let mut kids = inner
+                .trusted
+                .iter()
+                .filter(|(_, key)| key.principal == principal)
+                .map(|(kid, _)| kid);
+            if let (Some(kid), None) = (kids.next(), kids.next()) {
+                inner.sole.insert(principal.to_owned(), kid.clone());
+            }
         }
         Ok(Keyring {
             inner: Arc::new(inner),
@@ -268,6 +342,13 @@ impl Keyring {
         Keyring::from_pems(&own, &trusted)
     }
 
+    /// Returns the link that seals assertions of `own` for `audience`: `None` unless this
+    /// keyring trusts exactly one key of the audience.
+    fn link(&self, own: &str, audience: &str) -> Option<&Link> {
+        let kid = self.inner.sole.get(audience)?;
+        self.inner.links.get(own)?.get(kid)
+    }
+
     /// Returns true when this process holds the private key of `principal`.
     pub fn holds(&self, principal: &str) -> bool {
         self.inner.own.contains_key(principal)
@@ -310,18 +391,38 @@ impl Keyring {
     ) -> Result<(String, Caller, String), Problem> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed"))?;
         let kid = header.kid.ok_or_else(|| invalid("no key id"))?;
-        let key = self
-            .inner
-            .trusted
-            .get(&kid)
-            .ok_or_else(|| invalid("unknown key"))?;
-        let mut validation = Validation::new(Algorithm::EdDSA);
+        let trusted = |kid: &str| {
+            self.inner
+                .trusted
+                .get(kid)
+                .ok_or_else(|| invalid("unknown key"))
+        };
+        // The key id alone chooses the algorithm: a header never turns a public key into a
+        // MAC secret.
+        let (principal, decoding, algorithm) = match kid.split_once(':') {
+            Some((sender, receiver)) => {
+                let key = trusted(sender)?;
+                let link = self
+                    .inner
+                    .own
+                    .get(audience)
+                    .filter(|own| own.kid == receiver)
+                    .and_then(|_| self.inner.links.get(audience)?.get(sender))
+                    .ok_or_else(|| invalid("sealed for another key"))?;
+                (&key.principal, &link.from_peer, Algorithm::HS256)
+            }
+            None => {
+                let key = trusted(&kid)?;
+                (&key.principal, &key.decoding, Algorithm::EdDSA)
+            }
+        };
+        let mut validation = Validation::new(algorithm);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
         validation.set_audience(&[audience]);
-        validation.set_issuer(&[key.principal.as_str()]);
+        validation.set_issuer(&[principal.as_str()]);
         validation.set_required_spec_claims(&["exp", "nbf", "aud", "iss"]);
-        let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, decoding, &validation)
             .map_err(|error| invalid(&error.to_string()))?
             .claims;
         let caller = claims
@@ -520,9 +621,13 @@ impl Signer {
             roles: caller.grants().iter().map(ToString::to_string).collect(),
             rid: request_id.unwrap_or_default().to_owned(),
         };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(key.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(Problem::internal)
+        let (algorithm, kid, encoding) = match self.keyring.link(issuer, audience) {
+            Some(link) => (Algorithm::HS256, &link.kid, &link.to_peer),
+            None => (Algorithm::EdDSA, &key.kid, &key.encoding),
+        };
+        let mut header = Header::new(algorithm);
+        header.kid = Some(kid.clone());
+        jsonwebtoken::encode(&header, &claims, encoding).map_err(Problem::internal)
     }
 
     /// Replaces the plain caller metadata of a call to `path` with a signed assertion.
@@ -941,6 +1046,184 @@ mod tests {
         assert!(rotated.verify(&new_token, SETTLEMENT).is_ok());
         assert!(!rotated.holds(GATEWAY));
         assert!(Keyring::load(dir.path(), &[GATEWAY]).is_err());
+    }
+
+    /// A directory with every principal's key pair, and a keyring per process of `split`.
+    fn split_keyrings<const N: usize>(dir: &Path, split: [&str; N]) -> [Keyring; N] {
+        Keyring::generate_dev(dir, &PRINCIPALS).unwrap();
+        split.map(|principal| Keyring::load(dir, &[principal]).unwrap())
+    }
+
+    fn own_kid(keyring: &Keyring, principal: &str) -> String {
+        keyring.inner.own[principal].kid.clone()
+    }
+
+    fn user_claims(issuer: &str, audience: &str) -> Claims {
+        let now = now_secs();
+        Claims {
+            iss: issuer.to_owned(),
+            aud: audience.to_owned(),
+            iat: now,
+            nbf: now,
+            exp: now + ASSERTION_LIFETIME_SECS,
+            knd: "user".to_owned(),
+            sub: "E1".to_owned(),
+            nid: String::new(),
+            roles: vec!["support".to_owned()],
+            rid: String::new(),
+        }
+    }
+
+    fn encode_with(kid: &str, algorithm: Algorithm, claims: &Claims, key: &EncodingKey) -> String {
+        let mut header = Header::new(algorithm);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, claims, key).unwrap()
+    }
+
+    #[test]
+    fn an_assertion_to_an_audience_with_one_key_is_sealed_by_their_pair_and_opened_by_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let [gateway, credit, settlement] =
+            split_keyrings(dir.path(), [GATEWAY, CREDIT, SETTLEMENT]);
+
+        let from_gateway = gateway
+            .signer(GATEWAY)
+            .unwrap()
+            .assertion(&user(), CREDIT, Some("req-1"))
+            .unwrap();
+        let from_credit = credit
+            .signer(CREDIT)
+            .unwrap()
+            .assertion(&Caller::service(CREDIT), SETTLEMENT, None)
+            .unwrap();
+
+        let header = jsonwebtoken::decode_header(&from_gateway).unwrap();
+        assert_eq!(header.alg, Algorithm::HS256);
+        assert_eq!(
+            header.kid.unwrap(),
+            format!(
+                "{}:{}",
+                own_kid(&gateway, GATEWAY),
+                own_kid(&credit, CREDIT)
+            )
+        );
+        // Each end derives the pair's keys from its own private key alone.
+        assert_eq!(
+            credit.verify_claims(&from_gateway, CREDIT).unwrap(),
+            (GATEWAY.to_owned(), user(), "req-1".to_owned())
+        );
+        assert_eq!(
+            settlement.verify(&from_credit, SETTLEMENT).unwrap(),
+            (CREDIT.to_owned(), Caller::service(CREDIT))
+        );
+        // Only the audience holds the other half of the pair.
+        for token in [&from_gateway, &from_credit] {
+            assert!(gateway.verify(token, CREDIT).is_err());
+            assert!(gateway.verify(token, SETTLEMENT).is_err());
+        }
+        assert!(settlement.verify(&from_gateway, SETTLEMENT).is_err());
+        assert!(credit.verify(&from_credit, CREDIT).is_err());
+    }
+
+    #[test]
+    fn a_sealed_assertion_changed_relabelled_or_of_another_algorithm_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let [gateway, credit, settlement] =
+            split_keyrings(dir.path(), [GATEWAY, CREDIT, SETTLEMENT]);
+        let sealed = gateway
+            .signer(GATEWAY)
+            .unwrap()
+            .assertion(&user(), CREDIT, None)
+            .unwrap();
+        let (gateway_kid, credit_kid, settlement_kid) = (
+            own_kid(&gateway, GATEWAY),
+            own_kid(&credit, CREDIT),
+            own_kid(&settlement, SETTLEMENT),
+        );
+        // Settlement's own link to credit, sealing a user caller as if from the gateway.
+        let settlement_link = settlement.link(SETTLEMENT, CREDIT).unwrap();
+        let claims = user_claims(GATEWAY, CREDIT);
+        let gateway_public = std::fs::read_to_string(dir.path().join("gateway.pub")).unwrap();
+
+        let mut changed = sealed.clone().into_bytes();
+        let middle = changed.len() / 2;
+        changed[middle] = if changed[middle] == b'A' { b'B' } else { b'A' };
+        let forged = [
+            String::from_utf8(changed).unwrap(),
+            // The claim names the gateway, the key is settlement's.
+            encode_with(
+                &settlement_link.kid,
+                Algorithm::HS256,
+                &claims,
+                &settlement_link.to_peer,
+            ),
+            // The key id names the gateway, the MAC is settlement's.
+            encode_with(
+                &format!("{gateway_kid}:{credit_kid}"),
+                Algorithm::HS256,
+                &claims,
+                &settlement_link.to_peer,
+            ),
+            // A sealed key id with a signature's algorithm.
+            encode_with(
+                &format!("{settlement_kid}:{credit_kid}"),
+                Algorithm::EdDSA,
+                &user_claims(SETTLEMENT, CREDIT),
+                &EncodingKey::from_ed_pem(
+                    std::fs::read(dir.path().join("settlement.key"))
+                        .unwrap()
+                        .as_slice(),
+                )
+                .unwrap(),
+            ),
+            // A signature's key id with a MAC keyed by the public key, which anyone has.
+            encode_with(
+                &gateway_kid,
+                Algorithm::HS256,
+                &claims,
+                &EncodingKey::from_secret(gateway_public.as_bytes()),
+            ),
+        ];
+
+        assert!(credit.verify(&sealed, CREDIT).is_ok());
+        for token in forged {
+            let error = credit.verify(&token, CREDIT).unwrap_err();
+            assert_eq!(error.code, "caller_assertion_invalid", "{token}");
+        }
+    }
+
+    #[test]
+    fn while_the_audience_rotates_its_key_assertions_are_signed_and_a_stale_seal_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let [before] = split_keyrings(dir.path(), [GATEWAY]);
+        let sealed_for_the_old_key = before
+            .signer(GATEWAY)
+            .unwrap()
+            .assertion(&user(), CREDIT, None)
+            .unwrap();
+        // Credit's new pair takes over; its old public key is still trusted.
+        std::fs::rename(
+            dir.path().join("credit.pub"),
+            dir.path().join("credit.old.pub"),
+        )
+        .unwrap();
+        write_key_pair(dir.path(), CREDIT).unwrap();
+        let gateway = Keyring::load(dir.path(), &[GATEWAY]).unwrap();
+        let credit = Keyring::load(dir.path(), &[CREDIT]).unwrap();
+
+        let signed = gateway
+            .signer(GATEWAY)
+            .unwrap()
+            .assertion(&user(), CREDIT, None)
+            .unwrap();
+
+        assert_eq!(
+            jsonwebtoken::decode_header(&signed).unwrap().alg,
+            Algorithm::EdDSA
+        );
+        assert_eq!(credit.verify(&signed, CREDIT).unwrap().1, user());
+        let error = credit.verify(&sealed_for_the_old_key, CREDIT).unwrap_err();
+        assert_eq!(error.code, "caller_assertion_invalid");
     }
 
     #[test]
