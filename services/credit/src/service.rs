@@ -604,6 +604,13 @@ impl CreditFlows {
         self.purchase_on(&facility, merchant_id, shape, scope).await
     }
 
+    /// Buys on `facility`, or answers the first answer of `scope`'s key (R19).
+    ///
+    /// A replay answers as the first time did, whatever changed since; yet a new key is the
+    /// rule and a retry the exception, so the stored answer is not read on a purchase's way:
+    /// a retry of a purchase that committed is refused on the way (the room it took, the
+    /// facility or merchant as they are now) or fails on the record's unique key, and looks
+    /// for the answer then, here or in the transaction ([`Store::create_purchase`]).
     async fn purchase_on(
         &self,
         facility: &facility::Model,
@@ -611,10 +618,26 @@ impl CreditFlows {
         shape: PurchaseTerms,
         scope: IdempotencyScope,
     ) -> Result<PurchaseAnswer, CreditError> {
-        // A replay answers as the first time did, whatever changed since (R19).
-        if let Some(replay) = self.store.find_replay(&scope).await? {
-            return replayed(replay);
+        match self
+            .purchase_new(facility, merchant_id, shape, &scope)
+            .await
+        {
+            Err(error) => match self.store.find_replay(&scope).await? {
+                Some(replay) => replayed(replay),
+                None => Err(error),
+            },
+            answer => answer,
         }
+    }
+
+    /// Buys on `facility` as a new request of `scope`'s key.
+    async fn purchase_new(
+        &self,
+        facility: &facility::Model,
+        merchant_id: &str,
+        shape: PurchaseTerms,
+        scope: &IdempotencyScope,
+    ) -> Result<PurchaseAnswer, CreditError> {
         let max_instalments = u32::try_from(facility.max_instalments)
             .map_err(|_| CreditError::internal("stored facility max_instalments is negative"))?;
         let terms = PurchaseTerms::parse(

@@ -91,7 +91,7 @@ pub struct NewPurchase<'a> {
     /// The purchase instant.
     pub now: DateTime<Utc>,
     /// Where its idempotency record is kept (R19).
-    pub idempotency: IdempotencyScope,
+    pub idempotency: &'a IdempotencyScope,
     /// Builds the outbox messages from the stored purchase and its facility.
     pub messages: &'a (dyn Fn(&purchase::Model, &facility::Model) -> Vec<OutboxMessage> + Sync),
     /// Encodes the answer stored for replays.

@@ -8,9 +8,9 @@ impl Store {
     /// on the facts read under the lock and returns the hold to record. Returns the stored
     /// answer of an earlier request with the same key (R19).
     ///
-    /// The caller looked for that answer just before; a request with the same key that
-    /// committed since is found here without a read on the way to a purchase: its record
-    /// makes ours fail on the unique key, and a refusal looks for it before it answers.
+    /// Nobody looked for that answer before: a request with the same key that committed is
+    /// found here without a read on a purchase's way. Its record makes ours fail on the
+    /// unique key, and a refusal looks for it before it answers.
     #[tracing::instrument(skip_all, fields(facility_id = %new.facility_id, purchase_id = %new.id))]
     pub async fn create_purchase(
         &self,

@@ -252,3 +252,39 @@ async fn r19_the_index_on_the_records_age_replaces_the_one_on_caller_and_age_bot
         ["idx_idempotency_created"]
     );
 }
+
+#[tokio::test]
+async fn r19_a_retry_answers_the_first_answer_after_its_room_and_the_contract_are_gone() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    let first = app
+        .buy("E1", SHOP, PurchaseKind::Credit, 1_000, 0, "whole-room")
+        .await
+        .unwrap();
+
+    // The first purchase took the whole monthly room, then the contract lapsed: a retry is
+    // refused on either count as a new purchase, and answers the first answer instead.
+    let retry_without_room = app
+        .buy("E1", SHOP, PurchaseKind::Credit, 1_000, 0, "whole-room")
+        .await
+        .unwrap();
+    app.set_contract_in_force(false);
+    let retry_without_contract = app
+        .buy("E1", SHOP, PurchaseKind::Credit, 1_000, 0, "whole-room")
+        .await
+        .unwrap();
+    let reused = app
+        .buy("E1", SHOP, PurchaseKind::Credit, 999, 0, "whole-room")
+        .await;
+    let fresh = app
+        .buy("E1", SHOP, PurchaseKind::Credit, 1, 0, "fresh")
+        .await;
+
+    for retry in [&retry_without_room, &retry_without_contract] {
+        assert!(retry.replayed);
+        assert_eq!(retry.purchase, first.purchase);
+    }
+    assert_eq!(problem(reused).code, "idempotency_key_reused");
+    assert_eq!(problem(fresh).code, "organization_contract_not_in_force");
+    assert_eq!(app.room("E1").await, (0, 2_000));
+}
