@@ -27,7 +27,7 @@ impl Store {
             }
             // A failed statement may have aborted the transaction: nothing to read there.
             Err(error @ CreditError::Internal(_)) => Err(error),
-            Err(refusal) => match Self::find_replay_in(&txn, &new.idempotency).await? {
+            Err(refusal) => match Self::find_replay_in(&txn, new.idempotency).await? {
                 // R19: the first answer, not a refusal the first purchase's hold caused.
                 Some(replay) => Ok(Err(replay)),
                 None => Err(refusal),
@@ -109,7 +109,7 @@ impl Store {
             let enqueued = self
                 .enqueue(&txn, (new.messages)(&row, facility_row))
                 .await?;
-            Self::save_replay(&txn, &new.idempotency, (new.encode)(&row), new.now).await?;
+            Self::save_replay(&txn, new.idempotency, (new.encode)(&row), new.now).await?;
             Ok::<outbox::Enqueued, DbErr>(enqueued)
         }
         .await;
@@ -124,7 +124,7 @@ impl Store {
                 // Same merchant key used concurrently for two cards (two facilities, so
                 // two locks): the record written by the other request decides.
                 Ok(Err(self
-                    .replay_after_conflict(&new.idempotency, error)
+                    .replay_after_conflict(new.idempotency, error)
                     .await?))
             }
             Err(error) => Err(error.into()),

@@ -414,7 +414,7 @@ async fn run_case(both: &Both, n: u32, ops: Vec<Op>) -> Result<(), TestCaseError
                             merchant_name: "Digikala".into(),
                             terms,
                             now,
-                            idempotency: IdempotencyScope {
+                            idempotency: &IdempotencyScope {
                                 caller: format!("employee:E{n}"),
                                 key: id.clone(),
                                 request_hash: id.clone(),
