@@ -1048,6 +1048,21 @@ mod tests {
         assert!(Keyring::load(dir.path(), &[GATEWAY]).is_err());
     }
 
+    /// An assertion of `caller` for `audience` made by `keyring` as `principal`.
+    fn assertion_of(
+        keyring: &Keyring,
+        principal: &str,
+        caller: &Caller,
+        audience: &str,
+        request_id: Option<&str>,
+    ) -> String {
+        keyring
+            .signer(principal)
+            .unwrap()
+            .assertion(caller, audience, request_id)
+            .unwrap()
+    }
+
     /// A directory with every principal's key pair, and a keyring per process of `split`.
     fn split_keyrings<const N: usize>(dir: &Path, split: [&str; N]) -> [Keyring; N] {
         Keyring::generate_dev(dir, &PRINCIPALS).unwrap();
@@ -1086,16 +1101,8 @@ mod tests {
         let [gateway, credit, settlement] =
             split_keyrings(dir.path(), [GATEWAY, CREDIT, SETTLEMENT]);
 
-        let from_gateway = gateway
-            .signer(GATEWAY)
-            .unwrap()
-            .assertion(&user(), CREDIT, Some("req-1"))
-            .unwrap();
-        let from_credit = credit
-            .signer(CREDIT)
-            .unwrap()
-            .assertion(&Caller::service(CREDIT), SETTLEMENT, None)
-            .unwrap();
+        let from_gateway = assertion_of(&gateway, GATEWAY, &user(), CREDIT, Some("req-1"));
+        let from_credit = assertion_of(&credit, CREDIT, &Caller::service(CREDIT), SETTLEMENT, None);
 
         let header = jsonwebtoken::decode_header(&from_gateway).unwrap();
         assert_eq!(header.alg, Algorithm::HS256);
@@ -1130,11 +1137,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let [gateway, credit, settlement] =
             split_keyrings(dir.path(), [GATEWAY, CREDIT, SETTLEMENT]);
-        let sealed = gateway
-            .signer(GATEWAY)
-            .unwrap()
-            .assertion(&user(), CREDIT, None)
-            .unwrap();
+        let sealed = assertion_of(&gateway, GATEWAY, &user(), CREDIT, None);
         let (gateway_kid, credit_kid, settlement_kid) = (
             own_kid(&gateway, GATEWAY),
             own_kid(&credit, CREDIT),
@@ -1196,11 +1199,7 @@ mod tests {
     fn while_the_audience_rotates_its_key_assertions_are_signed_and_a_stale_seal_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let [before] = split_keyrings(dir.path(), [GATEWAY]);
-        let sealed_for_the_old_key = before
-            .signer(GATEWAY)
-            .unwrap()
-            .assertion(&user(), CREDIT, None)
-            .unwrap();
+        let sealed_for_the_old_key = assertion_of(&before, GATEWAY, &user(), CREDIT, None);
         // Credit's new pair takes over; its old public key is still trusted.
         std::fs::rename(
             dir.path().join("credit.pub"),
@@ -1211,11 +1210,7 @@ mod tests {
         let gateway = Keyring::load(dir.path(), &[GATEWAY]).unwrap();
         let credit = Keyring::load(dir.path(), &[CREDIT]).unwrap();
 
-        let signed = gateway
-            .signer(GATEWAY)
-            .unwrap()
-            .assertion(&user(), CREDIT, None)
-            .unwrap();
+        let signed = assertion_of(&gateway, GATEWAY, &user(), CREDIT, None);
 
         assert_eq!(
             jsonwebtoken::decode_header(&signed).unwrap().alg,
