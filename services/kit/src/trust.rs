@@ -1018,6 +1018,13 @@ mod tests {
         assert_eq!(keyring.verify(token, CREDIT).unwrap().1, user());
     }
 
+    /// A rotation of credit's key: its old public key stays trusted as `credit.old.pub`
+    /// while a new pair takes over.
+    fn rotate_credit_key(dir: &Path) {
+        std::fs::rename(dir.join("credit.pub"), dir.join("credit.old.pub")).unwrap();
+        write_key_pair(dir, CREDIT).unwrap();
+    }
+
     #[test]
     fn keys_load_from_a_directory_with_two_public_keys_of_one_principal() {
         let dir = tempfile::tempdir().unwrap();
@@ -1027,13 +1034,7 @@ mod tests {
             .unwrap()
             .assertion(&Caller::service(CREDIT), SETTLEMENT, None)
             .unwrap();
-        // Rotation: the old public key stays as credit.old.pub while a new pair takes over.
-        std::fs::rename(
-            dir.path().join("credit.pub"),
-            dir.path().join("credit.old.pub"),
-        )
-        .unwrap();
-        write_key_pair(dir.path(), CREDIT).unwrap();
+        rotate_credit_key(dir.path());
 
         let rotated = Keyring::load(dir.path(), &[CREDIT]).unwrap();
         let new_token = rotated
@@ -1200,13 +1201,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let [before] = split_keyrings(dir.path(), [GATEWAY]);
         let sealed_for_the_old_key = assertion_of(&before, GATEWAY, &user(), CREDIT, None);
-        // Credit's new pair takes over; its old public key is still trusted.
-        std::fs::rename(
-            dir.path().join("credit.pub"),
-            dir.path().join("credit.old.pub"),
-        )
-        .unwrap();
-        write_key_pair(dir.path(), CREDIT).unwrap();
+        rotate_credit_key(dir.path());
         let gateway = Keyring::load(dir.path(), &[GATEWAY]).unwrap();
         let credit = Keyring::load(dir.path(), &[CREDIT]).unwrap();
 
