@@ -937,11 +937,11 @@ async fn remittance_grpc(system: &System, csv: &Path, instalments: u64) -> anyho
 
     let csv = tokio::fs::read(csv).await?;
     let bytes = csv.len() as u64;
-    let channel = tavana_kit::grpc::channel(
-        &system.settlement_url,
+    let channel = tavana_kit::grpc::Dialer::new(
+        system.keyring.suite_signer(tavana_kit::trust::GATEWAY)?,
         Duration::from_secs(3600),
-        &system.keyring.suite_signer(tavana_kit::trust::GATEWAY)?,
-    )?;
+    )
+    .channel(&system.settlement_url)?;
     let mut client = pb::settlement_service_client::SettlementServiceClient::new(channel)
         .max_decoding_message_size(256 * 1024 * 1024)
         .max_encoding_message_size(256 * 1024 * 1024);

@@ -417,11 +417,11 @@ pub async fn instalments(
     count: u64,
     concurrency: usize,
 ) -> anyhow::Result<BulkRate> {
-    let channel = tavana_kit::grpc::channel(
-        &system.settlement_url,
+    let channel = tavana_kit::grpc::Dialer::new(
+        system.keyring.suite_signer(tavana_kit::trust::GATEWAY)?,
         GRPC_TIMEOUT,
-        &system.keyring.suite_signer(tavana_kit::trust::GATEWAY)?,
-    )?;
+    )
+    .channel(&system.settlement_url)?;
     let client = settlement::settlement_service_client::SettlementServiceClient::new(channel);
     let caller = Caller::service("credit");
     bulk(count, concurrency, move |i| {
@@ -476,11 +476,11 @@ pub fn merchant_name(i: u64) -> String {
 /// Proposes and approves `count` merchants through merchant-directory's gRPC, as the
 /// gateway does for a welfare manager and for contracts.
 pub async fn merchants(system: &System, count: u64) -> anyhow::Result<BulkRate> {
-    let channel = tavana_kit::grpc::channel(
-        &system.merchants_url,
+    let channel = tavana_kit::grpc::Dialer::new(
+        system.keyring.suite_signer(tavana_kit::trust::GATEWAY)?,
         GRPC_TIMEOUT,
-        &system.keyring.suite_signer(tavana_kit::trust::GATEWAY)?,
-    )?;
+    )
+    .channel(&system.merchants_url)?;
     let client =
         md::merchant_directory_service_client::MerchantDirectoryServiceClient::new(channel);
     let welfare = Caller::User {

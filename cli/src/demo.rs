@@ -62,7 +62,8 @@ pub async fn load(suite: &Suite, settings: &SuiteSettings, data_dir: &Path) -> a
         .context("merchant-directory runs")?;
     // The demo speaks as the gateway would for the staff who propose and approve.
     let signer = suite.keyring.signer(tavana_kit::trust::GATEWAY)?;
-    let channel = tavana_kit::grpc::channel(&url, std::time::Duration::from_secs(10), &signer)?;
+    let channel =
+        tavana_kit::grpc::Dialer::new(signer, std::time::Duration::from_secs(10)).channel(&url)?;
     let mut merchants = MerchantDirectoryServiceClient::new(channel);
     for merchant in demo_merchants() {
         add_merchant(&mut merchants, merchant).await?;

@@ -1,5 +1,7 @@
 //! Everything in one process: each service serves gRPC on its own loopback
-//! port, the gateway serves HTTP, all share one clock and one store.
+//! port, the gateway serves HTTP, all share one clock and one store. Calls
+//! between them stay in process ([`InProcess`]): the same signed, gated
+//! stack, without the socket.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +13,7 @@ use tavana_gateway::{AppState, GatewaySettings};
 use tavana_kit::Shared;
 use tavana_kit::clock::{AdjustableClock, SharedClock, SystemClock};
 use tavana_kit::config::{DatabaseSettings, RedisSettings, TelemetrySettings, TrustSettings};
+use tavana_kit::grpc::InProcess;
 use tavana_kit::trust::{self, Keyring};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -212,6 +215,7 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Suite> {
         clock,
         store,
         keyring: keyring.clone(),
+        in_process: InProcess::enabled(),
     };
 
     // Bind every listener first, so that each service knows its peers' ports.
@@ -371,7 +375,6 @@ pub async fn start(options: UpOptions) -> anyhow::Result<Suite> {
             settings.gateway.clone(),
             &shared,
             dev_clock.clone(),
-            &keyring,
             listener.local_addr()?,
             options.dev,
         )?;
@@ -400,16 +403,11 @@ fn gateway_app(
     settings: GatewaySettings,
     shared: &Shared,
     dev_clock: Option<Arc<AdjustableClock>>,
-    keyring: &Keyring,
     address: SocketAddr,
     dev: bool,
 ) -> anyhow::Result<axum::Router> {
-    let state = AppState::new(
-        settings,
-        shared.store.clone(),
-        dev_clock,
-        keyring.signer(trust::GATEWAY)?,
-    )?;
+    let dialer = shared.dialer(trust::GATEWAY, settings.service_timeout())?;
+    let state = AppState::new(settings, shared.store.clone(), dev_clock, &dialer)?;
     // The portal's calls reach the gateway from loopback; this secret, known only
     // to this process, lets them name the client they are made for.
     let forward_token = tavana_gateway::edge::new_forward_token();

@@ -28,17 +28,20 @@ async fn main() -> anyhow::Result<()> {
         .gateway
         .dev
         .then(tavana_kit::clock::AdjustableClock::new);
-    let signer = settings
-        .trust
-        .keyring(&[tavana_kit::trust::GATEWAY])?
-        .signer(tavana_kit::trust::GATEWAY)?;
+    let dialer = tavana_kit::grpc::Dialer::new(
+        settings
+            .trust
+            .keyring(&[tavana_kit::trust::GATEWAY])?
+            .signer(tavana_kit::trust::GATEWAY)?,
+        settings.gateway.service_timeout(),
+    );
     // The portal beside the API; its sessions in the shared store, so any
     // replica serves any user.
     let portal = tavana_portal::PortalSettings::beside_gateway(
         listener.local_addr()?,
         !settings.gateway.dev,
     );
-    let state = AppState::new(settings.gateway, store.clone(), dev_clock, signer)?;
+    let state = AppState::new(settings.gateway, store.clone(), dev_clock, &dialer)?;
     let app = tavana_gateway::app(state).merge(tavana_portal::router(portal, store));
     let shutdown = tavana_kit::signal::shutdown_signal();
     tavana_gateway::serve(app, listener, shutdown).await?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tavana_kit::clock::AdjustableClock;
-use tavana_kit::grpc::Channel;
+use tavana_kit::grpc::{Channel, Dialer};
 use tavana_kit::store::KvStore;
 use tavana_proto::audit::v1::audit_service_client::AuditServiceClient;
 use tavana_proto::credit::v1::credit_service_client::CreditServiceClient;
@@ -83,6 +83,13 @@ impl Default for GatewaySettings {
     }
 }
 
+impl GatewaySettings {
+    /// The deadline of one call to a service.
+    pub fn service_timeout(&self) -> Duration {
+        Duration::from_millis(self.service_timeout_ms)
+    }
+}
+
 /// State shared by every handler: one reference-counted pointer to [`Services`], so that
 /// axum's clone of it for every layer and extractor of a request is one atomic increment,
 /// not a clone of every service client (each a channel sender of its own).
@@ -134,10 +141,9 @@ impl AppState {
         settings: GatewaySettings,
         store: Arc<dyn KvStore>,
         dev_clock: Option<Arc<AdjustableClock>>,
-        signer: tavana_kit::trust::Signer,
+        dialer: &Dialer,
     ) -> anyhow::Result<AppState> {
-        let timeout = Duration::from_millis(settings.service_timeout_ms);
-        let channel = |url: &str| tavana_kit::grpc::channel(url, timeout, &signer);
+        let channel = |url: &str| dialer.channel(url);
         let audit = [
             &settings.identity_url,
             &settings.guarantee_url,

@@ -1,12 +1,10 @@
 //! Delivery of the credit outbox: each topic is a gRPC call to its receiver, which is
 //! idempotent by the id the message carries (purchase id, refund id, credit request id).
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use tavana_kit::caller::Caller;
 use tavana_kit::forward;
-use tavana_kit::grpc::Channel;
+use tavana_kit::grpc::{Channel, Dialer};
 use tavana_kit::outbox::{Deliver, DeliveryError};
 use tavana_proto::guarantee::v1::ReleaseGuaranteeRequest;
 use tavana_proto::guarantee::v1::guarantee_service_client::GuaranteeServiceClient;
@@ -39,25 +37,12 @@ impl CreditDelivery {
         settlement_url: &str,
         guarantee_url: &str,
         identity_url: &str,
-        timeout: Duration,
-        signer: &tavana_kit::trust::Signer,
+        dialer: &Dialer,
     ) -> anyhow::Result<CreditDelivery> {
         Ok(CreditDelivery {
-            settlement: SettlementServiceClient::new(tavana_kit::grpc::channel(
-                settlement_url,
-                timeout,
-                signer,
-            )?),
-            guarantee: GuaranteeServiceClient::new(tavana_kit::grpc::channel(
-                guarantee_url,
-                timeout,
-                signer,
-            )?),
-            identity: IdentityServiceClient::new(tavana_kit::grpc::channel(
-                identity_url,
-                timeout,
-                signer,
-            )?),
+            settlement: SettlementServiceClient::new(dialer.channel(settlement_url)?),
+            guarantee: GuaranteeServiceClient::new(dialer.channel(guarantee_url)?),
+            identity: IdentityServiceClient::new(dialer.channel(identity_url)?),
         })
     }
 }

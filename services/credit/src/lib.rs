@@ -139,21 +139,18 @@ pub async fn serve(
     .await?;
     tavana_kit::metrics::watch_database("credit", db.clone());
 
-    let timeout = settings.grpc.request_timeout();
-    let signer = shared.keyring.signer(tavana_kit::trust::CREDIT)?;
+    let dialer = shared.dialer(tavana_kit::trust::CREDIT, settings.grpc.request_timeout())?;
     let delivery = CreditDelivery::connect(
         &settings.settlement_url,
         &settings.guarantee_url,
         &settings.identity_url,
-        timeout,
-        &signer,
+        &dialer,
     )
     .context("invalid peer url")?;
     let peers = Peers::connect(
         &settings.merchant_directory_url,
         &settings.identity_url,
-        timeout,
-        &signer,
+        &dialer,
     )
     .context("invalid peer url")?;
 
@@ -172,6 +169,7 @@ pub async fn serve(
         tavana_kit::trust::Gate::new(shared.keyring.clone(), &POLICY)
             .and(&tavana_kit::audit::POLICY),
         settings.grpc.clone(),
+        shared.in_process.clone(),
         shutdown,
     )
     .await;

@@ -1,9 +1,7 @@
 //! Synchronous reads from peer services, made before a money transaction (never inside).
 
-use std::time::Duration;
-
 use tavana_kit::caller::{Caller, attach};
-use tavana_kit::grpc::Channel;
+use tavana_kit::grpc::{Channel, Dialer};
 use tavana_proto::identity::v1::GetOrganizationRequest;
 use tavana_proto::identity::v1::identity_service_client::IdentityServiceClient;
 use tavana_proto::merchant_directory::v1::merchant_directory_service_client::MerchantDirectoryServiceClient;
@@ -43,20 +41,11 @@ impl Peers {
     pub fn connect(
         merchant_directory_url: &str,
         identity_url: &str,
-        timeout: Duration,
-        signer: &tavana_kit::trust::Signer,
+        dialer: &Dialer,
     ) -> anyhow::Result<Peers> {
         Ok(Peers {
-            merchants: MerchantDirectoryServiceClient::new(tavana_kit::grpc::channel(
-                merchant_directory_url,
-                timeout,
-                signer,
-            )?),
-            identity: IdentityServiceClient::new(tavana_kit::grpc::channel(
-                identity_url,
-                timeout,
-                signer,
-            )?),
+            merchants: MerchantDirectoryServiceClient::new(dialer.channel(merchant_directory_url)?),
+            identity: IdentityServiceClient::new(dialer.channel(identity_url)?),
         })
     }
 

@@ -122,11 +122,15 @@ pub async fn serve(
     .await?;
     tavana_kit::metrics::watch_database("guarantee", db.clone());
 
-    let timeout = settings.grpc.request_timeout();
-    let signer = shared.keyring.signer(tavana_kit::trust::GUARANTEE)?;
-    let identity_channel = tavana_kit::grpc::channel(&settings.identity_url, timeout, &signer)
+    let dialer = shared.dialer(
+        tavana_kit::trust::GUARANTEE,
+        settings.grpc.request_timeout(),
+    )?;
+    let identity_channel = dialer
+        .channel(&settings.identity_url)
         .context("invalid identity_url")?;
-    let credit_channel = tavana_kit::grpc::channel(&settings.credit_url, timeout, &signer)
+    let credit_channel = dialer
+        .channel(&settings.credit_url)
         .context("invalid credit_url")?;
 
     let (outbox, relay) = OutboxRelay::start(
@@ -154,6 +158,7 @@ pub async fn serve(
         tavana_kit::trust::Gate::new(shared.keyring.clone(), &POLICY)
             .and(&tavana_kit::audit::POLICY),
         settings.grpc.clone(),
+        shared.in_process.clone(),
         shutdown,
     )
     .await;

@@ -352,6 +352,7 @@ pub async fn serve_with_security_clock(
     let gate = tavana_kit::trust::Gate::new(shared.keyring.clone(), &POLICY)
         .and(&tavana_kit::audit::POLICY);
     let grpc = settings.grpc.clone();
+    let in_process = shared.in_process.clone();
     let audit = tavana_kit::audit::server(db.clone());
     let rpc = IdentityRpc::new(Identity::new(
         db, shared, signer, settings, outbox, security,
@@ -365,6 +366,7 @@ pub async fn serve_with_security_clock(
         tavana_proto::FILE_DESCRIPTOR_SET,
         gate,
         grpc,
+        in_process,
         shutdown,
     )
     .await;

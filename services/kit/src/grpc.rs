@@ -1,10 +1,11 @@
 //! gRPC server bootstrap (health, reflection, tracing, metrics, timeouts) and client
 //! channels (trace context on every call, per-request balancing over replicas).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
@@ -12,13 +13,16 @@ use anyhow::Context;
 use opentelemetry::propagation::{Extractor, Injector};
 use prost::Message;
 use prost_types::FileDescriptorSet;
+use tonic::Status;
+use tonic::body::Body;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::service::Routes;
 use tonic::transport::channel::Change;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Endpoint, Server};
 use tonic_health::ServingStatus;
-use tower::Layer as _;
+use tower::{Layer as _, ServiceExt as _};
+use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::config::GrpcSettings;
@@ -70,7 +74,7 @@ impl Injector for MetadataInjector<'_> {
 }
 
 /// Creates the span of one RPC, named by its path, child of the caller's W3C trace context.
-fn rpc_span(request: &http::Request<()>) -> tracing::Span {
+fn rpc_span<B>(request: &http::Request<B>) -> tracing::Span {
     let path = request.uri().path();
     // Names the service on its spans, also when one process (`tavana up`)
     // runs them all under one `service.name`.
@@ -149,8 +153,197 @@ where
 }
 
 /// A client channel whose `tavana.*` calls carry a signed assertion (see [`crate::trust`])
-/// and the W3C trace context of the span they are made in ([`TraceContextLayer`]).
-pub type Channel = Signed<TraceContext<tonic::transport::Channel>>;
+/// and the W3C trace context of the span they are made in ([`TraceContextLayer`]), made
+/// by a [`Dialer`].
+pub type Channel = Signed<TraceContext<Transport>>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A server's whole stack (span, metrics, gate, request id, timeout, routes) as one
+/// service, called without a socket by clients in its own process.
+type LocalService =
+    tower::util::BoxCloneSyncService<http::Request<Body>, http::Response<Body>, BoxError>;
+
+/// Where a server registers its stack while it serves, and its clients look for it.
+type Slot = Arc<RwLock<Option<LocalService>>>;
+
+/// The servers of one process (`tavana up`) that its own clients reach in process:
+/// a call to a registered address skips loopback TCP and HTTP/2 but not the server's
+/// stack, so it is signed, gated, traced, counted and timed out as over the network.
+/// The default registers nothing: every call goes over TCP (one service per process).
+#[derive(Clone, Default)]
+pub struct InProcess(Option<Arc<Mutex<HashMap<SocketAddr, Slot>>>>);
+
+impl InProcess {
+    /// A registry for the servers of this process.
+    pub fn enabled() -> InProcess {
+        InProcess(Some(Arc::default()))
+    }
+
+    /// The slot of the server at `url` (`http://ip:port` or `ip:port`), created empty
+    /// if that server has not started yet; `None` when disabled or `url` is not one
+    /// address.
+    fn slot(&self, url: &str) -> Option<Slot> {
+        let address = url
+            .trim()
+            .trim_start_matches("http://")
+            .trim_end_matches('/');
+        self.slot_at(address.parse().ok()?)
+    }
+
+    /// The slot of the server at `address`; `None` when disabled.
+    fn slot_at(&self, address: SocketAddr) -> Option<Slot> {
+        let servers = self.0.as_ref()?;
+        let mut servers = servers.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(servers.entry(address).or_default().clone())
+    }
+}
+
+/// Keeps a server registered in its [`InProcess`] slot while it lives; dropped, the
+/// server is gone for in-process callers as a closed port is for the others.
+struct Registered(Option<Slot>);
+
+impl Registered {
+    fn new(slot: Option<Slot>, service: LocalService) -> Registered {
+        if let Some(slot) = &slot {
+            *slot.write().unwrap_or_else(PoisonError::into_inner) = Some(service);
+        }
+        Registered(slot)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(slot) = &self.0 {
+            *slot.write().unwrap_or_else(PoisonError::into_inner) = None;
+        }
+    }
+}
+
+/// How a caller reaches its peers: the signer of its calls, their deadline, and the
+/// servers of its own process it reaches in process ([`InProcess`]).
+#[derive(Clone)]
+pub struct Dialer {
+    signer: Signer,
+    timeout: Duration,
+    in_process: InProcess,
+}
+
+impl Dialer {
+    /// Calls signed by `signer`, each given `timeout`, all over TCP.
+    pub fn new(signer: Signer, timeout: Duration) -> Dialer {
+        Dialer {
+            signer,
+            timeout,
+            in_process: InProcess::default(),
+        }
+    }
+
+    /// The same calls, to the servers of `in_process` without a socket.
+    pub fn with_in_process(mut self, in_process: InProcess) -> Dialer {
+        self.in_process = in_process;
+        self
+    }
+
+    /// Returns a lazily connecting channel to `url`, with a connect timeout, the
+    /// per-request timeout, TCP_NODELAY, the trace context on every call, and calls
+    /// that the signer signs.
+    ///
+    /// - `http://host:port` (a bare `host:port` gets `http://`): one connection, or
+    ///   none when that address is a server of this process ([`InProcess`]).
+    /// - A comma-separated list of URLs: calls balanced over those replicas.
+    /// - `dns://host:port`: calls balanced over every address the name resolves
+    ///   to, resolved again every [`DNS_REFRESH`] (a Kubernetes headless
+    ///   Service: one address per ready pod). Needs a Tokio runtime.
+    pub fn channel(&self, url: &str) -> anyhow::Result<Channel> {
+        let transport = Transport {
+            tcp: unsigned_channel(url, self.timeout)?,
+            local: self.in_process.slot(url),
+            chosen: None,
+            timeout: self.timeout,
+        };
+        Ok(Signed::new(
+            TraceContextLayer.layer(transport),
+            self.signer.clone(),
+        ))
+    }
+}
+
+/// The transport of a [`Channel`]: the server's stack in this process when it is
+/// registered there ([`InProcess`]), TCP otherwise.
+#[derive(Clone)]
+pub struct Transport {
+    tcp: tonic::transport::Channel,
+    local: Option<Slot>,
+    /// The in-process server `poll_ready` found, for the next `call`.
+    chosen: Option<LocalService>,
+    timeout: Duration,
+}
+
+impl tower::Service<http::Request<Body>> for Transport {
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<http::Response<Body>, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        self.chosen = self
+            .local
+            .as_ref()
+            .and_then(|slot| slot.read().unwrap_or_else(PoisonError::into_inner).clone());
+        if self.chosen.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        self.tcp.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let Some(server) = self.chosen.take() else {
+            let call = self.tcp.call(request);
+            return Box::pin(async move { call.await.map_err(Into::into) });
+        };
+        // The server's own task, as a connection's stream would be: the call runs to
+        // its end (or the server's timeout) even if the caller gives up, and a panic in
+        // a handler fails the call, not the caller.
+        let served = tokio::spawn(server.oneshot(request));
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, served).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(failed)) => {
+                    Ok(Status::internal(format!("the call failed: {failed}")).into_http())
+                }
+                Err(_) => Ok(timed_out()),
+            }
+        })
+    }
+}
+
+/// The answer to a call past its deadline, as tonic gives it over TCP.
+fn timed_out() -> http::Response<Body> {
+    Status::cancelled("Timeout expired").into_http()
+}
+
+/// The stack `serve_grpc` puts before `routes`, as one service for [`InProcess`] calls.
+fn local_service(routes: Routes, gate: Gate, timeout: Duration) -> LocalService {
+    let routes = tower::service_fn(move |request: http::Request<Body>| {
+        let call = routes.clone().oneshot(request);
+        async move {
+            match tokio::time::timeout(timeout, call).await {
+                Ok(answer) => answer.map_err(BoxError::from),
+                Err(_) => Ok(timed_out()),
+            }
+        }
+    });
+    let stack = tower::ServiceBuilder::new()
+        .layer(crate::metrics::GrpcMetricsLayer)
+        .layer(GateLayer::new(gate))
+        .layer(RequestIdLayer)
+        .service(routes);
+    tower::util::BoxCloneSyncService::new(tower::service_fn(move |request: http::Request<Body>| {
+        let span = rpc_span(&request);
+        stack.clone().oneshot(request).instrument(span)
+    }))
+}
 
 /// Serves `routes` on `listener` until `shutdown` completes.
 ///
@@ -159,13 +352,15 @@ pub type Channel = Signed<TraceContext<tonic::transport::Channel>>;
 /// to all), reflection v1 and v1alpha listing only the guarded services (unless
 /// `grpc.reflection` is off), one span per RPC, request metrics
 /// ([`crate::metrics::GrpcMetricsLayer`], refusals included), the request timeout and
-/// TCP_NODELAY.
+/// TCP_NODELAY. While it serves, callers of this process reach the same stack through
+/// `in_process` without a socket.
 pub async fn serve_grpc(
     listener: tokio::net::TcpListener,
     routes: Routes,
     descriptor_set: &'static [u8],
     gate: Gate,
     grpc: GrpcSettings,
+    in_process: InProcess,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let service_names = gate.service_names();
@@ -197,6 +392,10 @@ pub async fn serve_grpc(
     }
 
     let local_addr = listener.local_addr().ok();
+    let _registered = Registered::new(
+        local_addr.and_then(|address| in_process.slot_at(address)),
+        local_service(routes.clone(), gate.clone(), grpc.request_timeout()),
+    );
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tracing::info!(addr = ?local_addr, services = ?service_names, "grpc server listening");
 
@@ -213,7 +412,7 @@ pub async fn serve_grpc(
     };
     let server = Server::builder()
         .timeout(grpc.request_timeout())
-        .trace_fn(rpc_span)
+        .trace_fn(rpc_span::<()>)
         .layer(crate::metrics::GrpcMetricsLayer)
         .layer(GateLayer::new(gate))
         .layer(RequestIdLayer)
@@ -291,24 +490,8 @@ where
     }
 }
 
-/// Returns a lazily connecting channel to `url`, with a connect timeout, a
-/// per-request `timeout`, TCP_NODELAY, the trace context on every call, and
-/// calls that `signer` signs.
-///
-/// - `http://host:port` (a bare `host:port` gets `http://`): one connection.
-/// - A comma-separated list of URLs: calls balanced over those replicas.
-/// - `dns://host:port`: calls balanced over every address the name resolves
-///   to, resolved again every [`DNS_REFRESH`] (a Kubernetes headless
-///   Service: one address per ready pod). Needs a Tokio runtime.
-pub fn channel(url: &str, timeout: Duration, signer: &Signer) -> anyhow::Result<Channel> {
-    Ok(Signed::new(
-        TraceContextLayer.layer(unsigned_channel(url, timeout)?),
-        signer.clone(),
-    ))
-}
-
-/// A channel that adds no credential (nor trace context), to the same
-/// targets as [`channel`]: for health checks and tests of the refusals.
+/// A channel over TCP that adds no credential (nor trace context), to the same
+/// targets as [`Dialer::channel`]: for health checks and tests of the refusals.
 pub fn unsigned_channel(url: &str, timeout: Duration) -> anyhow::Result<tonic::transport::Channel> {
     if let Some(target) = url.trim().strip_prefix("dns://") {
         let target = target.trim_end_matches('/').to_owned();
@@ -404,7 +587,7 @@ fn endpoint(url: &str, timeout: Duration) -> anyhow::Result<Endpoint> {
 #[cfg(test)]
 mod tests {
     use tonic_health::pb::HealthCheckRequest;
-    use tonic_health::pb::health_check_response::ServingStatus as Status;
+    use tonic_health::pb::health_check_response::ServingStatus as HealthStatus;
     use tonic_health::pb::health_client::HealthClient;
     use tracing::Instrument as _;
 
@@ -433,11 +616,160 @@ mod tests {
             tonic_health::pb::FILE_DESCRIPTOR_SET,
             gate,
             settings,
+            InProcess::default(),
             async move {
                 let _ = stopped.await;
             },
         ));
         (addr, stop, server)
+    }
+
+    /// Lets the gateway call credit's `Check` (a method with no route).
+    const IN_PROCESS_POLICY: crate::trust::Policy = crate::trust::Policy {
+        service: "tavana.credit.v1.CreditService",
+        audience: crate::trust::CREDIT,
+        methods: &[("Check", &[crate::trust::GATEWAY])],
+    };
+
+    /// An address where nothing listens.
+    async fn closed_port() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap()
+    }
+
+    /// Calls `/tavana.credit.v1.CreditService/Check` on `channel`.
+    async fn call_guarded(channel: Channel) -> tonic::Code {
+        let mut grpc = tonic::client::Grpc::new(channel);
+        grpc.ready().await.unwrap();
+        let answer: Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, Status> = grpc
+            .unary(
+                tonic::Request::new(HealthCheckRequest::default()),
+                http::uri::PathAndQuery::from_static("/tavana.credit.v1.CreditService/Check"),
+                tonic_prost::ProstCodec::default(),
+            )
+            .await;
+        answer.map_or_else(|status| status.code(), |_| tonic::Code::Ok)
+    }
+
+    /// A credit service that never answers.
+    #[derive(Clone)]
+    struct Stalled;
+
+    impl tonic::server::NamedService for Stalled {
+        const NAME: &'static str = "tavana.credit.v1.CreditService";
+    }
+
+    impl tower::Service<http::Request<Body>> for Stalled {
+        type Response = http::Response<Body>;
+        type Error = std::convert::Infallible;
+        type Future = futures::future::Pending<Result<http::Response<Body>, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<Body>) -> Self::Future {
+            futures::future::pending()
+        }
+    }
+
+    /// The code of a call to [`Stalled`] in process, with the server's `request_timeout`
+    /// and the caller's `deadline`.
+    async fn call_stalled(request_timeout: Duration, deadline: Duration) -> tonic::Code {
+        let address = closed_port().await;
+        let in_process = InProcess::enabled();
+        let gate = Gate::new(crate::testing::test_keyring(), &IN_PROCESS_POLICY);
+        let _registered = Registered::new(
+            in_process.slot_at(address),
+            local_service(Routes::new(Stalled), gate, request_timeout),
+        );
+        let dialer =
+            Dialer::new(crate::testing::test_signer(), deadline).with_in_process(in_process);
+        call_guarded(dialer.channel(&address.to_string()).unwrap()).await
+    }
+
+    #[test]
+    fn a_server_is_found_in_process_by_its_address_alone() {
+        let in_process = InProcess::enabled();
+        let slot = in_process.slot("http://127.0.0.1:5005/").unwrap();
+        let same = in_process.slot(" 127.0.0.1:5005").unwrap();
+        let by_address = in_process
+            .slot_at("127.0.0.1:5005".parse().unwrap())
+            .unwrap();
+        assert!(Arc::ptr_eq(&slot, &same) && Arc::ptr_eq(&slot, &by_address));
+        assert!(
+            !Arc::ptr_eq(&slot, &in_process.slot("127.0.0.1:5006").unwrap()),
+            "another port is another server"
+        );
+        // Replicas, names to resolve and a process of one service stay on TCP.
+        for url in [
+            "http://127.0.0.1:5005,http://127.0.0.1:5006",
+            "dns://credit:50053",
+            "http://credit:50053",
+        ] {
+            assert!(in_process.slot(url).is_none(), "{url}");
+        }
+        assert!(InProcess::default().slot("127.0.0.1:5005").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_call_to_a_server_of_this_process_passes_its_stack_without_a_socket() {
+        // Arrange: a server registered in process at an address where nothing listens.
+        let address = closed_port().await;
+        let url = format!("http://{address}");
+        let in_process = InProcess::enabled();
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let gate = Gate::new(crate::testing::test_keyring(), &IN_PROCESS_POLICY);
+        let registered = Registered::new(
+            in_process.slot_at(address),
+            local_service(Routes::new(health), gate, Duration::from_secs(5)),
+        );
+        let timeout = Duration::from_secs(5);
+        let gateway =
+            Dialer::new(crate::testing::test_signer(), timeout).with_in_process(in_process.clone());
+        let stranger = crate::trust::Keyring::ephemeral(&crate::trust::PRINCIPALS)
+            .unwrap()
+            .suite_signer(crate::trust::GATEWAY)
+            .unwrap();
+        let stranger = Dialer::new(stranger, timeout).with_in_process(in_process.clone());
+
+        // Act and assert: the server answers with no socket to reach it.
+        let mut health = HealthClient::new(gateway.channel(&url).unwrap());
+        let answer = health.check(HealthCheckRequest::default()).await.unwrap();
+        assert_eq!(answer.into_inner().status, HealthStatus::Serving as i32);
+        // The gate verifies in-process calls: the gateway's passes it (to a method
+        // with no route), a stranger's does not.
+        assert_eq!(
+            call_guarded(gateway.channel(&url).unwrap()).await,
+            tonic::Code::Unimplemented
+        );
+        assert_eq!(
+            call_guarded(stranger.channel(&url).unwrap()).await,
+            tonic::Code::Unauthenticated
+        );
+
+        // Once the server is gone, its callers find the closed port.
+        drop(registered);
+        let gone = health
+            .check(HealthCheckRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(gone.code(), tonic::Code::Unavailable, "{gone:?}");
+    }
+
+    // The clock is paused: it jumps to the first timer once nothing else can run.
+    #[tokio::test(start_paused = true)]
+    async fn an_in_process_call_past_a_deadline_is_cancelled_as_over_tcp() {
+        let hour = Duration::from_secs(3600);
+        // The server's request timeout, then the caller's deadline.
+        assert_eq!(
+            call_stalled(Duration::from_secs(5), hour).await,
+            tonic::Code::Cancelled
+        );
+        assert_eq!(
+            call_stalled(hour, Duration::from_secs(5)).await,
+            tonic::Code::Cancelled
+        );
     }
 
     #[tokio::test]
@@ -454,7 +786,7 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            assert_eq!(response.into_inner().status, Status::Serving as i32);
+            assert_eq!(response.into_inner().status, HealthStatus::Serving as i32);
         }
         let unknown = client
             .check(HealthCheckRequest {

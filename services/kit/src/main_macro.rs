@@ -40,6 +40,7 @@ macro_rules! service_main {
                         clock: $crate::clock::process_clock(store.clone()),
                         store,
                         keyring: settings.trust.keyring(&[principal.as_str()])?,
+                        in_process: $crate::grpc::InProcess::default(),
                     };
                     $crate::metrics::spawn(&settings.metrics, std::future::pending())
                         .await?;

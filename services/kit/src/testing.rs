@@ -435,6 +435,7 @@ pub async fn test_shared(clock: &Arc<AdjustableClock>) -> Shared {
         clock: clock.shared(),
         store: test_store().await,
         keyring: test_keyring(),
+        in_process: grpc::InProcess::default(),
     }
 }
 
@@ -540,7 +541,9 @@ pub fn test_signer() -> Signer {
 
 /// A signed client channel to `url` for tests (see [`test_signer`]).
 pub fn test_channel(url: &str, timeout: Duration) -> grpc::Channel {
-    grpc::channel(url, timeout, &test_signer()).expect("invalid test gRPC URL")
+    grpc::Dialer::new(test_signer(), timeout)
+        .channel(url)
+        .expect("invalid test gRPC URL")
 }
 
 /// The method names of the gRPC service `service` in `descriptor_set`.

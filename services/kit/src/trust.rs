@@ -6,7 +6,7 @@
 //! principal (`<principal>.next.pub`) may sit beside it, so keys rotate with two valid at
 //! once. A key's id (`kid`) is a hash of its public key.
 //!
-//! The client side ([`Signer`], applied by [`crate::grpc::channel`]) takes the plain caller
+//! The client side ([`Signer`], applied by [`crate::grpc::Dialer`]) takes the plain caller
 //! metadata a call site wrote with [`crate::caller::attach`], removes it and adds one compact
 //! JWS in [`ASSERTION_KEY`]: issuer = the signing principal, audience = the target service,
 //! 60 seconds of validity on the real clock, and the caller's claims. The server side

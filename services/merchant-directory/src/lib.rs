@@ -134,6 +134,7 @@ pub async fn serve(
         tavana_kit::trust::Gate::new(shared.keyring.clone(), &POLICY)
             .and(&tavana_kit::audit::POLICY),
         settings.grpc.clone(),
+        shared.in_process.clone(),
         shutdown,
     )
     .await;

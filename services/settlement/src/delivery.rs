@@ -7,13 +7,12 @@
 //! not two million, and the relay makes as many calls.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use prost::Message;
 use tavana_kit::caller::Caller;
 use tavana_kit::forward;
-use tavana_kit::grpc::Channel;
+use tavana_kit::grpc::{Channel, Dialer};
 use tavana_kit::outbox::{Deliver, DeliveryError};
 use tavana_proto::credit::v1::credit_service_client::CreditServiceClient;
 use tavana_proto::credit::v1::{EmployeeArrears, MarkPurchasesSettledRequest, SetArrearsRequest};
@@ -192,21 +191,10 @@ pub struct PeerDelivery {
 
 impl PeerDelivery {
     /// Creates the delivery over lazily connecting channels.
-    pub fn new(
-        credit_url: &str,
-        identity_url: &str,
-        timeout: Duration,
-        signer: &tavana_kit::trust::Signer,
-    ) -> anyhow::Result<Self> {
+    pub fn new(credit_url: &str, identity_url: &str, dialer: &Dialer) -> anyhow::Result<Self> {
         Ok(PeerDelivery {
-            credit: CreditServiceClient::new(tavana_kit::grpc::channel(
-                credit_url, timeout, signer,
-            )?),
-            identity: IdentityServiceClient::new(tavana_kit::grpc::channel(
-                identity_url,
-                timeout,
-                signer,
-            )?),
+            credit: CreditServiceClient::new(dialer.channel(credit_url)?),
+            identity: IdentityServiceClient::new(dialer.channel(identity_url)?),
         })
     }
 }

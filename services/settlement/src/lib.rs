@@ -116,12 +116,11 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let delivery = PeerDelivery::new(
-        &settings.credit_url,
-        &settings.identity_url,
+    let dialer = shared.dialer(
+        tavana_kit::trust::SETTLEMENT,
         settings.grpc.request_timeout(),
-        &shared.keyring.signer(tavana_kit::trust::SETTLEMENT)?,
     )?;
+    let delivery = PeerDelivery::new(&settings.credit_url, &settings.identity_url, &dialer)?;
     serve_with_delivery(settings, shared, listener, Arc::new(delivery), shutdown).await
 }
 
@@ -145,10 +144,13 @@ pub async fn serve_with_delivery(
     let ledger: Option<Arc<dyn reconcile::Ledger>> = if settings.credit_url.is_empty() {
         None
     } else {
+        let dialer = shared.dialer(
+            tavana_kit::trust::SETTLEMENT,
+            settings.grpc.request_timeout(),
+        )?;
         Some(Arc::new(reconcile::CreditLedger::new(
             &settings.credit_url,
-            settings.grpc.request_timeout(),
-            &shared.keyring.signer(tavana_kit::trust::SETTLEMENT)?,
+            &dialer,
         )?))
     };
     let audit = tavana_kit::audit::server(db.clone());
@@ -169,6 +171,7 @@ pub async fn serve_with_delivery(
         tavana_kit::trust::Gate::new(shared.keyring.clone(), &POLICY)
             .and(&tavana_kit::audit::POLICY),
         settings.grpc.clone(),
+        shared.in_process.clone(),
         shutdown,
     )
     .await;

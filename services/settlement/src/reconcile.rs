@@ -5,11 +5,9 @@
 //! [`crate::domain::reconcile::compare`]. Memory stays bounded by a page (and the
 //! differences found) whatever the number of purchases.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use tavana_kit::caller::{Caller, attach};
-use tavana_kit::grpc::Channel;
+use tavana_kit::grpc::{Channel, Dialer};
 use tavana_kit::ledger_digest::LedgerDigest;
 use tavana_kit::money::Rial;
 use tavana_proto::credit::v1::credit_service_client::CreditServiceClient;
@@ -111,15 +109,9 @@ pub struct CreditLedger {
 
 impl CreditLedger {
     /// Creates the reader over a lazily connecting channel.
-    pub fn new(
-        credit_url: &str,
-        timeout: Duration,
-        signer: &tavana_kit::trust::Signer,
-    ) -> anyhow::Result<CreditLedger> {
+    pub fn new(credit_url: &str, dialer: &Dialer) -> anyhow::Result<CreditLedger> {
         Ok(CreditLedger {
-            client: CreditServiceClient::new(tavana_kit::grpc::channel(
-                credit_url, timeout, signer,
-            )?),
+            client: CreditServiceClient::new(dialer.channel(credit_url)?),
         })
     }
 }

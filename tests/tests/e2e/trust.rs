@@ -47,7 +47,8 @@ async fn a_process_without_the_suites_keys_cannot_open_a_facility_nor_grant_a_ro
         .unwrap()
         .suite_signer(trust::GATEWAY)
         .unwrap();
-    let signed = |url: &str| tavana_kit::grpc::channel(url, TIMEOUT, &stranger).unwrap();
+    let stranger = tavana_kit::grpc::Dialer::new(stranger, TIMEOUT);
+    let signed = |url: &str| stranger.channel(url).unwrap();
     let facility = || OpenFacilityRequest {
         credit_request_id: "CR-FORGED".into(),
         employee_id: "E-ATTACKER".into(),

@@ -75,6 +75,7 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestService {
         clock: clock.shared(),
         store: store.clone(),
         keyring: tavana_kit::testing::test_keyring(),
+        in_process: tavana_kit::grpc::InProcess::default(),
     };
     // The tests move security time too (code expiry, rate windows, token lifetimes).
     let security = tavana_kit::clock::SecurityClock::for_tests(clock.shared());

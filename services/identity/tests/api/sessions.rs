@@ -279,6 +279,7 @@ async fn serve_refuses_to_start_without_a_key_outside_dev() {
         clock: tavana_kit::clock::SystemClock::shared(),
         store: std::sync::Arc::new(tavana_kit::store::MemoryStore::new()),
         keyring: tavana_kit::testing::test_keyring(),
+        in_process: tavana_kit::grpc::InProcess::default(),
     };
     let served = tavana_identity::serve(settings, shared, listener, async {}).await;
     assert!(served.is_err());

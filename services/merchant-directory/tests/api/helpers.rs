@@ -66,6 +66,7 @@ pub async fn spawn_with_settings(
         clock: AdjustableClock::new().shared(),
         store: store.clone(),
         keyring: tavana_kit::testing::test_keyring(),
+        in_process: tavana_kit::grpc::InProcess::default(),
     };
     let running = tavana_kit::testing::spawn_app(|listener, shutdown| {
         tavana_merchant_directory::serve(settings, shared, listener, shutdown)

@@ -280,10 +280,12 @@ async fn r18_r28_delivery_calls_the_batch_rpcs_and_still_delivers_former_single_
     let delivery = PeerDelivery::new(
         &fakes.url,
         &fakes.url,
-        Duration::from_secs(10),
-        &tavana_kit::testing::test_keyring()
-            .signer(tavana_kit::trust::SETTLEMENT)
-            .unwrap(),
+        &tavana_kit::grpc::Dialer::new(
+            tavana_kit::testing::test_keyring()
+                .signer(tavana_kit::trust::SETTLEMENT)
+                .unwrap(),
+            Duration::from_secs(10),
+        ),
     )
     .unwrap();
     // Rows of the former topics, as an earlier release wrote them: field 1 of the former
