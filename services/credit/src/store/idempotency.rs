@@ -35,14 +35,14 @@ impl Store {
         response: Vec<u8>,
         now: DateTime<Utc>,
     ) -> Result<(), DbErr> {
-        idempotency_record::ActiveModel {
+        idempotency_record::Entity::insert(idempotency_record::ActiveModel {
             caller: Set(scope.caller.clone()),
             idempotency_key: Set(scope.key.clone()),
             request_hash: Set(scope.request_hash.clone()),
             response: Set(response),
             created_at: Set(now),
-        }
-        .insert(txn)
+        })
+        .exec_without_returning(txn)
         .await?;
         Ok(())
     }

@@ -101,10 +101,8 @@ impl Store {
             ledger_term: ledger_term(&new.id, new.terms.amount().as_i64(), &deductions),
         };
         let written = async {
-            row.clone()
-                .into_active_model()
-                .reset_all()
-                .insert(&txn)
+            purchase::Entity::insert(row.clone().into_active_model().reset_all())
+                .exec_without_returning(&txn)
                 .await?;
             let enqueued = self
                 .enqueue(&txn, (new.messages)(&row, facility_row))
