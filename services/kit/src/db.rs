@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sea_orm::sqlx::postgres::PgConnectOptions;
-use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 use sea_orm::sqlx::{AssertSqlSafe, Connection};
 use sea_orm::{
     ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
     DatabaseTransaction, DbBackend, DbErr, EntityTrait, ExecResult, QueryFilter, QueryResult,
-    SqliteTransactionMode, Statement, StatementBuilder, TransactionOptions, TransactionTrait,
+    SqliteTransactionMode, SqlxSqliteConnector, Statement, StatementBuilder, TransactionOptions,
+    TransactionTrait,
 };
 use sea_orm_migration::sea_query::{
     Alias, Expr, Index, IndexCreateStatement, IntoTableRef, OnConflict, Query,
@@ -183,12 +186,12 @@ pub async fn migrate<M: MigratorTrait>(url: &str, max_connections: u32) -> anyho
     Ok(())
 }
 
-/// A transaction that writes. On SQLite it also holds this process's turn to write
-/// the database file (see [`begin_write`]), given back when it ends.
+/// A transaction that writes. On SQLite it runs on the file's writer and holds this
+/// process's turn to write (see [`begin_write`]), given back when it ends.
 pub struct WriteTransaction {
     // Dropped before the turn: a transaction dropped unfinished rolls back first.
     txn: DatabaseTransaction,
-    _turn: Option<OwnedMutexGuard<()>>,
+    _turn: Option<OwnedMutexGuard<DatabaseConnection>>,
 }
 
 impl WriteTransaction {
@@ -238,26 +241,90 @@ impl ConnectionTrait for WriteTransaction {
     }
 }
 
-/// Each SQLite file's queue of writers in this process.
-static SQLITE_WRITERS: LazyLock<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>> =
-    LazyLock::new(Default::default);
+/// How long the writer of a SQLite file stays open unused: a file a process stopped
+/// writing (a finished test's, a benchmark scenario's) is not held open for good.
+const SQLITE_WRITER_IDLE: Duration = Duration::from_secs(60);
 
-/// Waits for this process's turn to write the SQLite file behind `db`; `None` when the
-/// pool has a single connection (an in-memory database), which queues writers by itself.
-async fn sqlite_write_turn(db: &DatabaseConnection) -> Result<Option<OwnedMutexGuard<()>>, DbErr> {
+/// Each SQLite file's writer in this process, by the file's absolute path.
+static SQLITE_WRITERS: LazyLock<Mutex<HashMap<PathBuf, Writer>>> = LazyLock::new(Default::default);
+
+/// The one connection on which this process writes a SQLite file, lent to one writer at a
+/// time in the order they came (a Tokio mutex is fair).
+///
+/// SQLite lets one connection write a file at a time, and in WAL mode a connection drops
+/// its whole page cache when another connection wrote the file since its last
+/// transaction. Writes spread over the pool's connections read every page they touch
+/// again from the operating system; one connection for all of them keeps its cache of
+/// the pages writes touch (the locked facility, the indexes written, the outbox's tail)
+/// warm, and leaves the pool's connections to readers.
+struct Writer {
+    /// The file it was opened on: a path whose file was replaced (a restore, a test's
+    /// new directory at the same path) gets a writer of its own.
+    file: FileId,
+    connection: Arc<tokio::sync::Mutex<DatabaseConnection>>,
+}
+
+/// A file's device and inode.
+type FileId = (u64, u64);
+
+/// The device and inode of `path`.
+fn file_id(path: &Path) -> std::io::Result<FileId> {
+    use std::os::unix::fs::MetadataExt as _;
+    let metadata = std::fs::metadata(path)?;
+    Ok((metadata.dev(), metadata.ino()))
+}
+
+impl Writer {
+    /// A writer of the file `pool` reads, connecting with `pool`'s options when first used.
+    fn open(pool: &sea_orm::sqlx::SqlitePool, file: FileId) -> Self {
+        let single = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .idle_timeout(SQLITE_WRITER_IDLE)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            // A ping on every checkout would cost one more hop to the connection's thread.
+            .test_before_acquire(false)
+            .connect_lazy_with((*pool.connect_options()).clone());
+        Self {
+            file,
+            connection: Arc::new(tokio::sync::Mutex::new(
+                SqlxSqliteConnector::from_sqlx_sqlite_pool(single),
+            )),
+        }
+    }
+}
+
+/// Waits for this process's turn to write the SQLite file behind `db` and returns it with
+/// the file's writer; `None` when the pool has a single connection (an in-memory
+/// database, whose pool is its only connection and queues writers by itself).
+async fn sqlite_write_turn(
+    db: &DatabaseConnection,
+) -> Result<Option<OwnedMutexGuard<DatabaseConnection>>, DbErr> {
     let pool = db.get_sqlite_connection_pool();
     if pool.options().get_max_connections() <= 1 {
         return Ok(None);
     }
-    let file = std::path::absolute(pool.connect_options().get_filename())
+    let path = std::path::absolute(pool.connect_options().get_filename())
         .map_err(|error| DbErr::Custom(format!("SQLite file path: {error}")))?;
-    let queue = SQLITE_WRITERS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .entry(file)
-        .or_default()
-        .clone();
-    tokio::time::timeout(SQLITE_BUSY_TIMEOUT, queue.lock_owned())
+    let file = file_id(&path)
+        .map_err(|error| DbErr::Custom(format!("SQLite file {}: {error}", path.display())))?;
+    let connection = {
+        let mut writers = SQLITE_WRITERS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match writers.get(&path) {
+            Some(writer) if writer.file == file => writer.connection.clone(),
+            _ => {
+                // Writers of files that are gone are closed as they are dropped.
+                writers.retain(|path, writer| file_id(path).is_ok_and(|id| id == writer.file));
+                let writer = Writer::open(pool, file);
+                let connection = writer.connection.clone();
+                writers.insert(path, writer);
+                connection
+            }
+        }
+    };
+    tokio::time::timeout(SQLITE_BUSY_TIMEOUT, connection.lock_owned())
         .await
         .map(Some)
         .map_err(|_| DbErr::Custom("database is locked: no turn to write in time".into()))
@@ -290,8 +357,8 @@ pub async fn execute_write<S: StatementBuilder>(
     db: &DatabaseConnection,
     statement: &S,
 ) -> Result<ExecResult, DbErr> {
-    let _turn = write_turn(db).await?;
-    db.execute(statement).await
+    let writer = write_turn(db).await?;
+    writer.as_deref().unwrap_or(db).execute(statement).await
 }
 
 /// Runs one writing statement that returns rows (`RETURNING`) on its own, as
@@ -300,12 +367,19 @@ pub async fn query_write(
     db: &DatabaseConnection,
     statement: Statement,
 ) -> Result<Vec<QueryResult>, DbErr> {
-    let _turn = write_turn(db).await?;
-    db.query_all_raw(statement).await
+    let writer = write_turn(db).await?;
+    writer
+        .as_deref()
+        .unwrap_or(db)
+        .query_all_raw(statement)
+        .await
 }
 
-/// This process's turn to write the SQLite file behind `db`; nothing on PostgreSQL.
-async fn write_turn(db: &DatabaseConnection) -> Result<Option<OwnedMutexGuard<()>>, DbErr> {
+/// This process's turn to write the SQLite file behind `db`, with the file's writer;
+/// nothing on PostgreSQL.
+async fn write_turn(
+    db: &DatabaseConnection,
+) -> Result<Option<OwnedMutexGuard<DatabaseConnection>>, DbErr> {
     if db.get_database_backend() == DbBackend::Sqlite {
         sqlite_write_turn(db).await
     } else {
@@ -316,9 +390,10 @@ async fn write_turn(db: &DatabaseConnection) -> Result<Option<OwnedMutexGuard<()
 /// Begins a transaction that will write.
 ///
 /// On SQLite, one writer at a time holds the file's write lock. Writers of this process
-/// first queue for their turn in order (a Tokio mutex per file), instead of all racing
-/// for the lock and sleeping in SQLite's busy handler, whose growing sleeps made the
-/// unlucky writer wait hundreds of milliseconds while the lock was free. The busy
+/// queue in order for the file's one writing connection ([`Writer`]), instead of all
+/// racing for the lock and sleeping in SQLite's busy handler, whose growing sleeps made
+/// the unlucky writer wait hundreds of milliseconds while the lock was free; and that
+/// connection's page cache stays warm from one write to the next. The busy
 /// timeout still covers other processes and writes outside `begin_write`. The
 /// transaction starts `IMMEDIATE`, taking the write lock at once: a deferred
 /// transaction that reads first and writes later fails with `SQLITE_BUSY` when another
@@ -326,7 +401,9 @@ async fn write_turn(db: &DatabaseConnection) -> Result<Option<OwnedMutexGuard<()
 /// PostgreSQL ignores both.
 pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, DbErr> {
     let turn = write_turn(db).await?;
-    let txn = db
+    let txn = turn
+        .as_deref()
+        .unwrap_or(db)
         .begin_with_options(TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..Default::default()
@@ -687,6 +764,94 @@ mod tests {
 
         assert_eq!(count(&second).await, 1);
         assert_eq!(count(&first).await, 0);
+    }
+
+    /// A temporary table is seen by the connection that made it alone.
+    async fn has_temp_mark(conn: &impl ConnectionTrait) -> bool {
+        conn.query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT 1 FROM sqlite_temp_master WHERE name = 'mark'",
+        ))
+        .await
+        .unwrap()
+        .is_some()
+    }
+
+    #[tokio::test]
+    async fn every_write_of_a_sqlite_file_runs_on_its_one_writer_with_the_pools_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = counter_db(dir.path(), "credit").await;
+
+        let first = begin_write(&db).await.unwrap();
+        first
+            .execute_unprepared("CREATE TEMP TABLE mark (n INTEGER)")
+            .await
+            .unwrap();
+        first.commit().await.unwrap();
+
+        let second = begin_write(&db).await.unwrap();
+        assert!(has_temp_mark(&*second).await, "the same connection");
+        for (pragma, expected) in [
+            ("journal_mode", "wal"),
+            ("foreign_keys", "1"),
+            ("busy_timeout", "10000"),
+            ("synchronous", "1"),
+        ] {
+            let row = second
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Sqlite,
+                    format!("PRAGMA {pragma}"),
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            let value = row
+                .try_get_by_index::<String>(0)
+                .or_else(|_| row.try_get_by_index::<i64>(0).map(|n| n.to_string()))
+                .unwrap();
+            assert_eq!(value, expected, "{pragma}");
+        }
+        second.rollback().await.unwrap();
+        let lone = query_write(
+            &db,
+            Statement::from_string(
+                DbBackend::Sqlite,
+                "INSERT INTO counter (n) SELECT count(*) FROM temp.mark RETURNING n",
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(lone.len(), 1, "a lone write runs on the writer too");
+        // The pool's connections are the readers' and never saw the writer's table.
+        assert!(!has_temp_mark(&db).await);
+        assert_eq!(count(&db).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_file_replaced_at_the_same_path_is_written_by_a_writer_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = counter_db(dir.path(), "credit").await;
+        let write = begin_write(&old).await.unwrap();
+        write
+            .execute_unprepared("INSERT INTO counter (n) VALUES (1)")
+            .await
+            .unwrap();
+        write.commit().await.unwrap();
+        old.close().await.unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            std::fs::remove_file(dir.path().join(format!("credit.db{suffix}"))).ok();
+        }
+
+        let new = counter_db(dir.path(), "credit").await;
+        let write = begin_write(&new).await.unwrap();
+        write
+            .execute_unprepared("INSERT INTO counter (n) VALUES (2)")
+            .await
+            .unwrap();
+        write.commit().await.unwrap();
+
+        // The old file's writer would have written the deleted file.
+        assert_eq!(count(&new).await, 1);
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tavana_kit::Shared;
 use tavana_kit::config::{DatabaseSettings, GrpcSettings};
+use tavana_kit::grpc::Dialer;
 use tavana_kit::outbox::{Deliver, OutboxRelay};
 use tavana_proto::settlement::v1::settlement_service_server::SettlementServiceServer;
 use tavana_settlement_migration::Migrator;
@@ -116,18 +117,45 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let dialer = shared.dialer(
-        tavana_kit::trust::SETTLEMENT,
-        settings.grpc.request_timeout(),
-    )?;
+    let dialer = dialer(&settings, &shared)?;
     let delivery = PeerDelivery::new(&settings.credit_url, &settings.identity_url, &dialer)?;
-    serve_with_delivery(settings, shared, listener, Arc::new(delivery), shutdown).await
+    serve_on(
+        settings,
+        shared,
+        &dialer,
+        listener,
+        Arc::new(delivery),
+        shutdown,
+    )
+    .await
 }
 
 /// Serves like [`serve`], delivering the outbox through `delivery` (tests record it).
 pub async fn serve_with_delivery(
     settings: Settings,
     shared: Shared,
+    listener: tokio::net::TcpListener,
+    delivery: Arc<dyn Deliver>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let dialer = dialer(&settings, &shared)?;
+    serve_on(settings, shared, &dialer, listener, delivery, shutdown).await
+}
+
+/// How settlement calls its peers: as itself, within its request timeout.
+fn dialer(settings: &Settings, shared: &Shared) -> anyhow::Result<Dialer> {
+    shared.dialer(
+        tavana_kit::trust::SETTLEMENT,
+        settings.grpc.request_timeout(),
+    )
+}
+
+/// Serves on `listener`, calling credit through `dialer` and delivering the outbox
+/// through `delivery`.
+async fn serve_on(
+    settings: Settings,
+    shared: Shared,
+    dialer: &Dialer,
     listener: tokio::net::TcpListener,
     delivery: Arc<dyn Deliver>,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -144,13 +172,9 @@ pub async fn serve_with_delivery(
     let ledger: Option<Arc<dyn reconcile::Ledger>> = if settings.credit_url.is_empty() {
         None
     } else {
-        let dialer = shared.dialer(
-            tavana_kit::trust::SETTLEMENT,
-            settings.grpc.request_timeout(),
-        )?;
         Some(Arc::new(reconcile::CreditLedger::new(
             &settings.credit_url,
-            &dialer,
+            dialer,
         )?))
     };
     let audit = tavana_kit::audit::server(db.clone());
