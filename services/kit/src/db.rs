@@ -264,14 +264,25 @@ struct Writer {
     connection: Arc<tokio::sync::Mutex<DatabaseConnection>>,
 }
 
-/// A file's device and inode.
+/// Tells one file at a path from another that replaced it: its device and inode.
 type FileId = (u64, u64);
 
 /// The device and inode of `path`.
+#[cfg(unix)]
 fn file_id(path: &Path) -> std::io::Result<FileId> {
     use std::os::unix::fs::MetadataExt as _;
     let metadata = std::fs::metadata(path)?;
     Ok((metadata.dev(), metadata.ino()))
+}
+
+/// When `path` was created, where there are no inodes: a replaced file is newer.
+#[cfg(not(unix))]
+fn file_id(path: &Path) -> std::io::Result<FileId> {
+    let created = std::fs::metadata(path)?.created()?;
+    let since = created
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Ok((since.as_secs(), u64::from(since.subsec_nanos())))
 }
 
 impl Writer {
