@@ -765,16 +765,44 @@ mod tests {
 
         let holding = begin_write(&first).await.unwrap();
         // Would wait for `holding` (and time out) if both files shared one queue.
-        let other = begin_write(&second).await.unwrap();
-        other
-            .execute_unprepared("INSERT INTO counter (n) VALUES (1)")
-            .await
-            .unwrap();
-        other.commit().await.unwrap();
+        write_one(&second, "INSERT INTO counter (n) VALUES (1)").await;
         holding.commit().await.unwrap();
 
         assert_eq!(count(&second).await, 1);
         assert_eq!(count(&first).await, 0);
+    }
+
+    /// The connection's journal mode, foreign keys, busy timeout and `synchronous`.
+    async fn connection_settings(conn: &impl ConnectionTrait) -> Vec<String> {
+        let mut settings = Vec::new();
+        for name in [
+            "journal_mode",
+            "foreign_keys",
+            "busy_timeout",
+            "synchronous",
+        ] {
+            let row = conn
+                .query_one_raw(Statement::from_string(
+                    DbBackend::Sqlite,
+                    format!("PRAGMA {name}"),
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            settings.push(
+                row.try_get_by_index::<String>(0)
+                    .or_else(|_| row.try_get_by_index::<i64>(0).map(|n| n.to_string()))
+                    .unwrap(),
+            );
+        }
+        settings
+    }
+
+    /// Commits `sql` in a write transaction of its own.
+    async fn write_one(db: &DatabaseConnection, sql: &str) {
+        let write = begin_write(db).await.unwrap();
+        write.execute_unprepared(sql).await.unwrap();
+        write.commit().await.unwrap();
     }
 
     /// A temporary table is seen by the connection that made it alone.
@@ -793,35 +821,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = counter_db(dir.path(), "credit").await;
 
-        let first = begin_write(&db).await.unwrap();
-        first
-            .execute_unprepared("CREATE TEMP TABLE mark (n INTEGER)")
-            .await
-            .unwrap();
-        first.commit().await.unwrap();
+        write_one(&db, "CREATE TEMP TABLE mark (n INTEGER)").await;
 
         let second = begin_write(&db).await.unwrap();
         assert!(has_temp_mark(&*second).await, "the same connection");
-        for (pragma, expected) in [
-            ("journal_mode", "wal"),
-            ("foreign_keys", "1"),
-            ("busy_timeout", "10000"),
-            ("synchronous", "1"),
-        ] {
-            let row = second
-                .query_one_raw(Statement::from_string(
-                    DbBackend::Sqlite,
-                    format!("PRAGMA {pragma}"),
-                ))
-                .await
-                .unwrap()
-                .unwrap();
-            let value = row
-                .try_get_by_index::<String>(0)
-                .or_else(|_| row.try_get_by_index::<i64>(0).map(|n| n.to_string()))
-                .unwrap();
-            assert_eq!(value, expected, "{pragma}");
-        }
+        assert_eq!(
+            connection_settings(&*second).await,
+            ["wal", "1", "10000", "1"]
+        );
         second.rollback().await.unwrap();
         let lone = query_write(
             &db,
@@ -842,24 +849,14 @@ mod tests {
     async fn a_sqlite_file_replaced_at_the_same_path_is_written_by_a_writer_of_its_own() {
         let dir = tempfile::tempdir().unwrap();
         let old = counter_db(dir.path(), "credit").await;
-        let write = begin_write(&old).await.unwrap();
-        write
-            .execute_unprepared("INSERT INTO counter (n) VALUES (1)")
-            .await
-            .unwrap();
-        write.commit().await.unwrap();
+        write_one(&old, "INSERT INTO counter (n) VALUES (1)").await;
         old.close().await.unwrap();
         for suffix in ["", "-wal", "-shm"] {
             std::fs::remove_file(dir.path().join(format!("credit.db{suffix}"))).ok();
         }
 
         let new = counter_db(dir.path(), "credit").await;
-        let write = begin_write(&new).await.unwrap();
-        write
-            .execute_unprepared("INSERT INTO counter (n) VALUES (2)")
-            .await
-            .unwrap();
-        write.commit().await.unwrap();
+        write_one(&new, "INSERT INTO counter (n) VALUES (2)").await;
 
         // The old file's writer would have written the deleted file.
         assert_eq!(count(&new).await, 1);
@@ -873,23 +870,7 @@ mod tests {
         let db = connect(&url, 2).await.unwrap();
 
         assert!(dir.path().join("nested/data/credit.db").exists());
-        let pragma = async |name: &str| {
-            let row = db
-                .query_one_raw(Statement::from_string(
-                    DbBackend::Sqlite,
-                    format!("PRAGMA {name}"),
-                ))
-                .await
-                .unwrap()
-                .unwrap();
-            row.try_get_by_index::<String>(0)
-                .or_else(|_| row.try_get_by_index::<i64>(0).map(|n| n.to_string()))
-                .unwrap()
-        };
-        assert_eq!(pragma("journal_mode").await, "wal");
-        assert_eq!(pragma("foreign_keys").await, "1");
-        assert_eq!(pragma("busy_timeout").await, "10000");
-        assert_eq!(pragma("synchronous").await, "1");
+        assert_eq!(connection_settings(&db).await, ["wal", "1", "10000", "1"]);
         assert!(!is_postgres(&db));
     }
 
