@@ -245,8 +245,55 @@ impl ConnectionTrait for WriteTransaction {
 /// writing (a finished test's, a benchmark scenario's) is not held open for good.
 const SQLITE_WRITER_IDLE: Duration = Duration::from_secs(60);
 
-/// Each SQLite file's writer in this process, by the file's absolute path.
-static SQLITE_WRITERS: LazyLock<Mutex<HashMap<PathBuf, Writer>>> = LazyLock::new(Default::default);
+/// Each SQLite file's writer in this process.
+static SQLITE_WRITERS: LazyLock<Mutex<Writers>> = LazyLock::new(Default::default);
+
+/// The writers of this process's SQLite files, found by the pool that asks.
+#[derive(Default)]
+struct Writers {
+    /// Each file's writer, by the file's absolute path.
+    by_file: HashMap<PathBuf, Writer>,
+    /// The writer each pool was given, by the pool's connect options, an allocation every
+    /// clone of the pool shares and that the entry keeps alive (so its address is not
+    /// reused by another pool's). A pool finds its writer here without looking at the file
+    /// again: the path and the file's identity are read once per pool, not on every write.
+    by_pool: Vec<(Arc<SqliteConnectOptions>, SharedWriter)>,
+}
+
+type SharedWriter = Arc<tokio::sync::Mutex<DatabaseConnection>>;
+
+impl Writers {
+    /// The writer of the file `pool` reads.
+    fn of(
+        &mut self,
+        pool: &sea_orm::sqlx::SqlitePool,
+        options: Arc<SqliteConnectOptions>,
+    ) -> Result<SharedWriter, DbErr> {
+        if let Some((_, writer)) = self.by_pool.iter().find(|(o, _)| Arc::ptr_eq(o, &options)) {
+            return Ok(writer.clone());
+        }
+        let path = std::path::absolute(options.get_filename())
+            .map_err(|error| DbErr::Custom(format!("SQLite file path: {error}")))?;
+        let file = file_id(&path)
+            .map_err(|error| DbErr::Custom(format!("SQLite file {}: {error}", path.display())))?;
+        let writer = match self.by_file.get(&path) {
+            Some(writer) if writer.file == file => writer.connection.clone(),
+            _ => {
+                // Writers of files that are gone are closed as they are dropped.
+                self.by_file
+                    .retain(|path, writer| file_id(path).is_ok_and(|id| id == writer.file));
+                let writer = Writer::open(pool, file);
+                let connection = writer.connection.clone();
+                self.by_file.insert(path, writer);
+                connection
+            }
+        };
+        // Pools that are gone: their options are held by their entry alone.
+        self.by_pool.retain(|(o, _)| Arc::strong_count(o) > 1);
+        self.by_pool.push((options, writer.clone()));
+        Ok(writer)
+    }
+}
 
 /// The one connection on which this process writes a SQLite file, lent to one writer at a
 /// time in the order they came (a Tokio mutex is fair).
@@ -261,7 +308,7 @@ struct Writer {
     /// The file it was opened on: a path whose file was replaced (a restore, a test's
     /// new directory at the same path) gets a writer of its own.
     file: FileId,
-    connection: Arc<tokio::sync::Mutex<DatabaseConnection>>,
+    connection: SharedWriter,
 }
 
 /// Tells one file at a path from another that replaced it: its device and inode.
@@ -315,26 +362,10 @@ async fn sqlite_write_turn(
     if pool.options().get_max_connections() <= 1 {
         return Ok(None);
     }
-    let path = std::path::absolute(pool.connect_options().get_filename())
-        .map_err(|error| DbErr::Custom(format!("SQLite file path: {error}")))?;
-    let file = file_id(&path)
-        .map_err(|error| DbErr::Custom(format!("SQLite file {}: {error}", path.display())))?;
-    let connection = {
-        let mut writers = SQLITE_WRITERS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match writers.get(&path) {
-            Some(writer) if writer.file == file => writer.connection.clone(),
-            _ => {
-                // Writers of files that are gone are closed as they are dropped.
-                writers.retain(|path, writer| file_id(path).is_ok_and(|id| id == writer.file));
-                let writer = Writer::open(pool, file);
-                let connection = writer.connection.clone();
-                writers.insert(path, writer);
-                connection
-            }
-        }
-    };
+    let connection = SQLITE_WRITERS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .of(pool, pool.connect_options())?;
     tokio::time::timeout(SQLITE_BUSY_TIMEOUT, connection.lock_owned())
         .await
         .map(Some)
@@ -843,6 +874,23 @@ mod tests {
         // The pool's connections are the readers' and never saw the writer's table.
         assert!(!has_temp_mark(&db).await);
         assert_eq!(count(&db).await, 1);
+    }
+
+    /// A pool finds its writer by its own identity, not by the file; two pools of one file
+    /// (and every clone of each) still write through the file's one writer, in one queue.
+    #[tokio::test]
+    async fn two_pools_of_one_sqlite_file_and_their_clones_share_its_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = counter_db(dir.path(), "credit").await;
+        write_one(&first, "CREATE TEMP TABLE mark (n INTEGER)").await;
+
+        let second = connect(&sqlite_url(dir.path(), "credit"), 4).await.unwrap();
+        let clone = second.clone();
+        for db in [&second, &clone, &first] {
+            let write = begin_write(db).await.unwrap();
+            assert!(has_temp_mark(&*write).await, "the file's one writer");
+            write.rollback().await.unwrap();
+        }
     }
 
     #[tokio::test]
