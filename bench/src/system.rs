@@ -242,7 +242,11 @@ pub fn build_binaries(bin_dir: &Path) -> anyhow::Result<()> {
     if bin_dir.file_name().and_then(|name| name.to_str()) == Some("release") {
         command.arg("--release");
     }
-    if let Some(manifest) = option_env!("CARGO_MANIFEST_DIR") {
+    // The workspace this binary was built from, when it is still there; a binary whose
+    // source tree was removed (a finished worktree) builds from the current directory.
+    if let Some(manifest) =
+        option_env!("CARGO_MANIFEST_DIR").filter(|manifest| Path::new(manifest).is_dir())
+    {
         command.current_dir(manifest);
     }
     // `cargo run` hands this binary the package's own variables (CARGO_PKG_NAME, ...).
@@ -260,7 +264,9 @@ pub fn build_binaries(bin_dir: &Path) -> anyhow::Result<()> {
             command.env_remove(key);
         }
     }
-    let status = command.status().context("cannot run cargo build")?;
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {:?} build", command.get_program()))?;
     anyhow::ensure!(
         status.success(),
         "cargo build of the suite's binaries failed"

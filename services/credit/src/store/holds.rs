@@ -68,49 +68,44 @@ impl Store {
         employee_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<(facility::Model, HeldRoom)>, CreditError> {
-        let mut query = Query::select();
-        query
-            .columns(facility::Column::iter().map(|column| (facility::Entity, column)))
-            .from(facility::Entity)
-            .join(
-                JoinType::LeftJoin,
-                facility_held::Entity,
-                counters_in_effect(
-                    Expr::col((facility_held::Entity, facility_held::Column::FacilityId))
-                        .equals((facility::Entity, facility::Column::Id)),
-                    now,
-                ),
-            )
-            .join(
-                JoinType::LeftJoin,
-                employee_arrears::Entity,
-                Expr::col((
-                    employee_arrears::Entity,
-                    employee_arrears::Column::EmployeeId,
-                ))
-                .equals((facility::Entity, facility::Column::EmployeeId)),
-            )
-            .and_where(facility::Column::EmployeeId.eq(employee_id));
-        let rows = self.db.query_all(held_columns(&mut query)).await?;
-        let facilities: Vec<(facility::Model, HeldRow)> = rows
-            .iter()
-            .map(|row| {
-                Ok((
-                    facility::Model::from_query_result(row, "")?,
-                    HeldRow::from_query_result(row, "")?,
-                ))
-            })
-            .collect::<Result<_, DbErr>>()?;
+        let facilities =
+            facilities_with_held_room(&self.db, facility::Column::EmployeeId.eq(employee_id), now)
+                .await?;
         let chosen =
             facilities::open_or_latest_of(facilities.iter().map(|(facility, _)| facility)).cloned();
         Ok(chosen.map(|facility| {
-            let rows: Vec<HeldRow> = facilities
-                .into_iter()
-                .filter(|(row, _)| row.id == facility.id)
-                .map(|(_, held)| held)
-                .collect();
-            (facility, held_room_of(&rows, now))
+            let held = held_room_of_facility(facilities, &facility.id, now);
+            (facility, held)
         }))
+    }
+
+    /// Takes the facility's lock and reads it with its held room (R16), as the first
+    /// statement(s) of a purchase's transaction.
+    ///
+    /// On SQLite the transaction already holds the database's write lock (`begin_write`),
+    /// so one read of the facility with its counters and arrears joined does it, and the
+    /// facility's page is not written. On PostgreSQL the row lock is a statement of its
+    /// own before the read: a locking read that waited for another purchase would see that
+    /// purchase's facility row but the counters joined to it as they were before it
+    /// (READ COMMITTED re-reads only the rows it locks); the next statement sees both.
+    pub(super) async fn lock_and_read_held(
+        txn: &DatabaseTransaction,
+        facility_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(facility::Model, HeldRoom), CreditError> {
+        if txn.get_database_backend() == DbBackend::Postgres {
+            let facility = Self::lock_and_read_facility(txn, facility_id).await?;
+            let held = Self::held_room_in(txn, &facility, now).await?;
+            return Ok((facility, held));
+        }
+        let facilities =
+            facilities_with_held_room(txn, facility::Column::Id.eq(facility_id), now).await?;
+        let facility = facilities
+            .first()
+            .map(|(facility, _)| facility.clone())
+            .ok_or(CreditError::NoFacility)?;
+        let held = held_room_of_facility(facilities, &facility.id, now);
+        Ok((facility, held))
     }
 
     pub(super) async fn release_waiting_in(
@@ -229,6 +224,63 @@ fn held_room_of(rows: &[HeldRow], now: DateTime<Utc>) -> HeldRoom {
         ));
     }
     held
+}
+
+/// The facilities `filter` picks, each beside its counters in effect at `now` and its
+/// employee's arrears, in one statement: a row per counter (one when there is none).
+async fn facilities_with_held_room<C: ConnectionTrait>(
+    conn: &C,
+    filter: sea_orm::sea_query::SimpleExpr,
+    now: DateTime<Utc>,
+) -> Result<Vec<(facility::Model, HeldRow)>, DbErr> {
+    let mut query = Query::select();
+    query
+        .columns(facility::Column::iter().map(|column| (facility::Entity, column)))
+        .from(facility::Entity)
+        .join(
+            JoinType::LeftJoin,
+            facility_held::Entity,
+            counters_in_effect(
+                Expr::col((facility_held::Entity, facility_held::Column::FacilityId))
+                    .equals((facility::Entity, facility::Column::Id)),
+                now,
+            ),
+        )
+        .join(
+            JoinType::LeftJoin,
+            employee_arrears::Entity,
+            Expr::col((
+                employee_arrears::Entity,
+                employee_arrears::Column::EmployeeId,
+            ))
+            .equals((facility::Entity, facility::Column::EmployeeId)),
+        )
+        .and_where(filter);
+    conn.query_all(held_columns(&mut query))
+        .await?
+        .iter()
+        .map(|row| {
+            Ok((
+                facility::Model::from_query_result(row, "")?,
+                HeldRow::from_query_result(row, "")?,
+            ))
+        })
+        .collect()
+}
+
+/// The held room of the facility `facility_id` among the rows of
+/// [`facilities_with_held_room`].
+fn held_room_of_facility(
+    facilities: Vec<(facility::Model, HeldRow)>,
+    facility_id: &str,
+    now: DateTime<Utc>,
+) -> HeldRoom {
+    let rows: Vec<HeldRow> = facilities
+        .into_iter()
+        .filter(|(row, _)| row.id == facility_id)
+        .map(|(_, held)| held)
+        .collect();
+    held_room_of(&rows, now)
 }
 
 /// The alias of the one-row source the held room's statement joins its rows to.

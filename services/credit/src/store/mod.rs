@@ -1,12 +1,14 @@
 //! The only code that touches the credit database.
 //!
 //! Every transaction that moves money (purchase, refund, settlement, close, releasing holds
-//! that waited for the contract) starts with `UPDATE facility SET version = version + 1
-//! WHERE id = ?`: on PostgreSQL it holds the facility's row lock, on SQLite the database
-//! write lock, until commit, so these transactions run one after the other per facility
-//! and the R16 check inside them sees every hold committed before. Settlement's batches,
-//! which lock thousands of facilities, take the same row locks without writing them
-//! (`Store::lock_facilities`). No RPC runs inside.
+//! that waited for the contract) starts by taking its facility's lock, `UPDATE facility SET
+//! version = version + 1 WHERE id = ?`: on PostgreSQL it holds the facility's row lock
+//! until commit (on SQLite `begin_write` already holds the database's write lock), so these
+//! transactions run one after the other per facility and the R16 check inside them sees
+//! every hold committed before. Settlement's batches, which lock thousands of facilities,
+//! take the same row locks without writing them (`Store::lock_facilities`); so does a
+//! purchase on SQLite, whose first statement only reads (`Store::lock_and_read_held`).
+//! No RPC runs inside.
 
 // The entities' column fields mirror the tables; the migrations document the columns.
 #[allow(missing_docs)]

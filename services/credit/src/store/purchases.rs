@@ -18,9 +18,10 @@ impl Store {
         decide: impl FnOnce(&PurchaseFacts<'_>) -> Result<Hold, CreditError>,
     ) -> Result<Result<purchase::Model, Replay>, CreditError> {
         let txn = tavana_kit::db::begin_write(&self.db).await?;
-        let facility_row = Self::lock_and_read_facility(&txn, &new.facility_id).await?;
+        let (facility_row, held) =
+            Self::lock_and_read_held(&txn, &new.facility_id, new.now).await?;
         let period = tavana_kit::jalali::period_of(new.now);
-        match Self::admit_in(&txn, &facility_row, &new, period, decide).await {
+        match Self::admit_in(&txn, &facility_row, held, &new, period, decide).await {
             Ok(hold) => {
                 self.insert_purchase(txn, new, &facility_row, period, hold)
                     .await
@@ -35,15 +36,15 @@ impl Store {
         }
     }
 
-    /// Reads the facts under the facility's lock and lets `decide` admit the purchase.
+    /// Lets `decide` admit the purchase on the facts read under the facility's lock.
     async fn admit_in(
         txn: &DatabaseTransaction,
         facility_row: &facility::Model,
+        mut held: HeldRoom,
         new: &NewPurchase<'_>,
         period: JalaliPeriod,
         decide: impl FnOnce(&PurchaseFacts<'_>) -> Result<Hold, CreditError>,
     ) -> Result<Hold, CreditError> {
-        let mut held = Self::held_room_in(txn, facility_row, new.now).await?;
         if held.waits_for_contract {
             // The caller checked the contract is in force just before (R14), so holds
             // that waited for it are released now (R18).
