@@ -85,8 +85,8 @@ impl Store {
     /// On SQLite the transaction already holds the database's write lock (`begin_write`),
     /// so one read of the facility with its counters and arrears joined does it, and the
     /// facility's page is not written. On PostgreSQL the row lock is a statement of its
-    /// own before the read: a locking read that waited for another purchase would see that
-    /// purchase's facility row but the counters joined to it as they were before it
+    /// own before that read: a locking read that waited for another purchase would see
+    /// that purchase's facility row but the counters joined to it as they were before it
     /// (READ COMMITTED re-reads only the rows it locks); the next statement sees both.
     pub(super) async fn lock_and_read_held(
         txn: &DatabaseTransaction,
@@ -94,9 +94,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(facility::Model, HeldRoom), CreditError> {
         if txn.get_database_backend() == DbBackend::Postgres {
-            let facility = Self::lock_and_read_facility(txn, facility_id).await?;
-            let held = Self::held_room_in(txn, &facility, now).await?;
-            return Ok((facility, held));
+            Self::lock_facility(txn, facility_id).await?;
         }
         let facilities =
             facilities_with_held_room(txn, facility::Column::Id.eq(facility_id), now).await?;

@@ -311,24 +311,4 @@ impl Store {
         }
         Ok(())
     }
-
-    /// Takes the facility's lock and returns its row, in one statement (`RETURNING`).
-    async fn lock_and_read_facility(
-        txn: &DatabaseTransaction,
-        facility_id: &str,
-    ) -> Result<facility::Model, CreditError> {
-        let update = Query::update()
-            .table(facility::Entity)
-            .value(
-                facility::Column::Version,
-                Expr::col(facility::Column::Version).add(1),
-            )
-            .and_where(facility::Column::Id.eq(facility_id))
-            .returning_all()
-            .to_owned();
-        facility::Model::find_by_statement(txn.get_database_backend().build(&update))
-            .one(txn)
-            .await?
-            .ok_or(CreditError::NoFacility)
-    }
 }
