@@ -143,6 +143,15 @@ pub async fn run_all(options: Options, bin_dir: PathBuf) -> anyhow::Result<bool>
         },
         if redis { "reachable" } else { "not reachable" }
     );
+    let split_runs = !options.no_split && postgres.is_some() && redis;
+    system::ensure_built(
+        &bin_dir,
+        if split_runs {
+            &system::SUITE
+        } else {
+            &system::SUITE[..1]
+        },
+    )?;
     // Kept until the run ends: dropping them drops the anchors' scratch database and puts
     // the server's setting back.
     let _scratch = postgres.as_ref().map(Postgres::scratch_dropper);
@@ -204,7 +213,7 @@ pub async fn run_all(options: Options, bin_dir: PathBuf) -> anyhow::Result<bool>
         wanted.push(Mode::AllInOne);
     }
     if !options.no_split {
-        if postgres.is_some() && redis {
+        if split_runs {
             wanted.push(Mode::Split);
         } else {
             println!("split mode skipped: PostgreSQL or Redis is not reachable");

@@ -223,20 +223,46 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
     Ok(exe.parent().context("no binary directory")?.to_path_buf())
 }
 
+/// The suite's packages; each one's binary has its name. The all-in-one mode starts the
+/// first alone, the split mode all of them.
+pub const SUITE: [&str; 7] = [
+    "tavana",
+    "tavana-identity",
+    "tavana-guarantee",
+    "tavana-credit",
+    "tavana-settlement",
+    "tavana-merchant-directory",
+    "tavana-gateway",
+];
+
+/// Fails, naming them, when any of the binaries `names` is not in `bin_dir`: a run whose
+/// build was skipped (`CARGO` a no-op) learns it before its first scenario, not when a
+/// mode that needs them starts a quarter of an hour later.
+pub fn ensure_built(bin_dir: &Path, names: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|name| {
+            !bin_dir
+                .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+                .is_file()
+        })
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "no {} in {}: build them first (cargo build --bins with -p for each of them)",
+        missing.join(", "),
+        bin_dir.display()
+    );
+    Ok(())
+}
+
 /// Builds the suite's binaries in this binary's profile, so that one `cargo run` is enough.
 pub fn build_binaries(bin_dir: &Path) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = std::process::Command::new(cargo);
     command.args(["build", "--bins"]);
-    for package in [
-        "tavana",
-        "tavana-identity",
-        "tavana-guarantee",
-        "tavana-credit",
-        "tavana-settlement",
-        "tavana-merchant-directory",
-        "tavana-gateway",
-    ] {
+    for package in SUITE {
         command.args(["-p", package]);
     }
     if bin_dir.file_name().and_then(|name| name.to_str()) == Some("release") {
@@ -272,4 +298,28 @@ pub fn build_binaries(bin_dir: &Path) -> anyhow::Result<()> {
         "cargo build of the suite's binaries failed"
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_binary_the_run_needs_and_the_build_left_out_is_named_before_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path()
+                .join(format!("tavana{}", std::env::consts::EXE_SUFFIX)),
+            b"",
+        )
+        .unwrap();
+
+        ensure_built(dir.path(), &SUITE[..1]).unwrap();
+        let error = ensure_built(dir.path(), &SUITE).unwrap_err().to_string();
+        assert!(
+            error.starts_with("no tavana-identity, tavana-guarantee,"),
+            "{error}"
+        );
+        assert!(error.contains("tavana-gateway in "), "{error}");
+    }
 }
