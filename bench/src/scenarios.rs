@@ -511,17 +511,11 @@ async fn idle(system: &System, settle_seconds: u64) -> Outcome<Idle> {
     tokio::time::sleep(Duration::from_secs(settle_seconds)).await;
     let pids: Vec<u32> = match system.all_in_one_pid() {
         Some(pid) => vec![pid],
-        None => [
-            "tavana-identity",
-            "tavana-guarantee",
-            "tavana-credit",
-            "tavana-settlement",
-            "tavana-merchant-directory",
-            "tavana-gateway",
-        ]
-        .iter()
-        .flat_map(|name| rss::children_named(name))
-        .collect(),
+        // The split processes: every binary of the suite but the all-in-one one.
+        None => system::SUITE[1..]
+            .iter()
+            .flat_map(|name| rss::children_named(name))
+            .collect(),
     };
     if pids.is_empty() {
         return Err("no server process found".into());
