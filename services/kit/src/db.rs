@@ -264,11 +264,8 @@ type SharedWriter = Arc<tokio::sync::Mutex<DatabaseConnection>>;
 
 impl Writers {
     /// The writer of the file `pool` reads.
-    fn of(
-        &mut self,
-        pool: &sea_orm::sqlx::SqlitePool,
-        options: Arc<SqliteConnectOptions>,
-    ) -> Result<SharedWriter, DbErr> {
+    fn of(&mut self, pool: &sea_orm::sqlx::SqlitePool) -> Result<SharedWriter, DbErr> {
+        let options = pool.connect_options();
         if let Some((_, writer)) = self.by_pool.iter().find(|(o, _)| Arc::ptr_eq(o, &options)) {
             return Ok(writer.clone());
         }
@@ -282,7 +279,7 @@ impl Writers {
                 // Writers of files that are gone are closed as they are dropped.
                 self.by_file
                     .retain(|path, writer| file_id(path).is_ok_and(|id| id == writer.file));
-                let writer = Writer::open(pool, file);
+                let writer = Writer::open(&options, file);
                 let connection = writer.connection.clone();
                 self.by_file.insert(path, writer);
                 connection
@@ -333,8 +330,8 @@ fn file_id(path: &Path) -> std::io::Result<FileId> {
 }
 
 impl Writer {
-    /// A writer of the file `pool` reads, connecting with `pool`'s options when first used.
-    fn open(pool: &sea_orm::sqlx::SqlitePool, file: FileId) -> Self {
+    /// A writer of `file`, connecting with its pool's `options` when first used.
+    fn open(options: &SqliteConnectOptions, file: FileId) -> Self {
         let single = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(0)
@@ -342,7 +339,7 @@ impl Writer {
             .acquire_timeout(CONNECT_TIMEOUT)
             // A ping on every checkout would cost one more hop to the connection's thread.
             .test_before_acquire(false)
-            .connect_lazy_with((*pool.connect_options()).clone());
+            .connect_lazy_with(options.clone());
         Self {
             file,
             connection: Arc::new(tokio::sync::Mutex::new(
@@ -365,7 +362,7 @@ async fn sqlite_write_turn(
     let connection = SQLITE_WRITERS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .of(pool, pool.connect_options())?;
+        .of(pool)?;
     tokio::time::timeout(SQLITE_BUSY_TIMEOUT, connection.lock_owned())
         .await
         .map(Some)

@@ -31,33 +31,16 @@ impl Store {
 
     /// Reads the facility's held room from its counters (`facility_held`, kept by triggers
     /// on `purchase` in the transaction of every hold's change) and the employee's arrears
-    /// row, in one statement: a one-row source with both left-joined.
+    /// row, in one statement ([`facilities_with_held_room`]).
     pub(super) async fn held_room_in<C: ConnectionTrait>(
         conn: &C,
         facility: &facility::Model,
         now: DateTime<Utc>,
     ) -> Result<HeldRoom, CreditError> {
-        let mut query = Query::select();
-        query
-            .from_subquery(Query::select().expr(Expr::val(1)).to_owned(), ONE_ROW)
-            .join(
-                JoinType::LeftJoin,
-                facility_held::Entity,
-                counters_in_effect(
-                    facility_held::Column::FacilityId.eq(facility.id.as_str()),
-                    now,
-                ),
-            )
-            .join(
-                JoinType::LeftJoin,
-                employee_arrears::Entity,
-                employee_arrears::Column::EmployeeId.eq(facility.employee_id.as_str()),
-            );
-        let rows =
-            HeldRow::find_by_statement(conn.get_database_backend().build(held_columns(&mut query)))
-                .all(conn)
+        let facilities =
+            facilities_with_held_room(conn, facility::Column::Id.eq(facility.id.as_str()), now)
                 .await?;
-        Ok(held_room_of(&rows, now))
+        Ok(held_room_of_facility(facilities, &facility.id, now))
     }
 
     /// Returns the employee's open facility (or else their latest closed one) with its held
@@ -280,9 +263,6 @@ fn held_room_of_facility(
         .collect();
     held_room_of(&rows, now)
 }
-
-/// The alias of the one-row source the held room's statement joins its rows to.
-const ONE_ROW: &str = "one_row";
 
 /// One row of the held room's statement: a counter (none when the facility has no hold
 /// that may be in effect) beside the employee's arrears (none when settlement sent none).
