@@ -566,6 +566,65 @@ pub async fn swap_index(
         .await
 }
 
+/// Rebuilds the SQLite table `table` with its stored `CREATE TABLE` changed by `edit`, in a
+/// migration: SQLite's own way to change what `ALTER TABLE` cannot (how rows are keyed,
+/// `AUTOINCREMENT`). The edited table is made beside the old one, the rows copied, the old
+/// one dropped and the new one renamed in its place; then its indexes and triggers are
+/// made again from their stored definitions. Only for a table no foreign key refers to.
+/// Does nothing on PostgreSQL. `edit` returns `None` when the definition is not the one it
+/// expects, and the migration fails with that definition rather than build another table.
+///
+/// The migration must ask for a transaction (`use_transaction`), which SQLite's migrations
+/// otherwise run without: the table is then swapped at once or not at all, and every
+/// statement runs on the one connection that sees the ones before it.
+pub async fn rebuild_sqlite_table(
+    manager: &SchemaManager<'_>,
+    table: &str,
+    edit: impl Fn(&str) -> Option<String>,
+) -> Result<(), DbErr> {
+    if manager.get_database_backend() != DbBackend::Sqlite {
+        return Ok(());
+    }
+    let db = manager.get_connection();
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "SELECT type, sql FROM sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL \
+             ORDER BY type = 'table' DESC",
+            [table.into()],
+        ))
+        .await?;
+    let mut definitions = rows
+        .iter()
+        .map(|row| Ok((row.try_get::<String>("", "type")?, row.try_get("", "sql")?)))
+        .collect::<Result<Vec<(String, String)>, DbErr>>()?
+        .into_iter();
+    let unexpected = |sql: &str| DbErr::Migration(format!("cannot rebuild {table} from: {sql}"));
+    let Some((_, create)) = definitions.next().filter(|(kind, _)| kind == "table") else {
+        return Err(DbErr::Migration(format!("no table {table} to rebuild")));
+    };
+    let quoted = quote_ident(table);
+    let rebuilt = quote_ident(&format!("{table}_rebuilt"));
+    let columns = edit(&create)
+        .and_then(|sql| {
+            sql.strip_prefix(&format!("CREATE TABLE {quoted}"))
+                .map(str::to_owned)
+        })
+        .ok_or_else(|| unexpected(&create))?;
+    for sql in [
+        format!("CREATE TABLE {rebuilt}{columns}"),
+        format!("INSERT INTO {rebuilt} SELECT * FROM {quoted}"),
+        format!("DROP TABLE {quoted}"),
+        format!("ALTER TABLE {rebuilt} RENAME TO {quoted}"),
+    ]
+    .into_iter()
+    .chain(definitions.map(|(_, sql)| sql))
+    {
+        db.execute_unprepared(&sql).await?;
+    }
+    Ok(())
+}
+
 /// Sets how full inserts leave a table's pages, in a migration (PostgreSQL's `fillfactor`;
 /// SQLite has no such setting). A table whose rows are updated in bulk, every row of a page
 /// in one transaction, gets room on each page for the new versions: PostgreSQL then writes

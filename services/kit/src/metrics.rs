@@ -467,7 +467,12 @@ mod tests {
                 .create_table(crate::outbox::create_outbox_table())
                 .await?;
             crate::outbox::extend_outbox_table(manager).await?;
-            crate::outbox::index_pending_outbox(manager).await
+            crate::outbox::index_pending_outbox(manager).await?;
+            crate::outbox::NarrowOutboxIndexes {
+                purges_delivered: false,
+            }
+            .up(manager)
+            .await
         }
     }
 

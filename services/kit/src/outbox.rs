@@ -238,6 +238,171 @@ async fn set_outbox_compression(manager: &SchemaManager<'_>, method: &str) -> Re
     Ok(())
 }
 
+/// The migration `m20261207_220000_narrow_outbox_indexes` of every service with an
+/// outbox: each message writes only the index entries a query reads it by.
+///
+/// - `ix_outbox_next_attempt_at` (`delivered_at`, `next_attempt_at`) is dropped. Every
+///   message wrote an entry into it when enqueued and moved it when delivered, yet the
+///   relay claims through `ix_outbox_pending`. The two queries that still read it get
+///   their own indexes. `ix_outbox_failed` lists the dead letters and costs a message
+///   nothing until its delivery is given up. `ix_outbox_delivered` (topic and time of
+///   delivery) serves the purge of delivered messages by age, only in a service that
+///   purges ([`NarrowOutboxIndexes::purges_delivered`]).
+/// - `ix_outbox_ordering_key` (`ordering_key`, `id`) gives way to `ix_outbox_ordered`
+///   over the same columns, only for the ordered messages not yet delivered: what the
+///   claim asks of a key, whether an older message of it waits. A message without an
+///   order writes no entry, and the claim no longer walks a key's delivered history.
+pub struct NarrowOutboxIndexes {
+    /// Whether the service deletes delivered messages by age ([`purge_delivered`]).
+    pub purges_delivered: bool,
+}
+
+impl MigrationName for NarrowOutboxIndexes {
+    fn name(&self) -> &str {
+        "m20261207_220000_narrow_outbox_indexes"
+    }
+}
+
+#[async_trait]
+impl MigrationTrait for NarrowOutboxIndexes {
+    // Each way drops before it creates: on PostgreSQL the drop's exclusive lock on the
+    // table comes first in the transaction, not after the share lock of a creation,
+    // which a relay's write waiting in between would turn into a deadlock.
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for old in ["ix_outbox_ordering_key", "ix_outbox_next_attempt_at"] {
+            manager.drop_index(drop_outbox_index(old)).await?;
+        }
+        let mut indexes = vec![ordered_index(), failed_index()];
+        if self.purges_delivered {
+            indexes.push(delivered_index());
+        }
+        for index in indexes {
+            manager.create_index(index).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for new in [
+            "ix_outbox_ordered",
+            "ix_outbox_failed",
+            "ix_outbox_delivered",
+        ] {
+            manager.drop_index(drop_outbox_index(new)).await?;
+        }
+        for index in create_outbox_indexes() {
+            manager.create_index(index).await?;
+        }
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_outbox_ordering_key")
+                    .table(Outbox::Table)
+                    .col(Outbox::OrderingKey)
+                    .col(Outbox::Id)
+                    .if_not_exists()
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// The migration `m20261207_230000_outbox_ids_without_sequence` of every service with an
+/// outbox: on SQLite the outbox's ids are its rowids without `AUTOINCREMENT`, so that an
+/// enqueue no longer reads and writes the `sqlite_sequence` table (a page of every
+/// transaction that enqueues). SQLite gives a new row the largest id plus one, so the id of
+/// a deleted newest row may come again; nothing keys on an outbox id past its row's life
+/// (receivers deduplicate by the dedup key, the relay orders the rows there are).
+/// PostgreSQL's sequence stays: it costs no page per row.
+pub struct OutboxIdsWithoutSequence;
+
+/// The outbox's key in the stored definitions, with and without `AUTOINCREMENT`.
+const OUTBOX_ID_SEQUENCED: &str = "\"id\" integer NOT NULL PRIMARY KEY AUTOINCREMENT,";
+const OUTBOX_ID: &str = "\"id\" integer NOT NULL PRIMARY KEY,";
+
+impl MigrationName for OutboxIdsWithoutSequence {
+    fn name(&self) -> &str {
+        "m20261207_230000_outbox_ids_without_sequence"
+    }
+}
+
+#[async_trait]
+impl MigrationTrait for OutboxIdsWithoutSequence {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        crate::db::rebuild_sqlite_table(manager, "outbox", |sql| {
+            sql.contains(OUTBOX_ID_SEQUENCED)
+                .then(|| sql.replacen(OUTBOX_ID_SEQUENCED, OUTBOX_ID, 1))
+        })
+        .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        crate::db::rebuild_sqlite_table(manager, "outbox", |sql| {
+            sql.contains(OUTBOX_ID)
+                .then(|| sql.replacen(OUTBOX_ID, OUTBOX_ID_SEQUENCED, 1))
+        })
+        .await
+    }
+}
+
+fn drop_outbox_index(name: &str) -> sea_orm_migration::prelude::IndexDropStatement {
+    Index::drop()
+        .name(name)
+        .table(Outbox::Table)
+        .if_exists()
+        .to_owned()
+}
+
+/// The ordered messages not yet delivered, by key in id order.
+fn ordered_index() -> IndexCreateStatement {
+    use sea_orm::sea_query::ConditionalStatement as _;
+    Index::create()
+        .name("ix_outbox_ordered")
+        .table(Outbox::Table)
+        .col(Outbox::OrderingKey)
+        .col(Outbox::Id)
+        .cond_where(
+            Expr::col(Outbox::OrderingKey)
+                .is_not_null()
+                .and(Expr::col(Outbox::DeliveredAt).is_null()),
+        )
+        .if_not_exists()
+        .to_owned()
+}
+
+/// The dead letters, in id order.
+fn failed_index() -> IndexCreateStatement {
+    use sea_orm::sea_query::ConditionalStatement as _;
+    Index::create()
+        .name("ix_outbox_failed")
+        .table(Outbox::Table)
+        .col(Outbox::Id)
+        .cond_where(
+            Expr::col(Outbox::DeliveredAt)
+                .is_null()
+                .and(Expr::col(Outbox::FailedAt).is_not_null()),
+        )
+        .if_not_exists()
+        .to_owned()
+}
+
+/// The delivered messages by topic and time of delivery, for [`purge_delivered`].
+fn delivered_index() -> IndexCreateStatement {
+    use sea_orm::sea_query::ConditionalStatement as _;
+    Index::create()
+        .name("ix_outbox_delivered")
+        .table(Outbox::Table)
+        .col(Outbox::Topic)
+        .col(Outbox::DeliveredAt)
+        .cond_where(Expr::col(Outbox::DeliveredAt).is_not_null())
+        .if_not_exists()
+        .to_owned()
+}
+
 /// A message to write to the outbox, in the transaction of the change it announces.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
@@ -515,7 +680,8 @@ pub async fn failed_count<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
 }
 
 /// Deletes the messages of `topic` delivered before `before` and returns how many: the
-/// retention of messages that carry personal data (SMS texts and mobiles).
+/// retention of messages that carry personal data (SMS texts and mobiles). The service's
+/// migrations index them for it ([`NarrowOutboxIndexes::purges_delivered`]).
 pub async fn purge_delivered<C: ConnectionTrait>(
     db: &C,
     topic: &str,
@@ -1340,7 +1506,25 @@ pub async fn undelivered<C: ConnectionTrait>(
     failed_only: bool,
     limit: u64,
 ) -> Result<Vec<OutboxEntry>, DbErr> {
-    let mut query = Query::select()
+    let mut entries =
+        undelivered_where(db, Expr::col(Outbox::FailedAt).is_not_null(), limit).await?;
+    if !failed_only {
+        // Two reads, each through the partial index of its kind (`ix_outbox_pending`,
+        // `ix_outbox_failed`), then the oldest `limit` of both.
+        entries.extend(undelivered_where(db, Expr::col(Outbox::FailedAt).is_null(), limit).await?);
+        entries.sort_unstable_by_key(|entry| entry.id);
+        entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    }
+    Ok(entries)
+}
+
+/// The oldest `limit` undelivered messages that meet `condition`.
+async fn undelivered_where<C: ConnectionTrait>(
+    db: &C,
+    condition: Expr,
+    limit: u64,
+) -> Result<Vec<OutboxEntry>, DbErr> {
+    let query = Query::select()
         .columns([
             Outbox::Id,
             Outbox::Topic,
@@ -1355,12 +1539,10 @@ pub async fn undelivered<C: ConnectionTrait>(
         ])
         .from(Outbox::Table)
         .and_where(Expr::col(Outbox::DeliveredAt).is_null())
+        .and_where(condition)
         .order_by(Outbox::Id, sea_orm::Order::Asc)
         .limit(limit)
         .to_owned();
-    if failed_only {
-        query.and_where(Expr::col(Outbox::FailedAt).is_not_null());
-    }
     db.query_all(&query)
         .await?
         .iter()

@@ -403,6 +403,69 @@ pub async fn outbox_payload_compression(db: &DatabaseConnection) -> Option<&'sta
     }
 }
 
+/// Counts the pages an SQLite database writes from now on: the frames of its write-ahead
+/// log, which [`PagesWritten::start`] empties first. A count that does not depend on the
+/// machine, so a test can hold a write path to a budget of pages where a timing could not.
+///
+/// The count holds while the log stays under SQLite's automatic checkpoint (1,000 frames);
+/// [`PagesWritten::count`] panics past it (measure fewer writes).
+pub struct PagesWritten {
+    wal: std::path::PathBuf,
+    frame_bytes: u64,
+}
+
+/// SQLite's default `wal_autocheckpoint`: a commit that leaves more frames than this
+/// checkpoints, and the log starts over.
+const AUTOCHECKPOINT_FRAMES: u64 = 1_000;
+/// The write-ahead log's header, before its first frame.
+const WAL_HEADER_BYTES: u64 = 32;
+/// Each frame's header, before its page.
+const WAL_FRAME_HEADER_BYTES: u64 = 24;
+
+impl PagesWritten {
+    /// Checkpoints every page the log holds into the database and empties the log, or
+    /// returns `None` on PostgreSQL. No transaction may be open on the file.
+    pub async fn start(db: &DatabaseConnection) -> Option<PagesWritten> {
+        use sea_orm::{ConnectionTrait, DbBackend, Statement};
+        if db.get_database_backend() != DbBackend::Sqlite {
+            return None;
+        }
+        let one = |sql: &'static str| async move {
+            db.query_one_raw(Statement::from_string(DbBackend::Sqlite, sql))
+                .await
+                .expect("SQLite answers the pragma")
+                .expect("the pragma returns a row")
+        };
+        // The log's pages copied first without waiting for readers: the truncation then
+        // has nothing left to copy and only empties the log.
+        one("PRAGMA wal_checkpoint(PASSIVE)").await;
+        let checkpoint = one("PRAGMA wal_checkpoint(TRUNCATE)").await;
+        let busy: i64 = checkpoint.try_get_by_index(0).unwrap();
+        assert_eq!(busy, 0, "a transaction kept the log from being emptied");
+        let file: String = one("PRAGMA database_list")
+            .await
+            .try_get("", "file")
+            .unwrap();
+        let page_size: i64 = one("PRAGMA page_size").await.try_get_by_index(0).unwrap();
+        Some(PagesWritten {
+            wal: std::path::PathBuf::from(format!("{file}-wal")),
+            frame_bytes: WAL_FRAME_HEADER_BYTES + u64::try_from(page_size).unwrap(),
+        })
+    }
+
+    /// The pages written since [`PagesWritten::start`], counted again for each commit
+    /// that wrote them.
+    pub fn count(&self) -> u64 {
+        let bytes = std::fs::metadata(&self.wal).map_or(0, |metadata| metadata.len());
+        let frames = bytes.saturating_sub(WAL_HEADER_BYTES) / self.frame_bytes;
+        assert!(
+            frames < AUTOCHECKPOINT_FRAMES,
+            "{frames} frames: the log may have been checkpointed and reused; measure fewer writes"
+        );
+        frames
+    }
+}
+
 /// Returns the Redis URL for tests from `TAVANA_TEST_REDIS_URL` (`None` when unset).
 pub fn test_redis_url() -> Option<String> {
     std::env::var("TAVANA_TEST_REDIS_URL")

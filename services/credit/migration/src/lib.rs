@@ -15,6 +15,7 @@ mod m20261205_120000_index_idempotency_age;
 mod m20261206_000001_add_purchase_national_id;
 mod m20261206_120000_fill_purchase_pages;
 mod m20261207_000001_add_purchase_ledger_term;
+mod m20261207_230100_idempotency_records_without_rowid;
 
 pub use m20261205_000001_create_facility_held::UNTIL_EVENT;
 
@@ -39,6 +40,11 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_120000_fill_purchase_pages::Migration),
             Box::new(tavana_kit::outbox::CompressOutboxWithLz4),
             Box::new(m20261207_000001_add_purchase_ledger_term::Migration),
+            Box::new(tavana_kit::outbox::NarrowOutboxIndexes {
+                purges_delivered: false,
+            }),
+            Box::new(tavana_kit::outbox::OutboxIdsWithoutSequence),
+            Box::new(m20261207_230100_idempotency_records_without_rowid::Migration),
         ]
     }
 }

@@ -288,3 +288,66 @@ async fn r19_a_retry_answers_the_first_answer_after_its_room_and_the_contract_ar
     assert_eq!(problem(fresh).code, "organization_contract_not_in_force");
     assert_eq!(app.room("E1").await, (0, 2_000));
 }
+
+/// Whether SQLite stores the records in their key's order (`None` on PostgreSQL).
+async fn records_without_rowid(db: &sea_orm::DatabaseConnection) -> Option<bool> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return None;
+    }
+    let sql: String = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT sql FROM sqlite_master WHERE name = 'idempotency_record'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "sql")
+        .unwrap();
+    Some(sql.ends_with("WITHOUT ROWID"))
+}
+
+#[tokio::test]
+async fn r19_a_record_answers_the_retry_whichever_way_sqlite_stores_it() {
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000, 3).await;
+    let first = app
+        .buy("E1", SHOP, PurchaseKind::Credit, 1, 0, "k")
+        .await
+        .unwrap();
+    let sqlite = app.db().get_database_backend() == sea_orm::DbBackend::Sqlite;
+    assert_eq!(
+        records_without_rowid(app.db()).await,
+        sqlite.then_some(true)
+    );
+
+    app.migrate_down_to_before("m20261207_230100_idempotency_records_without_rowid")
+        .await;
+    assert_eq!(
+        records_without_rowid(app.db()).await,
+        sqlite.then_some(false)
+    );
+    let down = app
+        .buy("E1", SHOP, PurchaseKind::Credit, 1, 0, "k")
+        .await
+        .unwrap();
+    app.migrate_up().await;
+    let up = app
+        .buy("E1", SHOP, PurchaseKind::Credit, 1, 0, "k")
+        .await
+        .unwrap();
+
+    assert_eq!(
+        records_without_rowid(app.db()).await,
+        sqlite.then_some(true)
+    );
+    assert!(down.replayed && up.replayed);
+    assert_eq!(down.purchase, first.purchase);
+    assert_eq!(up.purchase, first.purchase);
+    assert_eq!(app.room("E1").await, (999, 2_999), "one rial held, once");
+    assert_eq!(
+        idempotency_indexes(app.db()).await,
+        ["idx_idempotency_created"]
+    );
+}

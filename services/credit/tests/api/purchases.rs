@@ -272,3 +272,59 @@ async fn r15_two_rial_over_three_months_is_refused_as_amount_below_months() {
         .collect();
     assert_eq!(amounts, [1, 1, 1]);
 }
+
+/// Pages a purchase writes on SQLite (its WAL frames, one per page per commit): the
+/// purchase, its holds' counters, its two outbox messages with their delivery recorded,
+/// and its idempotency record (R19). A budget, so that a change that makes every
+/// purchase write more pages is seen; a refusal, a replay and a balance read write none.
+#[tokio::test]
+async fn r16_r19_a_purchase_writes_a_budget_of_pages_and_a_read_or_refusal_none() {
+    const PURCHASES: u64 = 20;
+    const PAGES_PER_PURCHASE: u64 = 14;
+    let app = spawn_service().await;
+    app.open_facility("E1", 1_000_000, 12).await;
+    // The first purchase makes the counters' rows a later one updates.
+    app.buy("E1", SHOP, PurchaseKind::Instalment, 1_200, 3, "warm")
+        .await
+        .unwrap();
+    let Some(pages) = tavana_kit::testing::PagesWritten::start(app.db()).await else {
+        return; // PostgreSQL: its WAL is the server's, shared with other tests.
+    };
+
+    for n in 0..PURCHASES {
+        app.buy(
+            "E1",
+            SHOP,
+            PurchaseKind::Instalment,
+            1_001,
+            3,
+            &format!("k{n}"),
+        )
+        .await
+        .unwrap();
+    }
+    let written = pages.count();
+    println!("{written} pages for {PURCHASES} purchases");
+    assert!(
+        written <= PURCHASES * PAGES_PER_PURCHASE,
+        "{written} pages for {PURCHASES} purchases, over {PAGES_PER_PURCHASE} each"
+    );
+
+    let before = pages.count();
+    app.balance("E1").await.unwrap();
+    let replay = app
+        .buy("E1", SHOP, PurchaseKind::Instalment, 1_001, 3, "k0")
+        .await
+        .unwrap();
+    assert!(replay.replayed);
+    let refusal = problem(
+        app.buy("E1", SHOP, PurchaseKind::Credit, 2_000_000, 0, "too-much")
+            .await,
+    );
+    assert_eq!(refusal.code, "insufficient_credit");
+    assert_eq!(
+        pages.count(),
+        before,
+        "a read, a replay or a refusal wrote a page"
+    );
+}

@@ -21,6 +21,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_170100_add_status_change_actor::Migration),
             Box::new(m20261204_000001_index_pending_outbox::Migration),
             Box::new(tavana_kit::outbox::CompressOutboxWithLz4),
+            Box::new(tavana_kit::outbox::NarrowOutboxIndexes {
+                purges_delivered: false,
+            }),
+            Box::new(tavana_kit::outbox::OutboxIdsWithoutSequence),
         ]
     }
 }

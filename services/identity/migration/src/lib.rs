@@ -19,6 +19,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_170000_create_audit_event::Migration),
             Box::new(m20261204_000001_index_pending_outbox::Migration),
             Box::new(tavana_kit::outbox::CompressOutboxWithLz4),
+            Box::new(tavana_kit::outbox::NarrowOutboxIndexes {
+                purges_delivered: true,
+            }),
+            Box::new(tavana_kit::outbox::OutboxIdsWithoutSequence),
         ]
     }
 }

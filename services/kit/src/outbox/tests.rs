@@ -51,7 +51,14 @@ struct TestMigrator;
 
 impl MigratorTrait for TestMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateOutbox), Box::new(ExtendOutbox)]
+        vec![
+            Box::new(CreateOutbox),
+            Box::new(ExtendOutbox),
+            Box::new(NarrowOutboxIndexes {
+                purges_delivered: true,
+            }),
+            Box::new(OutboxIdsWithoutSequence),
+        ]
     }
 }
 
@@ -1239,4 +1246,195 @@ async fn deliveries_of_concurrent_senders_are_recorded_in_one_write() {
         .unwrap();
     assert_eq!(times, (1, 5));
     assert!(courier.records.waiting().is_empty());
+}
+
+/// The plan SQLite makes for `sql` (its `EXPLAIN QUERY PLAN` lines).
+async fn sqlite_plan(db: &DatabaseConnection, sql: &str) -> String {
+    db.query_all_raw(Statement::from_string(
+        DbBackend::Sqlite,
+        format!("EXPLAIN QUERY PLAN {sql}"),
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.try_get::<String>("", "detail").unwrap())
+    .collect::<Vec<_>>()
+    .join("; ")
+}
+
+#[tokio::test]
+async fn each_outbox_read_has_its_narrow_index_and_the_old_ones_come_back_down() {
+    // Arrange
+    let test_db = test_db::<TestMigrator>().await;
+    let db = &test_db.db;
+    let names = |indexes: Vec<(String, String)>| {
+        indexes
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| name.starts_with("ix_"))
+            .collect::<Vec<_>>()
+    };
+
+    // Assert: the narrow indexes, each the one its read takes.
+    assert_eq!(
+        names(crate::testing::table_indexes(db, "outbox").await),
+        [
+            "ix_outbox_delivered",
+            "ix_outbox_failed",
+            "ix_outbox_ordered",
+            "ix_outbox_pending"
+        ]
+    );
+    if !test_db.is_postgres() {
+        let plans = [
+            (
+                "SELECT 1 FROM outbox e WHERE e.ordering_key = 'k' AND e.id < 9 \
+                 AND e.delivered_at IS NULL",
+                "ix_outbox_ordered",
+            ),
+            (
+                "SELECT id FROM outbox WHERE delivered_at IS NULL AND failed_at IS NOT NULL \
+                 ORDER BY id LIMIT 10",
+                "ix_outbox_failed",
+            ),
+            (
+                "SELECT id FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL \
+                 AND next_attempt_at <= 0 ORDER BY id LIMIT 10",
+                "ix_outbox_pending",
+            ),
+            (
+                "DELETE FROM outbox WHERE topic = 't' AND delivered_at < 0",
+                "ix_outbox_delivered",
+            ),
+        ];
+        for (sql, index) in plans {
+            let plan = sqlite_plan(db, sql).await;
+            assert!(plan.contains(index), "{sql}: {plan}");
+        }
+    }
+
+    // Act: the migrations rolled back.
+    TestMigrator::down(db, Some(2)).await.unwrap();
+
+    // Assert
+    assert_eq!(
+        names(crate::testing::table_indexes(db, "outbox").await),
+        [
+            "ix_outbox_next_attempt_at",
+            "ix_outbox_ordering_key",
+            "ix_outbox_pending"
+        ]
+    );
+    TestMigrator::up(db, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn undelivered_lists_the_oldest_of_pending_and_failed_together() {
+    // Arrange: failed, pending, delivered and pending again, in id order.
+    let test_db = test_db::<TestMigrator>().await;
+    let db = &test_db.db;
+    for key in ["1", "2", "3", "4"] {
+        enqueue(db, "t", key, key.as_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    db.execute_unprepared("UPDATE outbox SET failed_at = created_at WHERE dedup_key = '1'")
+        .await
+        .unwrap();
+    db.execute_unprepared("UPDATE outbox SET delivered_at = created_at WHERE dedup_key = '3'")
+        .await
+        .unwrap();
+
+    // Act
+    let keys = |entries: Vec<OutboxEntry>| {
+        entries
+            .into_iter()
+            .map(|entry| entry.dedup_key)
+            .collect::<Vec<_>>()
+    };
+    let two = keys(undelivered(db, false, 2).await.unwrap());
+    let all = keys(undelivered(db, false, 10).await.unwrap());
+    let failed = keys(undelivered(db, true, 10).await.unwrap());
+
+    // Assert
+    assert_eq!(two, ["1", "2"]);
+    assert_eq!(all, ["1", "2", "4"]);
+    assert_eq!(failed, ["1"]);
+}
+
+#[tokio::test]
+async fn outbox_rows_keep_their_ids_through_the_rebuild_without_a_sequence_both_ways() {
+    // Arrange: three messages.
+    let test_db = test_db::<TestMigrator>().await;
+    let db = &test_db.db;
+    for key in ["1", "2", "3"] {
+        enqueue(db, "t", key, key.as_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    let ids = |db: &DatabaseConnection| {
+        let db = db.clone();
+        async move {
+            db.query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT id, dedup_key FROM outbox ORDER BY id",
+            ))
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| {
+                (
+                    row.try_get::<i64>("", "id").unwrap(),
+                    row.try_get::<String>("", "dedup_key").unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+        }
+    };
+    let before = ids(db).await;
+    let sequenced = |db: &DatabaseConnection| {
+        let db = db.clone();
+        async move {
+            db.query_one_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT sql FROM sqlite_master WHERE name = 'outbox'",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<String>("", "sql")
+            .unwrap()
+            .contains("AUTOINCREMENT")
+        }
+    };
+
+    // Act: rolled back and applied again.
+    TestMigrator::down(db, Some(1)).await.unwrap();
+    let down = ids(db).await;
+    let down_sequenced = !test_db.is_postgres() && sequenced(db).await;
+    TestMigrator::up(db, None).await.unwrap();
+    enqueue(db, "t", "4", b"4".to_vec()).await.unwrap();
+
+    // Assert: every row with its id both ways, SQLite's ids without a sequence after it,
+    // still rising, and the narrow indexes made again.
+    assert_eq!(down, before);
+    let after = ids(db).await;
+    assert_eq!(after[..3], before[..]);
+    assert!(after[3].0 > before[2].0, "{after:?}");
+    if !test_db.is_postgres() {
+        assert!(down_sequenced);
+        assert!(!sequenced(db).await);
+        let plan = sqlite_plan(
+            db,
+            "SELECT id FROM outbox WHERE delivered_at IS NULL AND failed_at IS NOT NULL \
+             ORDER BY id",
+        )
+        .await;
+        assert!(plan.contains("ix_outbox_failed"), "{plan}");
+    }
+    assert_eq!(
+        crate::testing::table_indexes(db, "outbox").await.len(),
+        if test_db.is_postgres() { 6 } else { 5 },
+        "the dedup key's index, the four narrow ones and PostgreSQL's of the key"
+    );
 }

@@ -29,6 +29,10 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000001_index_instalment_without_state::Migration),
             Box::new(tavana_kit::outbox::CompressOutboxWithLz4),
             Box::new(m20261207_000001_add_instalment_ledger_term::Migration),
+            Box::new(tavana_kit::outbox::NarrowOutboxIndexes {
+                purges_delivered: false,
+            }),
+            Box::new(tavana_kit::outbox::OutboxIdsWithoutSequence),
         ]
     }
 }
