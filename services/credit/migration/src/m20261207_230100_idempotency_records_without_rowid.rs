@@ -5,13 +5,12 @@
 //! nothing changes there.
 
 use sea_orm_migration::prelude::*;
-use tavana_kit::db::rebuild_sqlite_table;
+use tavana_kit::db::{store_sqlite_table_by_key, store_sqlite_table_by_rowid};
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
 const TABLE: &str = "idempotency_record";
-const WITHOUT_ROWID: &str = " WITHOUT ROWID";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -20,16 +19,10 @@ impl MigrationTrait for Migration {
     }
 
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        rebuild_sqlite_table(manager, TABLE, |sql| {
-            (!sql.ends_with(WITHOUT_ROWID)).then(|| format!("{sql}{WITHOUT_ROWID}"))
-        })
-        .await
+        store_sqlite_table_by_key(manager, TABLE).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        rebuild_sqlite_table(manager, TABLE, |sql| {
-            sql.strip_suffix(WITHOUT_ROWID).map(str::to_owned)
-        })
-        .await
+        store_sqlite_table_by_rowid(manager, TABLE).await
     }
 }

@@ -11,6 +11,7 @@ mod m20261203_170000_extend_outbox;
 mod m20261204_000001_index_pending_outbox;
 mod m20261205_000001_index_instalment_without_state;
 mod m20261207_000001_add_instalment_ledger_term;
+mod m20261207_230200_purchase_schedules_without_rowid;
 
 /// The settlement service's migrations, oldest first.
 pub struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
                 purges_delivered: false,
             }),
             Box::new(tavana_kit::outbox::OutboxIdsWithoutSequence),
+            Box::new(m20261207_230200_purchase_schedules_without_rowid::Migration),
         ]
     }
 }

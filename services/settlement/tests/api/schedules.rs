@@ -288,3 +288,37 @@ async fn cancelling_an_unknown_purchase_is_not_found() {
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
 }
+
+/// Pages recording a schedule writes on SQLite (R15): the schedule's row and its
+/// instalments with their indexes. A budget, so that a change that makes every purchase's
+/// schedule write more pages is seen; the same schedule recorded again writes none.
+#[tokio::test]
+async fn r15_recording_a_schedule_writes_a_budget_of_pages_and_again_none() {
+    const SCHEDULES: u64 = 20;
+    const PAGES_PER_SCHEDULE: u64 = 8;
+    let app = spawn_service().await;
+    app.record(schedule("P000", 1, PERIOD, &[334, 334, 333]))
+        .await;
+    let Some(pages) = tavana_kit::testing::PagesWritten::start(&app.db.db).await else {
+        return; // PostgreSQL: its WAL is the server's, shared with other tests.
+    };
+
+    for n in 1..=SCHEDULES {
+        app.record(schedule(&format!("P{n:03}"), 1, PERIOD, &[334, 334, 333]))
+            .await;
+    }
+    let written = pages.count();
+    println!("{written} pages for {SCHEDULES} schedules");
+    assert!(
+        written <= SCHEDULES * PAGES_PER_SCHEDULE,
+        "{written} pages for {SCHEDULES} schedules, over {PAGES_PER_SCHEDULE} each"
+    );
+
+    app.record(schedule("P001", 1, PERIOD, &[334, 334, 333]))
+        .await;
+    assert_eq!(
+        pages.count(),
+        written,
+        "the same schedule again wrote a page"
+    );
+}

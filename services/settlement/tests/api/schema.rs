@@ -106,3 +106,54 @@ async fn r23_no_instalment_index_names_a_column_a_settle_writes_and_the_migratio
     Migrator::up(&db.db, None).await.unwrap();
     assert_eq!(indexes(&db.db).await, now);
 }
+
+/// Whether SQLite stores the schedules in their purchase's order (`None` on PostgreSQL).
+async fn schedules_without_rowid(db: &DatabaseConnection) -> Option<bool> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return None;
+    }
+    let sql: String = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT sql FROM sqlite_master WHERE name = 'purchase_schedule'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "sql")
+        .unwrap();
+    Some(sql.ends_with("WITHOUT ROWID"))
+}
+
+#[tokio::test]
+async fn r15_schedules_keep_their_rows_whichever_way_sqlite_stores_them() {
+    use tavana_proto::settlement::v1::InstalmentState;
+
+    let app = crate::spawn_service().await;
+    let db = &app.db.db;
+    let sqlite = !app.db.is_postgres();
+    app.record(crate::schedule("P1", 1, crate::PERIOD, &[2, 1]))
+        .await;
+    let amounts = |items: Vec<tavana_proto::settlement::v1::Instalment>| {
+        items.iter().map(|item| item.amount).collect::<Vec<_>>()
+    };
+    assert_eq!(schedules_without_rowid(db).await, sqlite.then_some(true));
+
+    Migrator::down(db, Some(1)).await.unwrap();
+    assert_eq!(schedules_without_rowid(db).await, sqlite.then_some(false));
+    let down = amounts(app.my_instalments("E1", InstalmentState::Unspecified).await);
+    Migrator::up(db, None).await.unwrap();
+    // Recorded again after the rebuild: the row is found by its key, nothing doubles.
+    app.record(crate::schedule("P1", 1, crate::PERIOD, &[2, 1]))
+        .await;
+    app.record(crate::schedule("P2", 1, crate::PERIOD, &[1]))
+        .await;
+
+    assert_eq!(schedules_without_rowid(db).await, sqlite.then_some(true));
+    assert_eq!(down, [2, 1]);
+    assert_eq!(
+        amounts(app.my_instalments("E1", InstalmentState::Unspecified).await),
+        [2, 1, 1]
+    );
+}
