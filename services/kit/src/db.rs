@@ -20,7 +20,7 @@ use sea_orm::{
 use sea_orm_migration::sea_query::{
     Alias, Expr, Index, IndexCreateStatement, IntoTableRef, OnConflict, Query,
 };
-use sea_orm_migration::{MigratorTrait, SchemaManager};
+use sea_orm_migration::{MigrationName, MigrationTrait, MigratorTrait, SchemaManager};
 use tokio::sync::OwnedMutexGuard;
 
 /// How long a SQLite connection waits for another writer before giving up.
@@ -625,29 +625,44 @@ pub async fn rebuild_sqlite_table(
     Ok(())
 }
 
-/// Stores an SQLite table in the order of its primary key (`WITHOUT ROWID`), in a migration
-/// that asks for a transaction ([`rebuild_sqlite_table`]): a row is written into one
-/// B-tree instead of a table of rows and an index of their keys, a page less for each
-/// transaction that inserts one. For a table keyed by a short text with small rows.
-pub async fn store_sqlite_table_by_key(
-    manager: &SchemaManager<'_>,
-    table: &str,
-) -> Result<(), DbErr> {
-    rebuild_sqlite_table(manager, table, |sql| {
-        (!sql.ends_with(WITHOUT_ROWID)).then(|| format!("{sql}{WITHOUT_ROWID}"))
-    })
-    .await
+/// The migration `name` that stores the SQLite table `table` in the order of its primary
+/// key (`WITHOUT ROWID`), and gives it its rowids back on the way down; nothing on
+/// PostgreSQL, which keeps every table's rows apart from its key's index. A row is then
+/// written into one B-tree instead of a table of rows and an index of their keys: a page
+/// less for each transaction that inserts one. For a table keyed by a short text, with
+/// small rows, that no foreign key refers to ([`rebuild_sqlite_table`]).
+pub struct StoreSqliteTableByKey {
+    /// The migration's name.
+    pub name: &'static str,
+    /// The table.
+    pub table: &'static str,
 }
 
-/// Undoes [`store_sqlite_table_by_key`]: the table gets its rowids back.
-pub async fn store_sqlite_table_by_rowid(
-    manager: &SchemaManager<'_>,
-    table: &str,
-) -> Result<(), DbErr> {
-    rebuild_sqlite_table(manager, table, |sql| {
-        sql.strip_suffix(WITHOUT_ROWID).map(str::to_owned)
-    })
-    .await
+impl MigrationName for StoreSqliteTableByKey {
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for StoreSqliteTableByKey {
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        rebuild_sqlite_table(manager, self.table, |sql| {
+            (!sql.ends_with(WITHOUT_ROWID)).then(|| format!("{sql}{WITHOUT_ROWID}"))
+        })
+        .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        rebuild_sqlite_table(manager, self.table, |sql| {
+            sql.strip_suffix(WITHOUT_ROWID).map(str::to_owned)
+        })
+        .await
+    }
 }
 
 const WITHOUT_ROWID: &str = " WITHOUT ROWID";

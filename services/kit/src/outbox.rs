@@ -176,21 +176,14 @@ pub async fn extend_outbox_table(manager: &SchemaManager<'_>) -> Result<(), DbEr
 /// while), so without it the relay's claim (`ORDER BY id LIMIT n` over the undelivered)
 /// walks every delivered row first and grows with the table's history.
 pub async fn index_pending_outbox(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    use sea_orm::sea_query::ConditionalStatement as _;
     manager
-        .create_index(
-            Index::create()
-                .name("ix_outbox_pending")
-                .table(Outbox::Table)
-                .col(Outbox::Id)
-                .cond_where(
-                    Expr::col(Outbox::DeliveredAt)
-                        .is_null()
-                        .and(Expr::col(Outbox::FailedAt).is_null()),
-                )
-                .if_not_exists()
-                .to_owned(),
-        )
+        .create_index(partial_index(
+            "ix_outbox_pending",
+            &[Outbox::Id],
+            Expr::col(Outbox::DeliveredAt)
+                .is_null()
+                .and(Expr::col(Outbox::FailedAt).is_null()),
+        ))
         .await
 }
 
@@ -359,48 +352,44 @@ fn drop_outbox_index(name: &str) -> sea_orm_migration::prelude::IndexDropStateme
 
 /// The ordered messages not yet delivered, by key in id order.
 fn ordered_index() -> IndexCreateStatement {
-    use sea_orm::sea_query::ConditionalStatement as _;
-    Index::create()
-        .name("ix_outbox_ordered")
-        .table(Outbox::Table)
-        .col(Outbox::OrderingKey)
-        .col(Outbox::Id)
-        .cond_where(
-            Expr::col(Outbox::OrderingKey)
-                .is_not_null()
-                .and(Expr::col(Outbox::DeliveredAt).is_null()),
-        )
-        .if_not_exists()
-        .to_owned()
+    partial_index(
+        "ix_outbox_ordered",
+        &[Outbox::OrderingKey, Outbox::Id],
+        Expr::col(Outbox::OrderingKey)
+            .is_not_null()
+            .and(Expr::col(Outbox::DeliveredAt).is_null()),
+    )
 }
 
 /// The dead letters, in id order.
 fn failed_index() -> IndexCreateStatement {
-    use sea_orm::sea_query::ConditionalStatement as _;
-    Index::create()
-        .name("ix_outbox_failed")
-        .table(Outbox::Table)
-        .col(Outbox::Id)
-        .cond_where(
-            Expr::col(Outbox::DeliveredAt)
-                .is_null()
-                .and(Expr::col(Outbox::FailedAt).is_not_null()),
-        )
-        .if_not_exists()
-        .to_owned()
+    partial_index(
+        "ix_outbox_failed",
+        &[Outbox::Id],
+        Expr::col(Outbox::DeliveredAt)
+            .is_null()
+            .and(Expr::col(Outbox::FailedAt).is_not_null()),
+    )
 }
 
 /// The delivered messages by topic and time of delivery, for [`purge_delivered`].
 fn delivered_index() -> IndexCreateStatement {
+    partial_index(
+        "ix_outbox_delivered",
+        &[Outbox::Topic, Outbox::DeliveredAt],
+        Expr::col(Outbox::DeliveredAt).is_not_null(),
+    )
+}
+
+/// The outbox's index `name` over `columns`, of the rows that meet `condition`.
+fn partial_index(name: &str, columns: &[Outbox], condition: Expr) -> IndexCreateStatement {
     use sea_orm::sea_query::ConditionalStatement as _;
-    Index::create()
-        .name("ix_outbox_delivered")
-        .table(Outbox::Table)
-        .col(Outbox::Topic)
-        .col(Outbox::DeliveredAt)
-        .cond_where(Expr::col(Outbox::DeliveredAt).is_not_null())
-        .if_not_exists()
-        .to_owned()
+    let mut index = Index::create();
+    index.name(name).table(Outbox::Table).if_not_exists();
+    for column in columns {
+        index.col(*column);
+    }
+    index.cond_where(condition).to_owned()
 }
 
 /// A message to write to the outbox, in the transaction of the change it announces.
@@ -1513,6 +1502,7 @@ pub async fn undelivered<C: ConnectionTrait>(
         // `ix_outbox_failed`), then the oldest `limit` of both.
         entries.extend(undelivered_where(db, Expr::col(Outbox::FailedAt).is_null(), limit).await?);
         entries.sort_unstable_by_key(|entry| entry.id);
+        // Documented saturation: a limit past the address space keeps every entry.
         entries.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     }
     Ok(entries)

@@ -403,6 +403,27 @@ pub async fn outbox_payload_compression(db: &DatabaseConnection) -> Option<&'sta
     }
 }
 
+/// Whether SQLite stores `table` in the order of its primary key (`WITHOUT ROWID`), as its
+/// stored definition says; `None` on PostgreSQL.
+pub async fn sqlite_table_without_rowid(db: &DatabaseConnection, table: &str) -> Option<bool> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return None;
+    }
+    let sql: String = db
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+            [table.into()],
+        ))
+        .await
+        .expect("the catalogue lists the tables")
+        .expect("the table exists")
+        .try_get("", "sql")
+        .unwrap();
+    Some(sql.ends_with("WITHOUT ROWID"))
+}
+
 /// Counts the pages an SQLite database writes from now on: the frames of its write-ahead
 /// log, which [`PagesWritten::start`] empties first. A count that does not depend on the
 /// machine, so a test can hold a write path to a budget of pages where a timing could not.

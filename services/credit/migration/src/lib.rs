@@ -15,7 +15,6 @@ mod m20261205_120000_index_idempotency_age;
 mod m20261206_000001_add_purchase_national_id;
 mod m20261206_120000_fill_purchase_pages;
 mod m20261207_000001_add_purchase_ledger_term;
-mod m20261207_230100_idempotency_records_without_rowid;
 
 pub use m20261205_000001_create_facility_held::UNTIL_EVENT;
 
@@ -44,7 +43,11 @@ impl MigratorTrait for Migrator {
                 purges_delivered: false,
             }),
             Box::new(tavana_kit::outbox::OutboxIdsWithoutSequence),
-            Box::new(m20261207_230100_idempotency_records_without_rowid::Migration),
+            // R19's records stored by caller and key on SQLite: a page less per purchase.
+            Box::new(tavana_kit::db::StoreSqliteTableByKey {
+                name: "m20261207_230100_idempotency_records_without_rowid",
+                table: "idempotency_record",
+            }),
         ]
     }
 }

@@ -291,21 +291,7 @@ async fn r19_a_retry_answers_the_first_answer_after_its_room_and_the_contract_ar
 
 /// Whether SQLite stores the records in their key's order (`None` on PostgreSQL).
 async fn records_without_rowid(db: &sea_orm::DatabaseConnection) -> Option<bool> {
-    use sea_orm::{ConnectionTrait, DbBackend, Statement};
-    if db.get_database_backend() != DbBackend::Sqlite {
-        return None;
-    }
-    let sql: String = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Sqlite,
-            "SELECT sql FROM sqlite_master WHERE name = 'idempotency_record'",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get("", "sql")
-        .unwrap();
-    Some(sql.ends_with("WITHOUT ROWID"))
+    tavana_kit::testing::sqlite_table_without_rowid(db, "idempotency_record").await
 }
 
 #[tokio::test]

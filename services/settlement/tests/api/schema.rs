@@ -109,21 +109,7 @@ async fn r23_no_instalment_index_names_a_column_a_settle_writes_and_the_migratio
 
 /// Whether SQLite stores the schedules in their purchase's order (`None` on PostgreSQL).
 async fn schedules_without_rowid(db: &DatabaseConnection) -> Option<bool> {
-    use sea_orm::{ConnectionTrait, DbBackend, Statement};
-    if db.get_database_backend() != DbBackend::Sqlite {
-        return None;
-    }
-    let sql: String = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Sqlite,
-            "SELECT sql FROM sqlite_master WHERE name = 'purchase_schedule'",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get("", "sql")
-        .unwrap();
-    Some(sql.ends_with("WITHOUT ROWID"))
+    tavana_kit::testing::sqlite_table_without_rowid(db, "purchase_schedule").await
 }
 
 #[tokio::test]
