@@ -574,9 +574,12 @@ pub async fn swap_index(
 /// Does nothing on PostgreSQL. `edit` returns `None` when the definition is not the one it
 /// expects, and the migration fails with that definition rather than build another table.
 ///
-/// The migration must ask for a transaction (`use_transaction`), which SQLite's migrations
-/// otherwise run without: the table is then swapped at once or not at all, and every
-/// statement runs on the one connection that sees the ones before it.
+/// The rebuild is a transaction of its own (a savepoint inside the migration's), which
+/// SQLite's migrations otherwise run without: the table is swapped at once or not at all,
+/// and every statement runs on the one connection that sees the ones before it (a rename
+/// prepared on a pool connection that had not yet seen the drop failed on its stale
+/// schema). A migration that rebuilds asks for its own transaction too (`use_transaction`),
+/// so that its record is written with the rebuild.
 pub async fn rebuild_sqlite_table(
     manager: &SchemaManager<'_>,
     table: &str,
@@ -585,7 +588,7 @@ pub async fn rebuild_sqlite_table(
     if manager.get_database_backend() != DbBackend::Sqlite {
         return Ok(());
     }
-    let db = manager.get_connection();
+    let db = manager.get_connection().begin().await?;
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Sqlite,
@@ -622,7 +625,7 @@ pub async fn rebuild_sqlite_table(
     {
         db.execute_unprepared(&sql).await?;
     }
-    Ok(())
+    db.commit().await
 }
 
 /// The migration `name` that stores the SQLite table `table` in the order of its primary
