@@ -410,7 +410,10 @@ impl Identity {
             let sms =
                 SmsMessage::login_code(mobile.as_str(), &challenge_id, ttl.as_secs().div_ceil(60));
             let dedup_key = format!("login:{challenge_id}");
-            let enqueued = store::enqueue_sms(&self.db, &dedup_key, &sms).await?;
+            let enqueued = self
+                .outbox
+                .enqueue_alone(&self.db, store::sms_messages(vec![(dedup_key, sms)])?)
+                .await?;
             // Delivered before the answer: a local client reads the dev inbox next.
             self.outbox.deliver_now(&enqueued).await;
             tracing::info!(mobile = %mobile.masked(), "login code queued");
@@ -826,7 +829,7 @@ impl Identity {
         let queued_count = queued.len();
         let enqueued = self
             .outbox
-            .enqueue(&self.db, store::sms_messages(queued)?)
+            .enqueue_alone(&self.db, store::sms_messages(queued)?)
             .await?;
         self.outbox.deliver_now(&enqueued).await;
 

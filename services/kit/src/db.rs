@@ -451,6 +451,55 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, Db
     Ok(WriteTransaction { txn, _turn: turn })
 }
 
+/// Runs `statements` in order in the transaction `txn` and returns the rows they return, in
+/// order. On SQLite they go to the connection as one query of several statements: one
+/// hand-off to the connection's thread and back instead of one per statement, on the write
+/// turn every writer of the file waits for. sqlx binds the values of each statement in turn
+/// (plain `?` placeholders, as SeaORM writes them for SQLite). PostgreSQL runs them one by
+/// one: its protocol prepares one statement per query. The first statement that fails ends
+/// the batch with its error, the later ones not run; the caller rolls back.
+pub async fn batch(
+    txn: &DatabaseTransaction,
+    statements: Vec<Statement>,
+) -> Result<Vec<QueryResult>, DbErr> {
+    if txn.get_database_backend() != DbBackend::Sqlite || statements.len() < 2 {
+        let mut rows = Vec::new();
+        for statement in statements {
+            rows.extend(txn.query_all_raw(statement).await?);
+        }
+        return Ok(rows);
+    }
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    for statement in statements {
+        if binds_by_number(&statement.sql) {
+            return Err(DbErr::Custom(format!(
+                "a batched statement binds by number, not in turn: {}",
+                statement.sql
+            )));
+        }
+        if !sql.is_empty() {
+            sql.push_str(";\n");
+        }
+        sql.push_str(&statement.sql);
+        values.extend(statement.values.map(|values| values.0).unwrap_or_default());
+    }
+    txn.query_all_raw(Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        sql,
+        values,
+    ))
+    .await
+}
+
+/// Whether `sql` has a numbered placeholder (`?NNN`, `$NNN`), which sqlx binds to the batch's
+/// NNN-th value rather than its statement's.
+fn binds_by_number(sql: &str) -> bool {
+    sql.as_bytes()
+        .windows(2)
+        .any(|pair| matches!(pair[0], b'?' | b'$') && pair[1].is_ascii_digit())
+}
+
 /// The rows of `E` whose `column` is one of `keys`, in no particular order, read
 /// [`IDS_PER_STATEMENT`] keys per statement.
 pub async fn find_in<E: EntityTrait>(

@@ -502,6 +502,14 @@ pub async fn enqueue_many<C: ConnectionTrait>(
     insert(conn, messages, None).await
 }
 
+/// The statements that write `messages` as [`enqueue_many`] does, for a transaction that
+/// sends them along with statements of its own in one batch ([`crate::db::batch`]); hand
+/// the rows the batch returns to [`Written::enqueued`]. The other statements of the batch
+/// must return no rows.
+pub fn enqueue_statements(backend: DbBackend, messages: Vec<Message>) -> (Vec<Statement>, Written) {
+    prepare(backend, messages, None)
+}
+
 /// Writes messages to the outbox as [`enqueue_many`] does; with `lease`, the unordered ones
 /// are written already leased to the sender for that long, and come back with their payloads
 /// so that its immediate delivery hands them over without claiming them first.
@@ -510,15 +518,36 @@ async fn insert<C: ConnectionTrait>(
     messages: Vec<Message>,
     lease: Option<Duration>,
 ) -> Result<Enqueued, DbErr> {
-    if messages.is_empty() {
-        return Ok(Enqueued::default());
+    let (statements, written) = prepare(conn.get_database_backend(), messages, lease);
+    let mut rows = Vec::new();
+    for statement in statements {
+        rows.extend(conn.query_all_raw(statement).await?);
     }
+    written.enqueued(rows)
+}
+
+/// What tells the ids of messages written by [`prepare`]'s statements from the rows those
+/// return.
+#[derive(Debug)]
+pub struct Written {
+    /// What a leased row's delivery needs, by (topic, dedup key): RETURNING names the rows
+    /// written, in no promised order, and none for a message already there.
+    to_lease: std::collections::HashMap<(String, String), Vec<u8>>,
+    traceparent: Option<String>,
+}
+
+/// The statements that write `messages` to the outbox as [`insert`] does, for a transaction
+/// that sends them with statements of its own ([`crate::db::batch`]); hand the rows they
+/// return, and only those, to [`Written::enqueued`].
+fn prepare(
+    backend: DbBackend,
+    messages: Vec<Message>,
+    lease: Option<Duration>,
+) -> (Vec<Statement>, Written) {
     let now = Utc::now();
     let traceparent = current_traceparent();
     let lease_until = lease.map(|lease| now + chrono_of(lease));
-    // What a leased row's delivery needs, by (topic, dedup key): RETURNING names the rows
-    // written, in no promised order, and none for a message already there.
-    let mut to_lease: std::collections::HashMap<(String, String), Vec<u8>> = messages
+    let to_lease: std::collections::HashMap<(String, String), Vec<u8>> = messages
         .iter()
         .filter(|message| lease_until.is_some() && message.ordering_key.is_none())
         .map(|message| {
@@ -531,8 +560,10 @@ async fn insert<C: ConnectionTrait>(
     } else {
         "RETURNING id, topic, dedup_key, lease_until IS NOT NULL AS leased"
     };
-    let mut rows = Vec::new();
-    if conn.get_database_backend() == DbBackend::Postgres {
+    let mut statements = Vec::new();
+    if messages.is_empty() {
+        // Nothing to write.
+    } else if backend == DbBackend::Postgres {
         let mut topics = Vec::with_capacity(messages.len());
         let mut keys = Vec::with_capacity(messages.len());
         let mut payloads = Vec::with_capacity(messages.len());
@@ -550,7 +581,7 @@ async fn insert<C: ConnectionTrait>(
                 message.version.map(|v| v.to_string()).unwrap_or_default(),
             )));
         }
-        let statement = Statement::from_sql_and_values(
+        statements.push(Statement::from_sql_and_values(
             DbBackend::Postgres,
             format!(
                 "INSERT INTO outbox (topic, dedup_key, payload, ordering_key, version, \
@@ -574,8 +605,7 @@ async fn insert<C: ConnectionTrait>(
                 now.into(),
                 lease_until.into(),
             ],
-        );
-        rows = conn.query_all_raw(statement).await?;
+        ));
     } else {
         let mut messages = messages.into_iter().peekable();
         while messages.peek().is_some() {
@@ -607,44 +637,52 @@ async fn insert<C: ConnectionTrait>(
             }
             sql.push_str(" ON CONFLICT (topic, dedup_key) DO NOTHING ");
             sql.push_str(returning);
-            rows.extend(
-                conn.query_all_raw(Statement::from_sql_and_values(
-                    DbBackend::Sqlite,
-                    sql,
-                    values,
-                ))
-                .await?,
-            );
+            statements.push(Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                sql,
+                values,
+            ));
         }
     }
-    let mut enqueued = Enqueued {
-        ids: Vec::with_capacity(rows.len()),
-        leased: Vec::new(),
+    let written = Written {
+        to_lease,
+        traceparent,
     };
-    for row in rows {
-        let id = row.try_get::<i64>("", "id")?;
-        enqueued.ids.push(id);
-        if to_lease.is_empty() || !row.try_get::<bool>("", "leased")? {
-            continue;
-        }
-        let key: (String, String) = (row.try_get("", "topic")?, row.try_get("", "dedup_key")?);
-        let Some(payload) = to_lease.remove(&key) else {
-            // Not one we wrote (cannot happen): the relay delivers it when the lease ends.
-            continue;
+    (statements, written)
+}
+
+impl Written {
+    /// The messages written, from the rows their statements returned.
+    pub fn enqueued(mut self, rows: Vec<sea_orm::QueryResult>) -> Result<Enqueued, DbErr> {
+        let mut enqueued = Enqueued {
+            ids: Vec::with_capacity(rows.len()),
+            leased: Vec::new(),
         };
-        enqueued.leased.push(Claimed {
-            id,
-            topic: key.0,
-            payload,
-            attempts: 0,
-            traceparent: traceparent.clone(),
-            ordered: false,
-        });
+        for row in rows {
+            let id = row.try_get::<i64>("", "id")?;
+            enqueued.ids.push(id);
+            if self.to_lease.is_empty() || !row.try_get::<bool>("", "leased")? {
+                continue;
+            }
+            let key: (String, String) = (row.try_get("", "topic")?, row.try_get("", "dedup_key")?);
+            let Some(payload) = self.to_lease.remove(&key) else {
+                // Not one we wrote (cannot happen): the relay delivers it when the lease ends.
+                continue;
+            };
+            enqueued.leased.push(Claimed {
+                id,
+                topic: key.0,
+                payload,
+                attempts: 0,
+                traceparent: self.traceparent.clone(),
+                ordered: false,
+            });
+        }
+        // RETURNING does not promise an order.
+        enqueued.ids.sort_unstable();
+        enqueued.leased.sort_by_key(|row| row.id);
+        Ok(enqueued)
     }
-    // RETURNING does not promise an order.
-    enqueued.ids.sort_unstable();
-    enqueued.leased.sort_by_key(|row| row.id);
-    Ok(enqueued)
 }
 
 /// Returns the number of messages not yet delivered (and not given up).
@@ -859,8 +897,39 @@ impl OutboxHandle {
         conn: &C,
         messages: Vec<Message>,
     ) -> Result<Enqueued, DbErr> {
-        let lease = self.courier.as_ref().map(|courier| courier.config.lease);
-        insert(conn, messages, lease).await
+        insert(conn, messages, self.lease()).await
+    }
+
+    /// Writes messages as [`OutboxHandle::enqueue`] does, outside any transaction of the
+    /// caller's: each statement commits on its own, on SQLite in this process's turn to
+    /// write the file ([`crate::db::query_write`]) rather than racing the queued writers
+    /// for its lock in SQLite's busy handler, whose sleeps grow to 100 ms.
+    pub async fn enqueue_alone(
+        &self,
+        db: &DatabaseConnection,
+        messages: Vec<Message>,
+    ) -> Result<Enqueued, DbErr> {
+        let (statements, written) = prepare(db.get_database_backend(), messages, self.lease());
+        let mut rows = Vec::new();
+        for statement in statements {
+            rows.extend(crate::db::query_write(db, statement).await?);
+        }
+        written.enqueued(rows)
+    }
+
+    /// The statements that write `messages` as [`OutboxHandle::enqueue`] does, for a batch
+    /// ([`enqueue_statements`]).
+    pub fn enqueue_statements(
+        &self,
+        backend: DbBackend,
+        messages: Vec<Message>,
+    ) -> (Vec<Statement>, Written) {
+        prepare(backend, messages, self.lease())
+    }
+
+    /// How long the messages handed to [`OutboxHandle::deliver_now`] are leased to it.
+    fn lease(&self) -> Option<Duration> {
+        self.courier.as_ref().map(|courier| courier.config.lease)
     }
 
     /// Wakes the relay at once.
@@ -1178,13 +1247,9 @@ impl Courier {
         let deadline = tokio::time::Instant::now() + self.config.immediate_deadline;
         let mut all_done = true;
         if !enqueued.leased.is_empty() {
-            let round = self
-                .deliver_claimed(enqueued.leased.clone(), deadline)
+            all_done &= self
+                .deliver_side_by_side(enqueued.leased.clone(), deadline)
                 .await;
-            if round.out_of_time {
-                return false;
-            }
-            all_done &= round.all_done;
         }
         let others: Vec<i64> = enqueued
             .ids
@@ -1193,6 +1258,41 @@ impl Courier {
             .filter(|id| !enqueued.leased.iter().any(|row| row.id == *id))
             .collect();
         all_done &= self.deliver_ids_within(&others, deadline).await;
+        all_done
+    }
+
+    /// Delivers rows that wait for no other (leased, unordered: a transaction's few
+    /// messages, each to its own receiver) all at once rather than one after the other, so
+    /// that the caller waits for the slowest receiver, not for the sum of them; records
+    /// what the receivers accepted in one statement, each failure as a try. Returns true
+    /// when every one was accepted and recorded.
+    async fn deliver_side_by_side(
+        &self,
+        rows: Vec<Claimed>,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        debug_assert!(
+            rows.iter().all(|row| !row.ordered),
+            "an ordered row waits its turn"
+        );
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let timeout = remaining.min(self.config.delivery_timeout);
+        let outcomes =
+            futures::future::join_all(rows.iter().map(|row| self.attempt(row, timeout))).await;
+        let mut all_done = true;
+        let mut accepted = Vec::with_capacity(rows.len());
+        for (row, outcome) in rows.iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => accepted.push(row.id),
+                Err(error) => {
+                    self.record_failure(row, &error).await;
+                    all_done = false;
+                }
+            }
+        }
+        if !accepted.is_empty() && !self.record_delivered(&accepted).await {
+            all_done = false;
+        }
         all_done
     }
 

@@ -35,6 +35,23 @@ impl Store {
         response: Vec<u8>,
         now: DateTime<Utc>,
     ) -> Result<(), DbErr> {
+        txn.execute_raw(Self::save_replay_statement(
+            txn.get_database_backend(),
+            scope,
+            response,
+            now,
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// The statement of [`Store::save_replay`], for a batch.
+    pub(super) fn save_replay_statement(
+        backend: DbBackend,
+        scope: &IdempotencyScope,
+        response: Vec<u8>,
+        now: DateTime<Utc>,
+    ) -> Statement {
         idempotency_record::Entity::insert(idempotency_record::ActiveModel {
             caller: Set(scope.caller.clone()),
             idempotency_key: Set(scope.key.clone()),
@@ -42,9 +59,7 @@ impl Store {
             response: Set(response),
             created_at: Set(now),
         })
-        .exec_without_returning(txn)
-        .await?;
-        Ok(())
+        .build(backend)
     }
 
     /// Deletes the idempotency records older than twice [`KEEP_HOURS`] at `now` (R19: a key

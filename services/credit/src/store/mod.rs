@@ -286,6 +286,19 @@ impl Store {
         }
     }
 
+    /// The statements that enqueue `messages` as [`Store::enqueue`] does, for a batch
+    /// ([`tavana_kit::db::batch`]).
+    fn enqueue_statements(
+        &self,
+        backend: DbBackend,
+        messages: Vec<OutboxMessage>,
+    ) -> (Vec<Statement>, outbox::Written) {
+        match &self.outbox {
+            Some(handle) => handle.enqueue_statements(backend, messages),
+            None => outbox::enqueue_statements(backend, messages),
+        }
+    }
+
     /// Delivers at once what a committed transaction enqueued (read your writes).
     async fn deliver_now(&self, enqueued: &outbox::Enqueued) {
         if let Some(handle) = &self.outbox {

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Set,
 };
 use tavana_kit::outbox::Enqueued;
 
@@ -49,22 +49,23 @@ pub fn sms_messages(
         .collect()
 }
 
-/// Keeps a message sent through the dev provider.
-pub async fn insert_dev_sms<C: ConnectionTrait>(
-    conn: &C,
+/// Keeps a message sent through the dev provider, in this process's turn to write
+/// ([`tavana_kit::db::execute_write`]).
+pub async fn insert_dev_sms(
+    db: &DatabaseConnection,
     sms: &SmsMessage,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    dev_sms::ActiveModel {
+    let insert = dev_sms::Entity::insert(dev_sms::ActiveModel {
         id: Default::default(),
         mobile: Set(sms.mobile.clone()),
         text: Set(sms.text.clone()),
         template: Set(sms.template.as_str().to_owned()),
         code: Set(sms.code.clone()),
         sent_at: Set(now),
-    }
-    .insert(conn)
-    .await?;
+    })
+    .into_query();
+    tavana_kit::db::execute_write(db, &insert).await?;
     Ok(())
 }
 

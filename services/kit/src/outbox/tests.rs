@@ -1087,26 +1087,239 @@ async fn read_your_writes_a_sender_delivers_what_it_wrote_leased_without_claimin
     // Act
     handle.deliver_now(&enqueued).await;
 
-    // Assert: all three delivered before the call returns, the leased ones first, and
-    // recorded: nothing is left to the relay, and no lease is left behind.
+    // Assert: all three delivered before the call returns, the leased ones first (side by
+    // side, in no promised order), and recorded: nothing is left to the relay, and no
+    // lease is left behind.
+    let delivered = recorder.delivered();
+    assert_eq!(delivered.len(), 3, "{delivered:?}");
+    let mut leased_first = delivered[..2].to_vec();
+    leased_first.sort();
     assert_eq!(
-        recorder.delivered(),
+        leased_first,
         [
+            ("identity.notify_employee".to_owned(), b"receipt".to_vec()),
             (
                 "settlement.record_schedule".to_owned(),
                 b"schedule".to_vec()
             ),
-            ("identity.notify_employee".to_owned(), b"receipt".to_vec()),
-            (
-                "settlement.cancel_instalments".to_owned(),
-                b"cancel".to_vec()
-            ),
         ]
+    );
+    assert_eq!(
+        delivered[2],
+        (
+            "settlement.cancel_instalments".to_owned(),
+            b"cancel".to_vec()
+        )
     );
     assert_eq!(pending_count(&test_db.db).await.unwrap(), 1, "only sms-0");
     for id in enqueued.ids() {
         assert_eq!(lease_of(&test_db, *id).await, None);
     }
+}
+
+/// A receiver that answers only once `expected` deliveries are in flight at once; a
+/// delivery waiting alone longer than its timeout fails (to be retried).
+struct Rendezvous {
+    barrier: tokio::sync::Barrier,
+    delivered: Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl Deliver for Rendezvous {
+    async fn deliver(&self, topic: &str, _payload: &[u8]) -> Result<(), DeliveryError> {
+        self.barrier.wait().await;
+        self.delivered.lock().unwrap().push(topic.to_owned());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn read_your_writes_a_transactions_unordered_messages_go_to_their_receivers_side_by_side() {
+    // Arrange: two unordered messages of one transaction, to a receiver that answers only
+    // when both are in flight: delivered one after the other, the first would wait alone
+    // until its timeout and fail.
+    let test_db = test_db::<TestMigrator>().await;
+    let receiver = Arc::new(Rendezvous {
+        barrier: tokio::sync::Barrier::new(2),
+        delivered: Mutex::new(Vec::new()),
+    });
+    let config = RelayConfig {
+        delivery_timeout: Duration::from_secs(5),
+        immediate_deadline: Duration::from_secs(5),
+        ..fast_config()
+    };
+    let sender = handle_only(&test_db, receiver.clone(), config).await;
+    let txn = test_db.db.begin().await.unwrap();
+    let enqueued = sender
+        .enqueue(
+            &txn,
+            vec![
+                Message::new("settlement.record_schedule", "p-1", b"schedule".to_vec()),
+                Message::new("identity.notify_employee", "sms-1", b"receipt".to_vec()),
+            ],
+        )
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+
+    // Act
+    sender.deliver_now(&enqueued).await;
+
+    // Assert: both accepted and recorded before the call returns, none left to the relay.
+    let mut delivered = receiver.delivered.lock().unwrap().clone();
+    delivered.sort();
+    assert_eq!(
+        delivered,
+        ["identity.notify_employee", "settlement.record_schedule"]
+    );
+    assert_eq!(pending_count(&test_db.db).await.unwrap(), 0);
+    assert_eq!(failed_count(&test_db.db).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_batch_writes_messages_with_the_transactions_own_statements_and_reads_their_ids() {
+    // Arrange: a table of the transaction's own, and one message already there.
+    let test_db = test_db::<TestMigrator>().await;
+    let backend = test_db.db.get_database_backend();
+    test_db
+        .db
+        .execute_unprepared("CREATE TABLE batch_row (k TEXT PRIMARY KEY, v BIGINT NOT NULL)")
+        .await
+        .unwrap();
+    let before = commit_messages(
+        &test_db,
+        vec![Message::new(
+            "identity.notify_employee",
+            "sms-0",
+            b"old".to_vec(),
+        )],
+    )
+    .await;
+    let row = |k: &str, v: i64| {
+        Statement::from_sql_and_values(
+            backend,
+            match backend {
+                DbBackend::Postgres => "INSERT INTO batch_row (k, v) VALUES ($1, $2)",
+                _ => "INSERT INTO batch_row (k, v) VALUES (?, ?)",
+            },
+            [k.into(), v.into()],
+        )
+    };
+
+    // Act: a row, two new messages and a repeated one, another row; one batch.
+    let txn = crate::db::begin_write(&test_db.db).await.unwrap();
+    let (messages, written) = enqueue_statements(
+        backend,
+        vec![
+            Message::new("settlement.record_schedule", "p-1", b"schedule".to_vec()),
+            Message::new("identity.notify_employee", "sms-0", b"again".to_vec()),
+            Message::new("identity.notify_employee", "sms-1", b"receipt".to_vec()),
+        ],
+    );
+    let mut statements = vec![row("a", 1)];
+    statements.extend(messages);
+    statements.push(row("b", -1));
+    let rows = crate::db::batch(&txn, statements).await.unwrap();
+    let enqueued = written.enqueued(rows).unwrap();
+    txn.commit().await.unwrap();
+
+    // Assert: every statement ran with its own values; the ids are the new messages'.
+    let stored = test_db
+        .db
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT k, v FROM batch_row ORDER BY k",
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row.try_get::<String>("", "k").unwrap(),
+                row.try_get::<i64>("", "v").unwrap(),
+            )
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(stored, [("a".to_owned(), 1), ("b".to_owned(), -1)]);
+    assert_eq!(enqueued.ids().len(), 2, "the repeated message is not new");
+    assert!(enqueued.ids().iter().all(|id| *id > before.ids()[0]));
+    let pending = undelivered(&test_db.db, false, 10).await.unwrap();
+    let mut keys: Vec<String> = pending.iter().map(|m| m.dedup_key.clone()).collect();
+    keys.sort();
+    assert_eq!(keys, ["p-1", "sms-0", "sms-1"]);
+}
+
+#[tokio::test]
+async fn a_batch_that_fails_on_a_statement_writes_nothing_once_rolled_back() {
+    // Arrange: a row already there, which the batch's last statement repeats.
+    let test_db = test_db::<TestMigrator>().await;
+    let backend = test_db.db.get_database_backend();
+    test_db
+        .db
+        .execute_unprepared("CREATE TABLE batch_row (k TEXT PRIMARY KEY)")
+        .await
+        .unwrap();
+    test_db
+        .db
+        .execute_unprepared("INSERT INTO batch_row (k) VALUES ('taken')")
+        .await
+        .unwrap();
+    let insert = |k: &str| {
+        Statement::from_sql_and_values(
+            backend,
+            match backend {
+                DbBackend::Postgres => "INSERT INTO batch_row (k) VALUES ($1)",
+                _ => "INSERT INTO batch_row (k) VALUES (?)",
+            },
+            [k.into()],
+        )
+    };
+
+    // Act
+    let txn = crate::db::begin_write(&test_db.db).await.unwrap();
+    let (messages, _) = enqueue_statements(
+        backend,
+        vec![Message::new(
+            "settlement.record_schedule",
+            "p-1",
+            b"s".to_vec(),
+        )],
+    );
+    let mut statements = vec![insert("new")];
+    statements.extend(messages);
+    statements.push(insert("taken"));
+    let error = crate::db::batch(&txn, statements).await.unwrap_err();
+    drop(txn);
+
+    // Assert: the unique key's error, as a lone statement would give it; nothing kept.
+    assert!(
+        matches!(
+            error.sql_err(),
+            Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+        ),
+        "{error}"
+    );
+    let rows = test_db
+        .db
+        .query_all_raw(Statement::from_string(backend, "SELECT k FROM batch_row"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "only the row that was there");
+    assert_eq!(pending_count(&test_db.db).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_batch_refuses_a_statement_that_binds_by_number_on_sqlite() {
+    let test_db = test_db::<TestMigrator>().await;
+    if test_db.is_postgres() {
+        return; // PostgreSQL sends each statement on its own, numbered as it is.
+    }
+    let txn = crate::db::begin_write(&test_db.db).await.unwrap();
+    let numbered = |sql: &str| Statement::from_sql_and_values(DbBackend::Sqlite, sql, [1.into()]);
+    let error = crate::db::batch(&txn, vec![numbered("SELECT ?"), numbered("SELECT ?1")])
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("binds by number"), "{error}");
 }
 
 #[tokio::test]

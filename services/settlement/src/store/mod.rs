@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{
-    Alias, Condition, Expr, ExprTrait, OnConflict, Order, Query, SelectStatement,
+    Alias, Condition, Expr, ExprTrait, InsertStatement, OnConflict, Order, Query, SelectStatement,
 };
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, QueryResult, SqlErr,
@@ -222,10 +222,22 @@ async fn insert_instalments<C: ConnectionTrait>(
     schedules: &[&NewSchedule],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    for insert in instalment_inserts(schedules, now)? {
+        conn.execute(&insert).await?;
+    }
+    Ok(())
+}
+
+/// The statements that insert the instalments of `schedules`, [`INSERT_CHUNK`] rows each.
+fn instalment_inserts(
+    schedules: &[&NewSchedule],
+    now: DateTime<Utc>,
+) -> Result<Vec<InsertStatement>, DbErr> {
     let rows: Vec<(&NewSchedule, &ScheduledInstalment)> = schedules
         .iter()
         .flat_map(|schedule| schedule.instalments.iter().map(move |i| (*schedule, i)))
         .collect();
+    let mut inserts = Vec::with_capacity(rows.len().div_ceil(INSERT_CHUNK));
     for chunk in rows.chunks(INSERT_CHUNK) {
         let mut insert = Query::insert();
         insert.into_table(Instalment::Table).columns([
@@ -265,9 +277,9 @@ async fn insert_instalments<C: ConnectionTrait>(
                 term.into(),
             ]);
         }
-        conn.execute(&insert).await?;
+        inserts.push(insert);
     }
-    Ok(())
+    Ok(inserts)
 }
 
 impl Store {
@@ -308,6 +320,10 @@ impl Store {
                 }
             }
         }
+        // The schedules and their instalments go as one batch: on SQLite one hand-off to the
+        // file's writer, on the turn every schedule recorded waits for.
+        let backend = txn.get_database_backend();
+        let mut statements = Vec::new();
         for chunk in fresh.chunks(INSERT_CHUNK) {
             let mut insert = Query::insert();
             insert.into_table(PurchaseSchedule::Table).columns([
@@ -332,17 +348,22 @@ impl Store {
                     schedule.region_code.clone().into(),
                 ]);
             }
-            match txn.execute(&insert).await {
-                Ok(_) => {}
-                // A concurrent call recorded the same purchase first: that one wins.
-                Err(error) if is_unique_violation(&error) => {
-                    txn.rollback().await?;
-                    return Err(SettlementError::ConcurrentChange);
-                }
-                Err(error) => return Err(error.into()),
-            }
+            statements.push(backend.build(&insert));
         }
-        insert_instalments(&txn, &fresh, now).await?;
+        statements.extend(
+            instalment_inserts(&fresh, now)?
+                .iter()
+                .map(|insert| backend.build(insert)),
+        );
+        match tavana_kit::db::batch(&txn, statements).await {
+            Ok(_) => {}
+            // A concurrent call recorded the same purchase first: that one wins.
+            Err(error) if is_unique_violation(&error) => {
+                txn.rollback().await?;
+                return Err(SettlementError::ConcurrentChange);
+            }
+            Err(error) => return Err(error.into()),
+        }
         txn.commit().await?;
         Ok(fresh.len() as u64)
     }
