@@ -1117,6 +1117,51 @@ async fn read_your_writes_a_sender_delivers_what_it_wrote_leased_without_claimin
     }
 }
 
+#[tokio::test]
+async fn read_your_writes_messages_written_alone_are_leased_to_their_sender_and_delivered_at_once()
+{
+    // Arrange: a sender writes two SMS outside any transaction of its own (identity's login
+    // code and notifications), one of them already there.
+    let test_db = test_db::<TestMigrator>().await;
+    let recorder = Arc::new(Recorder::default());
+    let sender = handle_only(&test_db, recorder.clone(), fast_config()).await;
+    let before = sender
+        .enqueue_alone(
+            &test_db.db,
+            vec![Message::new("identity.send_sms", "sms-0", b"old".to_vec())],
+        )
+        .await
+        .unwrap();
+
+    // Act
+    let enqueued = sender
+        .enqueue_alone(
+            &test_db.db,
+            vec![
+                Message::new("identity.send_sms", "sms-0", b"again".to_vec()),
+                Message::new("identity.send_sms", "sms-1", b"code".to_vec()),
+            ],
+        )
+        .await
+        .unwrap();
+
+    // Assert: only the new one, written leased (no relay claims it), delivered before
+    // deliver_now returns.
+    assert_eq!(enqueued.ids().len(), 1);
+    assert_eq!(enqueued.leased.len(), 1);
+    assert!(lease_of(&test_db, enqueued.ids()[0]).await.is_some());
+    sender.deliver_now(&enqueued).await;
+    assert_eq!(
+        recorder.delivered(),
+        [("identity.send_sms".to_owned(), b"code".to_vec())]
+    );
+    assert_eq!(lease_of(&test_db, enqueued.ids()[0]).await, None);
+    assert_eq!(
+        pending_count(&test_db.db).await.unwrap(),
+        before.ids().len() as u64
+    );
+}
+
 /// A receiver that answers only once `expected` deliveries are in flight at once; a
 /// delivery waiting alone longer than its timeout fails (to be retried).
 struct Rendezvous {
@@ -1176,16 +1221,30 @@ async fn read_your_writes_a_transactions_unordered_messages_go_to_their_receiver
     assert_eq!(failed_count(&test_db.db).await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn a_batch_writes_messages_with_the_transactions_own_statements_and_reads_their_ids() {
-    // Arrange: a table of the transaction's own, and one message already there.
-    let test_db = test_db::<TestMigrator>().await;
-    let backend = test_db.db.get_database_backend();
+/// Creates a table of a transaction's own rows, for batches; returns the backend.
+async fn batch_rows(test_db: &TestDb) -> DbBackend {
     test_db
         .db
         .execute_unprepared("CREATE TABLE batch_row (k TEXT PRIMARY KEY, v BIGINT NOT NULL)")
         .await
         .unwrap();
+    test_db.db.get_database_backend()
+}
+
+/// The statement that inserts the row `k` with `v` into [`batch_rows`]' table.
+fn batch_row(backend: DbBackend, k: &str, v: i64) -> Statement {
+    let sql = match backend {
+        DbBackend::Postgres => "INSERT INTO batch_row (k, v) VALUES ($1, $2)",
+        _ => "INSERT INTO batch_row (k, v) VALUES (?, ?)",
+    };
+    Statement::from_sql_and_values(backend, sql, [k.into(), v.into()])
+}
+
+#[tokio::test]
+async fn a_batch_writes_messages_with_the_transactions_own_statements_and_reads_their_ids() {
+    // Arrange: a table of the transaction's own, and one message already there.
+    let test_db = test_db::<TestMigrator>().await;
+    let backend = batch_rows(&test_db).await;
     let before = commit_messages(
         &test_db,
         vec![Message::new(
@@ -1195,16 +1254,7 @@ async fn a_batch_writes_messages_with_the_transactions_own_statements_and_reads_
         )],
     )
     .await;
-    let row = |k: &str, v: i64| {
-        Statement::from_sql_and_values(
-            backend,
-            match backend {
-                DbBackend::Postgres => "INSERT INTO batch_row (k, v) VALUES ($1, $2)",
-                _ => "INSERT INTO batch_row (k, v) VALUES (?, ?)",
-            },
-            [k.into(), v.into()],
-        )
-    };
+    let row = |k: &str, v: i64| batch_row(backend, k, v);
 
     // Act: a row, two new messages and a repeated one, another row; one batch.
     let txn = crate::db::begin_write(&test_db.db).await.unwrap();
@@ -1253,27 +1303,13 @@ async fn a_batch_writes_messages_with_the_transactions_own_statements_and_reads_
 async fn a_batch_that_fails_on_a_statement_writes_nothing_once_rolled_back() {
     // Arrange: a row already there, which the batch's last statement repeats.
     let test_db = test_db::<TestMigrator>().await;
-    let backend = test_db.db.get_database_backend();
+    let backend = batch_rows(&test_db).await;
     test_db
         .db
-        .execute_unprepared("CREATE TABLE batch_row (k TEXT PRIMARY KEY)")
+        .execute_raw(batch_row(backend, "taken", 0))
         .await
         .unwrap();
-    test_db
-        .db
-        .execute_unprepared("INSERT INTO batch_row (k) VALUES ('taken')")
-        .await
-        .unwrap();
-    let insert = |k: &str| {
-        Statement::from_sql_and_values(
-            backend,
-            match backend {
-                DbBackend::Postgres => "INSERT INTO batch_row (k) VALUES ($1)",
-                _ => "INSERT INTO batch_row (k) VALUES (?)",
-            },
-            [k.into()],
-        )
-    };
+    let insert = |k: &str| batch_row(backend, k, 1);
 
     // Act
     let txn = crate::db::begin_write(&test_db.db).await.unwrap();
