@@ -544,6 +544,13 @@ fn prepare(
     messages: Vec<Message>,
     lease: Option<Duration>,
 ) -> (Vec<Statement>, Written) {
+    if messages.is_empty() {
+        let written = Written {
+            to_lease: std::collections::HashMap::new(),
+            traceparent: None,
+        };
+        return (Vec::new(), written);
+    }
     let now = Utc::now();
     let traceparent = current_traceparent();
     let lease_until = lease.map(|lease| now + chrono_of(lease));
@@ -561,9 +568,7 @@ fn prepare(
         "RETURNING id, topic, dedup_key, lease_until IS NOT NULL AS leased"
     };
     let mut statements = Vec::new();
-    if messages.is_empty() {
-        // Nothing to write.
-    } else if backend == DbBackend::Postgres {
+    if backend == DbBackend::Postgres {
         let mut topics = Vec::with_capacity(messages.len());
         let mut keys = Vec::with_capacity(messages.len());
         let mut payloads = Vec::with_capacity(messages.len());

@@ -29,24 +29,9 @@ impl Store {
         }
     }
 
-    pub(super) async fn save_replay(
-        txn: &DatabaseTransaction,
-        scope: &IdempotencyScope,
-        response: Vec<u8>,
-        now: DateTime<Utc>,
-    ) -> Result<(), DbErr> {
-        txn.execute_raw(Self::save_replay_statement(
-            txn.get_database_backend(),
-            scope,
-            response,
-            now,
-        ))
-        .await?;
-        Ok(())
-    }
-
-    /// The statement of [`Store::save_replay`], for a batch.
-    pub(super) fn save_replay_statement(
+    /// The statement that keeps the answer of `scope`'s request (R19), for the batch of the
+    /// transaction that made it.
+    pub(super) fn replay_record(
         backend: DbBackend,
         scope: &IdempotencyScope,
         response: Vec<u8>,

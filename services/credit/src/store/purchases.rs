@@ -110,17 +110,16 @@ impl Store {
             purchase::Entity::insert(row.clone().into_active_model().reset_all()).build(backend),
         ];
         statements.extend(messages);
-        statements.push(Self::save_replay_statement(
+        statements.push(Self::replay_record(
             backend,
             new.idempotency,
             (new.encode)(&row),
             new.now,
         ));
         // Only the outbox's statements return rows (their ids).
-        let written = match tavana_kit::db::batch(&txn, statements).await {
-            Ok(rows) => outbox.enqueued(rows),
-            Err(error) => Err(error),
-        };
+        let written = tavana_kit::db::batch(&txn, statements)
+            .await
+            .and_then(|rows| outbox.enqueued(rows));
         match written {
             Ok(enqueued) => {
                 txn.commit().await?;

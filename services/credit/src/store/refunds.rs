@@ -57,20 +57,30 @@ impl Store {
         }
         let written = async {
             let updated = active.update(&txn).await?;
-            refund::ActiveModel {
-                id: Set(new.refund_id.clone()),
-                purchase_id: Set(updated.id.clone()),
-                amount: Set(new.amount),
-                created_at: Set(new.now),
-            }
-            .insert(&txn)
-            .await?;
-            let enqueued = self
-                .enqueue(&txn, (new.messages)(&updated, &new.refund_id))
-                .await?;
+            // The refund, its messages and its record go as one batch, as a purchase's do.
+            let backend = txn.get_database_backend();
+            let (messages, outbox) =
+                self.enqueue_statements(backend, (new.messages)(&updated, &new.refund_id));
+            let mut statements = vec![
+                refund::Entity::insert(refund::ActiveModel {
+                    id: Set(new.refund_id.clone()),
+                    purchase_id: Set(updated.id.clone()),
+                    amount: Set(new.amount),
+                    created_at: Set(new.now),
+                })
+                .build(backend),
+            ];
+            statements.extend(messages);
             if let Some(scope) = &new.idempotency {
-                Self::save_replay(&txn, scope, (new.encode)(&updated), new.now).await?;
+                statements.push(Self::replay_record(
+                    backend,
+                    scope,
+                    (new.encode)(&updated),
+                    new.now,
+                ));
             }
+            // Only the outbox's statements return rows (their ids).
+            let enqueued = outbox.enqueued(tavana_kit::db::batch(&txn, statements).await?)?;
             Ok::<(purchase::Model, outbox::Enqueued), DbErr>((updated, enqueued))
         }
         .await;
