@@ -59,6 +59,13 @@ pub static POLICY: tavana_kit::trust::Policy = {
             ("UnlockCard", &[GATEWAY]),
             ("SetArrears", &[SETTLEMENT]),
         ],
+        reads: &[
+            "GetBalance",
+            "ListPurchases",
+            "GetCard",
+            "ListPurchaseLedger",
+            "DigestPurchaseLedger",
+        ],
     }
 };
 

@@ -51,6 +51,13 @@ pub static POLICY: tavana_kit::trust::Policy = {
             ("DecideAsFinance", &[GATEWAY]),
             ("ReleaseGuarantee", &[CREDIT]),
         ],
+        reads: &[
+            "GetMyCreditLimits",
+            "GetCreditRequest",
+            "ListMyCreditRequests",
+            "ListGuaranteeRequests",
+            "ListRegionCreditRequests",
+        ],
     }
 };
 

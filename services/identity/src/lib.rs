@@ -68,6 +68,14 @@ pub static POLICY: tavana_kit::trust::Policy = {
             ("NotifyEmployees", &[SETTLEMENT]),
             ("ListDevSms", &[GATEWAY]),
         ],
+        reads: &[
+            "GetSigningKeys",
+            "CheckSession",
+            "GetMe",
+            "GetEmployee",
+            "GetOrganization",
+            "ListDevSms",
+        ],
     }
 };
 

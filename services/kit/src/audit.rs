@@ -460,6 +460,7 @@ pub static POLICY: crate::trust::Policy = crate::trust::Policy {
     service: GRPC_SERVICE_NAME,
     audience: "audit",
     methods: &[("ListAuditEvents", &[crate::trust::GATEWAY])],
+    reads: &["ListAuditEvents"],
 };
 
 #[tonic::async_trait]

@@ -1,15 +1,17 @@
 //! gRPC server bootstrap (health, reflection, tracing, metrics, timeouts) and client
 //! channels (trace context on every call, per-request balancing over replicas).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::Context;
+use futures::FutureExt as _;
 use opentelemetry::propagation::{Extractor, Injector};
 use prost::Message;
 use prost_types::FileDescriptorSet;
@@ -164,8 +166,16 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type LocalService =
     tower::util::BoxCloneSyncService<http::Request<Body>, http::Response<Body>, BoxError>;
 
+/// A server registered for in-process calls: its stack, and the paths of its methods
+/// that only read ([`crate::trust::Policy::reads`]).
+#[derive(Clone)]
+struct Local {
+    service: LocalService,
+    reads: Arc<HashSet<String>>,
+}
+
 /// Where a server registers its stack while it serves, and its clients look for it.
-type Slot = Arc<RwLock<Option<LocalService>>>;
+type Slot = Arc<RwLock<Option<Local>>>;
 
 /// The servers of one process (`tavana up`) that its own clients reach in process:
 /// a call to a registered address skips loopback TCP and HTTP/2 but not the server's
@@ -204,9 +214,12 @@ impl InProcess {
 struct Registered(Option<Slot>);
 
 impl Registered {
-    fn new(slot: Option<Slot>, service: LocalService) -> Registered {
+    fn new(slot: Option<Slot>, service: LocalService, reads: HashSet<String>) -> Registered {
         if let Some(slot) = &slot {
-            *slot.write().unwrap_or_else(PoisonError::into_inner) = Some(service);
+            *slot.write().unwrap_or_else(PoisonError::into_inner) = Some(Local {
+                service,
+                reads: Arc::new(reads),
+            });
         }
         Registered(slot)
     }
@@ -276,7 +289,7 @@ pub struct Transport {
     tcp: tonic::transport::Channel,
     local: Option<Slot>,
     /// The in-process server `poll_ready` found, for the next `call`.
-    chosen: Option<LocalService>,
+    chosen: Option<Local>,
     timeout: Duration,
 }
 
@@ -301,20 +314,35 @@ impl tower::Service<http::Request<Body>> for Transport {
             let call = self.tcp.call(request);
             return Box::pin(async move { call.await.map_err(Into::into) });
         };
-        // The server's own task, as a connection's stream would be: the call runs to
-        // its end (or the server's timeout) even if the caller gives up, and a panic in
-        // a handler fails the call, not the caller.
-        let served = tokio::spawn(server.oneshot(request));
         let timeout = self.timeout;
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, served).await {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(failed)) => {
-                    Ok(Status::internal(format!("the call failed: {failed}")).into_http())
-                }
-                Err(_) => Ok(timed_out()),
-            }
-        })
+        // A panic in a handler fails the call, not the caller, either way.
+        if server.reads.contains(request.uri().path()) {
+            // A read runs in its caller's task: nothing is lost when the caller stops
+            // awaiting it, and it saves a task and the wake-up that hands its answer back.
+            let served = AssertUnwindSafe(server.service.oneshot(request)).catch_unwind();
+            return Box::pin(answer_within(timeout, async move {
+                served.await.map_err(|_| "a handler panicked".to_owned())
+            }));
+        }
+        // Any other call gets the server's own task, as a connection's stream would: it
+        // runs to its end (or the server's timeout) even if the caller gives up.
+        let served = tokio::spawn(server.service.oneshot(request));
+        Box::pin(answer_within(timeout, async move {
+            served.await.map_err(|failed| failed.to_string())
+        }))
+    }
+}
+
+/// The answer of an in-process call `served` within the caller's `timeout`; a call that
+/// failed (`Err`, it panicked) is an `INTERNAL` answer.
+async fn answer_within(
+    timeout: Duration,
+    served: impl Future<Output = Result<Result<http::Response<Body>, BoxError>, String>>,
+) -> Result<http::Response<Body>, BoxError> {
+    match tokio::time::timeout(timeout, served).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(failed)) => Ok(Status::internal(format!("the call failed: {failed}")).into_http()),
+        Err(_) => Ok(timed_out()),
     }
 }
 
@@ -395,6 +423,7 @@ pub async fn serve_grpc(
     let _registered = Registered::new(
         local_addr.and_then(|address| in_process.slot_at(address)),
         local_service(routes.clone(), gate.clone(), grpc.request_timeout()),
+        gate.read_paths(),
     );
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tracing::info!(addr = ?local_addr, services = ?service_names, "grpc server listening");
@@ -608,6 +637,7 @@ mod tests {
             service: "tavana.test.v1.TestService",
             audience: crate::trust::CREDIT,
             methods: &[],
+            reads: &[],
         };
         let gate = Gate::new(crate::testing::test_keyring(), &POLICY);
         let server = tokio::spawn(serve_grpc(
@@ -624,11 +654,17 @@ mod tests {
         (addr, stop, server)
     }
 
-    /// Lets the gateway call credit's `Check` (a method with no route).
+    /// Lets the gateway call credit's `Check` (a method with no route), `Read` and
+    /// `Panic`, the last two declared reads.
     const IN_PROCESS_POLICY: crate::trust::Policy = crate::trust::Policy {
         service: "tavana.credit.v1.CreditService",
         audience: crate::trust::CREDIT,
-        methods: &[("Check", &[crate::trust::GATEWAY])],
+        methods: &[
+            ("Check", &[crate::trust::GATEWAY]),
+            ("Read", &[crate::trust::GATEWAY]),
+            ("Panic", &[crate::trust::GATEWAY]),
+        ],
+        reads: &["Read", "Panic"],
     };
 
     /// An address where nothing listens.
@@ -639,16 +675,51 @@ mod tests {
 
     /// Calls `/tavana.credit.v1.CreditService/Check` on `channel`.
     async fn call_guarded(channel: Channel) -> tonic::Code {
+        call_method(channel, "Check").await
+    }
+
+    /// Calls `method` of `tavana.credit.v1.CreditService` on `channel`.
+    async fn call_method(channel: Channel, method: &str) -> tonic::Code {
         let mut grpc = tonic::client::Grpc::new(channel);
         grpc.ready().await.unwrap();
+        let path = format!("/tavana.credit.v1.CreditService/{method}");
         let answer: Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, Status> = grpc
             .unary(
                 tonic::Request::new(HealthCheckRequest::default()),
-                http::uri::PathAndQuery::from_static("/tavana.credit.v1.CreditService/Check"),
+                http::uri::PathAndQuery::try_from(path).unwrap(),
                 tonic_prost::ProstCodec::default(),
             )
             .await;
         answer.map_or_else(|status| status.code(), |_| tonic::Code::Ok)
+    }
+
+    /// A credit service that records each call's path and the task serving it, answers
+    /// `UNIMPLEMENTED`, and panics on `Panic`.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<Served>>>);
+
+    /// A call's path and the task that served it.
+    type Served = (String, Option<tokio::task::Id>);
+
+    impl tonic::server::NamedService for Recorder {
+        const NAME: &'static str = "tavana.credit.v1.CreditService";
+    }
+
+    impl tower::Service<http::Request<Body>> for Recorder {
+        type Response = http::Response<Body>;
+        type Error = std::convert::Infallible;
+        type Future = futures::future::Ready<Result<http::Response<Body>, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+            let path = request.uri().path().to_owned();
+            assert!(!path.ends_with("/Panic"), "a handler's bug");
+            self.0.lock().unwrap().push((path, tokio::task::try_id()));
+            futures::future::ready(Ok(Status::unimplemented("recorded").into_http()))
+        }
     }
 
     /// A credit service that never answers.
@@ -682,6 +753,7 @@ mod tests {
         let _registered = Registered::new(
             in_process.slot_at(address),
             local_service(Routes::new(Stalled), gate, request_timeout),
+            HashSet::new(),
         );
         let dialer =
             Dialer::new(crate::testing::test_signer(), deadline).with_in_process(in_process);
@@ -723,6 +795,7 @@ mod tests {
         let registered = Registered::new(
             in_process.slot_at(address),
             local_service(Routes::new(health), gate, Duration::from_secs(5)),
+            HashSet::new(),
         );
         let timeout = Duration::from_secs(5);
         let gateway =
@@ -755,6 +828,44 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(gone.code(), tonic::Code::Unavailable, "{gone:?}");
+    }
+
+    #[tokio::test]
+    async fn a_read_in_process_runs_in_its_callers_task_and_any_other_call_in_its_own() {
+        // Arrange: a recording server in process whose `Read` and `Panic` only read.
+        let address = closed_port().await;
+        let in_process = InProcess::enabled();
+        let recorder = Recorder::default();
+        let gate = Gate::new(crate::testing::test_keyring(), &IN_PROCESS_POLICY);
+        let _registered = Registered::new(
+            in_process.slot_at(address),
+            local_service(
+                Routes::new(recorder.clone()),
+                gate.clone(),
+                Duration::from_secs(5),
+            ),
+            gate.read_paths(),
+        );
+        let dialer = Dialer::new(crate::testing::test_signer(), Duration::from_secs(5))
+            .with_in_process(in_process);
+        let channel = dialer.channel(&address.to_string()).unwrap();
+
+        for method in ["Read", "Check"] {
+            // Act: a call from a task of its own.
+            let call = call_method(channel.clone(), method);
+            let (caller, code) = tokio::spawn(async move { (tokio::task::id(), call.await) })
+                .await
+                .unwrap();
+
+            // Assert: served, in the caller's task only when it reads.
+            assert_eq!(code, tonic::Code::Unimplemented, "{method}");
+            let (path, served_in) = recorder.0.lock().unwrap().pop().unwrap();
+            assert_eq!(path, format!("/tavana.credit.v1.CreditService/{method}"));
+            assert!(served_in.is_some(), "{method} was served outside a task");
+            assert_eq!(served_in == Some(caller), method == "Read", "{method}");
+        }
+        // A read whose handler panics fails its call, not its caller.
+        assert_eq!(call_method(channel, "Panic").await, tonic::Code::Internal);
     }
 
     // The clock is paused: it jumps to the first timer once nothing else can run.

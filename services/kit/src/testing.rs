@@ -646,7 +646,8 @@ pub fn methods_of(descriptor_set: &[u8], service: &str) -> Vec<String> {
 }
 
 /// Asserts that `policy` names every method of its service in `descriptor_set` and no
-/// other (default deny: a new method without an allow-list entry fails this).
+/// other (default deny: a new method without an allow-list entry fails this), and that
+/// its reads are methods of the service.
 pub fn assert_policy_covers_every_method(descriptor_set: &[u8], policy: &Policy) {
     let methods = methods_of(descriptor_set, policy.service);
     assert!(!methods.is_empty(), "{} has no methods", policy.service);
@@ -661,6 +662,13 @@ pub fn assert_policy_covers_every_method(descriptor_set: &[u8], policy: &Policy)
         assert!(
             methods.iter().any(|method| method == name),
             "allow-list entry {name} is not a method of {}",
+            policy.service
+        );
+    }
+    for name in policy.reads {
+        assert!(
+            methods.iter().any(|method| method == name),
+            "read {name} is not a method of {}",
             policy.service
         );
     }

@@ -93,6 +93,11 @@ pub struct Policy {
     pub audience: &'static str,
     /// Per method name, the principals allowed to call it.
     pub methods: MethodTable,
+    /// The methods that only read (or tidy up in transactions of their own, which a
+    /// caller that stops waiting rolls back whole): a caller in the same process runs
+    /// them in its own task ([`crate::grpc::Transport`]), where every other call gets a
+    /// task of its own so that it runs to its end.
+    pub reads: &'static [&'static str],
 }
 
 impl Policy {
@@ -721,6 +726,19 @@ impl Gate {
         self
     }
 
+    /// Returns the paths (`/service/method`) of the methods that only read.
+    pub fn read_paths(&self) -> std::collections::HashSet<String> {
+        self.policies
+            .iter()
+            .flat_map(|policy| {
+                policy
+                    .reads
+                    .iter()
+                    .map(|method| format!("/{}/{method}", policy.service))
+            })
+            .collect()
+    }
+
     /// Returns the names of the services this gate guards.
     pub fn service_names(&self) -> Vec<&'static str> {
         self.policies.iter().map(|policy| policy.service).collect()
@@ -847,6 +865,7 @@ mod tests {
         service: "tavana.credit.v1.CreditService",
         audience: CREDIT,
         methods: &[("OpenFacility", &[GUARANTEE]), ("GetBalance", &[GATEWAY])],
+        reads: &["GetBalance"],
     };
 
     fn keyring() -> Keyring {

@@ -46,6 +46,12 @@ pub static POLICY: tavana_kit::trust::Policy = {
             ("GetMerchant", &[GATEWAY, CREDIT]),
             ("AuthenticateMerchant", &[GATEWAY]),
         ],
+        reads: &[
+            "ListProposals",
+            "GetProposal",
+            "ListMerchants",
+            "GetMerchant",
+        ],
     }
 };
 

@@ -57,6 +57,7 @@ pub static POLICY: tavana_kit::trust::Policy = {
             ("ListUnmatchedLines", &[GATEWAY]),
             ("ResolveUnmatchedLine", &[GATEWAY]),
         ],
+        reads: &["ListMyInstalments"],
     }
 };
 
