@@ -654,8 +654,8 @@ mod tests {
         (addr, stop, server)
     }
 
-    /// Lets the gateway call credit's `Check` (a method with no route), `Read` and
-    /// `Panic`, the last two declared reads.
+    /// Lets the gateway call credit's `Check` (a method with no route), `Read`, `Panic`
+    /// and `Stall`; `Read` and `Panic` only read.
     const IN_PROCESS_POLICY: crate::trust::Policy = crate::trust::Policy {
         service: "tavana.credit.v1.CreditService",
         audience: crate::trust::CREDIT,
@@ -663,6 +663,7 @@ mod tests {
             ("Check", &[crate::trust::GATEWAY]),
             ("Read", &[crate::trust::GATEWAY]),
             ("Panic", &[crate::trust::GATEWAY]),
+            ("Stall", &[crate::trust::GATEWAY]),
         ],
         reads: &["Read", "Panic"],
     };
@@ -693,22 +694,27 @@ mod tests {
         answer.map_or_else(|status| status.code(), |_| tonic::Code::Ok)
     }
 
-    /// A credit service that records each call's path and the task serving it, answers
-    /// `UNIMPLEMENTED`, and panics on `Panic`.
+    /// A credit service that never answers `Stall`, panics on `Panic`, and records any
+    /// other call's path and the task serving it, answering `UNIMPLEMENTED`.
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<Served>>>);
+    struct Fake(Arc<Mutex<Vec<Served>>>);
 
     /// A call's path and the task that served it.
     type Served = (String, Option<tokio::task::Id>);
 
-    impl tonic::server::NamedService for Recorder {
+    type Answer = Result<http::Response<Body>, std::convert::Infallible>;
+
+    impl tonic::server::NamedService for Fake {
         const NAME: &'static str = "tavana.credit.v1.CreditService";
     }
 
-    impl tower::Service<http::Request<Body>> for Recorder {
+    impl tower::Service<http::Request<Body>> for Fake {
         type Response = http::Response<Body>;
         type Error = std::convert::Infallible;
-        type Future = futures::future::Ready<Result<http::Response<Body>, Self::Error>>;
+        type Future = futures::future::Either<
+            futures::future::Ready<Answer>,
+            futures::future::Pending<Answer>,
+        >;
 
         fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
             Poll::Ready(Ok(()))
@@ -716,35 +722,19 @@ mod tests {
 
         fn call(&mut self, request: http::Request<Body>) -> Self::Future {
             let path = request.uri().path().to_owned();
+            if path.ends_with("/Stall") {
+                return futures::future::Either::Right(futures::future::pending());
+            }
             assert!(!path.ends_with("/Panic"), "a handler's bug");
             self.0.lock().unwrap().push((path, tokio::task::try_id()));
-            futures::future::ready(Ok(Status::unimplemented("recorded").into_http()))
+            futures::future::Either::Left(futures::future::ready(Ok(Status::unimplemented(
+                "recorded",
+            )
+            .into_http())))
         }
     }
 
-    /// A credit service that never answers.
-    #[derive(Clone)]
-    struct Stalled;
-
-    impl tonic::server::NamedService for Stalled {
-        const NAME: &'static str = "tavana.credit.v1.CreditService";
-    }
-
-    impl tower::Service<http::Request<Body>> for Stalled {
-        type Response = http::Response<Body>;
-        type Error = std::convert::Infallible;
-        type Future = futures::future::Pending<Result<http::Response<Body>, Self::Error>>;
-
-        fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn call(&mut self, _: http::Request<Body>) -> Self::Future {
-            futures::future::pending()
-        }
-    }
-
-    /// The code of a call to [`Stalled`] in process, with the server's `request_timeout`
+    /// The code of a call to [`Fake`]'s `Stall` in process, with the server's `request_timeout`
     /// and the caller's `deadline`.
     async fn call_stalled(request_timeout: Duration, deadline: Duration) -> tonic::Code {
         let address = closed_port().await;
@@ -752,12 +742,12 @@ mod tests {
         let gate = Gate::new(crate::testing::test_keyring(), &IN_PROCESS_POLICY);
         let _registered = Registered::new(
             in_process.slot_at(address),
-            local_service(Routes::new(Stalled), gate, request_timeout),
+            local_service(Routes::new(Fake::default()), gate, request_timeout),
             HashSet::new(),
         );
         let dialer =
             Dialer::new(crate::testing::test_signer(), deadline).with_in_process(in_process);
-        call_guarded(dialer.channel(&address.to_string()).unwrap()).await
+        call_method(dialer.channel(&address.to_string()).unwrap(), "Stall").await
     }
 
     #[test]
@@ -835,7 +825,7 @@ mod tests {
         // Arrange: a recording server in process whose `Read` and `Panic` only read.
         let address = closed_port().await;
         let in_process = InProcess::enabled();
-        let recorder = Recorder::default();
+        let recorder = Fake::default();
         let gate = Gate::new(crate::testing::test_keyring(), &IN_PROCESS_POLICY);
         let _registered = Registered::new(
             in_process.slot_at(address),
