@@ -214,12 +214,9 @@ impl InProcess {
 struct Registered(Option<Slot>);
 
 impl Registered {
-    fn new(slot: Option<Slot>, service: LocalService, reads: HashSet<String>) -> Registered {
+    fn new(slot: Option<Slot>, local: Local) -> Registered {
         if let Some(slot) = &slot {
-            *slot.write().unwrap_or_else(PoisonError::into_inner) = Some(Local {
-                service,
-                reads: Arc::new(reads),
-            });
+            *slot.write().unwrap_or_else(PoisonError::into_inner) = Some(local);
         }
         Registered(slot)
     }
@@ -351,8 +348,10 @@ fn timed_out() -> http::Response<Body> {
     Status::cancelled("Timeout expired").into_http()
 }
 
-/// The stack `serve_grpc` puts before `routes`, as one service for [`InProcess`] calls.
-fn local_service(routes: Routes, gate: Gate, timeout: Duration) -> LocalService {
+/// The stack `serve_grpc` puts before `routes`, as one service for [`InProcess`] calls,
+/// with the reads of `gate`'s policies.
+fn local_service(routes: Routes, gate: Gate, timeout: Duration) -> Local {
+    let reads = Arc::new(gate.read_paths());
     let routes = tower::service_fn(move |request: http::Request<Body>| {
         let call = routes.clone().oneshot(request);
         async move {
@@ -367,10 +366,13 @@ fn local_service(routes: Routes, gate: Gate, timeout: Duration) -> LocalService 
         .layer(GateLayer::new(gate))
         .layer(RequestIdLayer)
         .service(routes);
-    tower::util::BoxCloneSyncService::new(tower::service_fn(move |request: http::Request<Body>| {
-        let span = rpc_span(&request);
-        stack.clone().oneshot(request).instrument(span)
-    }))
+    let service = tower::util::BoxCloneSyncService::new(tower::service_fn(
+        move |request: http::Request<Body>| {
+            let span = rpc_span(&request);
+            stack.clone().oneshot(request).instrument(span)
+        },
+    ));
+    Local { service, reads }
 }
 
 /// Serves `routes` on `listener` until `shutdown` completes.
@@ -423,7 +425,6 @@ pub async fn serve_grpc(
     let _registered = Registered::new(
         local_addr.and_then(|address| in_process.slot_at(address)),
         local_service(routes.clone(), gate.clone(), grpc.request_timeout()),
-        gate.read_paths(),
     );
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tracing::info!(addr = ?local_addr, services = ?service_names, "grpc server listening");
@@ -743,7 +744,6 @@ mod tests {
         let _registered = Registered::new(
             in_process.slot_at(address),
             local_service(Routes::new(Fake::default()), gate, request_timeout),
-            HashSet::new(),
         );
         let dialer =
             Dialer::new(crate::testing::test_signer(), deadline).with_in_process(in_process);
@@ -785,7 +785,6 @@ mod tests {
         let registered = Registered::new(
             in_process.slot_at(address),
             local_service(Routes::new(health), gate, Duration::from_secs(5)),
-            HashSet::new(),
         );
         let timeout = Duration::from_secs(5);
         let gateway =
@@ -829,12 +828,7 @@ mod tests {
         let gate = Gate::new(crate::testing::test_keyring(), &IN_PROCESS_POLICY);
         let _registered = Registered::new(
             in_process.slot_at(address),
-            local_service(
-                Routes::new(recorder.clone()),
-                gate.clone(),
-                Duration::from_secs(5),
-            ),
-            gate.read_paths(),
+            local_service(Routes::new(recorder.clone()), gate, Duration::from_secs(5)),
         );
         let dialer = Dialer::new(crate::testing::test_signer(), Duration::from_secs(5))
             .with_in_process(in_process);
